@@ -1,0 +1,117 @@
+"""The import registry: one import per distinct file, known by a partition-safe import id.
+
+The id is the sanitized file name plus a short hash of the content, so the same file dropped
+twice is the same import (and the same Dagster partition), and any name becomes a valid key.
+The file is copied under the data home so an import can be re-run after the original moved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bulk_pipeline import config
+from bulk_pipeline.entities import Entity
+from bulk_pipeline.staging import OnDuplicate
+
+HASH_CHARS = 10
+MAX_STEM_CHARS = 48
+TARGETS = ("sandbox", "hubspot")
+
+
+@dataclass(frozen=True)
+class ImportRequest:
+    import_id: str
+    source_path: str
+    """Where the file was when it was registered (for people)."""
+    stored_path: str
+    """The copy the pipeline reads."""
+    entity: Entity | None
+    target: str
+    on_duplicate: OnDuplicate
+    mapping_path: str | None
+
+    @property
+    def file_name(self) -> str:
+        return Path(self.source_path).name
+
+
+class UnknownImportError(LookupError):
+    pass
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def import_id_for(name: str, digest: str) -> str:
+    """``<sanitized stem>-<hash>``: lower-case letters, digits, ``_`` and ``-`` only."""
+    stem = Path(name).stem.lower()
+    stem = re.sub(r"[^a-z0-9]+", "_", stem).strip("_")[:MAX_STEM_CHARS] or "file"
+    return f"{stem}-{digest[:HASH_CHARS]}"
+
+
+def _manifest_path(import_id: str) -> Path:
+    return config.data_home() / "imports" / f"{import_id}.json"
+
+
+def register_import(
+    path: Path,
+    *,
+    entity: Entity | None = None,
+    target: str = "sandbox",
+    on_duplicate: OnDuplicate = OnDuplicate.SKIP,
+    mapping_path: Path | None = None,
+) -> ImportRequest:
+    """Copy the file under the data home and record how to import it."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    if mapping_path is not None and not mapping_path.is_file():
+        raise FileNotFoundError(f"{mapping_path}: mapping file not found")
+    import_id = import_id_for(path.name, file_digest(path))
+    stored = config.data_home() / "files" / import_id / path.name
+    if not stored.exists():
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, stored)
+    request = ImportRequest(
+        import_id=import_id,
+        source_path=str(path.resolve()),
+        stored_path=str(stored),
+        entity=entity,
+        target=target,
+        on_duplicate=on_duplicate,
+        mapping_path=str(mapping_path.resolve()) if mapping_path else None,
+    )
+    manifest = _manifest_path(import_id)
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.write_text(json.dumps(asdict(request), indent=2), encoding="utf-8")
+    return request
+
+
+def load_import(import_id: str) -> ImportRequest:
+    manifest = _manifest_path(import_id)
+    if not manifest.is_file():
+        raise UnknownImportError(
+            f"import {import_id!r} is not registered in {manifest.parent}; "
+            "add files with `bulk-pipeline import PATH` or the inbox"
+        )
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    return ImportRequest(
+        import_id=data["import_id"],
+        source_path=data["source_path"],
+        stored_path=data["stored_path"],
+        entity=Entity(data["entity"]) if data.get("entity") else None,
+        target=data["target"],
+        on_duplicate=OnDuplicate(data["on_duplicate"]),
+        mapping_path=data.get("mapping_path"),
+    )

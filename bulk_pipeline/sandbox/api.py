@@ -1,0 +1,524 @@
+"""HubSpot's CRM v3 object operations: a parsed request in, a status and a JSON body out.
+
+Apart from the HTTP plumbing in ``server.py`` so that the dialect (shapes, limits, error answers)
+reads in one place. Shapes follow the schemas of the official specs (``SimplePublicObject``,
+``BatchResponseSimplePublicObject[WithErrors]``, ``CollectionResponseWithTotalSimplePublicObject``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote
+
+from bulk_pipeline.sandbox.errors import (
+    ApiError,
+    hubspot_error,
+    invalid_properties,
+    object_not_found,
+    standard_error,
+    validation_error,
+)
+from bulk_pipeline.sandbox.objects import (
+    DEFAULT_PROPERTIES,
+    ObjectType,
+    clean_properties,
+    object_type,
+)
+from bulk_pipeline.sandbox.store import Filter, KeyConflict, StoreConnection, StoredRecord
+
+MAX_BATCH_INPUTS = 100
+MAX_SEARCH_LIMIT = 200
+MAX_LIST_LIMIT = 100
+DEFAULT_PAGE_SIZE = 10
+SEARCH_OPERATORS = frozenset(("EQ", "NEQ", "IN", "NOT_IN", "HAS_PROPERTY", "NOT_HAS_PROPERTY"))
+WRITE_ROUTES = frozenset(
+    ("create", "update", "archive", "batch/create", "batch/update", "batch/upsert", "batch/archive")
+)
+_BATCH_OPERATIONS = frozenset(("create", "read", "update", "upsert", "archive"))
+_PREFIX = "/crm/v3/objects/"
+
+Answer = tuple[int, Any]
+"""An HTTP status and the JSON body (``None`` for no body)."""
+Query = Mapping[str, Sequence[str]]
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    """The operation as the stats count it: ``create``, ``get``, ``batch/upsert``, ``search``..."""
+    obj: ObjectType
+    record_id: str | None = None
+
+    @property
+    def is_write(self) -> bool:
+        return self.name in WRITE_ROUTES
+
+    @property
+    def is_search(self) -> bool:
+        return self.name == "search"
+
+
+def parse_route(method: str, path: str) -> Route | None:
+    """The operation a method and path name, or ``None`` when HubSpot has no such endpoint."""
+    if not path.startswith(_PREFIX):
+        return None
+    type_name, *rest = path[len(_PREFIX) :].rstrip("/").split("/")
+    obj = object_type(type_name)
+    if obj is None:
+        return None
+    match method, rest:
+        case "POST", []:
+            return Route("create", obj)
+        case "GET", []:
+            return Route("list", obj)
+        case "POST", ["search"]:
+            return Route("search", obj)
+        case "POST", ["batch", operation] if operation in _BATCH_OPERATIONS:
+            return Route(f"batch/{operation}", obj)
+        case "GET", [record_id]:
+            return Route("get", obj, unquote(record_id))
+        case "PATCH", [record_id]:
+            return Route("update", obj, unquote(record_id))
+        case "DELETE", [record_id]:
+            return Route("archive", obj, unquote(record_id))
+    return None
+
+
+def public(record: StoredRecord, wanted: Iterable[str] | None = None) -> dict[str, Any]:
+    """A record as a ``SimplePublicObject``, keeping the ``wanted`` properties that have values."""
+    properties = record.properties
+    if wanted is not None:
+        properties = {name: properties[name] for name in wanted if name in properties}
+    return {
+        "id": record.id,
+        "properties": properties,
+        "createdAt": record.created_at,
+        "updatedAt": record.updated_at,
+        "archived": False,
+    }
+
+
+def now_iso() -> str:
+    """HubSpot's timestamp format: ``2019-10-30T03:30:17.883Z``."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class CrmApi:
+    """The operations of one store connection; one instance per client connection."""
+
+    def __init__(self, store: StoreConnection) -> None:
+        self._store = store
+        self._operations: dict[str, Callable[[Route, Query, bytes], Answer]] = {
+            "create": self._create,
+            "get": self._get,
+            "update": self._update,
+            "archive": self._archive,
+            "list": self._list,
+            "search": self._search,
+            "batch/create": self._batch_create,
+            "batch/read": self._batch_read,
+            "batch/update": self._batch_update,
+            "batch/upsert": self._batch_upsert,
+            "batch/archive": self._batch_archive,
+        }
+
+    def handle(self, route: Route, query: Query, body: bytes) -> Answer:
+        """Run one operation; HubSpot's error answers are raised as ``ApiError``."""
+        return self._operations[route.name](route, query, body)
+
+    # Single records ---------------------------------------------------------------------------
+
+    def _create(self, route: Route, query: Query, body: bytes) -> Answer:
+        payload = _json_object(body)
+        (record,) = self._insert(route.obj, _all_properties(route.obj, [payload]))
+        return 201, public(record)
+
+    def _get(self, route: Route, query: Query, body: bytes) -> Answer:
+        record = self._find_one(route, query)
+        return 200, public(record, _wanted(route.obj, _query_list(query, "properties")))
+
+    def _update(self, route: Route, query: Query, body: bytes) -> Answer:
+        (patch,) = _all_properties(route.obj, [_json_object(body)])
+        record = self._find_one(route, query)
+        written = self._apply_updates(route.obj, [(int(record.id), patch)])
+        if record.id not in written:
+            raise object_not_found(route.obj.label, record.id)
+        return 200, public(written[record.id])
+
+    def _archive(self, route: Route, query: Query, body: bytes) -> Answer:
+        self._store.archive(route.obj.name, _numeric_ids([route.record_id or ""]), now_iso())
+        return 204, None
+
+    def _find_one(self, route: Route, query: Query) -> StoredRecord:
+        record_id = route.record_id or ""
+        id_property = _query_list(query, "idProperty")
+        by = _id_property(route.obj, id_property[0] if id_property else None)
+        (record,) = self._resolve(route.obj, by, [record_id])
+        if record is None:
+            raise object_not_found(route.obj.label, record_id)
+        return record
+
+    # Listing and search -----------------------------------------------------------------------
+
+    def _list(self, route: Route, query: Query, body: bytes) -> Answer:
+        limit = min(_limit(_first(query, "limit")), MAX_LIST_LIMIT)
+        after = _after(_first(query, "after"))
+        records, _, more = self._store.search(
+            route.obj.name, route.obj.unique_key, [], after=after, limit=limit
+        )
+        wanted = _wanted(route.obj, _query_list(query, "properties"))
+        answer: dict[str, Any] = {"results": [public(record, wanted) for record in records]}
+        if more:
+            answer["paging"] = {"next": {"after": records[-1].id}}
+        return 200, answer
+
+    def _search(self, route: Route, query: Query, body: bytes) -> Answer:
+        """Filters EQ, NEQ, IN, NOT_IN, HAS_PROPERTY, NOT_HAS_PROPERTY, case-insensitive.
+
+        Results always come in id order (``sorts`` is accepted and not applied); a free-text
+        ``query`` is refused rather than ignored, since ignoring it would return everything.
+        """
+        payload = _json_object(body)
+        if payload.get("query"):
+            raise validation_error("The sandbox does not support free-text 'query' searches.")
+        limit = _limit(payload.get("limit"))
+        if limit > MAX_SEARCH_LIMIT:
+            raise validation_error(
+                f"limit must be at most {MAX_SEARCH_LIMIT}, got {limit}.", limit=[str(limit)]
+            )
+        groups = _filter_groups(route.obj, payload.get("filterGroups") or [])
+        records, total, more = self._store.search(
+            route.obj.name,
+            route.obj.unique_key,
+            groups,
+            after=_after(payload.get("after")),
+            limit=limit,
+        )
+        wanted = _wanted(route.obj, _string_list(payload.get("properties"), "properties"))
+        answer: dict[str, Any] = {
+            "total": total,
+            "results": [public(record, wanted) for record in records],
+        }
+        if more:
+            answer["paging"] = {"next": {"after": records[-1].id}}
+        return 200, answer
+
+    # Batches ----------------------------------------------------------------------------------
+
+    def _batch_create(self, route: Route, query: Query, body: bytes) -> Answer:
+        started = now_iso()
+        inputs = _inputs(_json_object(body))
+        records = self._insert(route.obj, _all_properties(route.obj, inputs))
+        return _batch([public(record) for record in records], started, [], success=201)
+
+    def _batch_read(self, route: Route, query: Query, body: bytes) -> Answer:
+        started = now_iso()
+        payload = _json_object(body)
+        asked = _input_ids(_inputs(payload))
+        by = _id_property(route.obj, payload.get("idProperty"))
+        targets = self._resolve(route.obj, by, asked)
+        wanted = _wanted(route.obj, _string_list(payload.get("properties"), "properties"))
+        unique = {record.id: record for record in targets if record is not None}
+        missing = [value for value, record in zip(asked, targets, strict=True) if record is None]
+        errors = [_not_found("get", route.obj, missing)] if missing else []
+        return _batch([public(record, wanted) for record in unique.values()], started, errors)
+
+    def _batch_update(self, route: Route, query: Query, body: bytes) -> Answer:
+        started = now_iso()
+        inputs = _inputs(_json_object(body))
+        patches = _all_properties(route.obj, inputs)
+        asked = _input_ids(inputs)
+        by = _id_property(route.obj, _common(inputs, "idProperty"))
+        _refuse_duplicates(asked if by is None else [value.lower() for value in asked])
+        targets = self._resolve(route.obj, by, asked)
+        changes = [
+            (int(record.id), patch)
+            for record, patch in zip(targets, patches, strict=True)
+            if record is not None
+        ]
+        written = self._apply_updates(route.obj, changes)
+        missing = [
+            value
+            for value, record in zip(asked, targets, strict=True)
+            if record is None or record.id not in written
+        ]
+        results = [public(record) for record in written.values()]
+        errors = [_not_found("update", route.obj, missing)] if missing else []
+        return _batch(results, started, errors)
+
+    def _batch_upsert(self, route: Route, query: Query, body: bytes) -> Answer:
+        """Create or update by the type's unique key; the input's ``id`` is the key's value."""
+        started = now_iso()
+        obj = route.obj
+        inputs = _inputs(_json_object(body))
+        key_property = obj.unique_key
+        if key_property is None:
+            raise validation_error(f"{obj.name} have no unique property to upsert by.")
+        if inputs and _common(inputs, "idProperty") != key_property:
+            raise validation_error(f"Upserting {obj.name} needs idProperty {key_property!r}.")
+        ids = _input_ids(inputs)
+        patches = _all_properties(
+            obj,
+            [
+                {"properties": {**(item.get("properties") or {}), key_property: value}}
+                for item, value in zip(inputs, ids, strict=True)
+            ],
+        )
+        keys = [(patch[key_property] or "").lower() for patch in patches]
+        _refuse_duplicates(keys)
+        results = self._store.upsert(
+            obj.name, key_property, list(zip(keys, patches, strict=True)), now_iso()
+        )
+        return _batch([{**public(record), "new": new} for record, new in results], started, [])
+
+    def _batch_archive(self, route: Route, query: Query, body: bytes) -> Answer:
+        asked = _input_ids(_inputs(_json_object(body)))
+        self._store.archive(route.obj.name, _numeric_ids(asked), now_iso())
+        return 204, None
+
+    # Shared steps -----------------------------------------------------------------------------
+
+    def _insert(
+        self, obj: ObjectType, patches: Sequence[dict[str, str | None]]
+    ) -> list[StoredRecord]:
+        records = [{name: value for name, value in p.items() if value is not None} for p in patches]
+        if obj.unique_key is not None:
+            seen: set[str] = set()
+            for props in records:
+                key = (props.get(obj.unique_key) or "").lower()
+                if key and key in seen:
+                    raise hubspot_error(
+                        409,
+                        "CONFLICT",
+                        f"Duplicate {obj.unique_key} {key} in batch input: "
+                        f"each {obj.label.lower()} must appear once.",
+                    )
+                seen.add(key)
+        try:
+            return self._store.create(obj.name, obj.unique_key, records, now_iso())
+        except KeyConflict as conflict:
+            raise _conflict(obj, conflict) from None
+
+    def _apply_updates(
+        self, obj: ObjectType, changes: Sequence[tuple[int, dict[str, str | None]]]
+    ) -> dict[str, StoredRecord]:
+        if not changes:
+            return {}
+        try:
+            return self._store.update(obj.name, obj.unique_key, changes, now_iso())
+        except KeyConflict as conflict:
+            raise _conflict(obj, conflict) from None
+
+    def _resolve(
+        self, obj: ObjectType, by: str | None, values: Sequence[str]
+    ) -> list[StoredRecord | None]:
+        """The active record each value names (``None`` if none): ids, or unique-key values."""
+        if by is None:
+            by_id = self._store.by_ids(obj.name, _numeric_ids(values))
+            return [by_id.get(value) for value in values]
+        by_key = self._store.by_keys(obj.name, [value.lower() for value in values])
+        return [by_key.get(value.lower()) for value in values]
+
+
+# Parsing ------------------------------------------------------------------------------------
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(body or b"{}")
+    except json.JSONDecodeError as error:
+        raise validation_error(
+            f"Invalid input JSON on line {error.lineno}, column {error.colno}: {error.msg}"
+        ) from None
+    if not isinstance(payload, dict):
+        raise validation_error("Invalid input JSON: expected an object.")
+    return payload
+
+
+def _inputs(payload: Mapping[str, Any]) -> list[dict[str, Any]]:
+    inputs = payload.get("inputs")
+    if not isinstance(inputs, list) or not all(isinstance(item, dict) for item in inputs):
+        raise validation_error("'inputs' must be a list of objects.")
+    if len(inputs) > MAX_BATCH_INPUTS:
+        raise validation_error(
+            f"Too many inputs: {len(inputs)}. A batch takes at most {MAX_BATCH_INPUTS}."
+        )
+    return inputs
+
+
+def _all_properties(
+    obj: ObjectType, inputs: Sequence[Mapping[str, Any]]
+) -> list[dict[str, str | None]]:
+    """Cleaned properties of every input; any bad value fails the whole call, as in HubSpot."""
+    issues: list[dict[str, Any]] = []
+    cleaned = [clean_properties(obj, item.get("properties"), issues) for item in inputs]
+    if issues:
+        raise invalid_properties(issues)
+    return cleaned
+
+
+def _input_ids(inputs: Sequence[Mapping[str, Any]]) -> list[str]:
+    ids = [item.get("id") for item in inputs]
+    if not all(isinstance(value, str | int) and str(value) for value in ids):
+        raise validation_error("Every input needs an 'id'.")
+    return [str(value) for value in ids]
+
+
+def _common(inputs: Sequence[Mapping[str, Any]], field: str) -> Any:
+    """A per-input field that the sandbox needs to be the same on every input."""
+    values = {item.get(field) for item in inputs}
+    if len(values) > 1:
+        raise validation_error(f"All inputs of one batch must use the same {field}.")
+    return values.pop() if values else None
+
+
+def _id_property(obj: ObjectType, id_property: object) -> str | None:
+    """``None`` for record ids, else the unique property that identifies records."""
+    if id_property in (None, "", "hs_object_id"):
+        return None
+    if id_property != obj.unique_key:
+        raise validation_error(
+            f"idProperty {id_property} is not a unique property of {obj.name}.",
+            idProperty=[str(id_property)],
+        )
+    return obj.unique_key
+
+
+def _refuse_duplicates(ids: Sequence[str]) -> None:
+    duplicates = sorted(value for value, count in Counter(ids).items() if count > 1)
+    if duplicates:
+        raise validation_error(
+            f"Duplicate IDs found in batch input: [{', '.join(duplicates)}]. IDs must be unique",
+            ids=duplicates,
+        )
+
+
+def _numeric_ids(values: Iterable[str]) -> list[int]:
+    """Record ids are numeric; anything else names no record."""
+    return [int(value) for value in values if value.isdigit()]
+
+
+def _query_list(query: Query, name: str) -> list[str]:
+    """A list parameter, given repeated or comma separated (HubSpot takes both)."""
+    return [item for value in query.get(name, ()) for item in value.split(",") if item]
+
+
+def _first(query: Query, name: str) -> str | None:
+    values = query.get(name)
+    return values[0] if values else None
+
+
+def _string_list(value: object, name: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise validation_error(f"'{name}' must be a list of strings.")
+    return value
+
+
+def _limit(value: object) -> int:
+    if value is None:
+        return DEFAULT_PAGE_SIZE
+    try:
+        limit = int(str(value))
+    except ValueError:
+        raise validation_error(f"limit must be an integer, got {value!r}.") from None
+    if limit < 1:
+        raise validation_error(f"limit must be at least 1, got {limit}.")
+    return limit
+
+
+def _after(value: object) -> int:
+    """Paging cursors are the last id of the previous page."""
+    if value in (None, ""):
+        return 0
+    if not str(value).isdigit():
+        raise validation_error(
+            f"after must be a paging cursor from a previous page, got {value!r}."
+        )
+    return int(str(value))
+
+
+def _filter_groups(obj: ObjectType, raw: object) -> list[list[Filter]]:
+    if not isinstance(raw, list):
+        raise validation_error("filterGroups must be a list.")
+    groups = []
+    for group in raw:
+        filters = group.get("filters") if isinstance(group, dict) else None
+        if not isinstance(filters, list):
+            raise validation_error("Each filter group needs a 'filters' list.")
+        groups.append([_filter(obj, item) for item in filters])
+    return groups
+
+
+def _filter(obj: ObjectType, raw: object) -> Filter:
+    if not isinstance(raw, dict):
+        raise validation_error("Each filter must be an object.")
+    name, operator = raw.get("propertyName"), raw.get("operator")
+    if name not in obj.readable:
+        raise validation_error(
+            f"There is no property {name!r} on {obj.name} to filter on.",
+            propertyName=[str(name)],
+        )
+    if operator not in SEARCH_OPERATORS:
+        supported = ", ".join(sorted(SEARCH_OPERATORS))
+        raise validation_error(f"Operator {operator!r} is not supported; use one of {supported}.")
+    if operator in ("IN", "NOT_IN"):
+        values = raw.get("values")
+        if not isinstance(values, list) or not values:
+            raise validation_error(f"Operator {operator} needs a non-empty 'values' list.")
+    elif operator in ("EQ", "NEQ"):
+        if raw.get("value") is None:
+            raise validation_error(f"Operator {operator} needs a 'value'.")
+        values = [raw["value"]]
+    else:
+        values = []
+    return Filter(str(name), str(operator), tuple(str(value) for value in values))
+
+
+# Answers ------------------------------------------------------------------------------------
+
+
+def _wanted(obj: ObjectType, requested: Sequence[str]) -> frozenset[str]:
+    """What a read returns: the requested properties, or the type's defaults, plus the CRM's own."""
+    return frozenset(requested or obj.default_read).union(DEFAULT_PROPERTIES)
+
+
+def _batch(
+    results: list[dict[str, Any]],
+    started: str,
+    errors: list[dict[str, Any]],
+    *,
+    success: int = 200,
+) -> Answer:
+    answer: dict[str, Any] = {
+        "status": "COMPLETE",
+        "results": results,
+        "startedAt": started,
+        "completedAt": now_iso(),
+    }
+    if not errors:
+        return success, answer
+    answer["numErrors"] = len(errors)
+    answer["errors"] = errors
+    return 207, answer
+
+
+def _not_found(verb: str, obj: ObjectType, ids: Sequence[str]) -> dict[str, Any]:
+    return standard_error(
+        "OBJECT_NOT_FOUND",
+        f"Could not {verb} some {obj.label.upper()} objects, they may be deleted or not exist. "
+        "Check that ids are valid.",
+        ids,
+    )
+
+
+def _conflict(obj: ObjectType, conflict: KeyConflict) -> ApiError:
+    return hubspot_error(
+        409, "CONFLICT", f"{obj.label} already exists. Existing ID: {conflict.existing_id}"
+    )

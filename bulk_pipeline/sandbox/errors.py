@@ -1,0 +1,98 @@
+"""HubSpot's error bodies, so that importers see in the sandbox what they will see in production."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+class ApiError(Exception):
+    """An HTTP error answer: the status and the JSON body."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(body.get("message", ""))
+        self.status = status
+        self.body = body
+
+
+def hubspot_error(
+    status: int,
+    category: str,
+    message: str,
+    *,
+    context: Mapping[str, Sequence[str]] | None = None,
+) -> ApiError:
+    """The body HubSpot sends for a failed call (schema ``Error`` in the specs)."""
+    body: dict[str, Any] = {
+        "status": "error",
+        "message": message,
+        "correlationId": str(uuid.uuid4()),
+        "category": category,
+    }
+    if context:
+        body["context"] = {key: list(values) for key, values in context.items()}
+    return ApiError(status, body)
+
+
+def validation_error(message: str, **context: Sequence[str]) -> ApiError:
+    return hubspot_error(400, "VALIDATION_ERROR", message, context=context or None)
+
+
+def invalid_properties(issues: Sequence[Mapping[str, Any]]) -> ApiError:
+    """HubSpot packs per-property problems as a JSON list inside the message string."""
+    listed = json.dumps(list(issues), separators=(",", ":"))
+    return validation_error(f"Property values were not valid: {listed}")
+
+
+def object_not_found(label: str, record_id: str) -> ApiError:
+    return hubspot_error(404, "OBJECT_NOT_FOUND", f"{label} {record_id} was not found.")
+
+
+def standard_error(category: str, message: str, ids: Sequence[str]) -> dict[str, Any]:
+    """One entry of the ``errors`` list of a 207 batch answer (schema ``StandardError``)."""
+    return {
+        "status": "error",
+        "category": category,
+        "message": message,
+        "context": {"ids": list(ids)},
+        "errors": [],
+        "links": {},
+    }
+
+
+def unauthorized() -> ApiError:
+    return hubspot_error(
+        401,
+        "INVALID_AUTHENTICATION",
+        "Authentication credentials not found. This API supports OAuth 2.0 authentication and "
+        "you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
+    )
+
+
+def rate_limited(policy_name: str, limit_label: str) -> ApiError:
+    """HubSpot's 429 body, which has ``errorType`` and ``policyName`` instead of a category."""
+    return ApiError(
+        429,
+        {
+            "status": "error",
+            "message": f"You have reached your {limit_label} limit.",
+            "errorType": "RATE_LIMIT",
+            "correlationId": str(uuid.uuid4()),
+            "policyName": policy_name,
+        },
+    )
+
+
+_SERVER_ERRORS = {
+    500: "An internal error occurred.",
+    502: "Bad gateway: the upstream service did not answer in time.",
+    503: "Service temporarily unavailable. Please retry.",
+    504: "Gateway timeout: the request took too long.",
+}
+SERVER_ERROR_STATUSES = tuple(_SERVER_ERRORS)
+
+
+def server_error(status: int) -> ApiError:
+    return hubspot_error(status, "INTERNAL_ERROR", _SERVER_ERRORS[status])

@@ -1,0 +1,51 @@
+"""Configuration from the environment and the command line."""
+
+from __future__ import annotations
+
+import pytest
+
+from bulk_pipeline.sandbox.__main__ import main as sandbox_main
+from bulk_pipeline.sandbox.ratelimit import RateLimit
+from bulk_pipeline.sandbox.server import RATE_LIMIT_ENV, SEARCH_RATE_LIMIT_ENV, SandboxConfig
+
+
+def test_rate_limit_spec() -> None:
+    assert RateLimit.parse("100/10000") == RateLimit(100, 10_000)
+    assert RateLimit.parse("0") is None
+    for bad in ("100", "x/10", "5/0", "-1/100"):
+        with pytest.raises(ValueError):
+            RateLimit.parse(bad)
+
+
+def test_defaults_are_hubspots() -> None:
+    config = SandboxConfig.from_env({})
+    assert config.rate_limit == RateLimit(100, 10_000)
+    assert config.search_rate_limit == RateLimit(4, 1_000)
+    assert config.daily_limit == 250_000
+    assert (config.error_rate, config.drop_rate, config.latency_ms) == (0.0, 0.0, 0.0)
+
+
+def test_environment_sets_the_limits() -> None:
+    config = SandboxConfig.from_env({RATE_LIMIT_ENV: "190/10000", SEARCH_RATE_LIMIT_ENV: "10/1000"})
+    assert config.rate_limit == RateLimit(190, 10_000)
+    assert config.search_rate_limit == RateLimit(10, 1_000)
+    unlimited = SandboxConfig.from_env({RATE_LIMIT_ENV: "0"})
+    assert unlimited == SandboxConfig.unlimited()
+
+
+def test_command_line_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(RATE_LIMIT_ENV, "50/1000")
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(
+        "bulk_pipeline.sandbox.__main__.serve",
+        lambda port, host, *, db_path, config: seen.update(port=port, config=config),
+    )
+    sandbox_main(["--port", "0", "--error-rate", "0.1", "--daily-limit", "0", "--seed", "3"])
+    config = seen["config"]
+    assert isinstance(config, SandboxConfig)
+    assert seen["port"] == 0
+    assert config.rate_limit == RateLimit(50, 1000), "the environment is the starting point"
+    assert config.daily_limit is None
+    assert (config.error_rate, config.seed) == (0.1, 3)
+    with pytest.raises(SystemExit):
+        sandbox_main(["--drop-rate", "3"])

@@ -1,0 +1,113 @@
+"""The first stage: a file of any supported format becomes a ``RawTable`` of strings.
+
+``read_file`` picks the reader from the file's content (binary signatures) and extension, and
+falls back to sniffing text. Every reader keeps a line number for each row, so any outcome later
+in the pipeline can be traced back to the user's file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bulk_pipeline.entities import Entity
+from bulk_pipeline.ingest.csv import read_csv
+from bulk_pipeline.ingest.excel import read_excel
+from bulk_pipeline.ingest.json import read_json, read_ndjson
+from bulk_pipeline.ingest.parquet import read_parquet
+from bulk_pipeline.ingest.table import (
+    LINE_COLUMN,
+    InputFileError,
+    Limits,
+    RawTable,
+    RowIssue,
+    human_size,
+)
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "LINE_COLUMN",
+    "InputFileError",
+    "Limits",
+    "RawTable",
+    "RowIssue",
+    "detect_format",
+    "read_file",
+]
+
+EXTENSIONS = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".tab": "csv",
+    ".txt": "csv",
+    ".xlsx": "excel",
+    ".xlsm": "excel",
+    ".xlsb": "excel",
+    ".xls": "excel",
+    ".ods": "excel",
+    ".json": "json",
+    ".ndjson": "ndjson",
+    ".jsonl": "ndjson",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+SIGNATURES = (
+    (b"PK\x03\x04", "excel"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "excel"),
+    (b"PAR1", "parquet"),
+)
+"""Binary formats are recognised by content first: a workbook renamed to .csv still reads."""
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def read_file(
+    path: Path, *, entity: Entity | None = None, limits: Limits = DEFAULT_LIMITS
+) -> RawTable:
+    """Read a CSV/TSV, Excel, JSON, NDJSON or Parquet file into a ``RawTable``.
+
+    ``entity``, when known, picks the matching sheet of a workbook or key of a JSON object.
+
+    Raises:
+        InputFileError: the file is missing, empty, too large, undecodable or has no header; the
+            message says which and what to do.
+    """
+    source = str(path)
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"{source}: no such file. Check the path and import again.")
+    size = path.stat().st_size
+    if size == 0:
+        raise InputFileError(f"{source}: the file is empty (0 bytes). Export the data again.")
+    if size > limits.max_bytes:
+        raise InputFileError(
+            f"{source}: the file is {human_size(size)}, over the limit of "
+            f"{human_size(limits.max_bytes)} for one file. Split it into smaller files, or raise "
+            "the limit (Limits(max_bytes=...))."
+        )
+    kind = detect_format(path)
+    if kind == "excel":
+        return read_excel(path, source=source, limits=limits, entity=entity)
+    if kind == "json":
+        return read_json(path, source=source, limits=limits, entity=entity)
+    if kind == "ndjson":
+        return read_ndjson(path, source=source, limits=limits)
+    if kind == "parquet":
+        return read_parquet(path, source=source, limits=limits)
+    return read_csv(path, source=source, limits=limits)
+
+
+def detect_format(path: Path) -> str:
+    """``csv``, ``excel``, ``json``, ``ndjson`` or ``parquet``, from content and extension."""
+    with path.open("rb") as handle:
+        head = handle.read(512)
+    for signature, kind in SIGNATURES:
+        if head.startswith(signature):
+            return kind
+    by_extension = EXTENSIONS.get(path.suffix.lower())
+    if by_extension is not None:
+        return by_extension
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if text.startswith((b"[", b"{")):
+        return "json"
+    return "csv"

@@ -1,0 +1,105 @@
+"""Excel workbooks (.xlsx, .xlsm, .xlsb, .xls) and OpenDocument sheets, read with calamine.
+
+A workbook often holds several sheets; the sheet name says what the rows are ("Contacts",
+"Organizations"), so it picks the sheet and hints the entity. Cells come back as text the way a
+person would type them: numbers without a spurious ".0", dates as ISO 8601.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import fastexcel
+import polars as pl
+
+from bulk_pipeline.entities import Entity
+from bulk_pipeline.ingest.table import (
+    LINE_COLUMN,
+    InputFileError,
+    Limits,
+    RawTable,
+    blank_header_positions,
+    check_row_count,
+    entity_from_label,
+    finish_frame,
+    unique_headers,
+)
+
+MIDNIGHT = r"^(\d{4}-\d{2}-\d{2}) 00:00:00(?:\.0+)?$"
+TIMESTAMP = r"^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2}(?:\.\d+)?)$"
+
+
+def read_excel(
+    path: Path, *, source: str, limits: Limits, entity: Entity | None = None
+) -> RawTable:
+    """Read the sheet that holds ``entity`` (or the first sheet that names one) as strings."""
+    try:
+        workbook = fastexcel.read_excel(path)
+        names = list(workbook.sheet_names)
+        name = pick_sheet(names, entity, source)
+        sheet = workbook.load_sheet(name, header_row=None, skip_rows=0, dtypes="string")
+        check_row_count(max(sheet.height - 1, 0), limits, source)
+        cells = sheet.to_polars()
+    except fastexcel.FastExcelError as exc:
+        raise InputFileError(
+            f"{source}: cannot be read as a workbook ({exc}). If it is password-protected or "
+            "damaged, open it in Excel, save an unprotected copy, and import that."
+        ) from exc
+
+    cells = cells.with_row_index(LINE_COLUMN, offset=1)
+    sources = [column for column in cells.columns if column != LINE_COLUMN]
+    non_blank = (
+        cells.filter(
+            pl.any_horizontal(pl.col(c).str.contains(r"\S").fill_null(False) for c in sources)
+        )
+        if sources
+        else cells
+    )
+    if non_blank.height == 0:
+        raise InputFileError(
+            f"{source}: sheet '{name}' is empty. Put a header row and the data on that sheet, "
+            "or pick another sheet."
+        )
+    header_line = int(non_blank[LINE_COLUMN][0])
+    header_cells: list[str | None] = list(non_blank.row(0)[1:])
+    headers = unique_headers(header_cells)
+    blanks = [headers[i] for i in blank_header_positions(header_cells)]
+    rows = cells.filter(pl.col(LINE_COLUMN) > header_line).rename(
+        dict(zip(sources, headers, strict=True))
+    )
+    rows = rows.with_columns(
+        pl.col(headers).str.replace(MIDNIGHT, "$1").str.replace(TIMESTAMP, "${1}T${2}")
+    ).select(*headers, LINE_COLUMN)
+    return RawTable(
+        frame=finish_frame(rows, blanks),
+        source=source,
+        entity_hint=entity_from_label(name),
+        sheet=name,
+    )
+
+
+def pick_sheet(names: Sequence[str], entity: Entity | None, source: str) -> str:
+    """The sheet whose name is the entity; else the first sheet naming any entity, else the first.
+
+    With ``entity`` given and no sheet named for it, a sheet that names no entity is taken
+    ("Sheet1"), but never one named for another entity ("Companies" is not read as contacts).
+    """
+    if not names:
+        raise InputFileError(f"{source}: the workbook has no sheets.")
+    labelled = [(name, entity_from_label(name)) for name in names]
+    if entity is not None:
+        for name, label in labelled:
+            if label == entity:
+                return name
+        for name, label in labelled:
+            if label is None:
+                return name
+        raise InputFileError(
+            f"{source}: no sheet holds {entity}; the sheets are {', '.join(names)}. Rename the "
+            f"sheet that holds them to '{entity.value.capitalize()}', or import as another entity."
+        )
+    for name, label in labelled:
+        if label is not None:
+            return name
+    return names[0]

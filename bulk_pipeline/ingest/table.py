@@ -1,0 +1,168 @@
+"""What every reader returns, and the header and row clean-up that all formats share.
+
+Each reader turns its format into the same shape: one ``pl.String`` column per source column under
+a unique, non-empty header, plus ``_line`` pointing back into the file, so that later stages never
+need to know whether the rows came from a CSV, a workbook or an API export.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from bulk_pipeline import config
+from bulk_pipeline.entities import Entity
+
+LINE_COLUMN = "_line"
+"""1-based position of the row in the file, so every outcome can be traced back to its line."""
+
+ENTITY_LABELS: dict[str, Entity] = {
+    **dict.fromkeys(("contacts", "contact", "people", "person", "persons"), Entity.CONTACTS),
+    **dict.fromkeys(
+        (
+            "companies",
+            "company",
+            "organizations",
+            "organization",
+            "organisations",
+            "organisation",
+            "accounts",
+            "account",
+        ),
+        Entity.COMPANIES,
+    ),
+    **dict.fromkeys(("deals", "deal", "opportunities", "opportunity"), Entity.DEALS),
+}
+"""Sheet names and JSON keys that say which entity their rows are (compared case-insensitively)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Upper bounds that keep one oversized upload from exhausting the machine."""
+
+    max_bytes: int = config.DEFAULT_MAX_FILE_BYTES
+    max_rows: int = config.DEFAULT_MAX_ROWS
+
+
+@dataclass(frozen=True)
+class RowIssue:
+    """An input row that cannot become a record at all (e.g. it has more fields than the header)."""
+
+    line: int
+    """1-based line in the file where the row starts."""
+    reason: str
+    values: dict[str, str | None]
+    """What was readable, by header name (extra fields of a ragged row as ``column_N``)."""
+
+
+@dataclass
+class RawTable:
+    """A file's rows as strings under their own headers, before any mapping to our fields."""
+
+    frame: pl.DataFrame
+    """Every source column as ``pl.String`` under a unique, non-empty header, plus ``_line``."""
+    source: str
+    """The path as given."""
+    entity_hint: Entity | None = None
+    """The entity named by the sheet or the JSON key the rows came from, if any."""
+    sheet: str | None = None
+    rejected: list[RowIssue] = field(default_factory=list)
+    """Rows excluded from ``frame`` because they cannot be read as a record."""
+    encoding: str | None = None
+    delimiter: str | None = None
+
+
+class InputFileError(Exception):
+    """The file as a whole is unusable; the message names the file, the problem and the fix."""
+
+
+def entity_from_label(label: str) -> Entity | None:
+    """The entity a sheet name or JSON key stands for ("People", "Organisations"...), if any."""
+    key = "".join(ch for ch in label.casefold() if ch.isalnum())
+    return ENTITY_LABELS.get(key)
+
+
+def unique_headers(names: Sequence[str | None]) -> list[str]:
+    """Non-empty, unique column names: blanks become ``column_N``, repeats ``Name_2``, ``Name_3``.
+
+    ``N`` is the 1-based column position, so users can find the column in their spreadsheet.
+    ``_line`` is reserved for the line number and is treated as a repeat.
+    """
+    cleaned = [clean_header(name) for name in names]
+    taken = {name for name in cleaned if name} | {LINE_COLUMN}
+    seen: set[str] = {LINE_COLUMN}
+    result: list[str] = []
+    for position, name in enumerate(cleaned, start=1):
+        candidate = name or f"column_{position}"
+        if candidate in seen:
+            base, suffix = candidate, 2
+            while f"{base}_{suffix}" in taken or f"{base}_{suffix}" in seen:
+                suffix += 1
+            candidate = f"{base}_{suffix}"
+        seen.add(candidate)
+        result.append(candidate)
+    return result
+
+
+def clean_header(name: str | None) -> str:
+    """A header without surrounding whitespace, byte-order marks or zero-width characters."""
+    if name is None:
+        return ""
+    text = unicodedata.normalize("NFC", name)
+    return text.strip().strip("\ufeff\u200b\u200c\u200d\u2060").strip()
+
+
+def blank_header_positions(names: Sequence[str | None]) -> list[int]:
+    return [i for i, name in enumerate(names) if not clean_header(name)]
+
+
+def finish_frame(frame: pl.DataFrame, blank_headers: Collection[str] = ()) -> pl.DataFrame:
+    """The common last step of every reader.
+
+    Empty strings become null (so a blank cell reads the same in every format), rows in which no
+    cell has any text are dropped (blank lines and empty spreadsheet rows are not rows), and
+    columns that had no header and hold no value are dropped (trailing delimiters, formatting
+    left in unused spreadsheet columns).
+    """
+    sources = [name for name in frame.columns if name != LINE_COLUMN]
+    frame = frame.with_columns(
+        pl.when(pl.col(name).str.len_bytes() > 0).then(pl.col(name)).alias(name) for name in sources
+    )
+    if not sources:
+        return frame.clear().with_columns(pl.col(LINE_COLUMN).cast(pl.Int64))
+    has_text = pl.any_horizontal(
+        pl.col(name).str.contains(r"\S").fill_null(False) for name in sources
+    )
+    frame = frame.filter(has_text)
+    empty = [name for name in blank_headers if frame[name].null_count() == frame.height]
+    return frame.drop(empty).with_columns(pl.col(LINE_COLUMN).cast(pl.Int64))
+
+
+def check_row_count(rows: int, limits: Limits, source: str) -> None:
+    """Stop before parsing when a file holds more rows than one import may take."""
+    if rows > limits.max_rows:
+        raise InputFileError(
+            f"{source}: the file has {rows:,} rows, more than the limit of {limits.max_rows:,} "
+            "rows for one file. Split it into smaller files, or raise the limit "
+            "(Limits(max_rows=...))."
+        )
+
+
+def human_size(size: int) -> str:
+    if size < 1024:
+        return f"{size} bytes"
+    value = size / 1024
+    for unit in ("KB", "MB"):
+        if value < 1024:
+            return f"{value:,.1f} {unit}"
+        value /= 1024
+    return f"{value:,.1f} GB"
+
+
+def empty_frame(headers: Sequence[str]) -> pl.DataFrame:
+    schema: dict[str, pl.DataType] = dict.fromkeys(headers, pl.String())
+    schema[LINE_COLUMN] = pl.Int64()
+    return pl.DataFrame(schema=schema)

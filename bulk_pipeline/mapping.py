@@ -1,0 +1,330 @@
+"""From the file's own headers to our field names: built-in aliases, overridden by a mapping file.
+
+Header matching ignores case, spaces, punctuation and accents ("E-mail", "e_mail" and "EMAIL" are
+one header), because exports from different tools spell the same column differently. A column
+that maps to no field is never dropped silently: it is listed in ``MappedTable.unmapped`` for the
+report, and it is not sent.
+
+The mapping file is YAML, one section per entity::
+
+    contacts:
+      "E-Mail Adresse": email
+      "Notes": null          # deliberately ignored (still listed as ignored)
+"""
+
+from __future__ import annotations
+
+import difflib
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import yaml
+
+from bulk_pipeline.entities import ENTITY_SPECS, Entity
+from bulk_pipeline.ingest import LINE_COLUMN, RawTable
+
+MappingSpec = dict[str, dict[str, str | None]]
+"""Per entity name: source column -> our field, or None to ignore the column."""
+
+_ADDRESS_ALIASES: dict[str, tuple[str, ...]] = {
+    "address": ("Address", "Street", "Street Address", "Address 1", "Address Line 1", "Strasse"),
+    "city": ("City", "Town", "Ort", "Ville"),
+    "state": ("State", "Province", "Region", "State/Region", "State/Province", "County"),
+    "zip": ("Zip", "Zip Code", "Postal Code", "Postcode", "Post Code", "PLZ", "Postleitzahl"),
+    "country": ("Country", "Country/Region", "Country Code", "Land", "Pays"),
+}
+
+ALIASES: dict[Entity, dict[str, tuple[str, ...]]] = {
+    Entity.CONTACTS: {
+        "email": (
+            "E-mail",
+            "Email Address",
+            "E-mail Address",
+            "e_mail",
+            "Mail",
+            "Email 1",
+            "Primary Email",
+            "Work Email",
+            "Business Email",
+            "E-Mail Adresse",
+            "Courriel",
+            "Correo",
+        ),
+        "first_name": (
+            "First Name",
+            "Firstname",
+            "First",
+            "Given Name",
+            "Forename",
+            "Vorname",
+            "Prénom",
+        ),
+        "last_name": (
+            "Last Name",
+            "Lastname",
+            "Last",
+            "Surname",
+            "Family Name",
+            "Nachname",
+            "Nom de famille",
+        ),
+        "phone": (
+            "Phone",
+            "Phone Number",
+            "Tel",
+            "Telephone",
+            "Work Phone",
+            "Business Phone",
+            "Office Phone",
+            "Telefon",
+        ),
+        "mobile_phone": ("Mobile", "Mobile Phone", "Mobile Number", "Cell", "Cell Phone", "Handy"),
+        "company": (
+            "Company",
+            "Company Name",
+            "Organization",
+            "Organisation",
+            "Organization Name",
+            "Employer",
+            "Account Name",
+            "Firma",
+        ),
+        "job_title": ("Job Title", "Title", "Position", "Role", "Job Role"),
+        "website": ("Website", "URL", "Web", "Homepage", "Website URL", "Web Site"),
+        **_ADDRESS_ALIASES,
+        "lifecycle_stage": ("Lifecycle Stage", "Lifecycle"),
+        "date_of_birth": ("Date of Birth", "Birthday", "Birth Date", "Birthdate", "DOB"),
+    },
+    Entity.COMPANIES: {
+        "name": (
+            "Name",
+            "Company",
+            "Company Name",
+            "Organization",
+            "Organisation",
+            "Organization Name",
+            "Account",
+            "Account Name",
+            "Business Name",
+        ),
+        "domain": ("Domain", "Company Domain", "Company Domain Name", "Domain Name"),
+        "website": ("Website", "URL", "Web", "Homepage", "Website URL", "Web Site"),
+        "phone": ("Phone", "Phone Number", "Tel", "Telephone", "Company Phone"),
+        "industry": ("Industry", "Sector", "Vertical"),
+        **_ADDRESS_ALIASES,
+        "description": ("Description", "About", "Company Description", "Summary"),
+        "number_of_employees": (
+            "Employees",
+            "Number of Employees",
+            "No. of Employees",
+            "Employee Count",
+            "Headcount",
+        ),
+        "annual_revenue": ("Annual Revenue", "Revenue", "Turnover"),
+    },
+    Entity.DEALS: {
+        "name": ("Deal Name", "Deal", "Name", "Opportunity", "Opportunity Name", "Title"),
+        "amount": ("Amount", "Deal Amount", "Deal Value", "Value"),
+        "stage": ("Stage", "Deal Stage", "Sales Stage"),
+        "pipeline": ("Pipeline", "Deal Pipeline"),
+        "close_date": ("Close Date", "Expected Close Date", "Closing Date"),
+        "description": ("Description", "Deal Description", "Summary"),
+    },
+}
+"""Headers people use for our fields, per entity (compared with ``header_key``)."""
+
+DEAL_NAME_HEADERS = ("Deal Name", "Deal", "Opportunity", "Opportunity Name")
+"""Deal-name headers that no other entity uses, unlike a bare "Name"."""
+DEAL_DETAIL_FIELDS = ("amount", "stage", "close_date", "pipeline")
+COMPANY_NAME_HEADERS = ALIASES[Entity.COMPANIES]["name"]
+COMPANY_LOCATION_FIELDS = ("domain", "website")
+
+
+class MappingError(ValueError):
+    """A mapping file (or mapping) that cannot be applied; the message says where and why."""
+
+
+@dataclass
+class MappedTable:
+    """A file's rows under our field names, and what happened to each source column."""
+
+    frame: pl.DataFrame
+    """Our field names (only the entity's fields that were found) as ``pl.String``, + ``_line``."""
+    column_map: dict[str, str]
+    """Our field -> the source column it came from."""
+    unmapped: list[str]
+    """Source columns that feed no field (including ``ignored``): reported, never sent."""
+    ignored: list[str] = field(default_factory=list)
+    """The subset of ``unmapped`` that the mapping file deliberately ignores (``null``)."""
+
+
+def header_key(header: str) -> str:
+    """The comparable form of a header: accents, case, spaces and punctuation removed."""
+    decomposed = unicodedata.normalize("NFKD", header)
+    return "".join(ch for ch in decomposed.casefold() if ch.isalnum())
+
+
+_ALIAS_INDEX: dict[Entity, dict[str, str]] = {
+    entity: {
+        **{header_key(alias): name for name, aliases in fields.items() for alias in aliases},
+        **{header_key(name): name for name in ENTITY_SPECS[entity].fields},
+    }
+    for entity, fields in ALIASES.items()
+}
+
+
+def load_mapping(path: Path) -> MappingSpec:
+    """Read and check a YAML mapping file.
+
+    Raises:
+        MappingError: the file is missing or not valid YAML, a section is not an entity, or a
+            column maps to something that is not a field of that entity.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MappingError(f"{path}: cannot read the mapping file ({exc}).") from exc
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise MappingError(
+            f"{path}: {where}not valid YAML ({problem}). Write one section per entity, e.g.\n"
+            'contacts:\n  "E-Mail Adresse": email\n  "Notes": null'
+        ) from exc
+    if document is None:
+        return {}
+    return check_mapping(document, str(path))
+
+
+def check_mapping(document: object, source: str = "mapping") -> MappingSpec:
+    """Validate a mapping given as data (what ``load_mapping`` reads from YAML)."""
+    if not isinstance(document, Mapping):
+        raise MappingError(
+            f"{source}: expected sections named after entities "
+            f"({', '.join(e.value for e in Entity)}), found a {type(document).__name__}."
+        )
+    result: MappingSpec = {}
+    for section, columns in document.items():
+        entity = _entity(section, source)
+        if columns is None:
+            result[entity.value] = {}
+            continue
+        if not isinstance(columns, Mapping):
+            raise MappingError(
+                f"{source}: section '{section}' must map source columns to fields "
+                f'(e.g. "E-Mail Adresse": email), found a {type(columns).__name__}.'
+            )
+        fields = ENTITY_SPECS[entity].fields
+        checked: dict[str, str | None] = {}
+        for column, target in columns.items():
+            if target is not None and (not isinstance(target, str) or target not in fields):
+                hint = difflib.get_close_matches(str(target), fields, n=1)
+                suggestion = f" Did you mean '{hint[0]}'?" if hint else ""
+                raise MappingError(
+                    f"{source}: {entity.value}: column '{column}' maps to '{target}', which is "
+                    f"not a {entity.value} field.{suggestion} Fields: {', '.join(fields)}; use "
+                    "null to ignore the column."
+                )
+            checked[str(column)] = target
+        result[entity.value] = checked
+    return result
+
+
+def _entity(section: object, source: str) -> Entity:
+    try:
+        return Entity(str(section).strip().lower())
+    except ValueError:
+        raise MappingError(
+            f"{source}: unknown section '{section}'; sections are entities: "
+            f"{', '.join(e.value for e in Entity)}."
+        ) from None
+
+
+def map_columns(
+    raw: RawTable, entity: Entity, mapping: Mapping[str, Mapping[str, str | None]] | None = None
+) -> MappedTable:
+    """Rename the source columns that feed the entity's fields; list the others as unmapped.
+
+    Precedence: the mapping file, then a header spelled exactly like a field ("first_name"),
+    then the built-in aliases (which include each field name in any case and punctuation). When
+    two columns claim one field, the first column wins and the other is listed as unmapped.
+    """
+    explicit = dict(check_mapping(mapping or {}, "mapping").get(entity.value, {}))
+    explicit_by_key = {header_key(column): target for column, target in explicit.items()}
+    columns = [name for name in raw.frame.columns if name != LINE_COLUMN]
+    fields = ENTITY_SPECS[entity].fields
+    aliases = _ALIAS_INDEX[entity]
+
+    column_map: dict[str, str] = {}
+    ignored: list[str] = []
+    claimed: set[str] = set()
+
+    def claim(target: str, column: str) -> None:
+        if target not in column_map and column not in claimed:
+            column_map[target] = column
+            claimed.add(column)
+
+    for column in columns:
+        if column in explicit or header_key(column) in explicit_by_key:
+            target = explicit[column] if column in explicit else explicit_by_key[header_key(column)]
+            if target is None:
+                ignored.append(column)
+                claimed.add(column)
+            else:
+                claim(target, column)
+    for column in columns:
+        if column in fields:
+            claim(column, column)
+    for column in columns:
+        target = aliases.get(header_key(column))
+        if target is not None:
+            claim(target, column)
+
+    ordered = {name: column_map[name] for name in fields if name in column_map}
+    used = set(ordered.values())
+    frame = raw.frame.select(
+        *(pl.col(column).cast(pl.String).alias(name) for name, column in ordered.items()),
+        pl.col(LINE_COLUMN),
+    )
+    return MappedTable(
+        frame=frame,
+        column_map=ordered,
+        unmapped=[column for column in columns if column not in used],
+        ignored=ignored,
+    )
+
+
+def infer_entity(columns: Sequence[str], hint: Entity | None = None) -> Entity | None:
+    """Which entity a file holds, from its headers; None when the headers do not make it clear.
+
+    A hint from a sheet name or JSON key wins. Otherwise: an email column means contacts; a deal
+    name, or two of amount/stage/close date/pipeline, means deals; a company name with a domain
+    or website (and no email) means companies. When two of these hold, the answer is None.
+    """
+    if hint is not None:
+        return hint
+    keys = {header_key(column) for column in columns if column != LINE_COLUMN}
+
+    def has(entity: Entity, name: str) -> bool:
+        return any(_ALIAS_INDEX[entity].get(key) == name for key in keys)
+
+    has_email = has(Entity.CONTACTS, "email")
+    deal_name = any(header_key(alias) in keys for alias in DEAL_NAME_HEADERS)
+    deal_details = sum(has(Entity.DEALS, name) for name in DEAL_DETAIL_FIELDS)
+    company_name = any(header_key(alias) in keys for alias in COMPANY_NAME_HEADERS)
+    company_site = any(has(Entity.COMPANIES, name) for name in COMPANY_LOCATION_FIELDS)
+
+    candidates: list[Entity] = []
+    if has_email:
+        candidates.append(Entity.CONTACTS)
+    if deal_name or deal_details >= 2:
+        candidates.append(Entity.DEALS)
+    if company_name and company_site and not has_email:
+        candidates.append(Entity.COMPANIES)
+    return candidates[0] if len(candidates) == 1 else None

@@ -1,0 +1,41 @@
+# Two commands a newcomer needs: `make demo` and `make test`. Both set up .venv first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed-stamp
+
+.PHONY: setup demo test lint dev sandbox bench bench-full clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(INSTALLED): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(INSTALLED)
+
+setup: $(INSTALLED)
+
+demo: setup
+	$(BIN)/bulk-pipeline import data/samples/contacts_messy.csv
+	$(BIN)/bulk-pipeline import data/samples/companies.xlsx
+	@echo
+	@echo "Reports: $${BULK_PIPELINE_HOME:-data}/reports/<import id>/ (summary.json, rejected.csv)"
+	@echo "UI:      make dev, then open http://127.0.0.1:3000"
+
+lint: setup
+	$(BIN)/ruff check bulk_pipeline bulk_pipeline_tests bench
+	$(BIN)/ruff format --check bulk_pipeline bulk_pipeline_tests bench
+	$(BIN)/mypy bulk_pipeline
+
+test: setup lint
+	$(BIN)/pytest
+
+dev: setup
+	$(BIN)/bulk-pipeline dev
+
+sandbox: setup
+	$(BIN)/bulk-pipeline sandbox
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,225 @@
+"""The ``bulk-pipeline`` command: the same asset graph as the UI, recorded in the same instance."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from bulk_pipeline import config
+from bulk_pipeline.entities import Entity
+from bulk_pipeline.imports import TARGETS, UnknownImportError, register_import
+from bulk_pipeline.instance import ensure_dagster_home
+from bulk_pipeline.progress import read_progress
+from bulk_pipeline.reports.listing import format_report, format_status, recent_imports
+from bulk_pipeline.staging import OnDuplicate
+
+PROGRESS_POLL_SECONDS = 0.25
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+console = Console(stderr=True)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bulk-pipeline",
+        description="Bulk-load spreadsheets and exports into CRMs, every row accounted for.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    imp = commands.add_parser("import", help="import one file into a CRM")
+    imp.add_argument("path", type=Path)
+    imp.add_argument("--entity", choices=[e.value for e in Entity])
+    imp.add_argument("--target", choices=TARGETS, default="sandbox")
+    imp.add_argument(
+        "--on-duplicate", choices=[o.value for o in OnDuplicate], default=OnDuplicate.SKIP.value
+    )
+    imp.add_argument("--mapping", type=Path, help="YAML file mapping your columns to our fields")
+    imp.add_argument("--no-progress", action="store_true", help="no live progress bar")
+
+    sandbox = commands.add_parser("sandbox", help="serve the embedded sandbox CRM")
+    sandbox.add_argument("--port", type=int, default=8765)
+    sandbox.add_argument("--host", default="127.0.0.1")
+
+    report = commands.add_parser("report", help="an import's summary and HTML report")
+    report.add_argument("import_id")
+
+    status = commands.add_parser("status", help="recent imports and their outcome counts")
+    status.add_argument("--limit", type=int, default=20)
+
+    dev = commands.add_parser("dev", help="the Dagster UI on the persistent instance")
+    dev.add_argument("--port", type=int, default=3000)
+    return parser
+
+
+def _failure_message(result: Any) -> str:
+    for event in result.all_events:
+        if event.is_step_failure:
+            data = event.step_failure_data
+            if data.user_failure_data is not None and data.user_failure_data.description:
+                return str(data.user_failure_data.description)
+            if data.error is not None:
+                return str(data.error.message).strip()
+    return "the import run failed; see the run in the Dagster UI"
+
+
+def _watch_progress(path: Path, stop: threading.Event) -> None:
+    with Progress(
+        TextColumn("[bold]pushing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:.0f} records/s"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("push", total=None, rate=0.0)
+        while not stop.wait(PROGRESS_POLL_SECONDS):
+            snapshot = read_progress(path)
+            if snapshot is not None:
+                bar.update(
+                    task,
+                    total=snapshot.total,
+                    completed=snapshot.processed,
+                    rate=snapshot.records_per_second,
+                )
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    out = Console()
+    out.print(f"{summary['import_id']} -> {summary['target']} ({summary['entity']})")
+    table = Table()
+    table.add_column("outcome")
+    table.add_column("rows", justify="right")
+    for key in ("created", "updated", "unchanged", "duplicates", "invalid", "failed", "rows"):
+        table.add_row(key, str(summary[key]))
+    out.print(table)
+    if summary["unmapped_columns"]:
+        out.print("Columns not sent (no CRM field): " + ", ".join(summary["unmapped_columns"]))
+    folder = Path(summary["rejected_csv"]).parent
+    out.print(f"Report folder: {folder} (open {folder / 'report.html'} in a browser)")
+
+
+def run_import(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from bulk_pipeline.defs.assets import import_assets
+    from bulk_pipeline.defs.partitions import imports_partitions
+    from bulk_pipeline.defs.resources import default_resources
+
+    ensure_dagster_home()
+    try:
+        request = register_import(
+            args.path,
+            entity=Entity(args.entity) if args.entity else None,
+            target=args.target,
+            on_duplicate=OnDuplicate(args.on_duplicate),
+            mapping_path=args.mapping,
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    instance = dg.DagsterInstance.get()
+    partitions_name = imports_partitions.name or "imports"
+    if not instance.has_dynamic_partition(partitions_name, request.import_id):
+        instance.add_dynamic_partitions(partitions_name, [request.import_id])
+    console.print(f"importing {args.path} as [bold]{request.import_id}[/bold]")
+
+    from bulk_pipeline.import_steps import progress_path
+
+    progress_file = progress_path(request.import_id)
+    progress_file.unlink(missing_ok=True)
+    stop = threading.Event()
+    watcher = None
+    if not args.no_progress:
+        watcher = threading.Thread(target=_watch_progress, args=(progress_file, stop), daemon=True)
+        watcher.start()
+    try:
+        result = dg.materialize(
+            import_assets,
+            partition_key=request.import_id,
+            instance=instance,
+            resources=default_resources(),
+            raise_on_error=False,
+            run_config=QUIET_RUN_CONFIG,
+            tags={"bulk_pipeline/launched_by": "cli"},
+        )
+    finally:
+        stop.set()
+        if watcher is not None:
+            watcher.join()
+    if not result.success:
+        console.print(f"[red]import failed:[/red] {_failure_message(result)}")
+        console.print(f"run id: {result.run_id} (see it with `make dev`)")
+        return 1
+    summary = json.loads((config.reports_dir(request.import_id) / "summary.json").read_text())
+    _print_summary(summary)
+    return 0
+
+
+def run_sandbox(args: argparse.Namespace) -> int:
+    from bulk_pipeline.sandbox.server import serve
+
+    console.print(
+        f"sandbox CRM on http://{args.host}:{args.port} (token from ${config.SANDBOX_TOKEN_ENV})"
+    )
+    serve(args.port, args.host)
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    try:
+        print(format_report(args.import_id))
+    except UnknownImportError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 1
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    print(format_status(recent_imports(limit=args.limit)))
+    return 0
+
+
+def run_dev(args: argparse.Namespace) -> int:
+    home = ensure_dagster_home()
+    workspace = Path(__file__).resolve().parent.parent / "workspace.yaml"
+    command = [sys.executable, "-m", "dagster", "dev", "-p", str(args.port)]
+    if workspace.exists():
+        command += ["-w", str(workspace)]
+    else:
+        command += ["-m", "bulk_pipeline.definitions"]
+    console.print(f"Dagster UI on http://127.0.0.1:{args.port} (DAGSTER_HOME={home})")
+    os.execvp(command[0], command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    handlers = {
+        "import": run_import,
+        "sandbox": run_sandbox,
+        "report": run_report,
+        "status": run_status,
+        "dev": run_dev,
+    }
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

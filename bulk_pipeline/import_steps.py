@@ -1,0 +1,264 @@
+"""The import's steps as plain functions, one per asset, each reading and writing its work folder.
+
+Each step reads what the previous step left in ``<data home>/work/<import id>/`` and writes its
+own output there (or in staging), so any step can be re-run alone (a retry, a backfill, a UI
+re-execution) and can be tested without Dagster.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from bulk_pipeline import config
+from bulk_pipeline.entities import Entity
+from bulk_pipeline.imports import ImportRequest
+from bulk_pipeline.ingest import InputFileError, read_file
+from bulk_pipeline.mapping import infer_entity, load_mapping, map_columns
+from bulk_pipeline.normalize import normalize
+from bulk_pipeline.push import PushReport, push_import
+from bulk_pipeline.reports.rejected import write_rejected_csv
+from bulk_pipeline.staging import (
+    SUMMARY_OUTCOMES,
+    Outcome,
+    StageResult,
+    import_rows,
+    mark_import_completed,
+    outcome_counts,
+    stage_import,
+)
+from bulk_pipeline.targets.base import CrmTarget
+from bulk_pipeline.validate import validate_rows
+
+INVALID_SCHEMA = {"_line": pl.Int64, "column": pl.String, "value": pl.String, "reason": pl.String}
+REJECTED_OUTCOMES = ("invalid", "failed")
+BATCHES_FILE = "push_batches.csv"
+SUMMARY_KEYS = {
+    Outcome.CREATED: "created",
+    Outcome.UPDATED: "updated",
+    Outcome.UNCHANGED: "unchanged",
+    Outcome.DUPLICATE: "duplicates",
+    Outcome.INVALID: "invalid",
+    Outcome.FAILED: "failed",
+}
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    entity: Entity
+    rows: int
+    columns: list[str]
+    column_map: dict[str, str]
+    unmapped: list[str]
+    unreadable_rows: int
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    valid: int
+    invalid: int
+    sample: list[dict[str, Any]]
+
+
+def _work(import_id: str, name: str) -> Path:
+    return config.work_dir(import_id) / name
+
+
+def _record_timing(import_id: str, step: str, started: float) -> None:
+    """Add one step's wall-clock finish and duration; ``ingest`` starts a new record."""
+    path = _work(import_id, "timings.json")
+    timings = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    if step == "ingest":
+        timings = {}
+    seconds = time.monotonic() - started
+    now = datetime.now(UTC)
+    timings[step] = {
+        "started_at": (now - timedelta(seconds=seconds)).isoformat(timespec="seconds"),
+        "finished_at": now.isoformat(timespec="seconds"),
+        "seconds": round(seconds, 3),
+    }
+    path.write_text(json.dumps(timings, indent=2), encoding="utf-8")
+
+
+def _ingest_info(import_id: str) -> dict[str, Any]:
+    info: dict[str, Any] = json.loads(_work(import_id, "ingest.json").read_text(encoding="utf-8"))
+    return info
+
+
+def import_entity(import_id: str) -> Entity:
+    """The entity the ingest step settled on."""
+    return Entity(_ingest_info(import_id)["entity"])
+
+
+def ingest(request: ImportRequest) -> IngestReport:
+    """Read the file, map its columns to our fields and normalize the values."""
+    started = time.monotonic()
+    source = request.source_path
+    raw = read_file(Path(request.stored_path), entity=request.entity)
+    entity = request.entity or infer_entity(raw.frame.columns, raw.entity_hint)
+    if entity is None:
+        raise InputFileError(
+            f"{source}: cannot tell whether the rows are contacts, companies or deals from the "
+            f"columns {', '.join(c for c in raw.frame.columns if c != '_line')}; "
+            "pass --entity or add a mapping file"
+        )
+    mapping = load_mapping(Path(request.mapping_path)) if request.mapping_path else None
+    mapped = map_columns(raw, entity, mapping)
+    normalized = normalize(mapped.frame, entity)
+    unreadable = pl.DataFrame(
+        [{**issue.values, "_line": issue.line} for issue in raw.rejected],
+        schema_overrides={"_line": pl.Int64},
+    )
+    source_rows = pl.concat([raw.frame, unreadable], how="diagonal_relaxed").sort("_line")
+    source_rows.write_parquet(_work(request.import_id, "source.parquet"))
+    normalized.write_parquet(_work(request.import_id, "mapped.parquet"))
+    info = {
+        "entity": entity.value,
+        "rows": source_rows.height,
+        "columns": [c for c in raw.frame.columns if c != "_line"],
+        "column_map": mapped.column_map,
+        "unmapped": mapped.unmapped,
+        "encoding": raw.encoding,
+        "delimiter": raw.delimiter,
+        "sheet": raw.sheet,
+        "unreadable": [{"_line": i.line, "reason": i.reason} for i in raw.rejected],
+    }
+    _work(request.import_id, "ingest.json").write_text(json.dumps(info, indent=2), "utf-8")
+    _record_timing(request.import_id, "ingest", started)
+    return IngestReport(
+        entity=entity,
+        rows=source_rows.height,
+        columns=info["columns"],
+        column_map=mapped.column_map,
+        unmapped=mapped.unmapped,
+        unreadable_rows=len(raw.rejected),
+    )
+
+
+def validate(request: ImportRequest) -> ValidationReport:
+    """Split the normalized rows into valid rows and quarantined rows with reasons."""
+    started = time.monotonic()
+    info = _ingest_info(request.import_id)
+    frame = pl.read_parquet(_work(request.import_id, "mapped.parquet"))
+    result = validate_rows(frame, Entity(info["entity"]), source=request.source_path)
+    unreadable = pl.DataFrame(info["unreadable"], schema={"_line": pl.Int64, "reason": pl.String})
+    invalid = pl.concat(
+        [
+            result.rejected.select(INVALID_SCHEMA.keys()).cast(INVALID_SCHEMA),  # type: ignore[arg-type]
+            unreadable.with_columns(
+                pl.lit(None, pl.String).alias("column"), pl.lit(None, pl.String).alias("value")
+            ).select(INVALID_SCHEMA.keys()),
+        ]
+    ).sort("_line")
+    result.valid.write_parquet(_work(request.import_id, "valid.parquet"))
+    invalid.write_parquet(_work(request.import_id, "invalid.parquet"))
+    _record_timing(request.import_id, "validate", started)
+    return ValidationReport(
+        valid=result.valid.height,
+        invalid=invalid.height,
+        sample=invalid.head(5).to_dicts(),
+    )
+
+
+def stage(request: ImportRequest, db_path: Path, target_id: str) -> StageResult:
+    """Deduplicate by key and stage the records with their sync state."""
+    started = time.monotonic()
+    valid = pl.read_parquet(_work(request.import_id, "valid.parquet"))
+    invalid = pl.read_parquet(_work(request.import_id, "invalid.parquet"))
+    result = stage_import(
+        db_path,
+        import_entity(request.import_id),
+        valid,
+        invalid,
+        import_id=request.import_id,
+        target=target_id,
+        source_file=request.source_path,
+        on_duplicate=request.on_duplicate,
+    )
+    _record_timing(request.import_id, "stage", started)
+    return result
+
+
+def push(
+    request: ImportRequest,
+    db_path: Path,
+    target: CrmTarget,
+    target_id: str,
+    log: Callable[[str], None],
+) -> PushReport:
+    started = time.monotonic()
+    try:
+        return push_import(
+            db_path,
+            target,
+            import_entity(request.import_id),
+            import_id=request.import_id,
+            target_id=target_id,
+            progress_path=progress_path(request.import_id),
+            batches_path=_work(request.import_id, BATCHES_FILE),
+            log=log,
+        )
+    finally:
+        _record_timing(request.import_id, "push", started)
+
+
+def progress_path(import_id: str) -> Path:
+    return _work(import_id, "progress.json")
+
+
+def write_results(request: ImportRequest, db_path: Path) -> dict[str, Any]:
+    """Write summary.json and rejected.csv; return the summary."""
+    info = _ingest_info(request.import_id)
+    counts = outcome_counts(db_path, request.import_id)
+    pending = counts.get("pending", 0)
+    if pending:
+        raise RuntimeError(
+            f"import {request.import_id} still has {pending} unpushed records; run its push first"
+        )
+    lines = import_rows(db_path, request.import_id)
+    rejected_lines = lines.filter(pl.col("outcome").is_in(REJECTED_OUTCOMES)).select(
+        pl.col("line").alias("_line"), "reason"
+    )
+    source_rows = pl.read_parquet(_work(request.import_id, "source.parquet"))
+    rejected = source_rows.join(rejected_lines, on="_line", how="inner").sort("_line")
+    folder = config.reports_dir(request.import_id)
+    write_rejected_csv(folder / "rejected.csv", rejected)
+    duplicates = lines.filter(pl.col("outcome") == "duplicate").select("line", "key", "reason")
+    duplicates.write_csv(folder / "duplicates.csv")
+    batches = _work(request.import_id, BATCHES_FILE)
+    if batches.exists():
+        shutil.copyfile(batches, folder / BATCHES_FILE)
+    timings_path = _work(request.import_id, "timings.json")
+    timings = json.loads(timings_path.read_text("utf-8")) if timings_path.exists() else {}
+    summary: dict[str, Any] = {
+        "import_id": request.import_id,
+        "file": request.source_path,
+        "entity": info["entity"],
+        "target": request.target,
+        "on_duplicate": request.on_duplicate.value,
+        "rows": int(info["rows"]),
+        **{SUMMARY_KEYS[outcome]: counts[outcome.value] for outcome in SUMMARY_OUTCOMES},
+        "unmapped_columns": info["unmapped"],
+        "column_map": info["column_map"],
+        "timings": timings,
+        "started_at": timings.get("ingest", {}).get("started_at"),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "rejected_csv": str(folder / "rejected.csv"),
+    }
+    accounted = sum(counts[o.value] for o in SUMMARY_OUTCOMES)
+    if accounted != summary["rows"]:
+        raise RuntimeError(
+            f"import {request.import_id}: {summary['rows']} rows read but {accounted} outcomes "
+            "recorded; refusing to write a summary that does not add up"
+        )
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    mark_import_completed(db_path, request.import_id)
+    return summary

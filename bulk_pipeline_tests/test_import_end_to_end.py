@@ -1,0 +1,194 @@
+"""The import pipeline end to end: through Dagster and through the CLI, against a real sandbox
+server over loopback and a real DuckDB file."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from bulk_pipeline import cli, config
+from bulk_pipeline.defs.assets import import_assets
+from bulk_pipeline.defs.partitions import imports_partitions
+from bulk_pipeline.defs.resources import default_resources
+from bulk_pipeline.imports import register_import
+from bulk_pipeline.instance import ensure_dagster_home
+from bulk_pipeline.sandbox.server import RunningSandbox
+
+HEADER = ["E-mail", "First Name", "Last Name", "Phone", "Favourite Colour", "Notes"]
+ROWS = [
+    ["ada@example.com", "Ada", "Lovelace", "+44 20 7946 0018", "blue", ""],
+    ["  ADA@Example.com ", "Ada", "", "", "green", "duplicate in case and spaces"],
+    ["zoe@example.org", "Zoë", "Saldaña", "", "red", '=HYPERLINK("http://evil")'],
+    ["not-an-email", "Bad", "Row", "", "", "+1 formula-like"],
+    ["yamada@example.jp", "太郎", "山田", "", "", "line one\nline two"],
+    ["olga@example.ru", "Ольга", "Иванова", "", "", "@mention"],
+    ["", "No", "Email", "", "", ""],
+    ["bob@@example.com", "Bob", "Broken", "", "", "-5"],
+    ["lukasz@example.pl", "Łukasz", "Żółć", "", "", ""],
+]
+VALID_EMAILS = {
+    "ada@example.com",
+    "zoe@example.org",
+    "yamada@example.jp",
+    "olga@example.ru",
+    "lukasz@example.pl",
+}
+INVALID_LINES = {5, 9, 10}  # header is line 1; the quoted newline on line 6 pushes later rows by 1
+
+
+def write_messy_csv(path: Path) -> Path:
+    """UTF-8 with BOM, `;` delimiter, quoted newline, non-Latin names, formula-like cells."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=";", lineterminator="\n")
+    writer.writerow(HEADER)
+    writer.writerows(ROWS)
+    path.write_text("\ufeff" + buffer.getvalue(), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def sandbox_env(sandbox: RunningSandbox, monkeypatch: pytest.MonkeyPatch) -> RunningSandbox:
+    monkeypatch.setenv(config.SANDBOX_URL_ENV, sandbox.url)
+    monkeypatch.setenv(config.SANDBOX_TOKEN_ENV, sandbox.token)
+    return sandbox
+
+
+@pytest.fixture
+def instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dg.DagsterInstance]:
+    """The persistent instance the CLI and `make dev` share, under the test's data home."""
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    ensure_dagster_home()
+    with dg.DagsterInstance.get() as test_instance:
+        yield test_instance
+
+
+def _summary(import_id: str) -> dict[str, object]:
+    path = config.data_home() / "reports" / import_id / "summary.json"
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _assert_messy_import_landed(sandbox: RunningSandbox, import_id: str) -> None:
+    records = sandbox.admin.records("contacts")
+    emails = [r["properties"]["email"] for r in records]
+    assert sorted(emails) == sorted(VALID_EMAILS)
+    names = {r["properties"]["email"]: r["properties"].get("firstname") for r in records}
+    assert names["zoe@example.org"] == "Zoë"
+    assert names["yamada@example.jp"] == "太郎"
+    assert names["olga@example.ru"] == "Ольга"
+    assert names["lukasz@example.pl"] == "Łukasz"
+    assert all("favourite" not in key for r in records for key in r["properties"])
+
+    summary = _summary(import_id)
+    assert summary["rows"] == len(ROWS)
+    outcome_keys = ("created", "updated", "unchanged", "duplicates", "invalid", "failed")
+    assert sum(int(summary[k]) for k in outcome_keys) == summary["rows"]  # type: ignore[call-overload]
+    assert summary["created"] == len(VALID_EMAILS)
+    assert summary["duplicates"] == 1
+    assert summary["invalid"] == len(INVALID_LINES)
+    assert "Favourite Colour" in summary["unmapped_columns"]  # type: ignore[operator]
+
+    rejected_path = config.data_home() / "reports" / import_id / "rejected.csv"
+    with rejected_path.open(encoding="utf-8") as handle:
+        rejected = list(csv.DictReader(handle))
+    assert {int(row["line"]) for row in rejected} == INVALID_LINES
+    assert all(row["reason"] for row in rejected)
+    notes = {row["Notes"] for row in rejected}
+    assert "'+1 formula-like" in notes
+    assert "'-5" in notes
+
+
+def test_materialize_a_messy_file_through_dagster(
+    tmp_path: Path, sandbox_env: RunningSandbox, instance: dg.DagsterInstance
+) -> None:
+    request = register_import(write_messy_csv(tmp_path / "messy contacts.csv"))
+    instance.add_dynamic_partitions(imports_partitions.name or "imports", [request.import_id])
+
+    result = dg.materialize(
+        import_assets,
+        partition_key=request.import_id,
+        instance=instance,
+        resources=default_resources(),
+    )
+
+    assert result.success
+    _assert_messy_import_landed(sandbox_env, request.import_id)
+    results_event = result.asset_materializations_for_node("import_results")[0]
+    assert results_event.metadata["created"].value == len(VALID_EMAILS)
+    assert "| invalid | 3 |" in str(results_event.metadata["summary"].value)
+
+
+def test_cli_import_twice_second_run_is_unchanged_without_writes(
+    tmp_path: Path, sandbox_env: RunningSandbox, instance: dg.DagsterInstance
+) -> None:
+    path = write_messy_csv(tmp_path / "contacts.csv")
+    assert cli.main(["import", str(path), "--no-progress"]) == 0
+    import_id = register_import(path).import_id
+    _assert_messy_import_landed(sandbox_env, import_id)
+    writes_after_first = sandbox_env.admin.stats()["requests"]["writes"]
+
+    assert cli.main(["import", str(path), "--no-progress"]) == 0
+
+    summary = _summary(import_id)
+    assert summary["unchanged"] == len(VALID_EMAILS)
+    assert summary["created"] == 0
+    assert sandbox_env.admin.stats()["requests"]["writes"] == writes_after_first
+    runs = instance.get_runs()
+    assert len(runs) == 2
+    assert all(run.tags.get("dagster/partition") == import_id for run in runs)
+
+
+def test_hubspot_target_against_a_hubspot_compatible_server_gives_the_same_result(
+    tmp_path: Path,
+    sandbox: RunningSandbox,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(config.HUBSPOT_BASE_URL_ENV, sandbox.url)
+    monkeypatch.setenv(config.HUBSPOT_TOKEN_ENV, sandbox.token)
+    path = write_messy_csv(tmp_path / "contacts.csv")
+
+    assert cli.main(["import", str(path), "--target", "hubspot", "--no-progress"]) == 0
+
+    _assert_messy_import_landed(sandbox, register_import(path, target="hubspot").import_id)
+
+
+def test_a_file_without_an_email_column_fails_naming_the_file(
+    tmp_path: Path,
+    sandbox_env: RunningSandbox,
+    instance: dg.DagsterInstance,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = tmp_path / "people.csv"
+    path.write_text("First Name,Last Name\nAda,Lovelace\n", encoding="utf-8")
+
+    assert cli.main(["import", str(path), "--entity", "contacts", "--no-progress"]) == 1
+
+    err = capsys.readouterr().err
+    assert "people.csv" in err
+    assert "email" in err
+    assert sandbox_env.admin.stats()["requests"]["writes"] == 0
+
+
+def test_a_wrong_token_fails_the_import_without_showing_the_token(
+    tmp_path: Path,
+    sandbox: RunningSandbox,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    secret = "pat-na1-this-is-not-the-right-token"
+    monkeypatch.setenv(config.HUBSPOT_BASE_URL_ENV, sandbox.url)
+    monkeypatch.setenv(config.HUBSPOT_TOKEN_ENV, secret)
+    path = write_messy_csv(tmp_path / "contacts.csv")
+
+    assert cli.main(["import", str(path), "--target", "hubspot", "--no-progress"]) == 1
+
+    captured = capsys.readouterr()
+    assert secret not in captured.err + captured.out
+    assert sandbox.admin.counts().get("contacts", 0) == 0

@@ -112,6 +112,47 @@ class CrmTarget(ABC):
         """Release connections."""
 
 
+class AsyncCrmTarget(ABC):
+    """The async twin of :class:`CrmTarget`: same calls and results, batches sent concurrently."""
+
+    name: str
+
+    @abstractmethod
+    def key_field(self, entity: Entity) -> str:
+        """Our field name of the CRM's unique key for ``entity``."""
+
+    @abstractmethod
+    async def find_by_keys(self, entity: Entity, keys: Sequence[str]) -> ReadResult:
+        """See :meth:`CrmTarget.find_by_keys`."""
+
+    @abstractmethod
+    async def get_many(
+        self, entity: Entity, ids: Sequence[str], *, id_field: str | None = None
+    ) -> ReadResult:
+        """See :meth:`CrmTarget.get_many`."""
+
+    @abstractmethod
+    async def create_many(self, entity: Entity, records: Sequence[Record]) -> BatchResult:
+        """See :meth:`CrmTarget.create_many`."""
+
+    @abstractmethod
+    async def update_many(
+        self, entity: Entity, ids: Sequence[str], records: Sequence[Record]
+    ) -> BatchResult:
+        """See :meth:`CrmTarget.update_many`."""
+
+    @abstractmethod
+    async def upsert_many(self, entity: Entity, records: Sequence[Record]) -> BatchResult:
+        """See :meth:`CrmTarget.upsert_many`."""
+
+    @abstractmethod
+    async def archive_many(self, entity: Entity, ids: Sequence[str]) -> BatchResult:
+        """See :meth:`CrmTarget.archive_many`."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, like CrmTarget.close
+        """Release connections."""
+
+
 class CrmError(Exception):
     """The CRM call as a whole failed (auth, unreachable after retries). Never carries a token."""
 

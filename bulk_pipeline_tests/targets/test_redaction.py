@@ -1,0 +1,147 @@
+"""Tokens never show in reprs, logs, exception messages or per-record failure messages."""
+
+from __future__ import annotations
+
+import logging
+import random
+
+import httpx
+import pytest
+
+from bulk_pipeline import config
+from bulk_pipeline.entities import Entity
+from bulk_pipeline.redaction import Secret, redact, redacting_logger, register_secret
+from bulk_pipeline.targets import open_target
+from bulk_pipeline.targets.base import CrmError
+from bulk_pipeline.targets.http import Pacer, RateLimiter, RetryPolicy
+from bulk_pipeline.targets.hubspot import AsyncHubSpotTarget, HubSpotTarget
+from bulk_pipeline_tests.targets.fake_hubspot import BASE_URL
+
+TOKEN = "pat-eu1-aaaabbbb-cccc-dddd-eeee-ffff00001111"
+
+
+def echoing_transport(status: int) -> httpx.MockTransport:
+    """A server that echoes the request's Authorization header in its error body."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            status,
+            json={
+                "message": f"bad call with {request.headers['authorization']} and {TOKEN}",
+                "category": "VALIDATION_ERROR",
+            },
+        )
+
+    return httpx.MockTransport(handle)
+
+
+def target_on(transport: httpx.MockTransport) -> HubSpotTarget:
+    return HubSpotTarget(
+        BASE_URL,
+        TOKEN,
+        retry=RetryPolicy(max_attempts=2, base_delay=0.001),
+        pacer=Pacer(RateLimiter(1000, 1.0)),
+        transport=transport,
+        rng=random.Random(0),
+    )
+
+
+def test_redact_masks_registered_secrets_and_credential_patterns() -> None:
+    register_secret("s3cr3t-value")
+    text = (
+        "token s3cr3t-value; Authorization: Bearer abc.def-123; "
+        "GET /x?hapikey=zzz123&limit=1; authorization=Bearer qqq"
+    )
+    cleaned = redact(text)
+    for leaked in ("s3cr3t-value", "abc.def-123", "zzz123", "qqq"):
+        assert leaked not in cleaned
+    assert "limit=1" in cleaned
+
+
+def test_secret_and_targets_hide_the_token_in_their_repr() -> None:
+    secret = Secret(TOKEN)
+    assert TOKEN not in repr(secret)
+    assert TOKEN not in str(secret)
+    assert secret.reveal() == TOKEN
+    target = target_on(echoing_transport(200))
+    async_target = AsyncHubSpotTarget(BASE_URL, TOKEN)
+    for shown in (repr(target), str(target), repr(async_target), repr(target.__dict__)):
+        assert TOKEN not in shown
+    target.close()
+
+
+def test_failure_messages_and_logs_never_carry_the_token(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    for status in (400, 500):
+        result = target_on(echoing_transport(status)).update_many(
+            Entity.CONTACTS, ["1"], [{"city": "Paris"}]
+        )
+        (failed,) = result.failed
+        assert "bad call" in failed.message
+        assert TOKEN not in failed.message
+        assert TOKEN not in repr(failed)
+    assert any("retry" in r.getMessage() for r in caplog.records)
+    assert TOKEN not in caplog.text
+
+
+def test_a_log_call_that_names_the_token_is_scrubbed(caplog: pytest.LogCaptureFixture) -> None:
+    register_secret(TOKEN)
+    logger = redacting_logger("bulk_pipeline.targets.hubspot")
+    with caplog.at_level(logging.INFO):
+        logger.info("sending with %s", TOKEN)
+    assert "sending with ***" in caplog.text
+    assert TOKEN not in caplog.text
+
+
+def test_unauthorized_raises_without_the_token() -> None:
+    with pytest.raises(CrmError) as caught:
+        target_on(echoing_transport(401)).upsert_many(Entity.CONTACTS, [{"email": "a@b.co"}])
+    assert caught.value.status == 401
+    assert TOKEN not in str(caught.value)
+    assert TOKEN not in repr(caught.value)
+
+
+def test_transport_errors_mentioning_the_token_are_scrubbed() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError(f"cannot connect using {TOKEN}", request=request)
+
+    result = target_on(httpx.MockTransport(handle)).upsert_many(
+        Entity.CONTACTS, [{"email": "a@b.co"}]
+    )
+    (failed,) = result.failed
+    assert failed.retryable
+    assert failed.category == "TRANSPORT_ERROR"
+    assert TOKEN not in failed.message
+    assert "cannot connect" in failed.message
+
+
+def test_missing_hubspot_token_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(config.HUBSPOT_TOKEN_ENV, raising=False)
+    with pytest.raises(CrmError, match=config.HUBSPOT_TOKEN_ENV):
+        open_target("hubspot")
+
+
+def test_hubspot_target_from_environment_keeps_the_token_hidden(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(config.HUBSPOT_TOKEN_ENV, TOKEN)
+    monkeypatch.setenv(config.HUBSPOT_BASE_URL_ENV, "http://127.0.0.1:9")
+    target = open_target("hubspot")
+    try:
+        assert isinstance(target, HubSpotTarget)
+        assert target.base_url == "http://127.0.0.1:9"
+        assert TOKEN not in repr(target)
+    finally:
+        target.close()
+    given = open_target(
+        "hubspot", hubspot_access_token="pat-given-000000", hubspot_base_url="http://127.0.0.1:8"
+    )
+    try:
+        assert isinstance(given, HubSpotTarget)
+        assert given.base_url == "http://127.0.0.1:8"
+    finally:
+        given.close()
+    with pytest.raises(ValueError, match="unknown CRM target"):
+        open_target("salesforce")

@@ -120,10 +120,11 @@ def ingest(request: ImportRequest) -> IngestReport:
     source_rows = pl.concat([raw.frame, unreadable], how="diagonal_relaxed").sort("_line")
     source_rows.write_parquet(_work(request.import_id, "source.parquet"))
     normalized.write_parquet(_work(request.import_id, "mapped.parquet"))
+    columns = [c for c in raw.frame.columns if c != "_line"]
     info = {
         "entity": entity.value,
         "rows": source_rows.height,
-        "columns": [c for c in raw.frame.columns if c != "_line"],
+        "columns": columns,
         "column_map": mapped.column_map,
         "unmapped": mapped.unmapped,
         "encoding": raw.encoding,
@@ -136,7 +137,7 @@ def ingest(request: ImportRequest) -> IngestReport:
     return IngestReport(
         entity=entity,
         rows=source_rows.height,
-        columns=info["columns"],
+        columns=columns,
         column_map=mapped.column_map,
         unmapped=mapped.unmapped,
         unreadable_rows=len(raw.rejected),
@@ -205,6 +206,7 @@ def push(
             progress_path=progress_path(request.import_id),
             batches_path=_work(request.import_id, BATCHES_FILE),
             log=log,
+            duplicates=outcome_counts(db_path, request.import_id)[Outcome.DUPLICATE.value],
         )
     finally:
         _record_timing(request.import_id, "push", started)

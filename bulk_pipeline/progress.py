@@ -23,18 +23,27 @@ class ProgressSnapshot:
     total: int
     created: int
     updated: int
+    unchanged: int
     failed: int
+    duplicates: int
+    batch: int
+    batches: int
     elapsed_seconds: float
     records_per_second: float
     eta_seconds: float | None
     done: bool
 
+    @property
+    def records_per_minute(self) -> float:
+        return self.records_per_second * 60
+
     def describe(self) -> str:
         eta = "?" if self.eta_seconds is None else f"{self.eta_seconds:.0f}s"
         return (
-            f"{self.processed}/{self.total} records pushed "
-            f"({self.created} created, {self.updated} updated, {self.failed} failed), "
-            f"{self.records_per_second:.0f} records/s, ETA {eta}"
+            f"{self.processed}/{self.total} records processed, batch {self.batch}/{self.batches} "
+            f"({self.created} created, {self.updated} updated, {self.unchanged} unchanged, "
+            f"{self.failed} failed, {self.duplicates} duplicates merged), "
+            f"{self.records_per_minute:.0f} records/min, ETA {eta}"
         )
 
 
@@ -43,9 +52,14 @@ class ProgressTracker:
     total: int
     path: Path | None = None
     clock: Callable[[], float] = time.monotonic
+    batches: int = 0
+    duplicates: int = 0
+    """Rows merged before the push; shown so a person sees every row somewhere."""
     created: int = 0
     updated: int = 0
+    unchanged: int = 0
     failed: int = 0
+    batch: int = 0
     _started: float = field(init=False)
     _last_log: float = field(init=False)
     _last_write: float = field(init=False)
@@ -58,11 +72,16 @@ class ProgressTracker:
 
     @property
     def processed(self) -> int:
-        return self.created + self.updated + self.failed
+        return self.created + self.updated + self.unchanged + self.failed
 
-    def add(self, *, created: int = 0, updated: int = 0, failed: int = 0) -> None:
+    def add(
+        self, *, created: int = 0, updated: int = 0, unchanged: int = 0, failed: int = 0
+    ) -> None:
+        """Count one finished batch."""
+        self.batch += 1
         self.created += created
         self.updated += updated
+        self.unchanged += unchanged
         self.failed += failed
         self._write(done=False, force=False)
 
@@ -76,7 +95,11 @@ class ProgressTracker:
             total=self.total,
             created=self.created,
             updated=self.updated,
+            unchanged=self.unchanged,
             failed=self.failed,
+            duplicates=self.duplicates,
+            batch=self.batch,
+            batches=self.batches,
             elapsed_seconds=elapsed,
             records_per_second=rate,
             eta_seconds=eta,

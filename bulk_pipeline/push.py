@@ -1,33 +1,39 @@
 """Push staged records to a CRM target in checkpointed chunks.
 
-Only records whose content differs from what was last pushed to this target are sent. After each
-chunk the CRM's answer is written back to staging, so a crash, a retry or a backfill resumes with
-what is not yet in the CRM; writes go through the target's upsert, which never creates a second
-record for a key, so even a chunk that was sent but not checkpointed is safe to send again.
+For each chunk: look the records up by unique key, create the missing ones, update only the
+fields that differ, and leave identical ones alone. What is about to change is written down
+before it is sent (with the CRM's previous values, for rollback), and the CRM's answers are
+checkpointed after. A crash, a retry, a terminated run or a backfill therefore resumes safely:
+the next lookup finds whatever the lost answer had created, and nothing is written twice.
 """
 
 from __future__ import annotations
 
 import csv
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from bulk_pipeline.entities import Entity
+from bulk_pipeline.plan import Action, PlannedRecord, plan_record
 from bulk_pipeline.progress import ProgressSnapshot, ProgressTracker
 from bulk_pipeline.staging import (
+    Change,
     Outcome,
     PendingRecord,
     PushOutcome,
+    import_changes,
+    mark_changes,
     plan_push,
+    record_intended_changes,
     record_push_outcomes,
 )
-from bulk_pipeline.targets.base import BatchResult, CrmTarget
+from bulk_pipeline.targets.base import BatchResult, CrmError, CrmTarget
 
-CHUNK_SIZE = 1_000
-"""Records per checkpoint: ten CRM batches of 100."""
+CHUNK_SIZE = 500
+"""Records per checkpoint: five CRM batches of 100."""
 BATCH_LOG_COLUMNS = ("batch", "records", "seconds", "records_per_second", "finished_at")
 
 
@@ -36,6 +42,7 @@ class PushReport:
     sent: int
     created: int
     updated: int
+    unchanged: int
     failed: int
     retryable_failures: int
     """Failures that a later attempt may fix (CRM unreachable, 5xx after all retries)."""
@@ -45,30 +52,6 @@ class PushReport:
 
 class RetryableFailuresError(RuntimeError):
     """Some records could not be written for transient reasons; re-running the push may fix it."""
-
-
-def _outcomes(chunk: tuple[PendingRecord, ...], result: BatchResult) -> list[PushOutcome]:
-    outcomes: list[PushOutcome] = []
-    for written in result.successful:
-        record = chunk[written.index]
-        outcomes.append(
-            PushOutcome(
-                key=record.key,
-                outcome=Outcome.CREATED if written.created else Outcome.UPDATED,
-                crm_id=written.id,
-                content_hash=record.content_hash,
-            )
-        )
-    for failed in result.failed:
-        record = chunk[failed.index]
-        outcomes.append(
-            PushOutcome(
-                key=record.key,
-                outcome=Outcome.FAILED,
-                reason=f"{failed.category}: {failed.message}",
-            )
-        )
-    return outcomes
 
 
 class _BatchLog:
@@ -93,6 +76,125 @@ class _BatchLog:
             )
 
 
+def lookup_plan(
+    target: CrmTarget, entity: Entity, records: Sequence[PendingRecord]
+) -> list[PlannedRecord]:
+    """Compare records with what the CRM holds under their keys (batched reads, no writes)."""
+    found = target.find_by_keys(entity, [r.key for r in records]).found
+    return [
+        plan_record(r.key, r.line, r.fields, found.get(r.key.casefold()), known_crm_id=r.crm_id)
+        for r in records
+    ]
+
+
+@dataclass
+class _ChunkOutcome:
+    outcomes: list[PushOutcome]
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    retryable: int = 0
+
+
+def _written(
+    planned: Sequence[PlannedRecord],
+    result: BatchResult,
+    hashes: dict[str, str],
+    earlier: dict[str, Change],
+    chunk: _ChunkOutcome,
+) -> dict[str, str]:
+    """Turn a write result into outcomes; returns the CRM ids of what was written, by key."""
+    ids: dict[str, str] = {}
+    for written in result.successful:
+        record = planned[written.index]
+        ids[record.key] = written.id
+        created = record.action is Action.CREATE or (
+            record.key in earlier and earlier[record.key].action == "create"
+        )
+        chunk.outcomes.append(
+            PushOutcome(
+                key=record.key,
+                outcome=Outcome.CREATED if created else Outcome.UPDATED,
+                crm_id=written.id,
+                content_hash=hashes[record.key],
+            )
+        )
+        if created:
+            chunk.created += 1
+        else:
+            chunk.updated += 1
+    for failed in result.failed:
+        record = planned[failed.index]
+        chunk.outcomes.append(
+            PushOutcome(key=record.key, outcome=Outcome.FAILED, reason=failed.message)
+        )
+        chunk.failed += 1
+        chunk.retryable += int(failed.retryable)
+    return ids
+
+
+def _push_chunk(
+    target: CrmTarget,
+    entity: Entity,
+    records: Sequence[PendingRecord],
+    *,
+    db_path: Path,
+    import_id: str,
+    target_id: str,
+    earlier: dict[str, Change],
+) -> _ChunkOutcome:
+    hashes = {r.key: r.content_hash for r in records}
+    try:
+        planned = lookup_plan(target, entity, records)
+    except CrmError as exc:
+        if not exc.retryable:
+            raise
+        reason = f"could not look up existing records: {exc}"
+        return _ChunkOutcome(
+            outcomes=[PushOutcome(r.key, Outcome.FAILED, reason=reason) for r in records],
+            failed=len(records),
+            retryable=len(records),
+        )
+    chunk = _ChunkOutcome(outcomes=[])
+    creates = [p for p in planned if p.action is Action.CREATE]
+    updates = [p for p in planned if p.action is Action.UPDATE]
+    for p in planned:
+        if p.action is Action.UNCHANGED:
+            previous = earlier.get(p.key)
+            resumed = previous is not None and previous.state != "rolled_back"
+            outcome = Outcome.UNCHANGED
+            if resumed and previous is not None:
+                outcome = Outcome.CREATED if previous.action == "create" else Outcome.UPDATED
+            chunk.outcomes.append(
+                PushOutcome(p.key, outcome, crm_id=p.crm_id, content_hash=hashes[p.key])
+            )
+            chunk.created += outcome is Outcome.CREATED
+            chunk.updated += outcome is Outcome.UPDATED
+            chunk.unchanged += outcome is Outcome.UNCHANGED
+        elif p.action is Action.CONFLICT:
+            chunk.outcomes.append(PushOutcome(p.key, Outcome.FAILED, reason=p.reason))
+            chunk.failed += 1
+    record_intended_changes(
+        db_path,
+        entity,
+        [Change(p.key, p.action.value, p.crm_id, p.before, "intended") for p in creates + updates],
+        import_id=import_id,
+        target=target_id,
+    )
+    written: dict[str, str] = {}
+    if updates:
+        result = target.update_many(
+            entity, [p.crm_id or "" for p in updates], [p.fields for p in updates]
+        )
+        written |= _written(updates, result, hashes, earlier, chunk)
+    if creates:
+        result = target.create_many(entity, [p.fields for p in creates])
+        written |= _written(creates, result, hashes, earlier, chunk)
+    mark_changes(db_path, written, import_id=import_id, target=target_id, state="done")
+    return chunk
+
+
 def push_import(
     db_path: Path,
     target: CrmTarget,
@@ -104,6 +206,7 @@ def push_import(
     batches_path: Path | None = None,
     log: Callable[[str], None] = lambda _message: None,
     chunk_size: int = CHUNK_SIZE,
+    duplicates: int = 0,
 ) -> PushReport:
     """Send this import's new and changed records; return what the CRM did with them.
 
@@ -112,42 +215,55 @@ def push_import(
     """
     started = time.monotonic()
     pending = plan_push(db_path, entity, import_id=import_id, target=target_id)
-    tracker = ProgressTracker(total=len(pending), path=progress_path)
+    earlier = {c.key: c for c in import_changes(db_path, import_id=import_id, target=target_id)}
+    tracker = ProgressTracker(
+        total=len(pending),
+        path=progress_path,
+        batches=-(-len(pending) // chunk_size),
+        duplicates=duplicates,
+    )
     log(f"{len(pending)} records to push to {target_id}")
-    retryable = 0
     batch_log = _BatchLog(batches_path)
+    unchanged = retryable = 0
     for start in range(0, len(pending), chunk_size):
-        chunk = tuple(pending[start : start + chunk_size])
         chunk_started = time.monotonic()
-        result = target.upsert_many(entity, [record.fields for record in chunk])
-        record_push_outcomes(
-            db_path, entity, _outcomes(chunk, result), import_id=import_id, target=target_id
+        records = pending[start : start + chunk_size]
+        chunk = _push_chunk(
+            target,
+            entity,
+            records,
+            db_path=db_path,
+            import_id=import_id,
+            target_id=target_id,
+            earlier=earlier,
         )
-        batch_log.add(len(chunk), time.monotonic() - chunk_started)
-        created = sum(1 for w in result.successful if w.created)
-        retryable += sum(1 for f in result.failed if f.retryable)
+        record_push_outcomes(db_path, entity, chunk.outcomes, import_id=import_id, target=target_id)
+        batch_log.add(len(records), time.monotonic() - chunk_started)
+        unchanged += chunk.unchanged
+        retryable += chunk.retryable
         tracker.add(
-            created=created,
-            updated=len(result.successful) - created,
-            failed=len(result.failed),
+            created=chunk.created,
+            updated=chunk.updated,
+            failed=chunk.failed,
+            unchanged=chunk.unchanged,
         )
         if tracker.due_for_log():
             log(tracker.snapshot().describe())
     final = tracker.finish()
     log(final.describe())
-    report = PushReport(
-        sent=len(pending),
-        created=final.created,
-        updated=final.updated,
-        failed=final.failed,
-        retryable_failures=retryable,
-        seconds=time.monotonic() - started,
-        final=final,
-    )
     if retryable:
         raise RetryableFailuresError(
             f"{retryable} of {len(pending)} records could not be written for transient reasons "
             "(CRM unreachable or failing); they are saved as failed and will be sent again when "
             "the import is re-run"
         )
-    return report
+    return PushReport(
+        sent=len(pending),
+        created=final.created,
+        updated=final.updated,
+        unchanged=unchanged,
+        failed=final.failed,
+        retryable_failures=retryable,
+        seconds=time.monotonic() - started,
+        final=final,
+    )

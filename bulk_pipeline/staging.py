@@ -147,6 +147,21 @@ def _ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
     )
     conn.execute(
         """
+        CREATE TABLE IF NOT EXISTS import_changes (
+            import_id VARCHAR NOT NULL,
+            target VARCHAR NOT NULL,
+            entity VARCHAR NOT NULL,
+            key VARCHAR NOT NULL,
+            action VARCHAR NOT NULL,
+            crm_id VARCHAR,
+            before JSON,
+            state VARCHAR NOT NULL DEFAULT 'intended',
+            PRIMARY KEY (import_id, target, key)
+        )
+        """
+    )
+    conn.execute(
+        """
         CREATE TABLE IF NOT EXISTS imports (
             import_id VARCHAR PRIMARY KEY,
             status VARCHAR NOT NULL,
@@ -268,9 +283,7 @@ def stage_import(
     return StageResult(staged=kept.height, duplicates=duplicates.height)
 
 
-def plan_push(
-    db_path: Path, entity: Entity, *, import_id: str, target: str
-) -> list[PendingRecord]:
+def plan_push(db_path: Path, entity: Entity, *, import_id: str, target: str) -> list[PendingRecord]:
     """The records of this import that the target does not hold yet in their staged form.
 
     Lines whose record is already in the CRM with the same content become ``unchanged`` now,
@@ -299,16 +312,19 @@ def plan_push(
             [target, import_id],
         ).fetchall()
         conn.execute("COMMIT")
-    return [
-        PendingRecord(
-            key=key,
-            line=line,
-            fields={k: v for k, v in json.loads(record).items() if v is not None},
-            content_hash=content_hash,
-            crm_id=crm_id,
-        )
-        for key, line, record, content_hash, crm_id in rows
-    ]
+    return [_pending(*row) for row in rows]
+
+
+def _pending(
+    key: str, line: int, record: str, content_hash: str, crm_id: str | None
+) -> PendingRecord:
+    return PendingRecord(
+        key=key,
+        line=line,
+        fields={k: v for k, v in json.loads(record).items() if v is not None},
+        content_hash=content_hash,
+        crm_id=crm_id,
+    )
 
 
 def record_push_outcomes(
@@ -367,6 +383,118 @@ def record_push_outcomes(
             [import_id],
         )
         conn.execute("COMMIT")
+
+
+@dataclass(frozen=True)
+class Change:
+    """A write an import made (or was about to make) to one CRM record, for rollback."""
+
+    key: str
+    action: str
+    """``create`` or ``update``."""
+    crm_id: str | None
+    before: dict[str, str | None]
+    state: str
+    """``intended`` (recorded before sending), ``done`` or ``rolled_back``."""
+
+
+def record_intended_changes(
+    db_path: Path,
+    entity: Entity,
+    changes: Sequence[Change],
+    *,
+    import_id: str,
+    target: str,
+) -> None:
+    """Write down what is about to change before sending it.
+
+    The first capture of a key wins: when a crashed attempt is resumed, the CRM already holds
+    our values, and only the first capture knows what was there before the import.
+    """
+    if not changes:
+        return
+    rows = [
+        (import_id, target, entity.value, c.key, c.action, c.crm_id, json.dumps(c.before))
+        for c in changes
+    ]
+    with connect(db_path) as conn:
+        conn.executemany(
+            """
+            INSERT INTO import_changes (import_id, target, entity, key, action, crm_id, before)
+            VALUES (?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT DO NOTHING
+            """,
+            rows,
+        )
+
+
+def mark_changes(
+    db_path: Path,
+    ids_by_key: dict[str, str],
+    *,
+    import_id: str,
+    target: str,
+    state: str,
+) -> None:
+    """Set the state (and the CRM id, learnt when a create succeeds) of recorded changes."""
+    if not ids_by_key:
+        return
+    with connect(db_path) as conn:
+        conn.executemany(
+            """
+            UPDATE import_changes SET state = ?, crm_id = coalesce(?, crm_id)
+            WHERE import_id = ? AND target = ? AND key = ?
+            """,
+            [(state, crm_id, import_id, target, key) for key, crm_id in ids_by_key.items()],
+        )
+
+
+def import_changes(db_path: Path, *, import_id: str, target: str) -> list[Change]:
+    with connect(db_path) as conn:
+        rows = conn.execute(
+            """
+            SELECT key, action, crm_id, before, state FROM import_changes
+            WHERE import_id = ? AND target = ? ORDER BY key
+            """,
+            [import_id, target],
+        ).fetchall()
+    return [
+        Change(
+            key=key, action=action, crm_id=crm_id, before=json.loads(before or "{}"), state=state
+        )
+        for key, action, crm_id, before, state in rows
+    ]
+
+
+def forget_pushes(db_path: Path, entity: Entity, keys: Sequence[str], *, target: str) -> None:
+    """After a rollback the CRM no longer holds what we pushed: the next import sends it again."""
+    if not keys:
+        return
+    with connect(db_path) as conn:
+        conn.executemany(
+            f"""
+            UPDATE {records_table(entity)} SET pushed_hash = NULL, status = 'rolled_back'
+            WHERE target = ? AND key = ?
+            """,
+            [(target, key) for key in keys],
+        )
+
+
+def staged_records(
+    db_path: Path, entity: Entity, *, import_id: str, target: str
+) -> list[PendingRecord]:
+    """Every record this import staged, pushed or not (for a dry run against the CRM)."""
+    with connect(db_path) as conn:
+        rows = conn.execute(
+            f"""
+            SELECT r.key, i.line, r.record, r.content_hash, r.crm_id
+            FROM import_rows i JOIN {records_table(entity)} r ON r.target = ? AND r.key = i.key
+            WHERE i.import_id = ? AND i.outcome NOT IN ('duplicate', 'invalid')
+            ORDER BY i.line
+            """,
+            [target, import_id],
+        ).fetchall()
+    return [_pending(*row) for row in rows]
 
 
 def _set_import_status(conn: duckdb.DuckDBPyConnection, import_id: str, status: str) -> None:

@@ -15,14 +15,20 @@ class FakeClock:
 
 def test_speed_and_eta_follow_the_simulated_clock(tmp_path: Path) -> None:
     clock = FakeClock()
-    tracker = ProgressTracker(total=1_000, path=tmp_path / "progress.json", clock=clock)
+    tracker = ProgressTracker(
+        total=1_000, path=tmp_path / "progress.json", clock=clock, batches=5, duplicates=3
+    )
     clock.now += 10
-    tracker.add(created=150, updated=40, failed=10)
+    tracker.add(created=150, updated=30, unchanged=10, failed=10)
 
     snapshot = tracker.snapshot()
     assert snapshot.processed == 200
+    assert (snapshot.batch, snapshot.batches) == (1, 5)
     assert snapshot.records_per_second == pytest.approx(20.0)
+    assert snapshot.records_per_minute == pytest.approx(1200.0)
     assert snapshot.eta_seconds == pytest.approx(40.0)
+    assert "batch 1/5" in snapshot.describe()
+    assert "3 duplicates" in snapshot.describe()
 
     clock.now += 30
     tracker.add(created=600)

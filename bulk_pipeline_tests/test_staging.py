@@ -55,7 +55,9 @@ def _stage(db: Path, frame: pl.DataFrame, strategy: OnDuplicate, import_id: str 
 
 
 def _staged_fields(db: Path, key: str) -> dict[str, str]:
-    pending = {p.key: p for p in plan_push(db, Entity.CONTACTS, import_id="imp-1", target="sandbox")}
+    pending = {
+        p.key: p for p in plan_push(db, Entity.CONTACTS, import_id="imp-1", target="sandbox")
+    }
     return pending[key].fields
 
 

@@ -4,7 +4,6 @@ Each asset is a thin call into ``import_steps``; this module only translates bet
 (partitions, retries, failures, metadata) and those plain functions.
 """
 
-
 import dagster as dg
 
 from bulk_pipeline import config, import_steps
@@ -82,9 +81,7 @@ def staged_records(
     request = _request(context)
     result = import_steps.stage(request, staging.db_path, crm.target_id(request.target))
     context.log.info("staged %d records, %d duplicate rows", result.staged, result.duplicates)
-    return dg.MaterializeResult(
-        metadata={"staged": result.staged, "duplicates": result.duplicates}
-    )
+    return dg.MaterializeResult(metadata={"staged": result.staged, "duplicates": result.duplicates})
 
 
 @dg.asset(
@@ -119,6 +116,7 @@ def crm_push(
             "sent": report.sent,
             "created": report.created,
             "updated": report.updated,
+            "unchanged": report.unchanged,
             "failed": report.failed,
             "records_per_second": round(report.final.records_per_second, 1),
             "seconds": round(report.seconds, 2),

@@ -1,0 +1,117 @@
+"""What a push would do, record by record, given what the CRM holds now.
+
+Comparing each staged record with the CRM's current values is what lets the pipeline send only
+changed fields, skip records the CRM already holds, capture the values it is about to overwrite
+(for rollback), and show a dry-run plan before anything is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from bulk_pipeline.targets.base import CrmRecord
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    UNCHANGED = "unchanged"
+    CONFLICT = "conflict"
+
+
+@dataclass(frozen=True)
+class PlannedRecord:
+    key: str
+    line: int
+    action: Action
+    fields: dict[str, str]
+    """What to send: every field for a create, only the changed fields for an update."""
+    crm_id: str | None = None
+    before: dict[str, str | None] = field(default_factory=dict)
+    """The CRM's values of the fields an update changes, as they were before it."""
+    reason: str | None = None
+
+
+def _same(ours: str, theirs: str | None) -> bool:
+    return theirs is not None and ours.strip() == theirs.strip()
+
+
+def changed_fields(ours: Mapping[str, str], theirs: Mapping[str, str | None]) -> dict[str, str]:
+    """Fields whose value differs; a blank of ours never counts (it would clear the CRM)."""
+    return {
+        name: value
+        for name, value in ours.items()
+        if value not in (None, "") and not _same(value, theirs.get(name))
+    }
+
+
+def plan_record(
+    key: str,
+    line: int,
+    fields: Mapping[str, str],
+    existing: CrmRecord | None,
+    *,
+    known_crm_id: str | None = None,
+) -> PlannedRecord:
+    """Decide one record: create it, update only what differs, or leave it alone.
+
+    ``known_crm_id`` is the id this pipeline wrote the key to before; a CRM record under the key
+    with another id means someone merged or recreated it, which a person should look at.
+    """
+    if existing is None:
+        return PlannedRecord(key, line, Action.CREATE, dict(fields))
+    if known_crm_id is not None and existing.id != known_crm_id:
+        return PlannedRecord(
+            key,
+            line,
+            Action.CONFLICT,
+            {},
+            crm_id=existing.id,
+            reason=(
+                f"the CRM holds {key} as record {existing.id}, but this pipeline wrote it to "
+                f"record {known_crm_id}; it was merged or recreated in the CRM"
+            ),
+        )
+    diff = changed_fields(fields, existing.fields)
+    if not diff:
+        return PlannedRecord(key, line, Action.UNCHANGED, {}, crm_id=existing.id)
+    before = {name: existing.fields.get(name) for name in diff}
+    return PlannedRecord(key, line, Action.UPDATE, diff, crm_id=existing.id, before=before)
+
+
+@dataclass
+class PlanSummary:
+    creates: int = 0
+    updates: int = 0
+    unchanged: int = 0
+    conflicts: int = 0
+    changed_field_counts: dict[str, int] = field(default_factory=dict)
+    """For updates: how many records would change each field."""
+
+    @classmethod
+    def of(cls, records: Sequence[PlannedRecord]) -> PlanSummary:
+        summary = cls()
+        for record in records:
+            if record.action is Action.CREATE:
+                summary.creates += 1
+            elif record.action is Action.UPDATE:
+                summary.updates += 1
+                for name in record.fields:
+                    summary.changed_field_counts[name] = (
+                        summary.changed_field_counts.get(name, 0) + 1
+                    )
+            elif record.action is Action.UNCHANGED:
+                summary.unchanged += 1
+            else:
+                summary.conflicts += 1
+        return summary
+
+    @property
+    def total(self) -> int:
+        return self.creates + self.updates + self.unchanged + self.conflicts
+
+    @property
+    def create_share(self) -> float:
+        return self.creates / self.total if self.total else 0.0

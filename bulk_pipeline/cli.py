@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from dagster import AssetCheckEvaluation
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -23,7 +24,13 @@ from rich.table import Table
 
 from bulk_pipeline import config
 from bulk_pipeline.entities import Entity
-from bulk_pipeline.imports import TARGETS, UnknownImportError, register_import
+from bulk_pipeline.imports import (
+    DEFAULT_MAX_INVALID_RATIO,
+    TARGETS,
+    UnknownImportError,
+    load_import,
+    register_import,
+)
 from bulk_pipeline.instance import ensure_dagster_home
 from bulk_pipeline.progress import read_progress
 from bulk_pipeline.reports.listing import format_report, format_status, recent_imports
@@ -51,6 +58,28 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("--mapping", type=Path, help="YAML file mapping your columns to our fields")
     imp.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    imp.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="look every record up in the CRM and report the plan; write nothing",
+    )
+    imp.add_argument(
+        "--max-invalid-ratio",
+        type=float,
+        default=DEFAULT_MAX_INVALID_RATIO,
+        help="block the push when more than this share of rows is invalid (default 0.2)",
+    )
+    imp.add_argument(
+        "--max-create-share",
+        type=float,
+        help="block the push when more than this share of records would be new",
+    )
+    imp.add_argument(
+        "--note", action="store_true", help="write the summary to the CRM as a note when done"
+    )
+
+    rollback = commands.add_parser("rollback", help="undo an import in its CRM")
+    rollback.add_argument("import_id")
 
     sandbox = commands.add_parser("sandbox", help="serve the embedded sandbox CRM")
     sandbox.add_argument("--port", type=int, default=8765)
@@ -68,6 +97,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _failure_message(result: Any) -> str:
+    for event in result.all_events:
+        data = event.event_specific_data
+        if isinstance(data, AssetCheckEvaluation) and not data.passed:
+            return f"stopped by the check {data.check_name}: {data.description}"
     for event in result.all_events:
         if event.is_step_failure:
             data = event.step_failure_data
@@ -131,6 +164,9 @@ def run_import(args: argparse.Namespace) -> int:
             target=args.target,
             on_duplicate=OnDuplicate(args.on_duplicate),
             mapping_path=args.mapping,
+            max_invalid_ratio=args.max_invalid_ratio,
+            max_create_share=args.max_create_share,
+            note=args.note,
         )
     except (FileNotFoundError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
@@ -157,7 +193,7 @@ def run_import(args: argparse.Namespace) -> int:
             instance=instance,
             resources=default_resources(),
             raise_on_error=False,
-            run_config=QUIET_RUN_CONFIG,
+            run_config=_run_config(dry_run=args.dry_run),
             tags={"bulk_pipeline/launched_by": "cli"},
         )
     finally:
@@ -168,8 +204,65 @@ def run_import(args: argparse.Namespace) -> int:
         console.print(f"[red]import failed:[/red] {_failure_message(result)}")
         console.print(f"run id: {result.run_id} (see it with `make dev`)")
         return 1
-    summary = json.loads((config.reports_dir(request.import_id) / "summary.json").read_text())
-    _print_summary(summary)
+    folder = config.reports_dir(request.import_id)
+    if args.dry_run:
+        _print_plan(json.loads((folder / "plan.json").read_text(encoding="utf-8")))
+        return 0
+    _print_summary(json.loads((folder / "summary.json").read_text(encoding="utf-8")))
+    return 0
+
+
+def _run_config(*, dry_run: bool) -> dict[str, Any]:
+    return {**QUIET_RUN_CONFIG, "ops": {"crm_push": {"config": {"dry_run": dry_run}}}}
+
+
+def _print_plan(plan: dict[str, Any]) -> None:
+    out = Console()
+    out.print(f"dry run of {plan['import_id']} -> {plan['target']}: nothing was written")
+    table = Table()
+    table.add_column("would")
+    table.add_column("records", justify="right")
+    for key in ("creates", "updates", "unchanged", "conflicts", "duplicates", "invalid"):
+        table.add_row(key, str(plan[key]))
+    out.print(table)
+    for name, count in sorted(plan["changed_fields"].items()):
+        out.print(f"  updates would change {name} on {count} records")
+    out.print(f"Plan, record by record: {plan['plan_csv']}")
+
+
+def run_rollback(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from bulk_pipeline.defs.assets import rollback_job
+    from bulk_pipeline.defs.resources import default_resources
+
+    ensure_dagster_home()
+    try:
+        load_import(args.import_id)
+    except UnknownImportError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    with dg.DagsterInstance.get() as instance:
+        result = rollback_job.execute_in_process(
+            instance=instance,
+            partition_key=args.import_id,
+            resources=default_resources(),
+            raise_on_error=False,
+            run_config=QUIET_RUN_CONFIG,
+            tags={"bulk_pipeline/launched_by": "cli"},
+        )
+    path = config.reports_dir(args.import_id) / "rollback.json"
+    if path.exists():
+        done = json.loads(path.read_text(encoding="utf-8"))
+        Console().print(
+            f"rollback of {args.import_id}: {done['archived']} records archived, "
+            f"{done['restored']} restored to their previous values, "
+            f"{done['already_rolled_back']} already rolled back before"
+            + (f", {len(done['failed'])} failed" if done["failed"] else "")
+        )
+    if not result.success:
+        console.print(f"[red]rollback failed:[/red] {_failure_message(result)}")
+        return 1
     return 0
 
 
@@ -213,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     handlers = {
         "import": run_import,
+        "rollback": run_rollback,
         "sandbox": run_sandbox,
         "report": run_report,
         "status": run_status,

@@ -24,14 +24,16 @@ from bulk_pipeline.imports import ImportRequest
 from bulk_pipeline.ingest import InputFileError, read_file
 from bulk_pipeline.mapping import infer_entity, load_mapping, map_columns
 from bulk_pipeline.normalize import normalize
-from bulk_pipeline.push import PushReport, push_import
+from bulk_pipeline.plan import Action, PlanSummary
+from bulk_pipeline.push import PushReport, plan_import, push_import
 from bulk_pipeline.reports.rejected import write_rejected_csv
+from bulk_pipeline.rollback import RollbackReport, rollback_import
 from bulk_pipeline.staging import (
     SUMMARY_OUTCOMES,
     Outcome,
     StageResult,
     import_rows,
-    mark_import_completed,
+    mark_import,
     outcome_counts,
     stage_import,
 )
@@ -63,9 +65,14 @@ class IngestReport:
 
 @dataclass(frozen=True)
 class ValidationReport:
+    rows: int
     valid: int
     invalid: int
     sample: list[dict[str, Any]]
+
+    @property
+    def invalid_ratio(self) -> float:
+        return self.invalid / self.rows if self.rows else 0.0
 
 
 def _work(import_id: str, name: str) -> Path:
@@ -163,6 +170,7 @@ def validate(request: ImportRequest) -> ValidationReport:
     invalid.write_parquet(_work(request.import_id, "invalid.parquet"))
     _record_timing(request.import_id, "validate", started)
     return ValidationReport(
+        rows=int(info["rows"]),
         valid=result.valid.height,
         invalid=invalid.height,
         sample=invalid.head(5).to_dicts(),
@@ -194,6 +202,7 @@ def push(
     target: CrmTarget,
     target_id: str,
     log: Callable[[str], None],
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> PushReport:
     started = time.monotonic()
     try:
@@ -207,13 +216,143 @@ def push(
             batches_path=_work(request.import_id, BATCHES_FILE),
             log=log,
             duplicates=outcome_counts(db_path, request.import_id)[Outcome.DUPLICATE.value],
+            should_stop=should_stop,
         )
     finally:
         _record_timing(request.import_id, "push", started)
 
 
+def dry_run(
+    request: ImportRequest, db_path: Path, target: CrmTarget, target_id: str
+) -> dict[str, Any]:
+    """Look every staged record up in the CRM and write the plan; nothing is written."""
+    planned = plan_import(
+        db_path,
+        target,
+        import_entity(request.import_id),
+        import_id=request.import_id,
+        target_id=target_id,
+    )
+    summary = PlanSummary.of(planned)
+    folder = config.reports_dir(request.import_id)
+    pl.DataFrame(
+        {
+            "line": [p.line for p in planned],
+            "key": [p.key for p in planned],
+            "action": [p.action.value for p in planned],
+            "crm_id": [p.crm_id for p in planned],
+            "changed_fields": [
+                ", ".join(sorted(p.fields)) if p.action is Action.UPDATE else "" for p in planned
+            ],
+            "reason": [p.reason for p in planned],
+        },
+        schema_overrides={"line": pl.Int64, "crm_id": pl.String, "reason": pl.String},
+    ).write_csv(folder / "plan.csv")
+    counts = outcome_counts(db_path, request.import_id)
+    plan = {
+        "import_id": request.import_id,
+        "file": request.source_path,
+        "target": request.target,
+        "creates": summary.creates,
+        "updates": summary.updates,
+        "unchanged": summary.unchanged,
+        "conflicts": summary.conflicts,
+        "changed_fields": summary.changed_field_counts,
+        "duplicates": counts[Outcome.DUPLICATE.value],
+        "invalid": counts[Outcome.INVALID.value],
+        "planned_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "plan_csv": str(folder / "plan.csv"),
+    }
+    (folder / "plan.json").write_text(json.dumps(plan, indent=2), encoding="utf-8")
+    return plan
+
+
+def create_share(
+    request: ImportRequest, db_path: Path, target: CrmTarget, target_id: str
+) -> PlanSummary:
+    """The plan's split, for the check that blocks imports that would create too much."""
+    return PlanSummary.of(
+        plan_import(
+            db_path,
+            target,
+            import_entity(request.import_id),
+            import_id=request.import_id,
+            target_id=target_id,
+        )
+    )
+
+
+def write_note(request: ImportRequest, target: CrmTarget, summary: dict[str, Any]) -> str:
+    """Write the summary to the CRM as a note, once per finished import run."""
+    folder = config.reports_dir(request.import_id)
+    marker = folder / "note.json"
+    if marker.exists():
+        noted = json.loads(marker.read_text(encoding="utf-8"))
+        if noted.get("finished_at") == summary["finished_at"]:
+            return str(noted["note_id"])
+    body = (
+        f"bulk_pipeline import of {request.file_name} ({summary['entity']}): "
+        f"{summary['rows']} rows, {summary['created']} created, {summary['updated']} updated, "
+        f"{summary['unchanged']} unchanged, {summary['duplicates']} duplicates, "
+        f"{summary['invalid']} invalid, {summary['failed']} failed. "
+        f"Import id {request.import_id}."
+    )
+    note_id = target.add_note(body)
+    marker.write_text(
+        json.dumps({"note_id": note_id, "finished_at": summary["finished_at"]}), encoding="utf-8"
+    )
+    return note_id
+
+
+def rollback(
+    request: ImportRequest, db_path: Path, target: CrmTarget, target_id: str
+) -> RollbackReport:
+    """Undo the import in the CRM and write ``rollback.json`` beside its summary."""
+    report = rollback_import(
+        db_path,
+        target,
+        import_entity(request.import_id),
+        import_id=request.import_id,
+        target_id=target_id,
+    )
+    if report.complete:
+        mark_import(db_path, request.import_id, "rolled_back")
+    folder = config.reports_dir(request.import_id)
+    (folder / "rollback.json").write_text(
+        json.dumps(
+            {
+                "import_id": request.import_id,
+                "archived": report.archived,
+                "restored": report.restored,
+                "already_rolled_back": report.already_rolled_back,
+                "not_found": report.not_found,
+                "failed": report.failed,
+                "rolled_back_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
+    return report
+
+
 def progress_path(import_id: str) -> Path:
     return _work(import_id, "progress.json")
+
+
+def _write_rejected(import_id: str, rejected_lines: pl.DataFrame) -> Path:
+    """rejected.csv: the original columns of each rejected line, with its line and reason."""
+    source_rows = pl.read_parquet(_work(import_id, "source.parquet"))
+    rejected = source_rows.join(rejected_lines, on="_line", how="inner").sort("_line")
+    path = config.reports_dir(import_id) / "rejected.csv"
+    write_rejected_csv(path, rejected)
+    return path
+
+
+def write_validation_rejects(request: ImportRequest) -> Path:
+    """For an import stopped by its checks: the invalid rows, so the file can be fixed."""
+    invalid = pl.read_parquet(_work(request.import_id, "invalid.parquet"))
+    return _write_rejected(request.import_id, invalid.select("_line", "reason"))
 
 
 def write_results(request: ImportRequest, db_path: Path) -> dict[str, Any]:
@@ -229,10 +368,8 @@ def write_results(request: ImportRequest, db_path: Path) -> dict[str, Any]:
     rejected_lines = lines.filter(pl.col("outcome").is_in(REJECTED_OUTCOMES)).select(
         pl.col("line").alias("_line"), "reason"
     )
-    source_rows = pl.read_parquet(_work(request.import_id, "source.parquet"))
-    rejected = source_rows.join(rejected_lines, on="_line", how="inner").sort("_line")
     folder = config.reports_dir(request.import_id)
-    write_rejected_csv(folder / "rejected.csv", rejected)
+    _write_rejected(request.import_id, rejected_lines)
     duplicates = lines.filter(pl.col("outcome") == "duplicate").select("line", "key", "reason")
     duplicates.write_csv(folder / "duplicates.csv")
     batches = _work(request.import_id, BATCHES_FILE)
@@ -262,5 +399,5 @@ def write_results(request: ImportRequest, db_path: Path) -> dict[str, Any]:
             "recorded; refusing to write a summary that does not add up"
         )
     (folder / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    mark_import_completed(db_path, request.import_id)
+    mark_import(db_path, request.import_id, "completed")
     return summary

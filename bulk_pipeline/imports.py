@@ -21,6 +21,7 @@ from bulk_pipeline.staging import OnDuplicate
 HASH_CHARS = 10
 MAX_STEM_CHARS = 48
 TARGETS = ("sandbox", "hubspot")
+DEFAULT_MAX_INVALID_RATIO = 0.2
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,13 @@ class ImportRequest:
     target: str
     on_duplicate: OnDuplicate
     mapping_path: str | None
+    max_invalid_ratio: float = DEFAULT_MAX_INVALID_RATIO
+    """Above this share of invalid rows the push is blocked (a check), so a wrong file or a
+    wrong mapping cannot flood the CRM with half-empty records."""
+    max_create_share: float | None = None
+    """When set, the push is blocked if more than this share of records would be new."""
+    note: bool = False
+    """Write the summary to the CRM as a note when the import finishes."""
 
     @property
     def file_name(self) -> str:
@@ -70,12 +78,21 @@ def register_import(
     target: str = "sandbox",
     on_duplicate: OnDuplicate = OnDuplicate.SKIP,
     mapping_path: Path | None = None,
+    max_invalid_ratio: float = DEFAULT_MAX_INVALID_RATIO,
+    max_create_share: float | None = None,
+    note: bool = False,
 ) -> ImportRequest:
     """Copy the file under the data home and record how to import it."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    for name, ratio in (
+        ("max_invalid_ratio", max_invalid_ratio),
+        ("max_create_share", max_create_share),
+    ):
+        if ratio is not None and not 0 <= ratio <= 1:
+            raise ValueError(f"{name} must be between 0 and 1, got {ratio}")
     if mapping_path is not None and not mapping_path.is_file():
         raise FileNotFoundError(f"{mapping_path}: mapping file not found")
     import_id = import_id_for(path.name, file_digest(path))
@@ -91,6 +108,9 @@ def register_import(
         target=target,
         on_duplicate=on_duplicate,
         mapping_path=str(mapping_path.resolve()) if mapping_path else None,
+        max_invalid_ratio=max_invalid_ratio,
+        max_create_share=max_create_share,
+        note=note,
     )
     manifest = _manifest_path(import_id)
     manifest.parent.mkdir(parents=True, exist_ok=True)
@@ -114,4 +134,7 @@ def load_import(import_id: str) -> ImportRequest:
         target=data["target"],
         on_duplicate=OnDuplicate(data["on_duplicate"]),
         mapping_path=data.get("mapping_path"),
+        max_invalid_ratio=float(data.get("max_invalid_ratio", DEFAULT_MAX_INVALID_RATIO)),
+        max_create_share=data.get("max_create_share"),
+        note=bool(data.get("note", False)),
     )

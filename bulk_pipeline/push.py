@@ -29,6 +29,7 @@ from bulk_pipeline.staging import (
     plan_push,
     record_intended_changes,
     record_push_outcomes,
+    staged_records,
 )
 from bulk_pipeline.targets.base import BatchResult, CrmError, CrmTarget
 
@@ -52,6 +53,10 @@ class PushReport:
 
 class RetryableFailuresError(RuntimeError):
     """Some records could not be written for transient reasons; re-running the push may fix it."""
+
+
+class PushStopped(RuntimeError):
+    """The push was asked to stop and did, between two batches, with its state saved."""
 
 
 class _BatchLog:
@@ -85,6 +90,23 @@ def lookup_plan(
         plan_record(r.key, r.line, r.fields, found.get(r.key.casefold()), known_crm_id=r.crm_id)
         for r in records
     ]
+
+
+def plan_import(
+    db_path: Path,
+    target: CrmTarget,
+    entity: Entity,
+    *,
+    import_id: str,
+    target_id: str,
+    chunk_size: int = CHUNK_SIZE,
+) -> list[PlannedRecord]:
+    """What pushing this import would do to every record it staged; reads only."""
+    records = staged_records(db_path, entity, import_id=import_id, target=target_id)
+    planned: list[PlannedRecord] = []
+    for start in range(0, len(records), chunk_size):
+        planned += lookup_plan(target, entity, records[start : start + chunk_size])
+    return planned
 
 
 @dataclass
@@ -207,6 +229,7 @@ def push_import(
     log: Callable[[str], None] = lambda _message: None,
     chunk_size: int = CHUNK_SIZE,
     duplicates: int = 0,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> PushReport:
     """Send this import's new and changed records; return what the CRM did with them.
 
@@ -249,6 +272,13 @@ def push_import(
         )
         if tracker.due_for_log():
             log(tracker.snapshot().describe())
+        if should_stop() and start + chunk_size < len(pending):
+            snapshot = tracker.finish()
+            raise PushStopped(
+                f"stopped on request after batch {snapshot.batch} of {snapshot.batches} "
+                f"({snapshot.processed} of {snapshot.total} records done); the state is saved "
+                "and running the import again resumes where it stopped"
+            )
     final = tracker.finish()
     log(final.describe())
     if retryable:

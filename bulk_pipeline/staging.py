@@ -255,9 +255,7 @@ def stage_import(
             CREATE TEMP TABLE kept_outcomes AS
             SELECT line, outcome, crm_id FROM import_rows
             WHERE import_id = ? AND outcome IN ('created', 'updated')
-              AND NOT EXISTS (
-                  SELECT 1 FROM imports WHERE import_id = ? AND status = 'completed'
-              )
+              AND EXISTS (SELECT 1 FROM imports WHERE import_id = ? AND status = 'running')
             """,
             [import_id, import_id],
         )
@@ -409,7 +407,8 @@ def record_intended_changes(
     """Write down what is about to change before sending it.
 
     The first capture of a key wins: when a crashed attempt is resumed, the CRM already holds
-    our values, and only the first capture knows what was there before the import.
+    our values, and only the first capture knows what was there before the import. A capture
+    that was rolled back is replaced, since the import then starts from the CRM's state again.
     """
     if not changes:
         return
@@ -422,7 +421,10 @@ def record_intended_changes(
             """
             INSERT INTO import_changes (import_id, target, entity, key, action, crm_id, before)
             VALUES (?, ?, ?, ?, ?, ?, ?)
-            ON CONFLICT DO NOTHING
+            ON CONFLICT (import_id, target, key) DO UPDATE SET
+                action = excluded.action, crm_id = excluded.crm_id, before = excluded.before,
+                state = 'intended'
+            WHERE import_changes.state = 'rolled_back'
             """,
             rows,
         )
@@ -508,10 +510,10 @@ def _set_import_status(conn: duckdb.DuckDBPyConnection, import_id: str, status: 
     )
 
 
-def mark_import_completed(db_path: Path, import_id: str) -> None:
-    """After this, running the same import again reports against the CRM's current state."""
+def mark_import(db_path: Path, import_id: str, status: str) -> None:
+    """``completed`` or ``rolled_back``: running the import again then reports afresh."""
     with connect(db_path) as conn:
-        _set_import_status(conn, import_id, "completed")
+        _set_import_status(conn, import_id, status)
 
 
 def outcome_counts(db_path: Path, import_id: str) -> dict[str, int]:

@@ -40,6 +40,8 @@ VALID_EMAILS = {
     "lukasz@example.pl",
 }
 INVALID_LINES = {5, 9, 10}  # header is line 1; the quoted newline on line 6 pushes later rows by 1
+LENIENT = ["--max-invalid-ratio", "0.5"]
+"""A third of this small file is invalid: above the default threshold that blocks a push."""
 
 
 def write_messy_csv(path: Path) -> Path:
@@ -106,7 +108,9 @@ def _assert_messy_import_landed(sandbox: RunningSandbox, import_id: str) -> None
 def test_materialize_a_messy_file_through_dagster(
     tmp_path: Path, sandbox_env: RunningSandbox, instance: dg.DagsterInstance
 ) -> None:
-    request = register_import(write_messy_csv(tmp_path / "messy contacts.csv"))
+    request = register_import(
+        write_messy_csv(tmp_path / "messy contacts.csv"), max_invalid_ratio=0.5
+    )
     instance.add_dynamic_partitions(imports_partitions.name or "imports", [request.import_id])
 
     result = dg.materialize(
@@ -127,12 +131,12 @@ def test_cli_import_twice_second_run_is_unchanged_without_writes(
     tmp_path: Path, sandbox_env: RunningSandbox, instance: dg.DagsterInstance
 ) -> None:
     path = write_messy_csv(tmp_path / "contacts.csv")
-    assert cli.main(["import", str(path), "--no-progress"]) == 0
+    assert cli.main(["import", str(path), "--no-progress", *LENIENT]) == 0
     import_id = register_import(path).import_id
     _assert_messy_import_landed(sandbox_env, import_id)
     writes_after_first = sandbox_env.admin.stats()["requests"]["writes"]
 
-    assert cli.main(["import", str(path), "--no-progress"]) == 0
+    assert cli.main(["import", str(path), "--no-progress", *LENIENT]) == 0
 
     summary = _summary(import_id)
     assert summary["unchanged"] == len(VALID_EMAILS)
@@ -153,7 +157,7 @@ def test_hubspot_target_against_a_hubspot_compatible_server_gives_the_same_resul
     monkeypatch.setenv(config.HUBSPOT_TOKEN_ENV, sandbox.token)
     path = write_messy_csv(tmp_path / "contacts.csv")
 
-    assert cli.main(["import", str(path), "--target", "hubspot", "--no-progress"]) == 0
+    assert cli.main(["import", str(path), "--target", "hubspot", "--no-progress", *LENIENT]) == 0
 
     _assert_messy_import_landed(sandbox, register_import(path, target="hubspot").import_id)
 
@@ -187,7 +191,7 @@ def test_a_wrong_token_fails_the_import_without_showing_the_token(
     monkeypatch.setenv(config.HUBSPOT_TOKEN_ENV, secret)
     path = write_messy_csv(tmp_path / "contacts.csv")
 
-    assert cli.main(["import", str(path), "--target", "hubspot", "--no-progress"]) == 1
+    assert cli.main(["import", str(path), "--target", "hubspot", "--no-progress", *LENIENT]) == 1
 
     captured = capsys.readouterr()
     assert secret not in captured.err + captured.out

@@ -9,7 +9,7 @@ from bulk_pipeline.staging import (
     Outcome,
     PushOutcome,
     import_rows,
-    mark_import_completed,
+    mark_import,
     outcome_counts,
     plan_push,
     record_push_outcomes,
@@ -99,7 +99,7 @@ def test_pushed_records_are_unchanged_on_the_next_run_and_changes_are_pending(
         import_id="imp-1",
         target="sandbox",
     )
-    mark_import_completed(db, "imp-1")
+    mark_import(db, "imp-1", "completed")
 
     _stage(db, DUPLICATED, OnDuplicate.SKIP)
     assert plan_push(db, Entity.CONTACTS, import_id="imp-1", target="sandbox") == []

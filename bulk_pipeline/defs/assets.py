@@ -1,8 +1,11 @@
 """The import asset graph: file -> validated rows -> staged records -> CRM push -> results.
 
 Each asset is a thin call into ``import_steps``; this module only translates between Dagster
-(partitions, retries, failures, metadata) and those plain functions.
+(partitions, checks, retries, failures, metadata) and those plain functions.
 """
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import dagster as dg
 
@@ -11,25 +14,48 @@ from bulk_pipeline.defs.partitions import imports_partitions
 from bulk_pipeline.defs.resources import CrmResource, StagingResource
 from bulk_pipeline.imports import ImportRequest, UnknownImportError, load_import
 from bulk_pipeline.ingest import InputFileError
+from bulk_pipeline.interrupts import stop_between_batches
 from bulk_pipeline.mapping import MappingError
-from bulk_pipeline.push import RetryableFailuresError
+from bulk_pipeline.push import PushStopped, RetryableFailuresError
 from bulk_pipeline.redaction import redact
-from bulk_pipeline.reports.metadata import results_metadata
+from bulk_pipeline.reports.metadata import plan_metadata, results_metadata
 from bulk_pipeline.reports.render import write_reports
-from bulk_pipeline.targets.base import CrmError
+from bulk_pipeline.targets.base import CrmError, CrmTarget
 from bulk_pipeline.validate import MissingColumnsError
 
 GROUP = "imports"
 PUSH_RETRY_POLICY = dg.RetryPolicy(
     max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
+INVALID_RATIO_CHECK = "invalid_ratio_within_threshold"
+CREATE_SHARE_CHECK = "create_share_within_threshold"
 
 
-def _request(context: dg.AssetExecutionContext) -> ImportRequest:
+class PushConfig(dg.Config):
+    dry_run: bool = False
+    """Look every record up in the CRM and report the plan; write nothing."""
+
+
+def _request(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> ImportRequest:
     try:
         return load_import(context.partition_key)
     except UnknownImportError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
+
+
+@contextmanager
+def _target(crm: CrmResource, request: ImportRequest) -> Iterator[CrmTarget]:
+    """The import's CRM target; whole-call CRM errors become Dagster failures without tokens."""
+    try:
+        target = crm.open(request.target)
+    except CrmError as exc:
+        raise dg.Failure(description=redact(str(exc)), allow_retries=False) from exc
+    try:
+        yield target
+    except CrmError as exc:
+        raise dg.Failure(description=redact(str(exc)), allow_retries=exc.retryable) from exc
+    finally:
+        target.close()
 
 
 @dg.asset(partitions_def=imports_partitions, group_name=GROUP, kinds={"polars"})
@@ -54,7 +80,18 @@ def source_rows(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
 
 
 @dg.asset(
-    partitions_def=imports_partitions, group_name=GROUP, deps=[source_rows], kinds={"pandera"}
+    partitions_def=imports_partitions,
+    group_name=GROUP,
+    deps=[source_rows],
+    kinds={"pandera"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            INVALID_RATIO_CHECK,
+            asset="validated_rows",
+            blocking=True,
+            description="Blocks the push when too many rows are invalid (a wrong file or mapping).",
+        )
+    ],
 )
 def validated_rows(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     """Rows that pass the entity's pandera model; the rest are quarantined with reasons."""
@@ -64,7 +101,23 @@ def validated_rows(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     except MissingColumnsError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     context.log.info("%d valid rows, %d quarantined", report.valid, report.invalid)
-    return dg.MaterializeResult(metadata={"valid": report.valid, "invalid": report.invalid})
+    passed = report.invalid_ratio <= request.max_invalid_ratio
+    check = dg.AssetCheckResult(
+        check_name=INVALID_RATIO_CHECK,
+        passed=passed,
+        description=(
+            f"{report.invalid} of {report.rows} rows are invalid ({report.invalid_ratio:.0%}); "
+            f"the threshold is {request.max_invalid_ratio:.0%}"
+            + ("" if passed else ": nothing was sent to the CRM; fix the file or the mapping")
+        ),
+        metadata={"invalid_ratio": report.invalid_ratio, "threshold": request.max_invalid_ratio},
+    )
+    if not passed:
+        import_steps.write_validation_rejects(request)
+    return dg.MaterializeResult(
+        metadata={"valid": report.valid, "invalid": report.invalid},
+        check_results=[check],
+    )
 
 
 @dg.asset(
@@ -73,15 +126,45 @@ def validated_rows(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     deps=[validated_rows],
     kinds={"duckdb"},
     pool="staging_db",
+    check_specs=[
+        dg.AssetCheckSpec(
+            CREATE_SHARE_CHECK,
+            asset="staged_records",
+            blocking=True,
+            description="When the import sets max_create_share, blocks a push that would "
+            "create more new records than that share.",
+        )
+    ],
 )
 def staged_records(
     context: dg.AssetExecutionContext, crm: CrmResource, staging: StagingResource
 ) -> dg.MaterializeResult:
     """One record per dedupe key in the DuckDB staging file, with its sync state."""
     request = _request(context)
-    result = import_steps.stage(request, staging.db_path, crm.target_id(request.target))
+    target_id = crm.target_id(request.target)
+    result = import_steps.stage(request, staging.db_path, target_id)
     context.log.info("staged %d records, %d duplicate rows", result.staged, result.duplicates)
-    return dg.MaterializeResult(metadata={"staged": result.staged, "duplicates": result.duplicates})
+    if request.max_create_share is None:
+        check = dg.AssetCheckResult(
+            check_name=CREATE_SHARE_CHECK, passed=True, description="no threshold set"
+        )
+    else:
+        with _target(crm, request) as target:
+            plan = import_steps.create_share(request, staging.db_path, target, target_id)
+        passed = plan.create_share <= request.max_create_share
+        check = dg.AssetCheckResult(
+            check_name=CREATE_SHARE_CHECK,
+            passed=passed,
+            description=(
+                f"{plan.creates} of {plan.total} records would be created "
+                f"({plan.create_share:.0%}); the threshold is {request.max_create_share:.0%}"
+            ),
+            metadata={"create_share": plan.create_share, "creates": plan.creates},
+        )
+    return dg.MaterializeResult(
+        metadata={"staged": result.staged, "duplicates": result.duplicates},
+        check_results=[check],
+    )
 
 
 @dg.asset(
@@ -91,27 +174,49 @@ def staged_records(
     kinds={"hubspot"},
     pool="crm_api",
     retry_policy=PUSH_RETRY_POLICY,
+    output_required=False,
 )
 def crm_push(
-    context: dg.AssetExecutionContext, crm: CrmResource, staging: StagingResource
-) -> dg.MaterializeResult:
-    """New and changed records sent to the CRM; acknowledged ones are never sent again."""
+    context: dg.AssetExecutionContext,
+    config: PushConfig,
+    crm: CrmResource,
+    staging: StagingResource,
+) -> Iterator[dg.MaterializeResult]:
+    """New and changed records sent to the CRM; acknowledged ones are never sent again.
+
+    A dry run records the plan as an observation and materializes nothing, so the results
+    asset after it is skipped.
+    """
     request = _request(context)
-    try:
-        target = crm.open(request.target)
-    except CrmError as exc:
-        raise dg.Failure(description=redact(str(exc)), allow_retries=False) from exc
-    try:
-        report = import_steps.push(
-            request, staging.db_path, target, crm.target_id(request.target), context.log.info
-        )
-    except RetryableFailuresError as exc:
-        raise dg.Failure(description=str(exc), allow_retries=True) from exc
-    except CrmError as exc:
-        raise dg.Failure(description=redact(str(exc)), allow_retries=exc.retryable) from exc
-    finally:
-        target.close()
-    return dg.MaterializeResult(
+    target_id = crm.target_id(request.target)
+    with _target(crm, request) as target:
+        if config.dry_run:
+            plan = import_steps.dry_run(request, staging.db_path, target, target_id)
+            context.log.info(
+                "dry run: %d creates, %d updates, %d unchanged, %d conflicts; nothing written",
+                plan["creates"],
+                plan["updates"],
+                plan["unchanged"],
+                plan["conflicts"],
+            )
+            context.log_event(
+                dg.AssetObservation(
+                    asset_key=context.asset_key,
+                    partition=context.partition_key,
+                    metadata=plan_metadata(plan),
+                )
+            )
+            return
+        try:
+            with stop_between_batches() as stop:
+                report = import_steps.push(
+                    request, staging.db_path, target, target_id, context.log.info, stop
+                )
+        except RetryableFailuresError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=True) from exc
+        except PushStopped as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    yield dg.MaterializeResult(
         metadata={
             "sent": report.sent,
             "created": report.created,
@@ -126,9 +231,9 @@ def crm_push(
 
 @dg.asset(partitions_def=imports_partitions, group_name=GROUP, deps=[crm_push])
 def import_results(
-    context: dg.AssetExecutionContext, staging: StagingResource
+    context: dg.AssetExecutionContext, crm: CrmResource, staging: StagingResource
 ) -> dg.MaterializeResult:
-    """summary.json and rejected.csv in the import's report folder; counts in the UI."""
+    """summary.json, rejected.csv and the HTML report in the import's folder; counts in the UI."""
     request = _request(context)
     summary = import_steps.write_results(request, staging.db_path)
     html_report, _ = write_reports(config.reports_dir(request.import_id))
@@ -143,6 +248,10 @@ def import_results(
         summary["invalid"],
         summary["failed"],
     )
+    if request.note:
+        with _target(crm, request) as target:
+            note_id = import_steps.write_note(request, target, summary)
+        context.log.info("wrote the summary to the CRM as note %s", note_id)
     return dg.MaterializeResult(metadata=results_metadata(summary, html_report))
 
 
@@ -153,3 +262,40 @@ import_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*import_assets),
     description="Import one file (one partition) into its CRM target.",
 )
+
+
+@dg.op(required_resource_keys={"crm", "staging"})
+def rollback_import(context: dg.OpExecutionContext) -> dg.Output[None]:
+    """Archive what the import created and restore what it updated; safe to run twice."""
+    request = _request(context)
+    crm: CrmResource = context.resources.crm
+    staging: StagingResource = context.resources.staging
+    with _target(crm, request) as target:
+        report = import_steps.rollback(
+            request, staging.db_path, target, crm.target_id(request.target)
+        )
+    context.log.info(
+        "rollback of %s: %d archived, %d restored, %d already rolled back, %d failed",
+        request.import_id,
+        report.archived,
+        report.restored,
+        report.already_rolled_back,
+        len(report.failed),
+    )
+    if not report.complete:
+        raise dg.Failure(
+            description="the CRM refused part of the rollback: " + "; ".join(report.failed[:10])
+        )
+    return dg.Output(
+        None,
+        metadata={
+            "archived": report.archived,
+            "restored": report.restored,
+            "already_rolled_back": report.already_rolled_back,
+        },
+    )
+
+
+@dg.job(partitions_def=imports_partitions, description="Undo one import in its CRM.")
+def rollback_job() -> None:
+    rollback_import()

@@ -13,6 +13,7 @@ from bulk_pipeline.reports.charts import outcome_chart_png
 
 COUNT_KEYS = ("rows", "created", "updated", "unchanged", "duplicates", "invalid", "failed")
 SAMPLE_REJECTS = 10
+PLAN_KEYS = ("creates", "updates", "unchanged", "conflicts")
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:
@@ -49,4 +50,24 @@ def results_metadata(summary: dict[str, Any], html_report: Path) -> dict[str, An
         "sample_rejects": dg.MetadataValue.md(sample_rejects_markdown(rejected_csv)),
         "report_folder": dg.MetadataValue.path(str(rejected_csv.parent)),
         "unmapped_columns": ", ".join(summary["unmapped_columns"]) or "none",
+    }
+
+
+def plan_metadata(plan: dict[str, Any]) -> dict[str, Any]:
+    """A dry run's plan as a person reads it in the UI."""
+    fields = plan["changed_fields"]
+    lines = [
+        f"**Dry run** of {plan['file']} -> {plan['target']}: nothing was written.",
+        "",
+        "| would | records |",
+        "|---|---:|",
+        *(f"| {key} | {plan[key]} |" for key in ("creates", "updates", "unchanged", "conflicts")),
+    ]
+    if fields:
+        lines += ["", "Fields updates would change: "]
+        lines += [f"- {name}: {count} records" for name, count in sorted(fields.items())]
+    return {
+        **{key: dg.MetadataValue.int(int(plan[key])) for key in PLAN_KEYS},
+        "plan": dg.MetadataValue.md("\n".join(lines)),
+        "plan_csv": dg.MetadataValue.path(plan["plan_csv"]),
     }

@@ -96,9 +96,17 @@ class CrmTarget(ABC):
 
     @abstractmethod
     def update_many(
-        self, entity: Entity, ids: Sequence[str], records: Sequence[Record]
+        self,
+        entity: Entity,
+        ids: Sequence[str],
+        records: Sequence[Record],
+        *,
+        clear_blanks: bool = False,
     ) -> BatchResult:
-        """Update the records with the given CRM ids (``ids[i]`` goes with ``records[i]``)."""
+        """Update the records with the given CRM ids (``ids[i]`` goes with ``records[i]``).
+
+        Blank values are not sent unless ``clear_blanks``, which empties those fields (rollback).
+        """
 
     @abstractmethod
     def upsert_many(self, entity: Entity, records: Sequence[Record]) -> BatchResult:
@@ -107,6 +115,10 @@ class CrmTarget(ABC):
     @abstractmethod
     def archive_many(self, entity: Entity, ids: Sequence[str]) -> BatchResult:
         """Archive (soft-delete) records by CRM id."""
+
+    @abstractmethod
+    def add_note(self, body: str) -> str:
+        """Write a free-standing note (an import's summary, as CRM admins expect); its id."""
 
     def close(self) -> None:  # noqa: B027 - optional hook; targets without resources need nothing
         """Release connections."""
@@ -137,7 +149,12 @@ class AsyncCrmTarget(ABC):
 
     @abstractmethod
     async def update_many(
-        self, entity: Entity, ids: Sequence[str], records: Sequence[Record]
+        self,
+        entity: Entity,
+        ids: Sequence[str],
+        records: Sequence[Record],
+        *,
+        clear_blanks: bool = False,
     ) -> BatchResult:
         """See :meth:`CrmTarget.update_many`."""
 

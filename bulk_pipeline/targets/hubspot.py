@@ -23,6 +23,7 @@ import json
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -162,12 +163,20 @@ def is_blank(value: str | None) -> bool:
     return value is None or not value.strip()
 
 
-def to_properties(entity: Entity, record: Record) -> dict[str, str]:
-    """HubSpot properties of a record; blanks are left out so they never clear a CRM value."""
+def to_properties(entity: Entity, record: Record, *, clear_blanks: bool = False) -> dict[str, str]:
+    """HubSpot properties of a record.
+
+    Blanks are left out so they never clear a CRM value, unless ``clear_blanks`` asks for it
+    (a rollback restoring a field that was empty): HubSpot clears a property set to "".
+    """
     mapping = PROPERTY_MAP[entity]
     unknown = [name for name in record if name not in mapping]
     if unknown:
         raise UnmappedFieldError(entity, unknown)
+    if clear_blanks:
+        return {
+            mapping[name]: "" if is_blank(value) else value or "" for name, value in record.items()
+        }
     return {
         mapping[name]: value
         for name, value in record.items()
@@ -661,6 +670,20 @@ class HubSpotOperations:
         result.missing = [v for v in wanted if v not in result.found]
         return result
 
+    def create_note(self, body: str, timestamp: str) -> Operation[str]:
+        """One note (no associations); not resent after an unclear failure, so never doubled."""
+        request = ApiRequest(
+            "POST",
+            "/crm/v3/objects/notes",
+            json={
+                "properties": {"hs_note_body": body, "hs_timestamp": timestamp},
+                "associations": [],
+            },
+            idempotent=False,
+        )
+        outcome = yield from self._send(request)
+        return str(_read_body(outcome)["id"])
+
     def find(self, entity: Entity, keys: Sequence[str]) -> Operation[ReadResult]:
         """Existing records by lower-cased unique key (contacts: batch read; others: search)."""
         wanted = list(dict.fromkeys(normalize_key(k) for k in keys if not is_blank(k)))
@@ -719,6 +742,7 @@ def prepare_items(
     *,
     ids: Sequence[str] | None = None,
     need_key: bool,
+    clear_blanks: bool = False,
 ) -> tuple[list[Item], list[FailedRecord]]:
     """Map records to HubSpot properties; refuse unmapped fields, missing or repeated keys."""
     key_field = ENTITY_SPECS[entity].key_field
@@ -727,7 +751,7 @@ def prepare_items(
     first_seen: dict[str, int] = {}
     for index, record in enumerate(records):
         try:
-            properties = to_properties(entity, record)
+            properties = to_properties(entity, record, clear_blanks=clear_blanks)
         except UnmappedFieldError as exc:
             refused.append(_refuse(index, record, f"{exc} (nothing was sent)"))
             continue
@@ -786,10 +810,19 @@ class HubSpotPlanner:
         items, refused = prepare_items(entity, records, need_key=True)
         return WritePlan(refused, [self.ops.upsert(entity, chunk) for chunk in _chunks(items)])
 
-    def update(self, entity: Entity, ids: Sequence[str], records: Sequence[Record]) -> WritePlan:
+    def update(
+        self,
+        entity: Entity,
+        ids: Sequence[str],
+        records: Sequence[Record],
+        *,
+        clear_blanks: bool = False,
+    ) -> WritePlan:
         if len(ids) != len(records):
             raise ValueError(f"update_many got {len(ids)} ids for {len(records)} records")
-        items, refused = prepare_items(entity, records, ids=ids, need_key=False)
+        items, refused = prepare_items(
+            entity, records, ids=ids, need_key=False, clear_blanks=clear_blanks
+        )
         return WritePlan(refused, [self.ops.update(entity, chunk) for chunk in _chunks(items)])
 
     def archive(self, entity: Entity, ids: Sequence[str]) -> WritePlan:
@@ -912,15 +945,24 @@ class HubSpotTarget(_HubSpotBase, CrmTarget):
         return self._write(self.planner.create(entity, records))
 
     def update_many(
-        self, entity: Entity, ids: Sequence[str], records: Sequence[Record]
+        self,
+        entity: Entity,
+        ids: Sequence[str],
+        records: Sequence[Record],
+        *,
+        clear_blanks: bool = False,
     ) -> BatchResult:
-        return self._write(self.planner.update(entity, ids, records))
+        return self._write(self.planner.update(entity, ids, records, clear_blanks=clear_blanks))
 
     def upsert_many(self, entity: Entity, records: Sequence[Record]) -> BatchResult:
         return self._write(self.planner.upsert(entity, records))
 
     def archive_many(self, entity: Entity, ids: Sequence[str]) -> BatchResult:
         return self._write(self.planner.archive(entity, ids))
+
+    def add_note(self, body: str) -> str:
+        timestamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return self._driver.run(self.planner.ops.create_note(body, timestamp))
 
     def close(self) -> None:
         self._driver.close()
@@ -996,9 +1038,16 @@ class AsyncHubSpotTarget(_HubSpotBase, AsyncCrmTarget):
         return await self._write(self.planner.create(entity, records))
 
     async def update_many(
-        self, entity: Entity, ids: Sequence[str], records: Sequence[Record]
+        self,
+        entity: Entity,
+        ids: Sequence[str],
+        records: Sequence[Record],
+        *,
+        clear_blanks: bool = False,
     ) -> BatchResult:
-        return await self._write(self.planner.update(entity, ids, records))
+        return await self._write(
+            self.planner.update(entity, ids, records, clear_blanks=clear_blanks)
+        )
 
     async def upsert_many(self, entity: Entity, records: Sequence[Record]) -> BatchResult:
         return await self._write(self.planner.upsert(entity, records))

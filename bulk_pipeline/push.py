@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,7 +25,6 @@ from bulk_pipeline.staging import (
     PendingRecord,
     PushOutcome,
     import_changes,
-    mark_changes,
     plan_push,
     record_intended_changes,
     record_push_outcomes,
@@ -33,8 +32,8 @@ from bulk_pipeline.staging import (
 )
 from bulk_pipeline.targets.base import BatchResult, CrmError, CrmTarget
 
-CHUNK_SIZE = 500
-"""Records per checkpoint: five CRM batches of 100."""
+CHUNK_SIZE = 1_000
+"""Records per checkpoint: ten CRM batches of 100 (each checkpoint costs a staging write)."""
 BATCH_LOG_COLUMNS = ("batch", "records", "seconds", "records_per_second", "finished_at")
 
 
@@ -117,6 +116,8 @@ class _ChunkOutcome:
     unchanged: int = 0
     failed: int = 0
     retryable: int = 0
+    written: dict[str, str] = field(default_factory=dict)
+    """CRM ids of the records this chunk wrote, by key."""
 
 
 def _written(
@@ -213,7 +214,7 @@ def _push_chunk(
     if creates:
         result = target.create_many(entity, [p.fields for p in creates])
         written |= _written(creates, result, hashes, earlier, chunk)
-    mark_changes(db_path, written, import_id=import_id, target=target_id, state="done")
+    chunk.written = written
     return chunk
 
 
@@ -260,7 +261,14 @@ def push_import(
             target_id=target_id,
             earlier=earlier,
         )
-        record_push_outcomes(db_path, entity, chunk.outcomes, import_id=import_id, target=target_id)
+        record_push_outcomes(
+            db_path,
+            entity,
+            chunk.outcomes,
+            import_id=import_id,
+            target=target_id,
+            done_changes=chunk.written,
+        )
         batch_log.add(len(records), time.monotonic() - chunk_started)
         unchanged += chunk.unchanged
         retryable += chunk.retryable

@@ -25,6 +25,8 @@ import polars as pl
 from bulk_pipeline.entities import ENTITY_SPECS, Entity
 
 LOCK_WAIT_SECONDS = 120.0
+_schema_ready: set[tuple[Path, int]] = set()
+"""Files whose tables this process already created: a push opens the file once per chunk."""
 
 
 class OnDuplicate(StrEnum):
@@ -105,7 +107,10 @@ def connect(db_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
     try:
-        _ensure_schema(conn)
+        file_id = (db_path, db_path.stat().st_ino)
+        if file_id not in _schema_ready:
+            _ensure_schema(conn)
+            _schema_ready.add(file_id)
         yield conn
     finally:
         conn.close()
@@ -332,8 +337,13 @@ def record_push_outcomes(
     *,
     import_id: str,
     target: str,
+    done_changes: dict[str, str] | None = None,
 ) -> None:
-    """Checkpoint one batch: what the CRM acknowledged is never sent again."""
+    """Checkpoint one batch: what the CRM acknowledged is never sent again.
+
+    ``done_changes`` (CRM id by key) marks the batch's recorded changes as done in the same
+    transaction, so outcomes and the rollback log never disagree.
+    """
     if not outcomes:
         return
     frame = pl.DataFrame(
@@ -380,6 +390,8 @@ def record_push_outcomes(
             """,
             [import_id],
         )
+        if done_changes:
+            _mark_changes(conn, done_changes, import_id=import_id, target=target, state="done")
         conn.execute("COMMIT")
 
 
@@ -412,21 +424,27 @@ def record_intended_changes(
     """
     if not changes:
         return
-    rows = [
-        (import_id, target, entity.value, c.key, c.action, c.crm_id, json.dumps(c.before))
-        for c in changes
-    ]
+    frame = pl.DataFrame(
+        {
+            "key": [c.key for c in changes],
+            "action": [c.action for c in changes],
+            "crm_id": [c.crm_id for c in changes],
+            "before": [json.dumps(c.before) for c in changes],
+        },
+        schema={"key": pl.String, "action": pl.String, "crm_id": pl.String, "before": pl.String},
+    )
     with connect(db_path) as conn:
-        conn.executemany(
+        conn.register("change_frame", frame.to_arrow())
+        conn.execute(
             """
             INSERT INTO import_changes (import_id, target, entity, key, action, crm_id, before)
-            VALUES (?, ?, ?, ?, ?, ?, ?)
+            SELECT ?, ?, ?, key, action, crm_id, before FROM change_frame
             ON CONFLICT (import_id, target, key) DO UPDATE SET
                 action = excluded.action, crm_id = excluded.crm_id, before = excluded.before,
                 state = 'intended'
             WHERE import_changes.state = 'rolled_back'
             """,
-            rows,
+            [import_id, target, entity.value],
         )
 
 
@@ -442,13 +460,32 @@ def mark_changes(
     if not ids_by_key:
         return
     with connect(db_path) as conn:
-        conn.executemany(
-            """
-            UPDATE import_changes SET state = ?, crm_id = coalesce(?, crm_id)
-            WHERE import_id = ? AND target = ? AND key = ?
-            """,
-            [(state, crm_id, import_id, target, key) for key, crm_id in ids_by_key.items()],
-        )
+        _mark_changes(conn, ids_by_key, import_id=import_id, target=target, state=state)
+
+
+def _mark_changes(
+    conn: duckdb.DuckDBPyConnection,
+    ids_by_key: dict[str, str],
+    *,
+    import_id: str,
+    target: str,
+    state: str,
+) -> None:
+    frame = pl.DataFrame(
+        {"key": list(ids_by_key), "crm_id": [v or None for v in ids_by_key.values()]},
+        schema={"key": pl.String, "crm_id": pl.String},
+    )
+    conn.register("id_frame", frame.to_arrow())
+    conn.execute(
+        """
+        UPDATE import_changes SET state = ?, crm_id = coalesce(f.crm_id, import_changes.crm_id)
+        FROM id_frame f
+        WHERE import_changes.import_id = ? AND import_changes.target = ?
+          AND import_changes.key = f.key
+        """,
+        [state, import_id, target],
+    )
+    conn.unregister("id_frame")
 
 
 def import_changes(db_path: Path, *, import_id: str, target: str) -> list[Change]:
@@ -472,13 +509,15 @@ def forget_pushes(db_path: Path, entity: Entity, keys: Sequence[str], *, target:
     """After a rollback the CRM no longer holds what we pushed: the next import sends it again."""
     if not keys:
         return
+    frame = pl.DataFrame({"key": list(keys)}, schema={"key": pl.String})
     with connect(db_path) as conn:
-        conn.executemany(
+        conn.register("key_frame", frame.to_arrow())
+        conn.execute(
             f"""
             UPDATE {records_table(entity)} SET pushed_hash = NULL, status = 'rolled_back'
-            WHERE target = ? AND key = ?
+            WHERE target = ? AND key IN (SELECT key FROM key_frame)
             """,
-            [(target, key) for key in keys],
+            [target],
         )
 
 

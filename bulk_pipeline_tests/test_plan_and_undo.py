@@ -1,0 +1,277 @@
+"""Plan before you push, undo after: dry runs, blocking checks, rollback, stop and resume.
+
+Everything runs against the sandbox CRM over loopback and a real DuckDB file; the kill and
+interrupt tests drive the real CLI in a separate process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from bulk_pipeline import cli, config
+from bulk_pipeline.entities import Entity
+from bulk_pipeline.imports import register_import
+from bulk_pipeline.push import CHUNK_SIZE
+from bulk_pipeline.sandbox.server import RunningSandbox
+from bulk_pipeline.targets.hubspot import HubSpotTarget
+
+SYSTEM_PROPERTIES = {"hs_object_id", "createdate", "lastmodifieddate"}
+
+
+@pytest.fixture
+def crm(sandbox: RunningSandbox, monkeypatch: pytest.MonkeyPatch) -> RunningSandbox:
+    """The sandbox, as the target the pipeline and the CLI use."""
+    monkeypatch.setenv(config.SANDBOX_URL_ENV, sandbox.url)
+    monkeypatch.setenv(config.SANDBOX_TOKEN_ENV, sandbox.token)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    return sandbox
+
+
+def contacts_csv(path: Path, count: int, *, start: int = 0, invalid: int = 0) -> Path:
+    rows = [
+        {"Email": f"person{i}@example.com", "First Name": f"First{i}", "Last Name": f"Last{i}"}
+        for i in range(start, start + count)
+    ]
+    rows += [
+        {"Email": f"broken{i}@@example", "First Name": "Broken", "Last Name": "Row"}
+        for i in range(invalid)
+    ]
+    pl.DataFrame(rows).write_csv(path)
+    return path
+
+
+def seed(sandbox: RunningSandbox, records: list[dict[str, str]]) -> None:
+    target = HubSpotTarget(sandbox.url, sandbox.token)
+    try:
+        result = target.create_many(Entity.CONTACTS, records)
+    finally:
+        target.close()
+    assert not result.failed
+
+
+def crm_state(sandbox: RunningSandbox) -> dict[str, dict[str, Any]]:
+    """Active contacts by id, with their user-visible properties (blank = absent)."""
+    return {
+        record["id"]: {
+            name: value
+            for name, value in record["properties"].items()
+            if name not in SYSTEM_PROPERTIES and value not in (None, "")
+        }
+        for record in sandbox.admin.records("contacts")
+    }
+
+
+def report(import_id: str, name: str) -> dict[str, Any]:
+    path = config.data_home() / "reports" / import_id / name
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+def writes(sandbox: RunningSandbox) -> int:
+    return int(sandbox.admin.stats()["requests"]["writes"])
+
+
+def test_dry_run_reports_the_exact_split_and_writes_nothing(
+    tmp_path: Path, crm: RunningSandbox
+) -> None:
+    path = contacts_csv(tmp_path / "contacts.csv", 20)
+    same = [
+        {"email": f"person{i}@example.com", "first_name": f"First{i}", "last_name": f"Last{i}"}
+        for i in range(5)
+    ]
+    changed = [
+        {"email": f"person{i}@example.com", "first_name": "Old", "last_name": f"Last{i}"}
+        for i in range(5, 10)
+    ]
+    seed(crm, same + changed)
+    before = writes(crm)
+
+    assert cli.main(["import", str(path), "--dry-run", "--no-progress"]) == 0
+
+    plan = report(register_import(path).import_id, "plan.json")
+    assert (plan["creates"], plan["updates"], plan["unchanged"]) == (10, 5, 5)
+    assert plan["changed_fields"] == {"first_name": 5}
+    assert writes(crm) == before
+    assert len(crm_state(crm)) == 10
+    rows = pl.read_csv(plan["plan_csv"])
+    assert (
+        rows.filter(pl.col("action") == "update")["changed_fields"].to_list() == ["first_name"] * 5
+    )
+
+
+def test_too_many_invalid_rows_block_the_push_and_leave_the_crm_untouched(
+    tmp_path: Path, crm: RunningSandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = contacts_csv(tmp_path / "contacts.csv", 7, invalid=3)
+
+    assert cli.main(["import", str(path), "--no-progress"]) == 1
+
+    err = capsys.readouterr().err
+    assert "invalid_ratio_within_threshold" in err
+    assert "30%" in err
+    assert writes(crm) == 0
+    assert crm_state(crm) == {}
+    rejected = pl.read_csv(
+        config.data_home() / "reports" / register_import(path).import_id / "rejected.csv"
+    )
+    assert rejected.height == 3
+
+
+def test_a_create_share_threshold_blocks_an_import_of_mostly_new_records(
+    tmp_path: Path, crm: RunningSandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = contacts_csv(tmp_path / "contacts.csv", 10)
+    seed(crm, [{"email": "person0@example.com"}])
+
+    assert cli.main(["import", str(path), "--max-create-share", "0.5", "--no-progress"]) == 1
+
+    assert "create_share_within_threshold" in capsys.readouterr().err
+    assert len(crm_state(crm)) == 1
+
+
+def test_rollback_returns_the_crm_to_its_state_before_the_import(
+    tmp_path: Path, crm: RunningSandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed(
+        crm,
+        [
+            {"email": "person0@example.com", "first_name": "Ada", "phone": "+15550100"},
+            {"email": "person1@example.com", "last_name": "Kept"},
+            {"email": "bystander@example.com", "first_name": "Untouched"},
+        ],
+    )
+    before = crm_state(crm)
+    path = contacts_csv(tmp_path / "contacts.csv", 6)
+    assert cli.main(["import", str(path), "--no-progress"]) == 0
+    import_id = register_import(path).import_id
+    summary = report(import_id, "summary.json")
+    assert (summary["created"], summary["updated"]) == (4, 2)
+    assert crm_state(crm) != before
+
+    assert cli.main(["rollback", import_id]) == 0
+    assert crm_state(crm) == before
+    done = report(import_id, "rollback.json")
+    assert (done["archived"], done["restored"]) == (4, 2)
+
+    writes_after_rollback = writes(crm)
+    assert cli.main(["rollback", import_id]) == 0
+    assert "6 already rolled back" in capsys.readouterr().out
+    assert writes(crm) == writes_after_rollback
+    assert crm_state(crm) == before
+
+    assert cli.main(["import", str(path), "--no-progress"]) == 0
+    assert report(import_id, "summary.json")["created"] == 4
+
+
+def test_note_writes_the_summary_to_the_crm(tmp_path: Path, crm: RunningSandbox) -> None:
+    path = contacts_csv(tmp_path / "contacts.csv", 3)
+
+    assert cli.main(["import", str(path), "--note", "--no-progress"]) == 0
+
+    notes = crm.admin.records("notes")
+    assert len(notes) == 1
+    body = notes[0]["properties"]["hs_note_body"]
+    assert "3 created" in body
+    assert register_import(path).import_id in body
+
+
+def _cli_process(path: Path, sandbox: RunningSandbox) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        config.HOME_ENV: str(config.data_home()),
+        config.SANDBOX_URL_ENV: sandbox.url,
+        config.SANDBOX_TOKEN_ENV: sandbox.token,
+    }
+    env.pop("DAGSTER_HOME", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bulk_pipeline.cli", "import", str(path), "--no-progress"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _wait_for_push(import_id: str, process: subprocess.Popen[bytes], timeout: float) -> None:
+    """Until the push has started (progress written), so a kill lands mid-push."""
+    progress = config.data_home() / "work" / import_id / "progress.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if progress.exists():
+            return
+        time.sleep(0.05)
+
+
+def test_kill_9_at_random_moments_then_rerun_ends_with_each_record_exactly_once(
+    tmp_path: Path, crm: RunningSandbox
+) -> None:
+    records = 20_000
+    crm.admin.configure(latency_ms=15)
+    path = contacts_csv(tmp_path / "contacts.csv", records)
+    import_id = register_import(path).import_id
+    moments = random.Random(20261127)
+
+    kills = 0
+    while kills < 5:
+        (config.data_home() / "work" / import_id / "progress.json").unlink(missing_ok=True)
+        process = _cli_process(path, crm)
+        _wait_for_push(import_id, process, timeout=60)
+        time.sleep(moments.uniform(0.0, 2.5))
+        if process.poll() is not None:
+            break
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        kills += 1
+    assert kills == 5, "the push finished before five kills; raise the sandbox latency"
+
+    crm.admin.configure(latency_ms=0)
+    final = _cli_process(path, crm)
+    out, err = final.communicate(timeout=300)
+    assert final.returncode == 0, err.decode()
+
+    emails = [r["properties"]["email"] for r in crm.admin.records("contacts")]
+    assert len(emails) == records
+    assert len(set(emails)) == records
+    summary = report(import_id, "summary.json")
+    assert summary["created"] == records
+    assert summary["rows"] == records
+
+
+def test_an_interrupt_stops_between_batches_and_the_next_run_resumes(
+    tmp_path: Path, crm: RunningSandbox
+) -> None:
+    records = 5_000
+    crm.admin.configure(latency_ms=20)
+    path = contacts_csv(tmp_path / "contacts.csv", records)
+    import_id = register_import(path).import_id
+    process = _cli_process(path, crm)
+    _wait_for_push(import_id, process, timeout=60)
+    time.sleep(0.5)
+
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+
+    assert process.returncode == 1
+    assert "stopped on request after batch" in err.decode()
+    progress = json.loads(
+        (config.data_home() / "work" / import_id / "progress.json").read_text(encoding="utf-8")
+    )
+    stored = len(crm.admin.records("contacts"))
+    assert stored == progress["created"]
+    assert 0 < stored < records
+    assert stored % CHUNK_SIZE == 0, "a stop lands between checkpointed batches"
+
+    crm.admin.configure(latency_ms=0)
+    assert cli.main(["import", str(path), "--no-progress"]) == 0
+    assert len(crm.admin.records("contacts")) == records
+    assert report(import_id, "summary.json")["created"] == records

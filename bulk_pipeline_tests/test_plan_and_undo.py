@@ -236,7 +236,7 @@ def test_kill_9_at_random_moments_then_rerun_ends_with_each_record_exactly_once(
 
     crm.admin.configure(latency_ms=0)
     final = _cli_process(path, crm)
-    out, err = final.communicate(timeout=300)
+    _, err = final.communicate(timeout=300)
     assert final.returncode == 0, err.decode()
 
     emails = [r["properties"]["email"] for r in crm.admin.records("contacts")]

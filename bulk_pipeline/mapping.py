@@ -147,6 +147,10 @@ class MappingError(ValueError):
     """A mapping file (or mapping) that cannot be applied; the message says where and why."""
 
 
+REJECTED_REPORT_COLUMNS = frozenset({"line", "reason"})
+"""Added by rejected.csv; a corrected rejected.csv imports as it is, without them."""
+
+
 @dataclass
 class MappedTable:
     """A file's rows under our field names, and what happened to each source column."""
@@ -292,10 +296,11 @@ def map_columns(
         *(pl.col(column).cast(pl.String).alias(name) for name, column in ordered.items()),
         pl.col(LINE_COLUMN),
     )
+    report_columns = REJECTED_REPORT_COLUMNS if set(columns) >= REJECTED_REPORT_COLUMNS else set()
     return MappedTable(
         frame=frame,
         column_map=ordered,
-        unmapped=[column for column in columns if column not in used],
+        unmapped=[c for c in columns if c not in used and c not in report_columns],
         ignored=ignored,
     )
 

@@ -71,7 +71,7 @@ def normalize(frame: pl.DataFrame, entity: Entity, *, default_region: str = "US"
     present = [c for c in frame.columns if c != LINE_COLUMN and frame.schema[c] == pl.String]
 
     frame = frame.with_columns(
-        _blank_to_null(pl.col(c).str.strip_chars(WHITESPACE)) for c in present
+        _blank_to_null(_unquote_formula(pl.col(c).str.strip_chars(WHITESPACE))) for c in present
     )
     frame = frame.with_columns(
         *(_collapse_spaces(c) for c in present if c in fields and c in NAME_FIELDS),
@@ -86,6 +86,12 @@ def normalize(frame: pl.DataFrame, entity: Entity, *, default_region: str = "US"
         if column in fields and column in DATE_FIELDS:
             frame = frame.with_columns(dates(frame[column], month_first=region in NANP_REGIONS))
     return frame
+
+
+def _unquote_formula(value: pl.Expr) -> pl.Expr:
+    """Drop the apostrophe that rejected.csv (and spreadsheet users) put before = + - @, so a
+    corrected rejected.csv imports with its original values."""
+    return value.str.replace(r"^'([=+\-@])", "$1")
 
 
 def _blank_to_null(value: pl.Expr) -> pl.Expr:

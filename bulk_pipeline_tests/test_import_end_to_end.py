@@ -196,3 +196,62 @@ def test_a_wrong_token_fails_the_import_without_showing_the_token(
     captured = capsys.readouterr()
     assert secret not in captured.err + captured.out
     assert sandbox.admin.counts().get("contacts", 0) == 0
+
+
+def test_a_corrected_rejected_csv_imports_as_it_is_and_creates_exactly_those_records(
+    tmp_path: Path, sandbox_env: RunningSandbox, instance: dg.DagsterInstance
+) -> None:
+    path = tmp_path / "contacts.csv"
+    path.write_text(
+        "Email,First Name,Phone\n"
+        "ok@example.com,Ok,\n"
+        "grace@@example.com,Grace,+1 212 555 0100\n"
+        "linus.example.com,Linus,\n"
+        "ada@example.com,Ada,\n",
+        encoding="utf-8",
+    )
+    assert cli.main(["import", str(path), "--no-progress", *LENIENT]) == 0
+    rejected_path = (
+        config.data_home() / "reports" / register_import(path).import_id / "rejected.csv"
+    )
+    rejected = rejected_path.read_text(encoding="utf-8-sig")
+    assert "'+1 212 555 0100" in rejected
+
+    fixed = tmp_path / "rejected-fixed.csv"
+    fixed.write_text(
+        rejected.replace("grace@@example.com", "grace@example.com").replace(
+            "linus.example.com", "linus@example.com"
+        ),
+        encoding="utf-8",
+    )
+    before = {r["properties"]["email"] for r in sandbox_env.admin.records("contacts")}
+
+    assert cli.main(["import", str(fixed), "--no-progress"]) == 0
+
+    records = {r["properties"]["email"]: r for r in sandbox_env.admin.records("contacts")}
+    assert set(records) - before == {"grace@example.com", "linus@example.com"}
+    assert records["grace@example.com"]["properties"]["phone"] == "+12125550100"
+    summary = _summary(register_import(fixed).import_id)
+    assert (summary["rows"], summary["created"], summary["invalid"]) == (2, 2, 0)
+    assert summary["unmapped_columns"] == []
+
+
+def test_report_and_status_commands_show_an_import(
+    tmp_path: Path,
+    sandbox_env: RunningSandbox,
+    instance: dg.DagsterInstance,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = write_messy_csv(tmp_path / "contacts.csv")
+    assert cli.main(["import", str(path), "--no-progress", *LENIENT]) == 0
+    import_id = register_import(path).import_id
+    capsys.readouterr()
+
+    assert cli.main(["report", import_id]) == 0
+    shown = capsys.readouterr().out
+    assert "report.html" in shown
+    assert str(len(VALID_EMAILS)) in shown
+
+    assert cli.main(["status"]) == 0
+    assert import_id in capsys.readouterr().out
+    assert cli.main(["report", "no-such-import-0123456789"]) == 1

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import threading
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from bulk_pipeline.imports import (
     load_import,
     register_import,
 )
-from bulk_pipeline.instance import ensure_dagster_home
+from bulk_pipeline.instance import ensure_dagster_home, open_instance
 from bulk_pipeline.progress import read_progress
 from bulk_pipeline.reports.listing import format_report, format_status, recent_imports
 from bulk_pipeline.staging import OnDuplicate
@@ -90,6 +91,16 @@ def _build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="recent imports and their outcome counts")
     status.add_argument("--limit", type=int, default=20)
+
+    sync = commands.add_parser("sync", help="sync every source of sources.yaml for one day")
+    sync.add_argument(
+        "--date", type=date.fromisoformat, help="the day to sync (default: today, YYYY-MM-DD)"
+    )
+
+    retry = commands.add_parser(
+        "retry-failed", help="re-run the import partitions and sync days whose last run failed"
+    )
+    retry.add_argument("--dry-run", action="store_true", help="list them; run nothing")
 
     dev = commands.add_parser("dev", help="the Dagster UI on the persistent instance")
     dev.add_argument("--port", type=int, default=3000)
@@ -155,6 +166,7 @@ def run_import(args: argparse.Namespace) -> int:
     from bulk_pipeline.defs.assets import import_assets
     from bulk_pipeline.defs.partitions import imports_partitions
     from bulk_pipeline.defs.resources import default_resources
+    from bulk_pipeline.runs import process_tags, recover_dead_runs
 
     ensure_dagster_home()
     try:
@@ -171,7 +183,8 @@ def run_import(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
-    instance = dg.DagsterInstance.get()
+    instance = open_instance()
+    recover_dead_runs(instance)
     partitions_name = imports_partitions.name or "imports"
     if not instance.has_dynamic_partition(partitions_name, request.import_id):
         instance.add_dynamic_partitions(partitions_name, [request.import_id])
@@ -194,7 +207,7 @@ def run_import(args: argparse.Namespace) -> int:
             resources=default_resources(),
             raise_on_error=False,
             run_config=_run_config(dry_run=args.dry_run),
-            tags={"bulk_pipeline/launched_by": "cli"},
+            tags=process_tags(),
         )
     finally:
         stop.set()
@@ -231,10 +244,9 @@ def _print_plan(plan: dict[str, Any]) -> None:
 
 
 def run_rollback(args: argparse.Namespace) -> int:
-    import dagster as dg
-
     from bulk_pipeline.defs.assets import rollback_job
     from bulk_pipeline.defs.resources import default_resources
+    from bulk_pipeline.runs import process_tags, recover_dead_runs
 
     ensure_dagster_home()
     try:
@@ -242,14 +254,15 @@ def run_rollback(args: argparse.Namespace) -> int:
     except UnknownImportError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
-    with dg.DagsterInstance.get() as instance:
+    with open_instance() as instance:
+        recover_dead_runs(instance)
         result = rollback_job.execute_in_process(
             instance=instance,
             partition_key=args.import_id,
             resources=default_resources(),
             raise_on_error=False,
             run_config=QUIET_RUN_CONFIG,
-            tags={"bulk_pipeline/launched_by": "cli"},
+            tags=process_tags(),
         )
     path = config.reports_dir(args.import_id) / "rollback.json"
     if path.exists():
@@ -290,8 +303,98 @@ def run_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_sync(args: argparse.Namespace) -> int:
+    """One day of the nightly sync, in this process, recorded like a scheduled run."""
+    import dagster as dg
+
+    from bulk_pipeline.defs.resources import default_resources
+    from bulk_pipeline.defs.sync_assets import schedule_settings, sync_assets
+    from bulk_pipeline.runs import process_tags, recover_dead_runs
+    from bulk_pipeline.sources import SourceError, load_sources, sources_path
+
+    try:
+        sources = load_sources()
+    except SourceError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    if not sources:
+        console.print(f"no sources in {sources_path()}; see data/sources.example.yaml")
+        return 2
+    day = args.date or schedule_settings.day_of(datetime.now(UTC))
+    if day < schedule_settings.start:
+        console.print(f"[red]error:[/red] syncs start on {schedule_settings.start}")
+        return 2
+    instance = open_instance()
+    recover_dead_runs(instance)
+    result = dg.materialize(
+        sync_assets,
+        partition_key=day.isoformat(),
+        instance=instance,
+        resources=default_resources(),
+        raise_on_error=False,
+        run_config=QUIET_RUN_CONFIG,
+        tags=process_tags(),
+    )
+    _print_sync(day, [s.name for s in sources])
+    if not result.success:
+        console.print(f"[red]sync failed:[/red] {_failure_message(result)}")
+        console.print(f"run id: {result.run_id} (see it with `make dev`)")
+        return 1
+    return 0
+
+
+def _print_sync(day: date, names: list[str]) -> None:
+    from bulk_pipeline.sync import SYNC_FILE, sync_import_id
+
+    table = Table(title=f"nightly sync of {day}")
+    columns = ("created", "updated", "unchanged", "invalid", "failed", "vanished", "archived")
+    table.add_column("source")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for name in names:
+        folder = config.data_home() / "reports" / sync_import_id(name, day)
+        values: dict[str, Any] = {}
+        for part in ("summary.json", SYNC_FILE):
+            if (folder / part).is_file():
+                values |= json.loads((folder / part).read_text(encoding="utf-8"))
+        table.add_row(name, *(str(values.get(c, "-")) for c in columns))
+    Console().print(table)
+    print(f"Reports: {config.data_home() / 'reports'}/{sync_import_id('<source>', day)}/")
+
+
+def run_retry_failed(args: argparse.Namespace) -> int:
+    """Re-run the failed import partitions and sync days; what was written is not sent again."""
+    from bulk_pipeline.backfill import failed_partitions, retry_partition
+    from bulk_pipeline.runs import recover_dead_runs
+
+    instance = open_instance()
+    recover_dead_runs(instance)
+    failed = failed_partitions(instance)
+    if not failed:
+        Console().print("nothing to retry: no import or sync day has a failed last run")
+        return 0
+    for item in failed:
+        Console().print(f"{item.kind} {item.partition_key}: run {item.run_id} failed: {item.error}")
+    if args.dry_run:
+        return 0
+    succeeded = 0
+    for item in failed:
+        retried = retry_partition(instance, item, run_config=QUIET_RUN_CONFIG)
+        if retried.succeeded:
+            succeeded += 1
+            Console().print(f"{item.kind} {item.partition_key}: done (run {retried.run_id})")
+        else:
+            console.print(
+                f"[red]{item.kind} {item.partition_key} failed again:[/red] {retried.error} "
+                f"(run {retried.run_id})"
+            )
+    Console().print(f"{succeeded} of {len(failed)} re-runs succeeded")
+    return 0 if succeeded == len(failed) else 1
+
+
 def run_dev(args: argparse.Namespace) -> int:
     home = ensure_dagster_home()
+    open_instance().dispose()
     workspace = Path(__file__).resolve().parent.parent / "workspace.yaml"
     command = [sys.executable, "-m", "dagster", "dev", "-p", str(args.port)]
     if workspace.exists():
@@ -310,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
         "sandbox": run_sandbox,
         "report": run_report,
         "status": run_status,
+        "sync": run_sync,
+        "retry-failed": run_retry_failed,
         "dev": run_dev,
     }
     return handlers[args.command](args)

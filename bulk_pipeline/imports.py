@@ -21,6 +21,7 @@ from bulk_pipeline.staging import OnDuplicate
 HASH_CHARS = 10
 MAX_STEM_CHARS = 48
 TARGETS = ("sandbox", "hubspot")
+IMPORT_ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]*")
 DEFAULT_MAX_INVALID_RATIO = 0.2
 
 
@@ -81,8 +82,13 @@ def register_import(
     max_invalid_ratio: float = DEFAULT_MAX_INVALID_RATIO,
     max_create_share: float | None = None,
     note: bool = False,
+    import_id: str | None = None,
 ) -> ImportRequest:
-    """Copy the file under the data home and record how to import it."""
+    """Copy the file under the data home and record how to import it.
+
+    ``import_id`` replaces the content-derived id where the caller names its imports itself (a
+    nightly sync's snapshot is ``sync-<source>-<date>`` whatever its content).
+    """
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     if target not in TARGETS:
@@ -95,7 +101,12 @@ def register_import(
             raise ValueError(f"{name} must be between 0 and 1, got {ratio}")
     if mapping_path is not None and not mapping_path.is_file():
         raise FileNotFoundError(f"{mapping_path}: mapping file not found")
-    import_id = import_id_for(path.name, file_digest(path))
+    if import_id is None:
+        import_id = import_id_for(path.name, file_digest(path))
+    elif not IMPORT_ID_PATTERN.fullmatch(import_id):
+        raise ValueError(
+            f"{import_id!r} is not a valid import id: use lower-case letters, digits, _ and -"
+        )
     stored = config.data_home() / "files" / import_id / path.name
     if not stored.exists():
         stored.parent.mkdir(parents=True, exist_ok=True)

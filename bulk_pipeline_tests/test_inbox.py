@@ -1,0 +1,190 @@
+"""The inbox sensor: files dropped into <data home>/inbox/ become imports, each exactly once.
+
+Through Dagster's sensor, on the persistent instance, against a real sandbox over loopback and a
+real DuckDB file; the tick logic alone is tested on many files without running imports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from bulk_pipeline import cli, config, inbox
+from bulk_pipeline.defs.partitions import imports_partitions
+from bulk_pipeline.defs.sensors import inbox_sensor
+from bulk_pipeline.instance import open_instance
+from bulk_pipeline.runs import LAUNCHED_BY_TAG, FinishedRun
+from bulk_pipeline.sandbox.server import RunningSandbox
+from bulk_pipeline_tests.recurring import age, contacts_csv, drop, run_import_partition
+
+PARTITIONS = imports_partitions.name or "imports"
+
+
+@pytest.fixture
+def crm(sandbox: RunningSandbox, monkeypatch: pytest.MonkeyPatch) -> RunningSandbox:
+    monkeypatch.setenv(config.SANDBOX_URL_ENV, sandbox.url)
+    monkeypatch.setenv(config.SANDBOX_TOKEN_ENV, sandbox.token)
+    return sandbox
+
+
+@pytest.fixture
+def instance(monkeypatch: pytest.MonkeyPatch) -> Iterator[dg.DagsterInstance]:
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    with open_instance() as persistent:
+        yield persistent
+
+
+def _tick(instance: dg.DagsterInstance, cursor: str | None) -> dg.SensorResult:
+    result = inbox_sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
+    assert isinstance(result, dg.SensorResult)
+    return result
+
+
+def test_three_dropped_files_one_invalid_are_imported_once_then_filed(
+    crm: RunningSandbox, instance: dg.DagsterInstance
+) -> None:
+    box = inbox.inbox_dir()
+    age(contacts_csv(box / "january.csv", ["ann@example.com", "bob@example.com"]), 60)
+    age(contacts_csv(box / "February leads, final...csv", ["cy@example.com"]), 60)
+    drop(box / "notes.csv", "Name,Remark\nAda,no email column here\n", seconds_ago=60)
+
+    first = _tick(instance, None)
+
+    assert len(first.run_requests) == 3
+    keys = [request.partition_key for request in first.run_requests]
+    assert len(set(keys)) == 3
+    assert all(key and re.fullmatch(r"[a-z0-9_-]+", key) for key in keys)
+    assert [r.partition_keys for r in first.dynamic_partitions_requests] == [keys]
+    assert all(r.tags[LAUNCHED_BY_TAG] == "inbox" for r in first.run_requests)
+    instance.add_dynamic_partitions(PARTITIONS, [k for k in keys if k])
+
+    second = _tick(instance, first.cursor)
+
+    assert second.run_requests == []
+    assert second.dynamic_partitions_requests == []
+
+    outcomes = {
+        request.partition_key: run_import_partition(
+            instance, request.partition_key or "", request.tags
+        ).success
+        for request in first.run_requests
+    }
+    assert sorted(outcomes.values()) == [False, True, True]
+
+    third = _tick(instance, second.cursor)
+
+    assert third.run_requests == []
+    assert sorted(p.name for p in (box / "processed").iterdir()) == [
+        "February leads, final...csv",
+        "january.csv",
+    ]
+    assert sorted(p.name for p in (box / "failed").iterdir()) == [
+        "notes.csv",
+        "notes.csv.error.txt",
+    ]
+    error = (box / "failed" / "notes.csv.error.txt").read_text(encoding="utf-8")
+    assert "notes.csv" in error
+    assert "cannot tell whether the rows are contacts" in error
+    assert [p.name for p in box.iterdir() if p.is_file()] == []
+    assert json.loads(third.cursor or "{}")["requested"] == {}
+    emails = sorted(r["properties"]["email"] for r in crm.admin.records("contacts"))
+    assert emails == ["ann@example.com", "bob@example.com", "cy@example.com"]
+
+
+def test_a_file_whose_content_was_imported_is_not_imported_again(
+    tmp_path: Path, crm: RunningSandbox, instance: dg.DagsterInstance
+) -> None:
+    original = contacts_csv(tmp_path / "people.csv", ["dee@example.com"])
+    assert cli.main(["import", str(original), "--no-progress"]) == 0
+    writes = crm.admin.stats()["requests"]["writes"]
+    box = inbox.inbox_dir()
+    drop(box / "people copy.csv", original.read_bytes(), seconds_ago=60)
+
+    result = _tick(instance, None)
+
+    assert result.run_requests == []
+    assert sorted(p.name for p in (box / "processed").iterdir()) == [
+        "people copy.csv",
+        "people copy.csv.skipped.txt",
+    ]
+    note = (box / "processed" / "people copy.csv.skipped.txt").read_text(encoding="utf-8")
+    assert "people-" in note
+    assert crm.admin.stats()["requests"]["writes"] == writes
+
+
+def _settings(**overrides: float | int) -> inbox.InboxSettings:
+    return inbox.InboxSettings(**{"settle_seconds": 30.0, "max_runs_per_tick": 10, **overrides})  # type: ignore[arg-type]
+
+
+def test_many_files_with_the_same_mtime_are_requested_once_each_a_few_per_tick() -> None:
+    box = inbox.inbox_dir()
+    names = [f"batch {n:02d}.csv" for n in range(25)]
+    tied = time.time() - 120
+    for name in names:
+        drop(box / name, f"Email\nperson{name[6:8]}@example.com\n", seconds_ago=120)
+        os.utime(box / name, (tied, tied))
+    mtimes = {(box / name).stat().st_mtime_ns for name in names}
+    assert len(mtimes) == 1
+
+    cursor = inbox.InboxCursor()
+    per_tick = []
+    requested: list[str] = []
+    for _ in range(4):
+        result = inbox.tick(cursor, {}, now=time.time(), settings=_settings(max_runs_per_tick=10))
+        per_tick.append(len(result.runs))
+        requested += [run.file_name for run in result.runs]
+        cursor = inbox.InboxCursor.from_json(result.cursor.to_json())
+
+    assert per_tick == [10, 10, 5, 0]
+    assert sorted(requested) == names
+    assert len({run.import_id for run in cursor.requested.values()}) == 25
+
+
+def test_files_still_being_written_wait_for_the_settle_period() -> None:
+    box = inbox.inbox_dir()
+    (box / "fresh.csv").write_text("Email\nnew@example.com\n", encoding="utf-8")
+    drop(box / "upload.csv.part", "Email\nhalf@exa", seconds_ago=600)
+
+    waiting = inbox.tick(inbox.InboxCursor(), {}, now=time.time(), settings=_settings())
+
+    assert waiting.runs == []
+    assert waiting.waiting == 1
+    assert waiting.partial == ["upload.csv.part"]
+    assert "upload.csv.part" in waiting.describe()
+    age(box / "fresh.csv", 31)
+
+    settled = inbox.tick(waiting.cursor, {}, now=time.time(), settings=_settings())
+
+    assert [run.file_name for run in settled.runs] == ["fresh.csv"]
+
+
+def test_odd_names_become_valid_partition_keys_and_a_changed_file_is_requested_again() -> None:
+    box = inbox.inbox_dir()
+    names = ["Q3, leads [final]...csv", "données clients.csv", "report...v2.csv", "a|b.csv"]
+    for number, name in enumerate(names):
+        drop(box / name, f"Email\nodd{number}@example.com\n", seconds_ago=60)
+
+    first = inbox.tick(inbox.InboxCursor(), {}, now=time.time(), settings=_settings())
+
+    keys = {run.file_name: run.import_id for run in first.runs}
+    assert sorted(keys) == sorted(names)
+    for key in keys.values():
+        assert re.fullmatch(r"[a-z0-9][a-z0-9_-]*", key)
+        assert "..." not in key and "," not in key
+    assert keys["Q3, leads [final]...csv"].startswith("q3_leads_final-")
+
+    drop(box / "a|b.csv", "Email\nchanged@example.com\n", seconds_ago=45)
+    finished = {keys["report...v2.csv"]: FinishedRun("run-1", succeeded=True, message="")}
+
+    second = inbox.tick(first.cursor, finished, now=time.time(), settings=_settings())
+
+    assert [run.file_name for run in second.runs] == ["a|b.csv"]
+    assert second.runs[0].import_id != keys["a|b.csv"]
+    assert second.processed == ["report...v2.csv"]

@@ -24,7 +24,7 @@ from bulk_pipeline.imports import ImportRequest
 from bulk_pipeline.ingest import InputFileError, read_file
 from bulk_pipeline.mapping import infer_entity, load_mapping, map_columns
 from bulk_pipeline.normalize import normalize
-from bulk_pipeline.plan import Action, PlanSummary
+from bulk_pipeline.plan import Action, PlannedRecord, PlanSummary
 from bulk_pipeline.push import PushReport, plan_import, push_import
 from bulk_pipeline.reports.rejected import write_rejected_csv
 from bulk_pipeline.rollback import RollbackReport, rollback_import
@@ -226,13 +226,7 @@ def dry_run(
     request: ImportRequest, db_path: Path, target: CrmTarget, target_id: str
 ) -> dict[str, Any]:
     """Look every staged record up in the CRM and write the plan; nothing is written."""
-    planned = plan_import(
-        db_path,
-        target,
-        import_entity(request.import_id),
-        import_id=request.import_id,
-        target_id=target_id,
-    )
+    planned = _plan(request, db_path, target, target_id)
     summary = PlanSummary.of(planned)
     folder = config.reports_dir(request.import_id)
     pl.DataFrame(
@@ -271,15 +265,14 @@ def create_share(
     request: ImportRequest, db_path: Path, target: CrmTarget, target_id: str
 ) -> PlanSummary:
     """The plan's split, for the check that blocks imports that would create too much."""
-    return PlanSummary.of(
-        plan_import(
-            db_path,
-            target,
-            import_entity(request.import_id),
-            import_id=request.import_id,
-            target_id=target_id,
-        )
-    )
+    return PlanSummary.of(_plan(request, db_path, target, target_id))
+
+
+def _plan(
+    request: ImportRequest, db_path: Path, target: CrmTarget, target_id: str
+) -> list[PlannedRecord]:
+    entity = import_entity(request.import_id)
+    return plan_import(db_path, target, entity, import_id=request.import_id, target_id=target_id)
 
 
 def write_note(request: ImportRequest, target: CrmTarget, summary: dict[str, Any]) -> str:

@@ -14,6 +14,7 @@ from bulk_pipeline.defs.partitions import imports_partitions
 from bulk_pipeline.defs.resources import CrmResource, StagingResource
 from bulk_pipeline.imports import ImportRequest, UnknownImportError, load_import
 from bulk_pipeline.ingest import InputFileError
+from bulk_pipeline.instance import CRM_POOL, STAGING_POOL
 from bulk_pipeline.interrupts import stop_between_batches
 from bulk_pipeline.mapping import MappingError
 from bulk_pipeline.push import PushStopped, RetryableFailuresError
@@ -125,7 +126,7 @@ def validated_rows(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     group_name=GROUP,
     deps=[validated_rows],
     kinds={"duckdb"},
-    pool="staging_db",
+    pool=STAGING_POOL,
     check_specs=[
         dg.AssetCheckSpec(
             CREATE_SHARE_CHECK,
@@ -172,7 +173,7 @@ def staged_records(
     group_name=GROUP,
     deps=[staged_records],
     kinds={"hubspot"},
-    pool="crm_api",
+    pool=CRM_POOL,
     retry_policy=PUSH_RETRY_POLICY,
     output_required=False,
 )

@@ -13,7 +13,7 @@ import csv
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bulk_pipeline.entities import Entity
@@ -24,14 +24,16 @@ from bulk_pipeline.staging import (
     Outcome,
     PendingRecord,
     PushOutcome,
+    discard_intended_changes,
     import_changes,
     plan_push,
     record_intended_changes,
     record_push_outcomes,
     staged_records,
 )
-from bulk_pipeline.targets.base import BatchResult, CrmError, CrmTarget
+from bulk_pipeline.targets.base import BatchResult, CrmError, CrmRecord, CrmTarget
 
+CONFLICT = "CONFLICT"
 CHUNK_SIZE = 1_000
 """Records per checkpoint: ten CRM batches of 100 (each checkpoint costs a staging write)."""
 BATCH_LOG_COLUMNS = ("batch", "records", "seconds", "records_per_second", "finished_at")
@@ -80,6 +82,40 @@ class _BatchLog:
             )
 
 
+CLOCK_SKEW = timedelta(seconds=2)
+"""How far the CRM's clock may run behind ours when telling who created a record."""
+
+
+def _settle_unconfirmed_creates(
+    earlier: dict[str, Change],
+    found: dict[str, CrmRecord],
+    *,
+    db_path: Path,
+    import_id: str,
+    target_id: str,
+) -> dict[str, Change]:
+    """Decide creates that a crashed attempt recorded but never saw confirmed.
+
+    A record the CRM created after the intent was recorded is ours. One that is older was there
+    before the import (the crash fell between a refused create and forgetting its intent): its
+    intent is dropped, so it is never counted as created nor archived by a rollback.
+    """
+    theirs = [
+        key
+        for key, change in earlier.items()
+        if change.action == Action.CREATE.value
+        and change.state == "intended"
+        and change.recorded_at is not None
+        and (record := found.get(key.casefold())) is not None
+        and record.created_at is not None
+        and record.created_at < change.recorded_at - CLOCK_SKEW
+    ]
+    if not theirs:
+        return earlier
+    discard_intended_changes(db_path, theirs, import_id=import_id, target=target_id)
+    return {key: change for key, change in earlier.items() if key not in theirs}
+
+
 def lookup_plan(
     target: CrmTarget, entity: Entity, records: Sequence[PendingRecord]
 ) -> list[PlannedRecord]:
@@ -118,6 +154,8 @@ class _ChunkOutcome:
     retryable: int = 0
     written: dict[str, str] = field(default_factory=dict)
     """CRM ids of the records this chunk wrote, by key."""
+    existing: int = 0
+    """Records this pipeline never wrote that the CRM held already (their key exists)."""
 
 
 def _written(
@@ -157,6 +195,45 @@ def _written(
     return ids
 
 
+def _create_optimistically(
+    target: CrmTarget,
+    entity: Entity,
+    fresh: Sequence[PendingRecord],
+    chunk: _ChunkOutcome,
+    *,
+    db_path: Path,
+    import_id: str,
+    target_id: str,
+    earlier: dict[str, Change],
+) -> list[PendingRecord]:
+    """Create records this pipeline never wrote without looking them up first.
+
+    Only for CRMs that refuse a second record with the same key: a batch that hits an existing
+    key is refused whole (nothing written), and its records are returned for the lookup path.
+    A first import into a CRM that does not hold the records thus costs one call per batch.
+    """
+    planned = [PlannedRecord(r.key, r.line, Action.CREATE, r.fields) for r in fresh]
+    keys = [r.key for r in fresh]
+    record_intended_changes(
+        db_path,
+        entity,
+        [Change(key, Action.CREATE.value, None, {}, "intended") for key in keys],
+        import_id=import_id,
+        target=target_id,
+    )
+    result = target.create_many(entity, [r.fields for r in fresh], isolate_conflicts=False)
+    conflicted = {f.index for f in result.failed if f.category == CONFLICT}
+    result.failed = [f for f in result.failed if f.index not in conflicted]
+    chunk.written |= _written(
+        planned, result, {r.key: r.content_hash for r in fresh}, earlier, chunk
+    )
+    discard_intended_changes(
+        db_path, [keys[i] for i in conflicted], import_id=import_id, target=target_id
+    )
+    chunk.existing += len(conflicted)
+    return [fresh[i] for i in sorted(conflicted)]
+
+
 def _push_chunk(
     target: CrmTarget,
     entity: Entity,
@@ -166,20 +243,70 @@ def _push_chunk(
     import_id: str,
     target_id: str,
     earlier: dict[str, Change],
+    optimistic: bool,
 ) -> _ChunkOutcome:
+    chunk = _ChunkOutcome(outcomes=[])
+    to_look_up = list(records)
+    if optimistic and target.enforces_unique_keys(entity):
+        fresh = [r for r in records if r.crm_id is None and r.key not in earlier]
+        if fresh:
+            known = [r for r in records if r.crm_id is not None or r.key in earlier]
+            to_look_up = known + _create_optimistically(
+                target,
+                entity,
+                fresh,
+                chunk,
+                db_path=db_path,
+                import_id=import_id,
+                target_id=target_id,
+                earlier=earlier,
+            )
+    if to_look_up:
+        _look_up_and_write(
+            target,
+            entity,
+            to_look_up,
+            chunk,
+            db_path=db_path,
+            import_id=import_id,
+            target_id=target_id,
+            earlier=earlier,
+        )
+    return chunk
+
+
+def _look_up_and_write(
+    target: CrmTarget,
+    entity: Entity,
+    records: Sequence[PendingRecord],
+    chunk: _ChunkOutcome,
+    *,
+    db_path: Path,
+    import_id: str,
+    target_id: str,
+    earlier: dict[str, Change],
+) -> None:
+    """Look records up by key, then create the missing and update only what differs."""
     hashes = {r.key: r.content_hash for r in records}
     try:
-        planned = lookup_plan(target, entity, records)
+        found = target.find_by_keys(entity, [r.key for r in records]).found
     except CrmError as exc:
         if not exc.retryable:
             raise
         reason = f"could not look up existing records: {exc}"
-        return _ChunkOutcome(
-            outcomes=[PushOutcome(r.key, Outcome.FAILED, reason=reason) for r in records],
-            failed=len(records),
-            retryable=len(records),
-        )
-    chunk = _ChunkOutcome(outcomes=[])
+        chunk.outcomes += [PushOutcome(r.key, Outcome.FAILED, reason=reason) for r in records]
+        chunk.failed += len(records)
+        chunk.retryable += len(records)
+        return
+    earlier = _settle_unconfirmed_creates(
+        earlier, found, db_path=db_path, import_id=import_id, target_id=target_id
+    )
+    planned = [
+        plan_record(r.key, r.line, r.fields, found.get(r.key.casefold()), known_crm_id=r.crm_id)
+        for r in records
+    ]
+    unknown_to_us = {r.key for r in records if r.crm_id is None and r.key not in earlier}
+    chunk.existing += sum(p.key in unknown_to_us and p.action is not Action.CREATE for p in planned)
     creates = [p for p in planned if p.action is Action.CREATE]
     updates = [p for p in planned if p.action is Action.UPDATE]
     for p in planned:
@@ -205,17 +332,14 @@ def _push_chunk(
         import_id=import_id,
         target=target_id,
     )
-    written: dict[str, str] = {}
     if updates:
         result = target.update_many(
             entity, [p.crm_id or "" for p in updates], [p.fields for p in updates]
         )
-        written |= _written(updates, result, hashes, earlier, chunk)
+        chunk.written |= _written(updates, result, hashes, earlier, chunk)
     if creates:
-        result = target.create_many(entity, [p.fields for p in creates])
-        written |= _written(creates, result, hashes, earlier, chunk)
-    chunk.written = written
-    return chunk
+        result = target.create_many(entity, [p.fields for p in creates], known_absent=True)
+        chunk.written |= _written(creates, result, hashes, earlier, chunk)
 
 
 def push_import(
@@ -249,6 +373,8 @@ def push_import(
     log(f"{len(pending)} records to push to {target_id}")
     batch_log = _BatchLog(batches_path)
     unchanged = retryable = 0
+    optimistic = True
+    """Create without looking up first while the CRM turns out not to hold the records."""
     for start in range(0, len(pending), chunk_size):
         chunk_started = time.monotonic()
         records = pending[start : start + chunk_size]
@@ -260,7 +386,9 @@ def push_import(
             import_id=import_id,
             target_id=target_id,
             earlier=earlier,
+            optimistic=optimistic,
         )
+        optimistic = chunk.existing == 0
         record_push_outcomes(
             db_path,
             entity,

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
@@ -161,6 +162,7 @@ def _ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
             crm_id VARCHAR,
             before JSON,
             state VARCHAR NOT NULL DEFAULT 'intended',
+            recorded_at TIMESTAMPTZ DEFAULT current_timestamp,
             PRIMARY KEY (import_id, target, key)
         )
         """
@@ -406,6 +408,7 @@ class Change:
     before: dict[str, str | None]
     state: str
     """``intended`` (recorded before sending), ``done`` or ``rolled_back``."""
+    recorded_at: datetime | None = None
 
 
 def record_intended_changes(
@@ -441,7 +444,7 @@ def record_intended_changes(
             SELECT ?, ?, ?, key, action, crm_id, before FROM change_frame
             ON CONFLICT (import_id, target, key) DO UPDATE SET
                 action = excluded.action, crm_id = excluded.crm_id, before = excluded.before,
-                state = 'intended'
+                state = 'intended', recorded_at = now()
             WHERE import_changes.state = 'rolled_back'
             """,
             [import_id, target, entity.value],
@@ -488,20 +491,44 @@ def _mark_changes(
     conn.unregister("id_frame")
 
 
+def discard_intended_changes(
+    db_path: Path, keys: Sequence[str], *, import_id: str, target: str
+) -> None:
+    """Forget intents whose write the CRM refused as a whole (nothing was written)."""
+    if not keys:
+        return
+    frame = pl.DataFrame({"key": list(keys)}, schema={"key": pl.String})
+    with connect(db_path) as conn:
+        conn.register("key_frame", frame.to_arrow())
+        conn.execute(
+            """
+            DELETE FROM import_changes
+            WHERE import_id = ? AND target = ? AND state = 'intended'
+              AND key IN (SELECT key FROM key_frame)
+            """,
+            [import_id, target],
+        )
+
+
 def import_changes(db_path: Path, *, import_id: str, target: str) -> list[Change]:
     with connect(db_path) as conn:
         rows = conn.execute(
             """
-            SELECT key, action, crm_id, before, state FROM import_changes
+            SELECT key, action, crm_id, before, state, recorded_at FROM import_changes
             WHERE import_id = ? AND target = ? ORDER BY key
             """,
             [import_id, target],
         ).fetchall()
     return [
         Change(
-            key=key, action=action, crm_id=crm_id, before=json.loads(before or "{}"), state=state
+            key=key,
+            action=action,
+            crm_id=crm_id,
+            before=json.loads(before or "{}"),
+            state=state,
+            recorded_at=recorded_at,
         )
-        for key, action, crm_id, before, state in rows
+        for key, action, crm_id, before, state, recorded_at in rows
     ]
 
 

@@ -24,6 +24,7 @@ from bulk_pipeline.entities import Entity
 from bulk_pipeline.imports import register_import
 from bulk_pipeline.push import CHUNK_SIZE
 from bulk_pipeline.sandbox.server import RunningSandbox
+from bulk_pipeline.staging import Change, record_intended_changes
 from bulk_pipeline.targets.hubspot import HubSpotTarget
 
 SYSTEM_PROPERTIES = {"hs_object_id", "createdate", "lastmodifieddate"}
@@ -275,3 +276,29 @@ def test_an_interrupt_stops_between_batches_and_the_next_run_resumes(
     assert cli.main(["import", str(path), "--no-progress"]) == 0
     assert len(crm.admin.records("contacts")) == records
     assert report(import_id, "summary.json")["created"] == records
+
+
+def test_a_create_intent_left_by_a_crash_never_claims_a_record_that_was_there_before(
+    tmp_path: Path, crm: RunningSandbox
+) -> None:
+    """A crash between a refused create and forgetting its intent must not make a resumed
+    import count the existing record as created, nor let a rollback archive it."""
+    seed(crm, [{"email": "person0@example.com", "first_name": "Before"}])
+    before = crm_state(crm)
+    path = contacts_csv(tmp_path / "contacts.csv", 2)
+    import_id = register_import(path).import_id
+    time.sleep(2.5)
+    record_intended_changes(
+        config.staging_db_path(),
+        Entity.CONTACTS,
+        [Change("person0@example.com", "create", None, {}, "intended")],
+        import_id=import_id,
+        target="sandbox",
+    )
+
+    assert cli.main(["import", str(path), "--no-progress"]) == 0
+
+    summary = report(import_id, "summary.json")
+    assert (summary["created"], summary["updated"]) == (1, 1)
+    assert cli.main(["rollback", import_id]) == 0
+    assert crm_state(crm) == before

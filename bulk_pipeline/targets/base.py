@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from bulk_pipeline.entities import Entity
 
@@ -22,6 +23,8 @@ class CrmRecord:
 
     id: str
     fields: dict[str, str | None]
+    created_at: datetime | None = None
+    """When the CRM created it: tells a record this pipeline created from one it found."""
 
 
 @dataclass(frozen=True)
@@ -91,8 +94,25 @@ class CrmTarget(ABC):
         """Read records by CRM id, or by a unique field when ``id_field`` is given."""
 
     @abstractmethod
-    def create_many(self, entity: Entity, records: Sequence[Record]) -> BatchResult:
-        """Create records; an input whose key already exists fails with category CONFLICT."""
+    def create_many(
+        self,
+        entity: Entity,
+        records: Sequence[Record],
+        *,
+        known_absent: bool = False,
+        isolate_conflicts: bool = True,
+    ) -> BatchResult:
+        """Create records; an input whose key already exists fails with category CONFLICT.
+
+        ``known_absent``: the caller has just looked the keys up, so the target need not.
+        ``isolate_conflicts=False``: a batch refused for an existing key fails whole (nothing
+        written) instead of being split to write the rest, for callers that fall back to a lookup.
+        """
+
+    def enforces_unique_keys(self, entity: Entity) -> bool:
+        """True when the CRM itself refuses a second record with the same key (so an optimistic
+        create is safe); False means duplicates are only prevented by looking up first."""
+        return False
 
     @abstractmethod
     def update_many(
@@ -144,7 +164,14 @@ class AsyncCrmTarget(ABC):
         """See :meth:`CrmTarget.get_many`."""
 
     @abstractmethod
-    async def create_many(self, entity: Entity, records: Sequence[Record]) -> BatchResult:
+    async def create_many(
+        self,
+        entity: Entity,
+        records: Sequence[Record],
+        *,
+        known_absent: bool = False,
+        isolate_conflicts: bool = True,
+    ) -> BatchResult:
         """See :meth:`CrmTarget.create_many`."""
 
     @abstractmethod

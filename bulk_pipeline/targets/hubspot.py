@@ -122,6 +122,18 @@ KEYS_ENFORCED_BY_HUBSPOT = frozenset({Entity.CONTACTS})
 NATIVE_UPSERT = frozenset({Entity.CONTACTS})
 """``batch/upsert`` needs a unique property as ``idProperty``: only ``email`` is one by default."""
 SPLITTABLE_STATUSES = frozenset({400, 404, 409})
+WITHOUT_CONFLICTS = SPLITTABLE_STATUSES - {409}
+
+
+@dataclass(frozen=True)
+class CreateOptions:
+    known_absent: bool = False
+    """The caller has just looked the keys up: skip the existence check before creating."""
+    isolate_conflicts: bool = True
+    """Split a batch refused for an existing key to write the rest; when False the whole batch
+    fails with CONFLICT at once (nothing written), for callers that then look the keys up."""
+
+
 """A batch refused with these may hold good records next to the bad: bisect to find them."""
 
 
@@ -426,10 +438,23 @@ def fail_all(items: Sequence[Item], outcome: Outcome) -> list[FailedRecord]:
 def records_from_rows(entity: Entity, rows: Sequence[dict[str, Any]]) -> list[CrmRecord]:
     return [
         CrmRecord(
-            id=str(row.get("id")), fields=from_properties(entity, row.get("properties") or {})
+            id=str(row.get("id")),
+            fields=from_properties(entity, row.get("properties") or {}),
+            created_at=_timestamp(row.get("createdAt")),
         )
         for row in rows
     ]
+
+
+def _timestamp(value: Any) -> datetime | None:
+    """HubSpot's ISO 8601 timestamps (``2024-05-01T10:00:00.123Z``); None when absent or odd."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _older(a: CrmRecord, b: CrmRecord) -> CrmRecord:
@@ -461,15 +486,12 @@ class HubSpotOperations:
         outcome: Outcome,
         again: Callable[[Sequence[Item]], Operation[BatchResult]],
         parse: Callable[[Sequence[Item], httpx.Response], BatchResult],
+        splittable: frozenset[int] = SPLITTABLE_STATUSES,
     ) -> Operation[BatchResult]:
         """Turn a batch's outcome into per-record results, bisecting a batch refused as a whole."""
         if outcome.verdict is Verdict.OK and outcome.response is not None:
             return parse(items, outcome.response)
-        if (
-            outcome.verdict is Verdict.REJECTED
-            and outcome.status in SPLITTABLE_STATUSES
-            and len(items) > 1
-        ):
+        if outcome.verdict is Verdict.REJECTED and outcome.status in splittable and len(items) > 1:
             middle = len(items) // 2
             result = yield from again(items[:middle])
             result.extend((yield from again(items[middle:])))
@@ -478,10 +500,12 @@ class HubSpotOperations:
 
     # writes
 
-    def create(self, entity: Entity, items: Sequence[Item]) -> Operation[BatchResult]:
+    def create(
+        self, entity: Entity, items: Sequence[Item], options: CreateOptions
+    ) -> Operation[BatchResult]:
         """Create; inputs whose key exists already fail with CONFLICT naming the existing ID."""
         result = BatchResult()
-        if entity not in KEYS_ENFORCED_BY_HUBSPOT:
+        if entity not in KEYS_ENFORCED_BY_HUBSPOT and not options.known_absent:
             try:
                 existing = yield from self.find(entity, [it.key for it in items if it.key])
             except CrmError as exc:
@@ -507,10 +531,12 @@ class HubSpotOperations:
                 )
             items = fresh
         if items:
-            result.extend((yield from self._create_new(entity, items)))
+            result.extend((yield from self._create_new(entity, items, options)))
         return result
 
-    def _create_new(self, entity: Entity, items: Sequence[Item]) -> Operation[BatchResult]:
+    def _create_new(
+        self, entity: Entity, items: Sequence[Item], options: CreateOptions
+    ) -> Operation[BatchResult]:
         """Send creates; after an unclear failure, read back by key and resend only the absent."""
         result = BatchResult()
         pending = list(items)
@@ -521,8 +547,9 @@ class HubSpotOperations:
                 settled = yield from self._settle(
                     pending,
                     outcome,
-                    lambda part: self._create_new(entity, part),
+                    lambda part: self._create_new(entity, part, options),
                     lambda part, response: parse_batch_write(entity, part, response, created=True),
+                    SPLITTABLE_STATUSES if options.isolate_conflicts else WITHOUT_CONFLICTS,
                 )
                 result.extend(settled)
                 return result
@@ -590,7 +617,9 @@ class HubSpotOperations:
         if updates:
             result.extend((yield from self.update(entity, updates)))
         if creates:
-            result.extend((yield from self._create_new(entity, creates)))
+            result.extend(
+                (yield from self._create_new(entity, creates, CreateOptions(known_absent=True)))
+            )
         return result
 
     def update(self, entity: Entity, items: Sequence[Item]) -> Operation[BatchResult]:
@@ -802,9 +831,13 @@ class HubSpotPlanner:
     def __init__(self, ops: HubSpotOperations) -> None:
         self.ops = ops
 
-    def create(self, entity: Entity, records: Sequence[Record]) -> WritePlan:
+    def create(
+        self, entity: Entity, records: Sequence[Record], options: CreateOptions
+    ) -> WritePlan:
         items, refused = prepare_items(entity, records, need_key=True)
-        return WritePlan(refused, [self.ops.create(entity, chunk) for chunk in _chunks(items)])
+        return WritePlan(
+            refused, [self.ops.create(entity, chunk, options) for chunk in _chunks(items)]
+        )
 
     def upsert(self, entity: Entity, records: Sequence[Record]) -> WritePlan:
         items, refused = prepare_items(entity, records, need_key=True)
@@ -941,8 +974,19 @@ class HubSpotTarget(_HubSpotBase, CrmTarget):
     ) -> ReadResult:
         return self._read(self.planner.get(entity, ids, id_field))
 
-    def create_many(self, entity: Entity, records: Sequence[Record]) -> BatchResult:
-        return self._write(self.planner.create(entity, records))
+    def create_many(
+        self,
+        entity: Entity,
+        records: Sequence[Record],
+        *,
+        known_absent: bool = False,
+        isolate_conflicts: bool = True,
+    ) -> BatchResult:
+        options = CreateOptions(known_absent, isolate_conflicts)
+        return self._write(self.planner.create(entity, records, options))
+
+    def enforces_unique_keys(self, entity: Entity) -> bool:
+        return entity in KEYS_ENFORCED_BY_HUBSPOT
 
     def update_many(
         self,
@@ -1034,8 +1078,16 @@ class AsyncHubSpotTarget(_HubSpotBase, AsyncCrmTarget):
     ) -> ReadResult:
         return merge_reads(await self._run_all(self.planner.get(entity, ids, id_field)))
 
-    async def create_many(self, entity: Entity, records: Sequence[Record]) -> BatchResult:
-        return await self._write(self.planner.create(entity, records))
+    async def create_many(
+        self,
+        entity: Entity,
+        records: Sequence[Record],
+        *,
+        known_absent: bool = False,
+        isolate_conflicts: bool = True,
+    ) -> BatchResult:
+        options = CreateOptions(known_absent, isolate_conflicts)
+        return await self._write(self.planner.create(entity, records, options))
 
     async def update_many(
         self,

@@ -37,5 +37,18 @@ dev: setup
 sandbox: setup
 	$(BIN)/bulk-pipeline sandbox
 
+# Benchmarks print figures and rewrite BENCHMARKS.md; the bench extra brings the dlt peer.
+BENCH_INSTALLED := $(VENV)/.bench-installed-stamp
+
+$(BENCH_INSTALLED): $(INSTALLED)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_INSTALLED)
+
+bench: $(BENCH_INSTALLED)
+	$(BIN)/python -m bench.run
+
+bench-full: $(BENCH_INSTALLED)
+	$(BIN)/python -m bench.run --full
+
 clean:
 	rm -rf $(VENV)

@@ -1,0 +1,199 @@
+"""One measurement per process, so that the peak RSS it reports is its own.
+
+The harness (``python -m bench.run``) starts each of these in a fresh interpreter and reads the
+JSON object it prints (``bench.worker``):
+
+    python -m bench.measure stages FILE --home DIR                  # time and RSS per stage
+    python -m bench.measure import FILE --home DIR --url URL        # stages, then push_import
+    python -m bench.measure upsert N --url URL [--concurrency C]    # raw upsert_many
+
+The floor (``bench/floor.py``) and the peers (``bench/peers.py``) are separate modules, so that
+they do not carry this module's imports in their memory.
+
+Local stages are the calls ``import_steps`` makes, without Dagster and without its intermediate
+parquet files: ``read_file`` -> ``map_columns`` -> ``normalize`` -> ``validate_rows`` ->
+``stage_import`` into a fresh DuckDB file. Each stage drops the previous stage's frames once it
+has its own, as the import steps do between assets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import polars as pl
+
+from bench.bench_push import TOKEN, contacts, push_async, push_sync
+from bench.worker import emit, reset_peak, status_mib
+from bulk_pipeline.entities import Entity
+from bulk_pipeline.imports import file_digest, import_id_for
+from bulk_pipeline.ingest import read_file
+from bulk_pipeline.mapping import infer_entity, map_columns
+from bulk_pipeline.normalize import normalize
+from bulk_pipeline.push import RetryableFailuresError, push_import
+from bulk_pipeline.staging import OnDuplicate, mark_import, outcome_counts, stage_import
+from bulk_pipeline.targets.hubspot import HubSpotTarget
+from bulk_pipeline.validate import validate_rows
+
+TARGET_ID = "sandbox"
+STAGING_FILE = "staging.duckdb"
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+@dataclass
+class Stage:
+    name: str
+    seconds: float
+    peak_rss_mib: float
+    """Highest RSS of the whole process while this stage ran."""
+
+
+@dataclass
+class Stages:
+    """Times each stage and takes its own peak RSS, so the report can say which stage peaks."""
+
+    done: list[Stage] = field(default_factory=list)
+    per_stage_peaks: bool = field(default_factory=reset_peak)
+    """False where the kernel cannot reset the peak: each figure is then the peak so far."""
+
+    def run(self, name: str, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        if self.per_stage_peaks:
+            reset_peak()
+        started = time.perf_counter()
+        result = work(*args, **kwargs)
+        self.done.append(Stage(name, time.perf_counter() - started, status_mib("VmHWM")))
+        return result
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "stages": [asdict(stage) for stage in self.done],
+            "seconds": sum(stage.seconds for stage in self.done),
+            "peak_rss_mib": max(stage.peak_rss_mib for stage in self.done),
+            "per_stage_peaks": self.per_stage_peaks,
+        }
+
+
+def local_stages(path: Path, db_path: Path, import_id: str) -> tuple[Entity, dict[str, Any]]:
+    """Read, map, normalize, validate and stage one file; the figures of each stage."""
+    stages = Stages()
+    raw = stages.run("read", read_file, path)
+    rows = raw.frame.height + len(raw.rejected)
+    unreadable = pl.DataFrame(
+        {"_line": [i.line for i in raw.rejected], "reason": [i.reason for i in raw.rejected]},
+        schema={"_line": pl.Int64, "reason": pl.String},
+    )
+    entity = infer_entity(raw.frame.columns, raw.entity_hint)
+    if entity is None:
+        raise SystemExit(f"{path}: cannot tell the entity from its columns")
+    mapped = stages.run("map", map_columns, raw, entity)
+    del raw
+    normalized = stages.run("normalize", normalize, mapped.frame, entity)
+    del mapped
+    checked = stages.run("validate", validate_rows, normalized, entity, source=str(path))
+    del normalized
+    invalid = pl.concat([checked.rejected.select("_line", "reason"), unreadable])
+    staged = stages.run(
+        "stage",
+        stage_import,
+        db_path,
+        entity,
+        checked.valid,
+        invalid,
+        import_id=import_id,
+        target=TARGET_ID,
+        source_file=str(path),
+        on_duplicate=OnDuplicate.SKIP,
+    )
+    return entity, {
+        "rows": rows,
+        "valid": checked.valid.height,
+        "invalid": invalid.height,
+        "staged": staged.staged,
+        "duplicates": staged.duplicates,
+        **stages.figures(),
+    }
+
+
+def measure_stages(path: Path, home: Path) -> dict[str, Any]:
+    _, figures = local_stages(path, home / STAGING_FILE, f"bench-{path.stem}")
+    return figures
+
+
+def measure_import(path: Path, home: Path, url: str) -> dict[str, Any]:
+    """Stage the file into ``home``'s staging file (kept between runs, so a second file is a
+    re-sync), then push it with the pipeline's own push."""
+    db_path = home / STAGING_FILE
+    import_id = import_id_for(path.name, file_digest(path))
+    entity, figures = local_stages(path, db_path, import_id)
+    target = HubSpotTarget(url, TOKEN, name=TARGET_ID)
+    error = None
+    started = time.perf_counter()
+    try:
+        push_import(db_path, target, entity, import_id=import_id, target_id=TARGET_ID)
+    except RetryableFailuresError as exc:
+        error = str(exc)
+    finally:
+        push_seconds = time.perf_counter() - started
+        target.close()
+    outcomes = outcome_counts(db_path, import_id)
+    mark_import(db_path, import_id, "completed")
+    return {
+        **figures,
+        "import_id": import_id,
+        "push_seconds": push_seconds,
+        "written": outcomes["created"] + outcomes["updated"],
+        "outcomes": outcomes,
+        "push_error": error,
+        "peak_rss_mib": max(figures["peak_rss_mib"], status_mib("VmHWM")),
+    }
+
+
+def measure_upsert(records: int, url: str, concurrency: int, prefix: str) -> dict[str, Any]:
+    """``upsert_many`` of synthetic contacts: the write path alone, no file and no staging."""
+    batch = contacts(records, prefix)
+    started = time.perf_counter()
+    result = push_sync(url, batch) if concurrency == 1 else push_async(url, batch, concurrency)
+    return {
+        "records": records,
+        "seconds": time.perf_counter() - started,
+        "written": len(result.successful),
+        "failed": len(result.failed),
+    }
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    kinds = parser.add_subparsers(dest="kind", required=True)
+    stages = kinds.add_parser("stages")
+    stages.add_argument("file", type=Path)
+    stages.add_argument("--home", type=Path, required=True)
+    imported = kinds.add_parser("import")
+    imported.add_argument("file", type=Path)
+    imported.add_argument("--home", type=Path, required=True)
+    imported.add_argument("--url", required=True)
+    upsert = kinds.add_parser("upsert")
+    upsert.add_argument("records", type=int)
+    upsert.add_argument("--url", required=True)
+    upsert.add_argument("--concurrency", type=int, default=1)
+    upsert.add_argument("--prefix", default="u")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    if args.kind == "stages":
+        emit(measure_stages(args.file, args.home))
+    elif args.kind == "import":
+        emit(measure_import(args.file, args.home, args.url))
+    else:
+        emit(measure_upsert(args.records, args.url, args.concurrency, args.prefix))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,431 @@
+"""Every benchmark in one run, side by side: print the figures and rewrite BENCHMARKS.md.
+
+    python -m bench.run            # make bench: quick profile, a few minutes
+    python -m bench.run --full     # make bench-full: 1M and 10M rows, a >= 2 minute throttled push
+
+Each measurement runs in its own process (``bench/measure.py``, ``floor.py``, ``peers.py``, the
+``bulk-pipeline`` command), so its peak RSS is its own. Pushes go to a sandbox CRM in another
+process, emptied before each run; request counts are the sandbox's own. Input files are made
+once by the seeded generator into ``bench/out/`` (git-ignored), with every run's raw results.
+The machine is shared: figures move by some percent from run to run, more while tests run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from bench import report
+from bench.bench_push import TOKEN, SandboxProcess
+from bench.worker import parse
+
+OUT = Path(__file__).resolve().parent / "out"
+SEED = 7
+RATE_LIMIT = {"max": 100, "interval_ms": 10_000}
+"""HubSpot Free/Starter: 100 requests per rolling 10 s."""
+SEARCH_RATE_LIMIT = {"max": 4, "interval_ms": 1_000}
+"""HubSpot's search limit (the sandbox's default), which the per-row peer meets."""
+RESYNC_CHANGED_SHARE = 0.01
+WORKER_TIMEOUT_S = 3_600.0
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    command: str
+    local_rows: tuple[int, ...]
+    """Local stages and the floor (the issue's item 1)."""
+    memory_rows: tuple[int, ...]
+    """More sizes for the memory curve (item 2), each run only if its peak fits in memory."""
+    import_rows: int
+    """Pipeline import with no rate limit (item 3), then its re-sync (item 5)."""
+    upsert_records: int
+    """Raw ``upsert_many`` with no rate limit (item 3)."""
+    throttled_seconds: int
+    """Raw ``upsert_many`` under the limit lasts at least this long (item 4)."""
+    peers_rows: int
+    """The pipeline under the limit (item 4) and the peers (item 6) on one file; about 8,400
+    records per 10k rows at 100 records per request make the pipeline's push last about 8 s per
+    10k rows, so 200k rows give the >= 2 minute push of the full profile."""
+    per_row_budget_s: float
+    e2e_rows: int = 10_000
+
+
+QUICK = Profile(
+    name="quick",
+    command="make bench",
+    local_rows=(10_000, 100_000),
+    memory_rows=(),
+    import_rows=100_000,
+    upsert_records=100_000,
+    throttled_seconds=30,
+    peers_rows=40_000,
+    per_row_budget_s=45.0,
+)
+FULL = Profile(
+    name="full",
+    command="make bench-full",
+    local_rows=(100_000, 1_000_000),
+    memory_rows=(10_000_000,),
+    import_rows=100_000,
+    upsert_records=100_000,
+    throttled_seconds=120,
+    peers_rows=200_000,
+    per_row_budget_s=120.0,
+)
+
+
+class BenchError(RuntimeError):
+    """A measurement failed; the run goes on and the report shows the error in its place."""
+
+
+def size_label(rows: int) -> str:
+    if rows % 1_000_000 == 0:
+        return f"{rows // 1_000_000}m"
+    return f"{rows // 1_000}k" if rows % 1_000 == 0 else str(rows)
+
+
+def input_file(rows: int) -> Path:
+    """The seeded generator's file of this size, made on first use."""
+    path = OUT / f"contacts_{size_label(rows)}.csv"
+    if not path.exists():
+        print(f"generating {path.name}...", flush=True)
+        generator = Path(__file__).resolve().parent / "generate.py"
+        command = [sys.executable, str(generator), str(rows), str(path), "--seed", str(SEED)]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return path
+
+
+def changed_copy(path: Path, share: float) -> tuple[Path, int]:
+    """The same file with ``share`` of its rows given another company; and how many rows."""
+    frame = pl.read_csv(path, infer_schema=False)
+    picked = np.random.default_rng(SEED).choice(frame.height, int(frame.height * share), False)
+    changed = frame.with_columns(
+        pl.when(pl.int_range(pl.len()).is_in(pl.Series(picked).implode()))
+        .then(pl.lit("Changed Company Ltd"))
+        .otherwise(pl.col("Company"))
+        .alias("Company")
+    )
+    out = path.with_name(f"{path.stem}_changed.csv")
+    changed.write_csv(out)
+    return out, len(picked)
+
+
+def worker(module: str, *args: object, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``python -m <module> <args>`` in a fresh process and return the result it printed."""
+    command = [sys.executable, "-m", module, *map(str, args)]
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=WORKER_TIMEOUT_S,
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    result = parse(done.stdout)
+    if done.returncode != 0 or result is None:
+        tail = "\n".join(done.stderr.strip().splitlines()[-6:])
+        raise BenchError(f"{' '.join(command[2:4])} exited {done.returncode}: {tail}")
+    if "error" in result:
+        raise BenchError(str(result["error"]))
+    return result
+
+
+def attempt(label: str, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run one measurement; a failure is reported in its place instead of ending the run."""
+    print(f"- {label}...", flush=True)
+    try:
+        return measure()
+    except (BenchError, subprocess.SubprocessError, OSError) as exc:
+        print(f"  failed: {exc}", file=sys.stderr, flush=True)
+        return {"error": str(exc)}
+
+
+@dataclass(frozen=True)
+class Requests:
+    """What the sandbox was asked, from its admin stats."""
+
+    total: int
+    reads: int
+    writes: int
+    rate_limited: int
+
+    @classmethod
+    def of(cls, sandbox: SandboxProcess) -> Requests:
+        stats = sandbox.admin.stats()["requests"]
+        return cls(stats["total"], stats["reads"], stats["writes"], stats["rate_limited"])
+
+    def __sub__(self, other: Requests) -> Requests:
+        return Requests(
+            self.total - other.total,
+            self.reads - other.reads,
+            self.writes - other.writes,
+            self.rate_limited - other.rate_limited,
+        )
+
+
+class Bench:
+    """One run of a profile: its files, its sandbox, its results."""
+
+    def __init__(self, profile: Profile, workdir: Path) -> None:
+        self.profile = profile
+        self.workdir = workdir
+        self.results: dict[str, Any] = {"profile": profile.name, "command": profile.command}
+
+    def home(self, name: str) -> Path:
+        path = self.workdir / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # 1, 2: local stages, the floor, memory as input grows
+
+    def measure(
+        self, label: str, module: str, *args: object, sandbox: SandboxProcess | None = None
+    ) -> dict[str, Any]:
+        """One worker run; with a sandbox, also the requests it cost and what the CRM holds."""
+
+        def run() -> dict[str, Any]:
+            if sandbox is None:
+                return worker(module, *args)
+            return self.counted(sandbox, lambda: worker(module, *args))
+
+        return attempt(label, run)
+
+    def local(self) -> None:
+        runs: list[dict[str, Any]] = []
+        for rows in (*self.profile.local_rows, *self.profile.memory_rows):
+            if rows in self.profile.memory_rows and not self._memory_allows(rows, runs):
+                runs.append({"rows": rows, "not_run": "not enough memory available"})
+                continue
+            path, label = input_file(rows), size_label(rows)
+            home = self.home(f"local-{label}")
+            stages = self.measure(
+                f"local stages, {label} rows", "bench.measure", "stages", path, "--home", home
+            )
+            floor = self.measure(f"polars floor, {label} rows", "bench.floor", path)
+            runs.append({"rows": rows, "stages": stages, "floor": floor})
+        self.results["local"] = runs
+
+    @staticmethod
+    def _memory_allows(rows: int, done: list[dict[str, Any]]) -> bool:
+        """Whether a big file's expected peak fits in the memory available now: the largest peak
+        so far scaled linearly by rows (measured peaks grow a little slower than that)."""
+        measured = [r for r in done if "peak_rss_mib" in r.get("stages", {})]
+        if not measured:
+            return True
+        largest = max(measured, key=lambda r: int(r["rows"]))
+        expected = largest["stages"]["peak_rss_mib"] * rows / largest["rows"]
+        available = report.meminfo_mib("MemAvailable")
+        if expected <= available:
+            return True
+        print(f"- skipping {size_label(rows)}: expects ~{expected:,.0f} MiB, {available:,.0f} free")
+        return False
+
+    # 3, 4, 5, 6: pushes into the sandbox
+
+    def fresh(self, sandbox: SandboxProcess, *, limited: bool) -> None:
+        """Empty the CRM and zero its counters; limits on or off, their windows empty."""
+        sandbox.admin.reset()
+        sandbox.admin.configure(
+            rate_limit=RATE_LIMIT if limited else None,
+            search_rate_limit=SEARCH_RATE_LIMIT if limited else None,
+        )
+
+    def counted(
+        self, sandbox: SandboxProcess, measure: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """A measurement with the requests it cost and the records the CRM holds after it."""
+        before = Requests.of(sandbox)
+        result = measure()
+        result["requests"] = asdict(Requests.of(sandbox) - before)
+        result["crm_records"] = sandbox.admin.counts().get("contacts", 0)
+        return result
+
+    def pushes(self, sandbox: SandboxProcess) -> None:
+        url, profile = sandbox.url, self.profile
+        import_file = input_file(profile.import_rows)
+        import_home = self.home("import")
+        size = size_label(profile.import_rows)
+
+        self.fresh(sandbox, limited=False)
+        self.results["import"] = self.measure(
+            f"pipeline import, {size} rows, no rate limit",
+            "bench.measure",
+            "import",
+            import_file,
+            "--home",
+            import_home,
+            "--url",
+            url,
+            sandbox=sandbox,
+        )
+        changed, changed_rows = changed_copy(import_file, RESYNC_CHANGED_SHARE)
+        resync = self.measure(
+            f"re-sync, {size} rows of which {changed_rows:,} changed",
+            "bench.measure",
+            "import",
+            changed,
+            "--home",
+            import_home,
+            "--url",
+            url,
+            sandbox=sandbox,
+        )
+        self.results["resync"] = {**resync, "changed_rows": changed_rows}
+
+        upserts = {}
+        for label, concurrency in (("sync", 1), ("async x4", 4)):
+            self.fresh(sandbox, limited=False)
+            upserts[label] = self.measure(
+                f"upsert_many {label}, {size_label(profile.upsert_records)} records",
+                "bench.measure",
+                "upsert",
+                profile.upsert_records,
+                "--url",
+                url,
+                "--concurrency",
+                concurrency,
+                sandbox=sandbox,
+            )
+        self.results["upsert"] = upserts
+
+        peers_file = input_file(profile.peers_rows)
+        peers_size = size_label(profile.peers_rows)
+        self.fresh(sandbox, limited=True)
+        self.results["throttled_import"] = self.measure(
+            f"pipeline import, {peers_size} rows, 100 requests/10 s",
+            "bench.measure",
+            "import",
+            peers_file,
+            "--home",
+            self.home("throttled"),
+            "--url",
+            url,
+            sandbox=sandbox,
+        )
+        ceiling = RATE_LIMIT["max"] * 100 * 1000 // RATE_LIMIT["interval_ms"]
+        records = (profile.throttled_seconds + RATE_LIMIT["interval_ms"] // 1000) * ceiling
+        self.fresh(sandbox, limited=True)
+        self.results["throttled_upsert"] = self.measure(
+            f"upsert_many async x4, {records:,} records, 100 requests/10 s",
+            "bench.measure",
+            "upsert",
+            records,
+            "--url",
+            url,
+            "--concurrency",
+            4,
+            "--prefix",
+            "t",
+            sandbox=sandbox,
+        )
+
+        self.fresh(sandbox, limited=True)
+        per_row = self.measure(
+            f"peer (a): per-row script, {peers_size} rows, {profile.per_row_budget_s:.0f} s cap",
+            "bench.peers",
+            "per-row",
+            peers_file,
+            "--url",
+            url,
+            "--budget",
+            profile.per_row_budget_s,
+            sandbox=sandbox,
+        )
+        self.fresh(sandbox, limited=True)
+        dlt = self.measure(
+            f"peer (b): dlt, {peers_size} rows",
+            "bench.peers",
+            "dlt",
+            peers_file,
+            "--url",
+            url,
+            "--workdir",
+            self.home("dlt"),
+            sandbox=sandbox,
+        )
+        self.results["peers"] = {"rows": profile.peers_rows, "per_row": per_row, "dlt": dlt}
+
+    # 7: end to end
+
+    def end_to_end(self, sandbox: SandboxProcess) -> None:
+        self.fresh(sandbox, limited=False)
+        path = input_file(self.profile.e2e_rows)
+        home = self.home("e2e")
+        env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+        env |= {
+            "BULK_PIPELINE_HOME": str(home),
+            "BULK_PIPELINE_SANDBOX_URL": sandbox.url,
+            "BULK_PIPELINE_SANDBOX_TOKEN": TOKEN,
+        }
+        command = [str(Path(sys.executable).parent / "bulk-pipeline"), "import", str(path)]
+        command.append("--no-progress")
+
+        def run() -> dict[str, Any]:
+            log = home / "cli.log"
+            with log.open("wb") as output:
+                started = time.perf_counter()
+                process = subprocess.Popen(command, env=env, stdout=output, stderr=output)
+                _, status, usage = os.wait4(process.pid, 0)  # this child's own peak RSS
+                seconds = time.perf_counter() - started
+            process.returncode = os.waitstatus_to_exitcode(status)
+            if process.returncode != 0:
+                tail = log.read_text(errors="replace")[-2000:]
+                raise BenchError(f"bulk-pipeline import exited {process.returncode}: {tail}")
+            summaries = list((home / "reports").glob("*/summary.json"))
+            summary = report.read_json(summaries[0]) if summaries else {}
+            return {
+                "rows": self.profile.e2e_rows,
+                "seconds": seconds,
+                "peak_rss_mib": usage.ru_maxrss / 1024,
+                "summary": summary,
+            }
+
+        self.results["e2e"] = attempt(
+            f"end to end: bulk-pipeline import, {size_label(self.profile.e2e_rows)} rows",
+            lambda: self.counted(sandbox, run),
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--full", action="store_true", help="all sizes (make bench-full)")
+    args = parser.parse_args(argv)
+    profile = FULL if args.full else QUICK
+    OUT.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    machine = report.machine()
+    print(f"bulk_pipeline benchmarks, {profile.name} profile ({profile.command})", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bulk_pipeline_bench_") as tmp:
+        bench = Bench(profile, Path(tmp))
+        bench.local()
+        sandbox = SandboxProcess(bench.home("sandbox"))
+        try:
+            bench.pushes(sandbox)
+            bench.end_to_end(sandbox)
+        finally:
+            sandbox.stop()
+    results = bench.results
+    results["machine"] = {**machine, "load_after": os.getloadavg()}
+    results["seconds"] = time.monotonic() - started
+    report.save_json(OUT / f"results-{profile.name}.json", results)
+    print()
+    print(report.console(results))
+    target = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
+    report.rewrite_markdown(target, results)
+    print(f"\n{target.name} rewritten ({profile.name} section); raw results in {OUT}")
+
+
+if __name__ == "__main__":
+    main()

@@ -282,9 +282,6 @@ def run_rollback(args: argparse.Namespace) -> int:
 def run_sandbox(args: argparse.Namespace) -> int:
     from bulk_pipeline.sandbox.server import serve
 
-    console.print(
-        f"sandbox CRM on http://{args.host}:{args.port} (token from ${config.SANDBOX_TOKEN_ENV})"
-    )
     serve(args.port, args.host)
     return 0
 

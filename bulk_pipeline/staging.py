@@ -26,6 +26,9 @@ import polars as pl
 from bulk_pipeline.entities import ENTITY_SPECS, Entity
 
 LOCK_WAIT_SECONDS = 120.0
+STAGE_SLICE_ROWS = 500_000
+"""Records upserted per statement: DuckDB's memory for an upsert grows with its size, and
+re-staging is idempotent, so slices need not share one transaction."""
 _schema_ready: set[tuple[Path, int]] = set()
 """Files whose tables this process already created: a push opens the file once per chunk."""
 
@@ -235,28 +238,29 @@ def stage_import(
         if f not in kept.columns:
             kept = kept.with_columns(pl.lit(None, dtype=pl.String).alias(f))
     invalid_rows = invalid.select(pl.col("_line").cast(pl.Int64), pl.col("reason"))
+    upsert = f"""
+        INSERT INTO {table} (target, key, record, content_hash, source_file, source_line,
+                             import_id, status)
+        SELECT ?, "{spec.key_field}", {record_sql}, {_content_hash_sql(spec.fields)},
+               ?, _line, ?, 'pending'
+        FROM kept_slice
+        ON CONFLICT (target, key) DO UPDATE SET
+            record = excluded.record,
+            content_hash = excluded.content_hash,
+            source_file = excluded.source_file,
+            source_line = excluded.source_line,
+            import_id = excluded.import_id,
+            updated_at = now()
+        """
     with connect(db_path) as conn:
-        conn.register("kept_frame", kept.to_arrow())
+        for start in range(0, kept.height, STAGE_SLICE_ROWS):
+            conn.register("kept_slice", kept.slice(start, STAGE_SLICE_ROWS).to_arrow())
+            conn.execute(upsert, [target, source_file, import_id])
+            conn.unregister("kept_slice")
+        conn.register("kept_frame", kept.select("_line", spec.key_field).to_arrow())
         conn.register("dup_frame", duplicates.to_arrow())
         conn.register("invalid_frame", invalid_rows.to_arrow())
         conn.execute("BEGIN TRANSACTION")
-        conn.execute(
-            f"""
-            INSERT INTO {table} (target, key, record, content_hash, source_file, source_line,
-                                 import_id, status)
-            SELECT ?, "{spec.key_field}", {record_sql}, {_content_hash_sql(spec.fields)},
-                   ?, _line, ?, 'pending'
-            FROM kept_frame
-            ON CONFLICT (target, key) DO UPDATE SET
-                record = excluded.record,
-                content_hash = excluded.content_hash,
-                source_file = excluded.source_file,
-                source_line = excluded.source_line,
-                import_id = excluded.import_id,
-                updated_at = now()
-            """,
-            [target, source_file, import_id],
-        )
         conn.execute(
             """
             CREATE TEMP TABLE kept_outcomes AS

@@ -3,6 +3,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from bulk_pipeline import staging
 from bulk_pipeline.entities import Entity
 from bulk_pipeline.staging import (
     OnDuplicate,
@@ -155,3 +156,20 @@ def test_invalid_lines_are_recorded_with_their_reason(tmp_path: Path) -> None:
     assert counts["invalid"] == 1
     assert counts["pending"] == 2
     assert counts["duplicate"] == 2
+
+
+def test_staging_in_slices_gives_the_same_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole, sliced = tmp_path / "whole.duckdb", tmp_path / "sliced.duckdb"
+    _stage(whole, DUPLICATED, OnDuplicate.MERGE)
+    monkeypatch.setattr(staging, "STAGE_SLICE_ROWS", 1)
+    _stage(sliced, DUPLICATED, OnDuplicate.MERGE)
+
+    def records(db: Path) -> list[tuple[str, dict[str, str]]]:
+        pending = plan_push(db, Entity.CONTACTS, import_id="imp-1", target="sandbox")
+        return sorted((p.key, p.fields) for p in pending)
+
+    assert records(sliced) == records(whole)
+    assert len(records(sliced)) == 2
+    assert outcome_counts(sliced, "imp-1") == outcome_counts(whole, "imp-1")

@@ -7,14 +7,12 @@ parallel runs share its rate limit instead of each spending all of it).
 
 from __future__ import annotations
 
-import fcntl
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bulk_pipeline import config
+from bulk_pipeline.config import file_lock
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -68,16 +66,6 @@ def pool_limits() -> dict[str, int]:
     return {CRM_POOL: crm_pool_limit(), STAGING_POOL: STAGING_POOL_LIMIT}
 
 
-@contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def open_instance() -> dg.DagsterInstance:
     """The persistent instance, with the pool limits applied.
 
@@ -87,7 +75,7 @@ def open_instance() -> dg.DagsterInstance:
     import dagster as dg
 
     home = ensure_dagster_home()
-    with _exclusive(home / INIT_LOCK_FILE):
+    with file_lock(home / INIT_LOCK_FILE):
         instance = dg.DagsterInstance.get()
         apply_pool_limits(instance)
     return instance

@@ -495,15 +495,20 @@ def _mark_changes(
     conn.unregister("id_frame")
 
 
+def _register_keys(conn: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> None:
+    """Expose ``keys`` to the connection's SQL as the one-column table ``key_frame``."""
+    frame = pl.DataFrame({"key": list(keys)}, schema={"key": pl.String})
+    conn.register("key_frame", frame.to_arrow())
+
+
 def discard_intended_changes(
     db_path: Path, keys: Sequence[str], *, import_id: str, target: str
 ) -> None:
     """Forget intents whose write the CRM refused as a whole (nothing was written)."""
     if not keys:
         return
-    frame = pl.DataFrame({"key": list(keys)}, schema={"key": pl.String})
     with connect(db_path) as conn:
-        conn.register("key_frame", frame.to_arrow())
+        _register_keys(conn, keys)
         conn.execute(
             """
             DELETE FROM import_changes
@@ -540,9 +545,8 @@ def forget_pushes(db_path: Path, entity: Entity, keys: Sequence[str], *, target:
     """After a rollback the CRM no longer holds what we pushed: the next import sends it again."""
     if not keys:
         return
-    frame = pl.DataFrame({"key": list(keys)}, schema={"key": pl.String})
     with connect(db_path) as conn:
-        conn.register("key_frame", frame.to_arrow())
+        _register_keys(conn, keys)
         conn.execute(
             f"""
             UPDATE {records_table(entity)} SET pushed_hash = NULL, status = 'rolled_back'

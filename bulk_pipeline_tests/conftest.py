@@ -1,13 +1,16 @@
-"""Fixtures shared by every test: an isolated data home, and a sandbox CRM on demand."""
+"""Fixtures shared by every test: an isolated data home, a sandbox CRM on demand, the pipeline
+pointed at it, and the persistent Dagster instance under the test's data home."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from bulk_pipeline.config import HOME_ENV, SANDBOX_TOKEN_ENV, SANDBOX_URL_ENV
+from bulk_pipeline.instance import open_instance
 from bulk_pipeline.sandbox.server import (
     RATE_LIMIT_ENV,
     SEARCH_RATE_LIMIT_ENV,
@@ -35,3 +38,20 @@ def sandbox(tmp_path: Path) -> Iterator[RunningSandbox]:
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture
+def crm(sandbox: RunningSandbox, monkeypatch: pytest.MonkeyPatch) -> RunningSandbox:
+    """The sandbox as the target the pipeline, the CLI and its subprocesses use."""
+    monkeypatch.setenv(SANDBOX_URL_ENV, sandbox.url)
+    monkeypatch.setenv(SANDBOX_TOKEN_ENV, sandbox.token)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    return sandbox
+
+
+@pytest.fixture
+def instance(monkeypatch: pytest.MonkeyPatch) -> Iterator[dg.DagsterInstance]:
+    """The persistent instance the CLI and `make dev` share, under the test's data home."""
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    with open_instance() as persistent:
+        yield persistent

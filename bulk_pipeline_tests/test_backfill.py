@@ -8,7 +8,6 @@ same port with the same database.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -19,7 +18,6 @@ from bulk_pipeline.backfill import failed_partitions
 from bulk_pipeline.definitions import defs
 from bulk_pipeline.defs.partitions import imports_partitions
 from bulk_pipeline.imports import register_import
-from bulk_pipeline.instance import open_instance
 from bulk_pipeline.sandbox.server import SandboxConfig, start_in_thread
 from bulk_pipeline_tests.recurring import QUIET, contacts_csv
 
@@ -34,13 +32,6 @@ NO_STEP_RETRIES = {
 def import_job() -> dg.JobDefinition:
     """The import job as the daemon runs it (``execute_job`` needs a reconstructable job)."""
     return defs.resolve_job_def("import_job")
-
-
-@pytest.fixture
-def instance(monkeypatch: pytest.MonkeyPatch) -> Iterator[dg.DagsterInstance]:
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    with open_instance() as persistent:
-        yield persistent
 
 
 def test_a_partition_that_failed_while_the_crm_was_down_succeeds_when_retried(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -17,7 +16,6 @@ from bulk_pipeline.defs.assets import import_assets
 from bulk_pipeline.defs.partitions import imports_partitions
 from bulk_pipeline.defs.resources import default_resources
 from bulk_pipeline.imports import register_import
-from bulk_pipeline.instance import ensure_dagster_home
 from bulk_pipeline.sandbox.server import RunningSandbox
 
 HEADER = ["E-mail", "First Name", "Last Name", "Phone", "Favourite Colour", "Notes"]
@@ -52,22 +50,6 @@ def write_messy_csv(path: Path) -> Path:
     writer.writerows(ROWS)
     path.write_text("\ufeff" + buffer.getvalue(), encoding="utf-8")
     return path
-
-
-@pytest.fixture
-def sandbox_env(sandbox: RunningSandbox, monkeypatch: pytest.MonkeyPatch) -> RunningSandbox:
-    monkeypatch.setenv(config.SANDBOX_URL_ENV, sandbox.url)
-    monkeypatch.setenv(config.SANDBOX_TOKEN_ENV, sandbox.token)
-    return sandbox
-
-
-@pytest.fixture
-def instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dg.DagsterInstance]:
-    """The persistent instance the CLI and `make dev` share, under the test's data home."""
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    ensure_dagster_home()
-    with dg.DagsterInstance.get() as test_instance:
-        yield test_instance
 
 
 def _summary(import_id: str) -> dict[str, object]:
@@ -106,7 +88,7 @@ def _assert_messy_import_landed(sandbox: RunningSandbox, import_id: str) -> None
 
 
 def test_materialize_a_messy_file_through_dagster(
-    tmp_path: Path, sandbox_env: RunningSandbox, instance: dg.DagsterInstance
+    tmp_path: Path, crm: RunningSandbox, instance: dg.DagsterInstance
 ) -> None:
     request = register_import(
         write_messy_csv(tmp_path / "messy contacts.csv"), max_invalid_ratio=0.5
@@ -121,27 +103,27 @@ def test_materialize_a_messy_file_through_dagster(
     )
 
     assert result.success
-    _assert_messy_import_landed(sandbox_env, request.import_id)
+    _assert_messy_import_landed(crm, request.import_id)
     results_event = result.asset_materializations_for_node("import_results")[0]
     assert results_event.metadata["created"].value == len(VALID_EMAILS)
     assert "| invalid | 3 |" in str(results_event.metadata["summary"].value)
 
 
 def test_cli_import_twice_second_run_is_unchanged_without_writes(
-    tmp_path: Path, sandbox_env: RunningSandbox, instance: dg.DagsterInstance
+    tmp_path: Path, crm: RunningSandbox, instance: dg.DagsterInstance
 ) -> None:
     path = write_messy_csv(tmp_path / "contacts.csv")
     assert cli.main(["import", str(path), "--no-progress", *LENIENT]) == 0
     import_id = register_import(path).import_id
-    _assert_messy_import_landed(sandbox_env, import_id)
-    writes_after_first = sandbox_env.admin.stats()["requests"]["writes"]
+    _assert_messy_import_landed(crm, import_id)
+    writes_after_first = crm.admin.stats()["requests"]["writes"]
 
     assert cli.main(["import", str(path), "--no-progress", *LENIENT]) == 0
 
     summary = _summary(import_id)
     assert summary["unchanged"] == len(VALID_EMAILS)
     assert summary["created"] == 0
-    assert sandbox_env.admin.stats()["requests"]["writes"] == writes_after_first
+    assert crm.admin.stats()["requests"]["writes"] == writes_after_first
     runs = instance.get_runs()
     assert len(runs) == 2
     assert all(run.tags.get("dagster/partition") == import_id for run in runs)
@@ -164,7 +146,7 @@ def test_hubspot_target_against_a_hubspot_compatible_server_gives_the_same_resul
 
 def test_a_file_without_an_email_column_fails_naming_the_file(
     tmp_path: Path,
-    sandbox_env: RunningSandbox,
+    crm: RunningSandbox,
     instance: dg.DagsterInstance,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -176,7 +158,7 @@ def test_a_file_without_an_email_column_fails_naming_the_file(
     err = capsys.readouterr().err
     assert "people.csv" in err
     assert "email" in err
-    assert sandbox_env.admin.stats()["requests"]["writes"] == 0
+    assert crm.admin.stats()["requests"]["writes"] == 0
 
 
 def test_a_wrong_token_fails_the_import_without_showing_the_token(
@@ -199,7 +181,7 @@ def test_a_wrong_token_fails_the_import_without_showing_the_token(
 
 
 def test_a_corrected_rejected_csv_imports_as_it_is_and_creates_exactly_those_records(
-    tmp_path: Path, sandbox_env: RunningSandbox, instance: dg.DagsterInstance
+    tmp_path: Path, crm: RunningSandbox, instance: dg.DagsterInstance
 ) -> None:
     path = tmp_path / "contacts.csv"
     path.write_text(
@@ -224,11 +206,11 @@ def test_a_corrected_rejected_csv_imports_as_it_is_and_creates_exactly_those_rec
         ),
         encoding="utf-8",
     )
-    before = {r["properties"]["email"] for r in sandbox_env.admin.records("contacts")}
+    before = {r["properties"]["email"] for r in crm.admin.records("contacts")}
 
     assert cli.main(["import", str(fixed), "--no-progress"]) == 0
 
-    records = {r["properties"]["email"]: r for r in sandbox_env.admin.records("contacts")}
+    records = {r["properties"]["email"]: r for r in crm.admin.records("contacts")}
     assert set(records) - before == {"grace@example.com", "linus@example.com"}
     assert records["grace@example.com"]["properties"]["phone"] == "+12125550100"
     summary = _summary(register_import(fixed).import_id)
@@ -238,7 +220,7 @@ def test_a_corrected_rejected_csv_imports_as_it_is_and_creates_exactly_those_rec
 
 def test_report_and_status_commands_show_an_import(
     tmp_path: Path,
-    sandbox_env: RunningSandbox,
+    crm: RunningSandbox,
     instance: dg.DagsterInstance,
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -10,35 +10,18 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
-import pytest
 
-from bulk_pipeline import cli, config, inbox
+from bulk_pipeline import cli, inbox
 from bulk_pipeline.defs.partitions import imports_partitions
 from bulk_pipeline.defs.sensors import inbox_sensor
-from bulk_pipeline.instance import open_instance
 from bulk_pipeline.runs import LAUNCHED_BY_TAG, FinishedRun
 from bulk_pipeline.sandbox.server import RunningSandbox
 from bulk_pipeline_tests.recurring import age, contacts_csv, drop, run_import_partition
 
 PARTITIONS = imports_partitions.name or "imports"
-
-
-@pytest.fixture
-def crm(sandbox: RunningSandbox, monkeypatch: pytest.MonkeyPatch) -> RunningSandbox:
-    monkeypatch.setenv(config.SANDBOX_URL_ENV, sandbox.url)
-    monkeypatch.setenv(config.SANDBOX_TOKEN_ENV, sandbox.token)
-    return sandbox
-
-
-@pytest.fixture
-def instance(monkeypatch: pytest.MonkeyPatch) -> Iterator[dg.DagsterInstance]:
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    with open_instance() as persistent:
-        yield persistent
 
 
 def _tick(instance: dg.DagsterInstance, cursor: str | None) -> dg.SensorResult:

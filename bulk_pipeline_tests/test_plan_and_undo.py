@@ -30,15 +30,6 @@ from bulk_pipeline.targets.hubspot import HubSpotTarget
 SYSTEM_PROPERTIES = {"hs_object_id", "createdate", "lastmodifieddate"}
 
 
-@pytest.fixture
-def crm(sandbox: RunningSandbox, monkeypatch: pytest.MonkeyPatch) -> RunningSandbox:
-    """The sandbox, as the target the pipeline and the CLI use."""
-    monkeypatch.setenv(config.SANDBOX_URL_ENV, sandbox.url)
-    monkeypatch.setenv(config.SANDBOX_TOKEN_ENV, sandbox.token)
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    return sandbox
-
-
 def contacts_csv(path: Path, count: int, *, start: int = 0, invalid: int = 0) -> Path:
     rows = [
         {"Email": f"person{i}@example.com", "First Name": f"First{i}", "Last Name": f"Last{i}"}

@@ -34,27 +34,12 @@ from bulk_pipeline.defs.resources import CrmResource, default_resources
 from bulk_pipeline.defs.schedules import nightly_sync_schedule
 from bulk_pipeline.defs.sync_assets import sync_assets
 from bulk_pipeline.entities import Entity
-from bulk_pipeline.instance import open_instance
 from bulk_pipeline.sandbox.server import RunningSandbox
 from bulk_pipeline.sources import SourceError, load_sources, sources_path
 from bulk_pipeline.targets.hubspot import HubSpotTarget
 from bulk_pipeline_tests.recurring import QUIET, age, contacts_csv
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def crm(sandbox: RunningSandbox, monkeypatch: pytest.MonkeyPatch) -> RunningSandbox:
-    monkeypatch.setenv(config.SANDBOX_URL_ENV, sandbox.url)
-    monkeypatch.setenv(config.SANDBOX_TOKEN_ENV, sandbox.token)
-    return sandbox
-
-
-@pytest.fixture
-def instance(monkeypatch: pytest.MonkeyPatch) -> Iterator[dg.DagsterInstance]:
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    with open_instance() as persistent:
-        yield persistent
 
 
 def declare(*sources: dict[str, object]) -> None:

@@ -7,20 +7,17 @@ detached server (it outlives the caller and is shared by later ones), which anno
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
 import bulk_pipeline
-from bulk_pipeline.config import HOME_ENV, SANDBOX_URL_ENV, data_home
+from bulk_pipeline.config import HOME_ENV, SANDBOX_URL_ENV, data_home, file_lock
 
 STATE_FILE = "server.json"
 LOG_FILE = "server.log"
@@ -47,7 +44,7 @@ def ensure_sandbox(*, timeout_s: float = DEFAULT_START_TIMEOUT_S) -> str:
     if configured:
         return configured.rstrip("/")
     directory = sandbox_dir()
-    with _locked(directory / LOCK_FILE):
+    with file_lock(directory / LOCK_FILE):
         url = running_url()
         if url is not None:
             return url
@@ -84,16 +81,6 @@ def withdraw(path: Path) -> None:
     state = _read_state(path)
     if state is not None and state[1] == os.getpid():
         path.unlink(missing_ok=True)
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _read_state(path: Path) -> tuple[str, int] | None:

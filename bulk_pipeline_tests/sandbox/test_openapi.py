@@ -1,4 +1,4 @@
-"""The sandbox's answers, checked against HubSpot's official OpenAPI files (../shared/specs).
+"""The sandbox's answers, checked against HubSpot's official OpenAPI files (as spec fixtures).
 
 Error answers are declared as ``*/*`` with the ``Error`` schema; openapi-core has no deserializer
 for ``*/*``, so the check reads those bodies as the JSON they are. HubSpot's 429 body has no
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,7 +17,8 @@ from openapi_core import Config, OpenAPI
 from openapi_core.exceptions import OpenAPIError
 from openapi_core.testing import MockRequest, MockResponse
 
-SPECS = Path(__file__).resolve().parents[2] / ".." / "shared" / "specs" / "hubspot"
+from bulk_pipeline_tests.specs import load_spec, spec_path
+
 HUBSPOT = "https://api.hubapi.com"
 
 
@@ -95,8 +95,8 @@ def specs() -> dict[str, tuple[OpenAPI, dict[str, Any]]]:
     config = Config(extra_media_type_deserializers={"*/*": _json})
     return {
         name: (
-            OpenAPI.from_file_path(str(SPECS / name), config=config),
-            json.loads((SPECS / name).read_text()),
+            OpenAPI.from_file_path(str(spec_path("hubspot", name)), config=config),
+            load_spec("hubspot", name),
         )
         for name, *_ in CASES
     }

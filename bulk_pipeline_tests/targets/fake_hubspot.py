@@ -14,7 +14,6 @@ import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -23,8 +22,9 @@ from openapi_core import OpenAPI
 from openapi_core.datatypes import RequestParameters
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
+from bulk_pipeline_tests.specs import spec_path
+
 BASE_URL = "https://api.hubapi.com"
-SPECS_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "specs" / "hubspot"
 SPEC_FILES = {"contacts": "contacts.json", "companies": "companies.json", "deals": "deals.json"}
 SPEC_PATH_NAMES = {"contacts": "contacts", "companies": "companies", "deals": "0-3"}
 """deals.json writes its paths with the object type id ``0-3``; we call the ``deals`` alias."""
@@ -38,7 +38,7 @@ _specs: dict[str, OpenAPI] = {}
 def spec_for(object_type: str) -> OpenAPI:
     if object_type not in _specs:
         _specs[object_type] = OpenAPI.from_file_path(
-            str((SPECS_DIR / SPEC_FILES[object_type]).resolve())
+            str(spec_path("hubspot", SPEC_FILES[object_type]))
         )
     return _specs[object_type]
 

@@ -8,6 +8,7 @@ import random
 
 import httpx
 import pytest
+from openapi_core.exceptions import OpenAPIError
 
 from bulk_pipeline.entities import Entity
 from bulk_pipeline.targets.base import CrmError
@@ -25,6 +26,7 @@ from bulk_pipeline_tests.targets.fake_hubspot import (
     answer,
     apply_then,
     refuse,
+    validate_against_spec,
 )
 
 TOKEN = "pat-na1-11111111-2222-3333-4444-555555555555"
@@ -78,6 +80,28 @@ def test_every_call_sends_requests_the_hubspot_spec_accepts(fake: FakeHubSpot) -
     assert "companies/search" in paths
     assert "contacts/batch/upsert" in paths
     assert {p.split("/")[0] for p in paths} == {"contacts", "companies", "deals"}
+
+
+@pytest.mark.parametrize(
+    ("op", "body"),
+    [
+        ("batch/create", {"inputs": [{"properties": {"email": "a@example.com"}}]}),
+        ("batch/create", {"inputs": [{"properties": {"email": 1}, "associations": []}]}),
+        ("batch/read", {"inputs": [{"properties": {"email": "a@example.com"}}]}),
+        ("batch/upsert", {"records": []}),
+    ],
+)
+def test_the_spec_check_rejects_a_request_hubspot_would_refuse(op: str, body: object) -> None:
+    """Guards the test above against passing vacuously: the spec check must be able to fail."""
+    create = {"inputs": [{"properties": {"email": "a@example.com"}, "associations": []}]}
+    headers = {"authorization": f"Bearer {TOKEN}"}
+    path = f"{BASE_URL}/crm/v3/objects/contacts/"
+    validate_against_spec(
+        httpx.Request("POST", path + "batch/create", json=create, headers=headers)
+    )
+
+    with pytest.raises(OpenAPIError):
+        validate_against_spec(httpx.Request("POST", path + op, json=body, headers=headers))
 
 
 def test_fields_are_mapped_in_one_place_and_blanks_are_never_sent(fake: FakeHubSpot) -> None:

@@ -1,5 +1,6 @@
 """Fixtures shared by every test: an isolated data home, a sandbox CRM on demand, the pipeline
-pointed at it, and the persistent Dagster instance under the test's data home."""
+pointed at it, and the persistent Dagster instance under the test's data home. The whole session
+runs under the repository guard: no test may open a file beside the repository."""
 
 from __future__ import annotations
 
@@ -18,6 +19,11 @@ from bulk_pipeline.sandbox.server import (
     SandboxConfig,
     start_in_thread,
 )
+from bulk_pipeline_tests import repository_guard
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    repository_guard.install()
 
 
 @pytest.fixture(autouse=True)

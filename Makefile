@@ -14,7 +14,10 @@ $(INSTALLED): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(INSTALLED)
 
+# Debian programs some tests drive (Chromium, PostgreSQL): installed with apt-get when root and
+# missing; otherwise one line says which tests will be skipped (see bulk_pipeline_tests/programs.py).
 setup: $(INSTALLED)
+	@$(BIN)/python -m bulk_pipeline_tests.programs
 
 demo: setup
 	$(BIN)/bulk-pipeline import data/samples/contacts_messy.csv

@@ -1,6 +1,7 @@
 """Fixtures shared by every test: an isolated data home, a sandbox CRM on demand, the pipeline
 pointed at it, and the persistent Dagster instance under the test's data home. The whole session
-runs under the repository guard: no test may open a file beside the repository."""
+runs under the repository guard (no test may open a file beside the repository), and tests that
+need a Debian program (markers in programs.py) skip without it, or fail under CI."""
 
 from __future__ import annotations
 
@@ -19,11 +20,19 @@ from bulk_pipeline.sandbox.server import (
     SandboxConfig,
     start_in_thread,
 )
-from bulk_pipeline_tests import repository_guard
+from bulk_pipeline_tests import programs, repository_guard
 
 
 def pytest_configure(config: pytest.Config) -> None:
     repository_guard.install()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked ``needs_<program>`` skips when the program is missing, and fails under CI."""
+    for program in programs.PROGRAMS:
+        if item.get_closest_marker(program.marker):
+            programs.skip_or_fail_without(program)
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,6 @@ real DuckDB file; the sources are real files, databases and an HTTP server on 12
 from __future__ import annotations
 
 import csv
-import glob
 import json
 import os
 import re
@@ -37,6 +36,7 @@ from bulk_pipeline.entities import Entity
 from bulk_pipeline.sandbox.server import RunningSandbox
 from bulk_pipeline.sources import SourceError, load_sources, sources_path
 from bulk_pipeline.targets.hubspot import HubSpotTarget
+from bulk_pipeline_tests.programs import POSTGRES
 from bulk_pipeline_tests.recurring import QUIET, age, contacts_csv
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -377,14 +377,6 @@ def test_the_shipped_example_declares_valid_sources() -> None:
     assert any(s.mirror for s in sources)
 
 
-def _postgres_bin(name: str) -> str:
-    found = shutil.which(name) or next(
-        iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))), None
-    )
-    assert found, f"PostgreSQL's {name} is needed for this test (Debian package postgresql)"
-    return found
-
-
 @pytest.fixture
 def postgres_dsn() -> Iterator[str]:
     """A throwaway PostgreSQL server on a free loopback port, as the postgres user under root."""
@@ -400,7 +392,7 @@ def postgres_dsn() -> Iterator[str]:
     subprocess.run(
         [
             *as_owner,
-            _postgres_bin("initdb"),
+            POSTGRES.path("initdb"),
             "-D",
             str(data),
             "-A",
@@ -413,7 +405,7 @@ def postgres_dsn() -> Iterator[str]:
         capture_output=True,
     )
     options = f"-k {folder} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off"
-    pg_ctl = _postgres_bin("pg_ctl")
+    pg_ctl = POSTGRES.path("pg_ctl")
     subprocess.run(
         [
             *as_owner,
@@ -441,6 +433,7 @@ def postgres_dsn() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.needs_postgres
 def test_a_postgres_query_is_a_source(
     crm: RunningSandbox, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -342,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
         "--check", action="store_true", help="write nothing; exit 1 if a fixture is out of date"
     )
     arguments = parser.parse_args(argv)
+    if not (arguments.shared / "README.md").is_file():
+        parser.error(f"{arguments.shared.resolve()} holds no vendor specs; pass --shared PATH")
 
     stale = []
     total = 0

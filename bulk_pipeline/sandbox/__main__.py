@@ -6,8 +6,9 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
+from bulk_pipeline.sandbox.config import RATE_LIMIT_ENV, SandboxConfig
 from bulk_pipeline.sandbox.ratelimit import RateLimit
-from bulk_pipeline.sandbox.server import RATE_LIMIT_ENV, SandboxConfig, serve
+from bulk_pipeline.sandbox.server import serve
 
 
 def main(argv: list[str] | None = None) -> None:

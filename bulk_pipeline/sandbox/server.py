@@ -1,19 +1,18 @@
-"""The sandbox's HTTP server: HubSpot's paths behind auth, rate limits and fault injection,
-plus an admin view under ``/_sandbox/``.
+"""The sandbox's HTTP server: every dialect's paths behind its credentials, limits and the shared
+fault injection, plus an admin view under ``/_sandbox/``.
 
 Built on the standard library's threading HTTP server (one thread and one SQLite connection per
 client connection, HTTP/1.1 keep-alive) because it lets a request be answered with a cut
-connection, the ambiguous outcome importers must survive.
+connection, the ambiguous outcome importers must survive. Which dialect answers a request is
+decided by its path prefix (``dialects.py``); what a dialect must provide is in ``dialect.py``.
 """
 
 from __future__ import annotations
 
-import hmac
 import html
 import ipaddress
 import json
 import logging
-import os
 import random
 import signal
 import socket
@@ -21,9 +20,9 @@ import socketserver
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
-from contextlib import suppress
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Mapping
+from contextlib import closing, suppress
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -33,104 +32,38 @@ from urllib.parse import parse_qs, urlsplit
 from bulk_pipeline.config import SANDBOX_TOKEN_ENV, sandbox_db_path, sandbox_token
 from bulk_pipeline.sandbox import launcher
 from bulk_pipeline.sandbox.admin import SandboxAdmin
-from bulk_pipeline.sandbox.api import CrmApi, Route, parse_route, public
-from bulk_pipeline.sandbox.errors import (
-    SERVER_ERROR_STATUSES,
+from bulk_pipeline.sandbox.config import RATE_LIMIT_ENV, SEARCH_RATE_LIMIT_ENV, SandboxConfig
+from bulk_pipeline.sandbox.dialect import (
+    HTML_CONTENT,
+    JSON_CONTENT,
     ApiError,
-    hubspot_error,
-    rate_limited,
-    server_error,
-    unauthorized,
-    validation_error,
+    Dialect,
+    DialectApi,
+    Request,
 )
-from bulk_pipeline.sandbox.objects import OBJECT_TYPES
-from bulk_pipeline.sandbox.ratelimit import (
-    HUBSPOT_DAILY_LIMIT,
-    HUBSPOT_RATE_LIMIT,
-    HUBSPOT_SEARCH_RATE_LIMIT,
-    RateLimit,
-    RequestLimits,
-)
-from bulk_pipeline.sandbox.stats import RequestCounters, SandboxStats
+from bulk_pipeline.sandbox.dialects import DIALECTS, DialectRouter
+from bulk_pipeline.sandbox.stats import DialectStats, RequestCounters, SandboxStats
 from bulk_pipeline.sandbox.store import Store, StoreConnection
 
-RATE_LIMIT_ENV = "BULK_PIPELINE_SANDBOX_RATE_LIMIT"
-"""``MAX/INTERVAL_MS`` (e.g. ``100/10000``), or ``0`` to turn every limit off."""
-SEARCH_RATE_LIMIT_ENV = "BULK_PIPELINE_SANDBOX_SEARCH_RATE_LIMIT"
+__all__ = [
+    "RATE_LIMIT_ENV",
+    "SEARCH_RATE_LIMIT_ENV",
+    "RunningSandbox",
+    "SandboxConfig",
+    "SandboxServer",
+    "serve",
+    "start_in_thread",
+]
 
+SERVER_ERROR_STATUSES = (500, 502, 503, 504)
 _THREAD_POLL_INTERVAL_S = 0.02
 """How often an in-thread server checks for ``stop()``; tests start and stop many."""
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class SandboxConfig:
-    """How HubSpot-like the sandbox behaves. The defaults are HubSpot's Free/Starter limits."""
-
-    rate_limit: RateLimit | None = HUBSPOT_RATE_LIMIT
-    """Ten-secondly rolling limit for every call but search; ``None`` for none."""
-    search_rate_limit: RateLimit | None = HUBSPOT_SEARCH_RATE_LIMIT
-    daily_limit: int | None = HUBSPOT_DAILY_LIMIT
-    error_rate: float = 0.0
-    """Fraction of calls answered 500/502/503/504 before any work is done."""
-    drop_rate: float = 0.0
-    """Fraction of calls whose work is done but whose connection is then cut without an answer."""
-    latency_ms: float = 0.0
-    """Delay added to every call."""
-    seed: int | None = None
-    """Seed of the fault-injection RNG, for reproducible runs."""
-
-    @classmethod
-    def unlimited(cls) -> SandboxConfig:
-        return cls(rate_limit=None, search_rate_limit=None, daily_limit=None)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> SandboxConfig:
-        """Defaults, changed by ``BULK_PIPELINE_SANDBOX_RATE_LIMIT`` / ``..._SEARCH_RATE_LIMIT``."""
-        config = cls()
-        if environ.get(RATE_LIMIT_ENV):
-            config = config.with_rate_limit(environ[RATE_LIMIT_ENV])
-        if environ.get(SEARCH_RATE_LIMIT_ENV):
-            config = replace(
-                config, search_rate_limit=RateLimit.parse(environ[SEARCH_RATE_LIMIT_ENV])
-            )
-        return config
-
-    def with_rate_limit(self, spec: str) -> SandboxConfig:
-        """``MAX/INTERVAL_MS`` sets the general limit; ``0`` turns off every limit (general,
-        search and daily), which is what someone asking for an unlimited sandbox means."""
-        limit = RateLimit.parse(spec)
-        if limit is None:
-            return replace(self, rate_limit=None, search_rate_limit=None, daily_limit=None)
-        return replace(self, rate_limit=limit)
-
-    def changed(self, changes: Mapping[str, Any]) -> SandboxConfig:
-        """A copy with the admin view's JSON changes applied; refuses unknown or bad values."""
-        unknown = set(changes) - set(_SETTINGS)
-        if unknown:
-            raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-        return replace(
-            self, **{name: _SETTINGS[name](name, value) for name, value in changes.items()}
-        )
-
-    def as_json(self) -> dict[str, Any]:
-        def limit(value: RateLimit | None) -> dict[str, int] | None:
-            return (
-                None
-                if value is None
-                else {"max": value.max_requests, "interval_ms": value.interval_ms}
-            )
-
-        return {
-            **asdict(self),
-            "rate_limit": limit(self.rate_limit),
-            "search_rate_limit": limit(self.search_rate_limit),
-        }
-
-
 class SandboxServer(ThreadingHTTPServer):
-    """One sandbox: a store, a token, a configuration and the counters of what it was asked."""
+    """One sandbox: a store, a token, the dialects, a configuration and the request counters."""
 
     daemon_threads = True
 
@@ -142,13 +75,21 @@ class SandboxServer(ThreadingHTTPServer):
         token: str | None = None,
         config: SandboxConfig | None = None,
     ) -> None:
-        self.store = Store(db_path)
         self.token = token or sandbox_token()
+        self.router = DialectRouter([dialect(self.token) for dialect in DIALECTS])
+        self.store = Store(db_path, [dialect.schema for dialect in self.dialects])
+        with closing(self.store.open()) as conn:
+            for dialect in self.dialects:
+                dialect.seed(conn)
         self.counters = RequestCounters()
         self._connections: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._apply(config or SandboxConfig())
         super().__init__(address, SandboxHandler)
+
+    @property
+    def dialects(self) -> list[Dialect]:
+        return list(self.router.dialects.values())
 
     def server_bind(self) -> None:
         """Bind without ``HTTPServer``'s reverse DNS lookup of the host, which can stall."""
@@ -175,7 +116,8 @@ class SandboxServer(ThreadingHTTPServer):
 
     def _apply(self, config: SandboxConfig, *, reseed: bool = True) -> None:
         self._config = config
-        self.limits = RequestLimits(config.rate_limit, config.search_rate_limit, config.daily_limit)
+        for dialect in self.dialects:
+            dialect.apply(config)
         if reseed:
             self._rng = random.Random(config.seed)
 
@@ -187,11 +129,31 @@ class SandboxServer(ThreadingHTTPServer):
         return self._rng.choice(SERVER_ERROR_STATUSES)
 
     def stats(self, db: StoreConnection) -> SandboxStats:
-        return SandboxStats(counts=db.counts(), requests=self.counters.snapshot())
+        dialects = {
+            dialect.name: DialectStats(
+                counts=dialect.counts(db),
+                requests=self.counters.snapshot_of(dialect.name),
+                limits=dialect.limits_state(),
+            )
+            for dialect in self.dialects
+        }
+        return SandboxStats(
+            counts=dialects["hubspot"]["counts"],
+            requests=self.counters.snapshot(),
+            dialects=dialects,
+        )
 
     def reset(self, db: StoreConnection) -> None:
-        db.reset()
+        """Delete every record of every dialect, zero the counters, empty the limits."""
+        for dialect in self.dialects:
+            dialect.reset(db)
+        self.reset_limits()
         self.counters.reset()
+
+    def reset_limits(self) -> None:
+        with self._lock:
+            for dialect in self.dialects:
+                dialect.reset_limits()
 
     def track(self, connection: socket.socket, *, open_: bool) -> None:
         with self._lock:
@@ -273,7 +235,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
         super().setup()
         self.server.track(self.connection, open_=True)
         self._db: StoreConnection | None = None
-        self._api: CrmApi | None = None
+        self._apis: dict[str, DialectApi] = {}
 
     def finish(self) -> None:
         try:
@@ -317,72 +279,74 @@ class SandboxHandler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         if parts.path == "/_sandbox" or parts.path.startswith("/_sandbox/"):
             self._admin(parts.path.removeprefix("/_sandbox").strip("/"), body)
-        else:
-            self._hubspot(parts.path, parts.query, body)
+            return
+        dialect = self.server.router.for_path(parts.path)
+        if dialect is None:
+            self.server.counters.answered(None, 404)
+            names = ", ".join(f"{d.title} ({', '.join(d.prefixes)})" for d in self.server.dialects)
+            self._send(404, {"message": f"No sandbox dialect serves {parts.path}; try {names}."})
+            return
+        request = Request(self.command, parts.path, parse_qs(parts.query), self.headers, body)
+        self._serve(dialect, request)
 
     def _read_body(self) -> bytes | None:
         """The request body, or ``None`` after refusing a body the server cannot delimit."""
         length = self.headers.get("Content-Length") or "0"
         if "chunked" in (self.headers.get("Transfer-Encoding") or "") or not length.isdigit():
             self.close_connection = True
-            self._send(411, validation_error("Send the body with a Content-Length.").body)
+            self._send(411, {"message": "Send the body with a Content-Length."})
             return None
         return self.rfile.read(int(length)) if length != "0" else b""
 
-    # HubSpot paths ----------------------------------------------------------------------------
+    # API paths --------------------------------------------------------------------------------
 
-    def _hubspot(self, path: str, query: str, body: bytes) -> None:
+    def _serve(self, dialect: Dialect, request: Request) -> None:
+        """Latency, then the dialect's gate, then an injected 5xx, then the operation, then
+        perhaps a cut connection: the order in which real CRMs fail."""
         server = self.server
         config = server.config
         if config.latency_ms:
             time.sleep(config.latency_ms / 1000)
-        route = parse_route(self.command, path)
-        search = route is not None and route.is_search
-        if not self._authorized():
-            admission = server.limits.admit(search=search, now=time.monotonic(), consume=False)
-            self._answer_error(unauthorized(), admission.headers())
-            return
-        admission = server.limits.admit(search=search, now=time.monotonic())
-        headers = admission.headers()
-        if admission.refused_by is not None:
-            policy = admission.refused_by
-            self._answer_error(rate_limited(policy.name, policy.label), headers)
+        route = dialect.route(request.method, request.path)
+        gate = dialect.gate(request, route, time.monotonic())
+        headers = gate.headers
+        if gate.refusal is not None:
+            self._answer_error(dialect, gate.refusal, headers)
             return
         if server.roll(config.error_rate):
-            self._answer_error(server_error(server.pick_server_error()), headers)
+            self._answer_error(dialect, dialect.server_error(server.pick_server_error()), headers)
             return
         if route is None:
-            message = f"No HubSpot CRM endpoint answers {self.command} {path}."
-            self._answer_error(hubspot_error(404, "OBJECT_NOT_FOUND", message), headers)
+            self._answer_error(dialect, dialect.no_route(request), headers)
             return
-        server.counters.routed(route.name, write=route.is_write)
-        status, payload = self._run(route, query, body)
+        server.counters.routed(dialect.name, route.name, write=route.is_write)
+        status, payload = self._run(dialect, route, request)
         if server.roll(config.drop_rate):
-            server.counters.dropped()
+            server.counters.dropped(dialect.name)
             self._drop()
             return
-        server.counters.answered(status)
+        server.counters.answered(dialect.name, status)
         self._send(status, payload, headers)
 
-    def _run(self, route: Route, query: str, body: bytes) -> tuple[int, Any]:
-        if self._api is None:
-            self._api = CrmApi(self.db)
+    def _run(self, dialect: Dialect, route: Any, request: Request) -> tuple[int, Any]:
+        api = self._apis.get(dialect.name)
+        if api is None:
+            api = self._apis[dialect.name] = dialect.open_api(self.db)
         try:
-            return self._api.handle(route, parse_qs(query), body)
+            return api.handle(route, request)
         except ApiError as error:
             return error.status, error.body
         except Exception:
             logger.exception("sandbox failed on %s %s", self.command, self.path)
-            failure = server_error(500)
+            failure = dialect.server_error(500)
             return failure.status, failure.body
 
-    def _authorized(self) -> bool:
-        given = self.headers.get("Authorization") or ""
-        return hmac.compare_digest(given.encode(), f"Bearer {self.server.token}".encode())
-
-    def _answer_error(self, error: ApiError, headers: dict[str, str]) -> None:
-        self.server.counters.answered(error.status)
-        self._send(error.status, error.body, headers)
+    def _answer_error(self, dialect: Dialect, error: ApiError, headers: dict[str, str]) -> None:
+        self.server.counters.answered(dialect.name, error.status)
+        if error.content_type == HTML_CONTENT:
+            self._send_bytes(error.status, str(error.body).encode(), HTML_CONTENT, headers)
+            return
+        self._send(error.status, error.body, {**headers, **error.headers})
 
     def _drop(self) -> None:
         """Close the connection without a word, after the work was done."""
@@ -397,9 +361,10 @@ class SandboxHandler(BaseHTTPRequestHandler):
             self._send(403, {"message": "The sandbox admin view answers loopback clients only."})
             return
         server = self.server
+        dialects = server.router.dialects
         match self.command, path.split("/"):
             case "GET", [""]:
-                self._send_html(_page(server.stats(self.db), server.config))
+                self._send_html(_page(server.stats(self.db), server.dialects, server.config))
             case "GET", ["health"]:
                 self._send(200, {"ok": True})
             case "GET", ["stats"]:
@@ -407,17 +372,35 @@ class SandboxHandler(BaseHTTPRequestHandler):
             case "POST", ["reset"]:
                 server.reset(self.db)
                 self._send(200, {"ok": True})
+            case "POST", ["limits", "reset"]:
+                server.reset_limits()
+                self._send(200, {"ok": True})
             case "GET", ["config"]:
                 self._send(200, server.config.as_json())
             case "POST", ["config"]:
                 self._configure(body)
-            case "GET", ["records", type_name] if type_name in OBJECT_TYPES:
-                records = self.db.all_active(type_name)
-                self._send(200, {"results": [public(record) for record in records]})
+            case "GET", ["records", type_name]:
+                self._records(dialects["hubspot"], type_name)
+            case "GET", ["records", name, type_name] if name in dialects:
+                self._records(dialects[name], type_name)
+            case method, [name, *rest] if name in dialects:
+                answer = dialects[name].admin(self.db, method, rest, body)
+                if answer is None:
+                    self._admin_not_found()
+                else:
+                    self._send(*answer)
             case _:
-                self._send(
-                    404, {"message": f"No sandbox admin page at {self.command} {self.path}."}
-                )
+                self._admin_not_found()
+
+    def _records(self, dialect: Dialect, type_name: str) -> None:
+        records = dialect.records(self.db, type_name)
+        if records is None:
+            self._admin_not_found()
+        else:
+            self._send(200, {"results": records})
+
+    def _admin_not_found(self) -> None:
+        self._send(404, {"message": f"No sandbox admin page at {self.command} {self.path}."})
 
     def _configure(self, body: bytes) -> None:
         try:
@@ -425,9 +408,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
             if not isinstance(changes, dict):
                 raise ValueError("expected a JSON object")
             config = self.server.configure(changes)
-        except (ValueError, TypeError) as problem:
-            error = validation_error(f"Bad sandbox configuration: {problem}")
-            self._send(400, error.body)
+        except (ValueError, TypeError, KeyError) as problem:
+            self._send(400, {"message": f"Bad sandbox configuration: {problem}"})
             return
         self._send(200, config.as_json())
 
@@ -435,10 +417,10 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> None:
         data = b"" if payload is None else json.dumps(payload, separators=(",", ":")).encode()
-        self._send_bytes(status, data, "application/json;charset=utf-8", headers or {})
+        self._send_bytes(status, data, JSON_CONTENT, headers or {})
 
     def _send_html(self, page: str) -> None:
-        self._send_bytes(200, page.encode(), "text/html;charset=utf-8", {})
+        self._send_bytes(200, page.encode(), HTML_CONTENT, {})
 
     def _send_bytes(
         self, status: int, data: bytes, content_type: str, headers: Mapping[str, str]
@@ -454,53 +436,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
 
-def _rate_limit(name: str, value: Any) -> RateLimit | None:
-    """``{"max": n, "interval_ms": n}``, ``"MAX/INTERVAL_MS"``, or 0 / null for no limit."""
-    if value in (None, 0):
-        return None
-    if isinstance(value, Mapping):
-        return RateLimit(int(value["max"]), int(value["interval_ms"])).checked()
-    return RateLimit.parse(str(value))
-
-
-def _fraction(name: str, value: Any) -> float:
-    fraction = float(value)
-    if not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"{name} must be between 0 and 1, got {value}")
-    return fraction
-
-
-def _latency(name: str, value: Any) -> float:
-    latency = float(value)
-    if latency < 0:
-        raise ValueError(f"{name} must not be negative, got {value}")
-    return latency
-
-
-def _optional_int(name: str, value: Any) -> int | None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ValueError(f"{name} must be an integer or null, got {value!r}")
-    return value
-
-
-def _daily_limit(name: str, value: Any) -> int | None:
-    return _optional_int(name, value) or None
-
-
-_SETTINGS: dict[str, Callable[[str, Any], Any]] = {
-    "rate_limit": _rate_limit,
-    "search_rate_limit": _rate_limit,
-    "daily_limit": _daily_limit,
-    "error_rate": _fraction,
-    "drop_rate": _fraction,
-    "latency_ms": _latency,
-    "seed": _optional_int,
-}
-"""How the admin view's JSON values become ``SandboxConfig`` fields."""
-
-
-def _page(stats: SandboxStats, config: SandboxConfig) -> str:
-    """The admin view for people: record counts, request counters, configuration."""
+def _page(stats: SandboxStats, dialects: list[Dialect], config: SandboxConfig) -> str:
+    """The admin view for people: per dialect, record counts, request counters and limits."""
 
     def rows(values: Mapping[str, Any]) -> str:
         return "".join(
@@ -508,18 +445,27 @@ def _page(stats: SandboxStats, config: SandboxConfig) -> str:
             for name, value in values.items()
         )
 
-    counts = {name: stats["counts"].get(name, 0) for name in OBJECT_TYPES}
-    requests = stats["requests"]
-    totals = {name: value for name, value in requests.items() if not isinstance(value, dict)}
+    def section(dialect: Dialect) -> str:
+        own = stats["dialects"][dialect.name]
+        counts = {name: own["counts"].get(name, 0) for name in dialect.record_types}
+        requests = own["requests"]
+        totals = {name: value for name, value in requests.items() if not isinstance(value, dict)}
+        limits = f"<h3>Limits</h3><table>{rows(own['limits'])}</table>" if own["limits"] else ""
+        return (
+            f"<h2>{html.escape(dialect.title)}</h2>"
+            f"<p>{html.escape(', '.join(dialect.prefixes))}</p>"
+            f"<h3>Records</h3><table>{rows(counts)}</table>"
+            f"<h3>Requests</h3><table>{rows(totals)}</table>"
+            f"<h3>By route</h3><table>{rows(requests['by_route'])}</table>"
+            f"<h3>By status</h3><table>{rows(requests['by_status'])}</table>{limits}"
+        )
+
     return (
         "<!doctype html><meta charset=utf-8><title>Sandbox CRM</title>"
         "<style>body{font-family:sans-serif;margin:2em}th{text-align:left;padding-right:2em}"
         "table{margin-bottom:1.5em}</style><h1>Sandbox CRM</h1>"
-        f"<h2>Records</h2><table>{rows(counts)}</table>"
-        f"<h2>Requests</h2><table>{rows(totals)}</table>"
-        f"<h3>By route</h3><table>{rows(requests['by_route'])}</table>"
-        f"<h3>By status</h3><table>{rows(requests['by_status'])}</table>"
-        f"<h2>Configuration</h2><table>{rows(config.as_json())}</table>"
+        + "".join(section(dialect) for dialect in dialects)
+        + f"<h2>Configuration</h2><table>{rows(config.as_json())}</table>"
     )
 
 
@@ -532,7 +478,7 @@ def start_in_thread(
 ) -> RunningSandbox:
     """A sandbox on a loopback port of this process (0 picks a free one); ``stop()`` it after.
 
-    ``config`` defaults to HubSpot's limits; tests usually want ``SandboxConfig.unlimited()``.
+    ``config`` defaults to each vendor's limits; tests usually want ``SandboxConfig.unlimited()``.
     """
     server = SandboxServer(("127.0.0.1", port), db_path=db_path, token=token, config=config)
     return server.start_in_thread()
@@ -559,9 +505,10 @@ def serve(
     announced = launcher.publish(server.url) if path == sandbox_db_path().resolve() else None
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _exit_quietly)
+    titles = ", ".join(dialect.title for dialect in server.dialects)
     print(
-        f"Sandbox CRM (HubSpot dialect) listening on {server.url}; database {path}; "
-        f"bearer token from ${SANDBOX_TOKEN_ENV} or the default.",
+        f"Sandbox CRM ({titles}) listening on {server.url}; database {path}; "
+        f"token from ${SANDBOX_TOKEN_ENV} or the default.",
         file=sys.stderr,
         flush=True,
     )

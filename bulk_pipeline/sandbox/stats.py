@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from typing import TypedDict
+from typing import Any, TypedDict
 
 
 class RequestStats(TypedDict):
@@ -19,14 +19,42 @@ class RequestStats(TypedDict):
     """Calls whose work was done but whose connection was then cut (``drop_rate``)."""
 
 
-class SandboxStats(TypedDict):
+class DialectStats(TypedDict):
     counts: dict[str, int]
     """Active records per object type."""
     requests: RequestStats
+    limits: dict[str, Any]
+    """The dialect's limits now (budget used today, blocks), where it keeps such state."""
+
+
+class SandboxStats(TypedDict):
+    counts: dict[str, int]
+    """HubSpot's active records per object type, as before the sandbox had other dialects."""
+    requests: RequestStats
+    """Every API request of every dialect (the admin view is not counted)."""
+    dialects: dict[str, DialectStats]
+
+
+class _Tally:
+    def __init__(self) -> None:
+        self.total = self.writes = self.reads = self.rate_limited = self.dropped = 0
+        self.by_status: Counter[str] = Counter()
+        self.by_route: Counter[str] = Counter()
+
+    def snapshot(self) -> RequestStats:
+        return RequestStats(
+            total=self.total,
+            writes=self.writes,
+            reads=self.reads,
+            by_status=dict(self.by_status),
+            by_route=dict(self.by_route),
+            rate_limited=self.rate_limited,
+            dropped=self.dropped,
+        )
 
 
 class RequestCounters:
-    """Thread-safe counters for HubSpot-path requests (the admin view is not counted)."""
+    """Thread-safe counters of API requests, in total and per dialect."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -34,38 +62,44 @@ class RequestCounters:
 
     def reset(self) -> None:
         with self._lock:
-            self._total = self._writes = self._reads = self._rate_limited = self._dropped = 0
-            self._by_status: Counter[str] = Counter()
-            self._by_route: Counter[str] = Counter()
+            self._total = _Tally()
+            self._dialects: dict[str, _Tally] = {}
 
-    def answered(self, status: int) -> None:
+    def answered(self, dialect: str | None, status: int) -> None:
         with self._lock:
-            self._total += 1
-            self._by_status[str(status)] += 1
-            if status == 429:
-                self._rate_limited += 1
+            for tally in self._tallies(dialect):
+                tally.total += 1
+                tally.by_status[str(status)] += 1
+                if status == 429:
+                    tally.rate_limited += 1
 
-    def dropped(self) -> None:
+    def dropped(self, dialect: str) -> None:
         with self._lock:
-            self._total += 1
-            self._dropped += 1
+            for tally in self._tallies(dialect):
+                tally.total += 1
+                tally.dropped += 1
 
-    def routed(self, route: str, *, write: bool) -> None:
+    def routed(self, dialect: str, route: str, *, write: bool) -> None:
         with self._lock:
-            self._by_route[route] += 1
-            if write:
-                self._writes += 1
-            else:
-                self._reads += 1
+            for tally in self._tallies(dialect):
+                tally.by_route[route] += 1
+                if write:
+                    tally.writes += 1
+                else:
+                    tally.reads += 1
 
     def snapshot(self) -> RequestStats:
         with self._lock:
-            return RequestStats(
-                total=self._total,
-                writes=self._writes,
-                reads=self._reads,
-                by_status=dict(self._by_status),
-                by_route=dict(self._by_route),
-                rate_limited=self._rate_limited,
-                dropped=self._dropped,
-            )
+            return self._total.snapshot()
+
+    def snapshot_of(self, dialect: str) -> RequestStats:
+        with self._lock:
+            return self._dialects.get(dialect, _Tally()).snapshot()
+
+    def _tallies(self, dialect: str | None) -> tuple[_Tally, ...]:
+        if dialect is None:
+            return (self._total,)
+        tally = self._dialects.get(dialect)
+        if tally is None:
+            tally = self._dialects[dialect] = _Tally()
+        return (self._total, tally)

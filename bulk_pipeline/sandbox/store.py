@@ -1,84 +1,35 @@
-"""SQLite storage of sandbox records, safe for many threads and for several processes at once.
+"""The sandbox's SQLite file, shared by every dialect, safe for many threads and processes.
 
-Every write runs in one ``BEGIN IMMEDIATE`` transaction, which takes SQLite's write lock up front:
-id allocation (``MAX(id) + 1``) and unique-key checks then see every committed write of every
-process. A partial unique index on ``(type, key)`` over active records is the last line of defence.
-Threads of one process queue on a Python lock first, which hands over faster than SQLite's
-sleeping busy handler.
-
-Both indexes are partial (active records only) and neither leads with ``archived``: with an
-index on ``(type, archived, ...)`` SQLite's planner preferred it to the key index for
-``key IN (...)`` lookups and scanned every record of the type, so upserts slowed as data grew.
+Each dialect keeps its own tables (``Dialect.schema``) and its own queries; this module hands out
+connections and the one way to write. Every write runs in one ``BEGIN IMMEDIATE`` transaction,
+which takes SQLite's write lock up front: id allocation (``MAX(id) + 1``) and unique-key checks
+then see every committed write of every process. Threads of one process queue on a Python lock
+first, which hands over faster than SQLite's sleeping busy handler.
 """
 
 from __future__ import annotations
 
-import json
-import re
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS records (
-    id INTEGER PRIMARY KEY,
-    type TEXT NOT NULL,
-    key TEXT,
-    properties TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    archived INTEGER NOT NULL DEFAULT 0
-);
-CREATE UNIQUE INDEX IF NOT EXISTS records_active_key
-    ON records (type, key) WHERE key IS NOT NULL AND archived = 0;
-CREATE INDEX IF NOT EXISTS records_active_by_type ON records (type, id) WHERE archived = 0;
-"""
-_COLUMNS = "id, properties, created_at, updated_at"
 _BUSY_TIMEOUT_S = 30.0
-_PROPERTY_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-
-
-@dataclass(frozen=True, slots=True)
-class StoredRecord:
-    """A record as read, or as written (then ``properties`` holds what the write set)."""
-
-    id: str
-    properties: dict[str, str]
-    created_at: str
-    updated_at: str
-
-
-@dataclass(frozen=True, slots=True)
-class Filter:
-    """One search condition; ``values`` is empty for HAS_PROPERTY / NOT_HAS_PROPERTY."""
-
-    property: str
-    operator: str
-    values: tuple[str, ...]
-
-
-class KeyConflict(Exception):
-    """A write would give two active records of one type the same unique key."""
-
-    def __init__(self, key: str, existing_id: str) -> None:
-        super().__init__(f"{key} already belongs to record {existing_id}")
-        self.key = key
-        self.existing_id = existing_id
 
 
 class Store:
     """One SQLite file. Hands out connections; each thread uses its own."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, schemas: Iterable[str]) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._write_lock = threading.Lock()
         with closing(self.open()) as conn, conn.write() as db:
-            for statement in _SCHEMA.split(";"):
-                db.execute(statement)
+            for schema in schemas:
+                for statement in schema.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
 
     def open(self) -> StoreConnection:
         """A connection the caller closes (a request handler keeps one per client connection)."""
@@ -87,316 +38,29 @@ class Store:
 
 class StoreConnection:
     def __init__(self, path: Path, write_lock: threading.Lock) -> None:
-        self._db = sqlite3.connect(
+        self.db = sqlite3.connect(
             path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
         )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
         self._write_lock = write_lock
 
     def close(self) -> None:
-        self._db.close()
+        self.db.close()
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction holding SQLite's write lock from its first statement."""
         with self._write_lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            self.db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
+                yield self.db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self.db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
-
-    # Reads ------------------------------------------------------------------------------------
-
-    def by_ids(self, type_: str, ids: Sequence[int]) -> dict[str, StoredRecord]:
-        if not ids:
-            return {}
-        rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM records WHERE type = ? AND archived = 0 "
-            f"AND id IN ({_marks(ids)})",
-            (type_, *ids),
-        )
-        return {record.id: record for record in map(_record, rows)}
-
-    def by_keys(self, type_: str, keys: Sequence[str]) -> dict[str, StoredRecord]:
-        """Active records by lower-cased unique key."""
-        if not keys:
-            return {}
-        rows = self._db.execute(
-            f"SELECT key, {_COLUMNS} FROM records WHERE type = ? AND archived = 0 "
-            f"AND key IN ({_marks(keys)})",
-            (type_, *keys),
-        )
-        return {row[0]: _record(row[1:]) for row in rows}
-
-    def search(
-        self,
-        type_: str,
-        key_property: str | None,
-        filter_groups: Sequence[Sequence[Filter]],
-        *,
-        after: int,
-        limit: int,
-    ) -> tuple[list[StoredRecord], int, bool]:
-        """One page of matching records in id order, the total matching, and whether more follow.
-
-        Groups are OR-ed, filters inside a group AND-ed, as in HubSpot's search.
-        """
-        where, params = _where(key_property, filter_groups)
-        base = f"FROM records WHERE type = ? AND archived = 0 AND ({where})"
-        total = self._db.execute(f"SELECT COUNT(*) {base}", (type_, *params)).fetchone()[0]
-        rows = self._db.execute(
-            f"SELECT {_COLUMNS} {base} AND id > ? ORDER BY id LIMIT ?",
-            (type_, *params, after, limit + 1),
-        ).fetchall()
-        return [_record(row) for row in rows[:limit]], total, len(rows) > limit
-
-    def all_active(self, type_: str) -> list[StoredRecord]:
-        rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM records WHERE type = ? AND archived = 0 ORDER BY id", (type_,)
-        )
-        return [_record(row) for row in rows]
-
-    def counts(self) -> dict[str, int]:
-        rows = self._db.execute(
-            "SELECT type, COUNT(*) FROM records WHERE archived = 0 GROUP BY type"
-        )
-        return dict(rows.fetchall())
-
-    # Writes -----------------------------------------------------------------------------------
-
-    def create(
-        self,
-        type_: str,
-        key_property: str | None,
-        records: Sequence[dict[str, str]],
-        now: str,
-    ) -> list[StoredRecord]:
-        """Insert new records; raises ``KeyConflict`` naming the first key already taken."""
-        keys = [_key(props, key_property) for props in records]
-        with self.write() as db:
-            taken = _active_by_key(db, type_, [key for key in keys if key is not None])
-            for key in keys:
-                if key in taken:
-                    raise KeyConflict(key, str(taken[key][0]))
-            return _insert(db, type_, list(zip(keys, records, strict=True)), now)
-
-    def upsert(
-        self,
-        type_: str,
-        key_property: str,
-        items: Sequence[tuple[str, dict[str, str | None]]],
-        now: str,
-    ) -> list[tuple[StoredRecord, bool]]:
-        """Create or update by unique key (keys distinct, lower-cased); ``True`` marks a creation.
-
-        Each patch carries its key's value already, so no record changes key here.
-        """
-        with self.write() as db:
-            existing = _active_by_key(db, type_, [key for key, _ in items])
-            fresh = [
-                (key, {name: value for name, value in patch.items() if value is not None})
-                for key, patch in items
-                if key not in existing
-            ]
-            created = iter(_insert(db, type_, fresh, now))
-            _patch(db, [(existing[key][0], patch) for key, patch in items if key in existing], now)
-            results: list[tuple[StoredRecord, bool]] = []
-            for key, patch in items:
-                if key in existing:
-                    record_id, created_at = existing[key]
-                    results.append((_written(record_id, patch, created_at, now), False))
-                else:
-                    results.append((next(created), True))
-            return results
-
-    def update(
-        self,
-        type_: str,
-        key_property: str | None,
-        items: Sequence[tuple[int, dict[str, str | None]]],
-        now: str,
-    ) -> dict[str, StoredRecord]:
-        """Apply patches to the active records among the ids (distinct); returns those, by id.
-
-        Raises ``KeyConflict`` when a patch would move a unique key onto another record.
-        """
-        with self.write() as db:
-            created = dict(
-                db.execute(
-                    f"SELECT id, created_at FROM records WHERE type = ? AND archived = 0 "
-                    f"AND id IN ({_marks(items)})",
-                    (type_, *(record_id for record_id, _ in items)),
-                ).fetchall()
-            )
-            changes = [(record_id, patch) for record_id, patch in items if record_id in created]
-            _patch(db, changes, now)
-            if key_property is not None:
-                _rekey(db, type_, key_property, changes)
-            return {
-                str(record_id): _written(record_id, patch, created[record_id], now)
-                for record_id, patch in changes
-            }
-
-    def archive(self, type_: str, ids: Sequence[int], now: str) -> int:
-        """Archive active records; returns how many there were."""
-        if not ids:
-            return 0
-        with self.write() as db:
-            cursor = db.execute(
-                f"UPDATE records SET archived = 1, updated_at = ? WHERE type = ? AND archived = 0 "
-                f"AND id IN ({_marks(ids)})",
-                (now, type_, *ids),
-            )
-            return cursor.rowcount
-
-    def reset(self) -> None:
-        with self.write() as db:
-            db.execute("DELETE FROM records")
+            self.db.execute("COMMIT")
 
 
-def _active_by_key(
-    db: sqlite3.Connection, type_: str, keys: Sequence[str]
-) -> dict[str, tuple[int, str]]:
-    """``key -> (id, created_at)`` of the active records holding any of the keys."""
-    if not keys:
-        return {}
-    rows = db.execute(
-        f"SELECT key, id, created_at FROM records WHERE type = ? AND archived = 0 "
-        f"AND key IN ({_marks(keys)})",
-        (type_, *keys),
-    )
-    return {key: (record_id, created_at) for key, record_id, created_at in rows}
-
-
-def _insert(
-    db: sqlite3.Connection,
-    type_: str,
-    items: Sequence[tuple[str | None, dict[str, str]]],
-    now: str,
-) -> list[StoredRecord]:
-    """Insert with ids allocated here, which is safe because the write lock is held."""
-    if not items:
-        return []
-    first = db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM records").fetchone()[0]
-    records = [_written(first + offset, props, now, now) for offset, (_, props) in enumerate(items)]
-    db.executemany(
-        "INSERT INTO records (id, type, key, properties, created_at, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        [
-            (int(record.id), type_, key, json.dumps(record.properties), now, now)
-            for (key, _), record in zip(items, records, strict=True)
-        ],
-    )
-    return records
-
-
-def _patch(
-    db: sqlite3.Connection, changes: Sequence[tuple[int, dict[str, str | None]]], now: str
-) -> None:
-    """Merge patches into the stored properties; a ``None`` value removes the property."""
-    db.executemany(
-        "UPDATE records SET properties = json_patch(properties, ?), updated_at = ? WHERE id = ?",
-        [
-            (json.dumps({**patch, "lastmodifieddate": now}), now, record_id)
-            for record_id, patch in changes
-        ],
-    )
-
-
-def _rekey(
-    db: sqlite3.Connection,
-    type_: str,
-    key_property: str,
-    changes: Sequence[tuple[int, dict[str, str | None]]],
-) -> None:
-    """Keep the key column in step with patched key properties, refusing duplicates."""
-    rekeyed = [
-        (_key(patch, key_property), record_id)
-        for record_id, patch in changes
-        if key_property in patch
-    ]
-    try:
-        db.executemany("UPDATE records SET key = ? WHERE id = ?", rekeyed)
-    except sqlite3.IntegrityError:
-        for key, record_id in rekeyed:
-            owner = db.execute(
-                "SELECT id FROM records WHERE type = ? AND key = ? AND archived = 0 AND id != ?",
-                (type_, key, record_id),
-            ).fetchone()
-            if owner is not None:
-                raise KeyConflict(str(key), str(owner[0])) from None
-        raise
-
-
-def _marks(values: Sequence[object]) -> str:
+def marks(values: Iterable[object]) -> str:
     """Placeholders for an ``IN (...)`` list of these values."""
-    return ",".join("?" * len(values))
-
-
-def _key(props: dict[str, str] | dict[str, str | None], key_property: str | None) -> str | None:
-    value = props.get(key_property) if key_property else None
-    return value.lower() if value else None
-
-
-def _record(row: Sequence[object]) -> StoredRecord:
-    record_id, properties, created_at, updated_at = row
-    return StoredRecord(
-        str(record_id), json.loads(str(properties)), str(created_at), str(updated_at)
-    )
-
-
-def _written(
-    record_id: int | str, props: dict[str, str] | dict[str, str | None], created_at: str, now: str
-) -> StoredRecord:
-    """What a write answers: the values it set (cleared ones as "") plus the CRM's own."""
-    properties = {name: value or "" for name, value in props.items()}
-    properties.update(createdate=created_at, hs_object_id=str(record_id), lastmodifieddate=now)
-    return StoredRecord(str(record_id), properties, created_at, now)
-
-
-def _where(
-    key_property: str | None, filter_groups: Sequence[Sequence[Filter]]
-) -> tuple[str, list[object]]:
-    if not filter_groups:
-        return "1", []
-    params: list[object] = []
-    groups = []
-    for group in filter_groups:
-        terms = []
-        for condition in group:
-            column, values = _column(condition, key_property)
-            params.extend(values)
-            terms.append(_condition(column, condition.operator, values))
-        groups.append(" AND ".join(terms) or "1")
-    return " OR ".join(f"({group})" for group in groups), params
-
-
-def _column(condition: Filter, key_property: str | None) -> tuple[str, list[object]]:
-    """The SQL expression for the filtered property and the parameters to compare it with.
-
-    Matching is case-insensitive, like HubSpot's search on text properties.
-    """
-    values = [value.lower() for value in condition.values]
-    if condition.property == "hs_object_id":
-        return "id", [int(value) if value.isdigit() else -1 for value in values]
-    if condition.property == key_property:
-        return "key", list(values)
-    if not _PROPERTY_NAME.match(condition.property):
-        raise ValueError(f"not a property name: {condition.property!r}")
-    return f"lower(json_extract(properties, '$.{condition.property}'))", list(values)
-
-
-def _condition(column: str, operator: str, values: Sequence[object]) -> str:
-    marks = _marks(values)
-    return {
-        "EQ": f"{column} = ?",
-        "NEQ": f"({column} IS NULL OR {column} != ?)",
-        "IN": f"{column} IN ({marks})",
-        "NOT_IN": f"({column} IS NULL OR {column} NOT IN ({marks}))",
-        "HAS_PROPERTY": f"{column} IS NOT NULL",
-        "NOT_HAS_PROPERTY": f"{column} IS NULL",
-    }[operator]
+    return ",".join("?" for _ in values)

@@ -7,14 +7,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-
-class ApiError(Exception):
-    """An HTTP error answer: the status and the JSON body."""
-
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
-        super().__init__(body.get("message", ""))
-        self.status = status
-        self.body = body
+from bulk_pipeline.sandbox.dialect import ApiError
 
 
 def hubspot_error(

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from bulk_pipeline.sandbox.errors import validation_error
+from bulk_pipeline.sandbox.hubspot.errors import validation_error
 
 DEFAULT_PROPERTIES = ("createdate", "hs_object_id", "lastmodifieddate")
 """Set by the CRM on every record and returned with every read."""

@@ -1,7 +1,7 @@
 """HubSpot's CRM v3 object operations: a parsed request in, a status and a JSON body out.
 
-Apart from the HTTP plumbing in ``server.py`` so that the dialect (shapes, limits, error answers)
-reads in one place. Shapes follow the schemas of the official specs (``SimplePublicObject``,
+Apart from the HTTP plumbing in ``server.py`` so that the operations read in one place. Shapes
+follow the schemas of the official specs (``SimplePublicObject``,
 ``BatchResponseSimplePublicObject[WithErrors]``, ``CollectionResponseWithTotalSimplePublicObject``).
 """
 
@@ -15,21 +15,21 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
-from bulk_pipeline.sandbox.errors import (
-    ApiError,
+from bulk_pipeline.sandbox.dialect import Answer, ApiError, Query, Request
+from bulk_pipeline.sandbox.hubspot.errors import (
     hubspot_error,
     invalid_properties,
     object_not_found,
     standard_error,
     validation_error,
 )
-from bulk_pipeline.sandbox.objects import (
+from bulk_pipeline.sandbox.hubspot.objects import (
     DEFAULT_PROPERTIES,
     ObjectType,
     clean_properties,
     object_type,
 )
-from bulk_pipeline.sandbox.store import Filter, KeyConflict, StoreConnection, StoredRecord
+from bulk_pipeline.sandbox.hubspot.store import Filter, HubSpotRecords, KeyConflict, StoredRecord
 
 MAX_BATCH_INPUTS = 100
 MAX_SEARCH_LIMIT = 200
@@ -42,13 +42,9 @@ WRITE_ROUTES = frozenset(
 _BATCH_OPERATIONS = frozenset(("create", "read", "update", "upsert", "archive"))
 _PREFIX = "/crm/v3/objects/"
 
-Answer = tuple[int, Any]
-"""An HTTP status and the JSON body (``None`` for no body)."""
-Query = Mapping[str, Sequence[str]]
-
 
 @dataclass(frozen=True)
-class Route:
+class HubSpotRoute:
     name: str
     """The operation as the stats count it: ``create``, ``get``, ``batch/upsert``, ``search``..."""
     obj: ObjectType
@@ -63,7 +59,7 @@ class Route:
         return self.name == "search"
 
 
-def parse_route(method: str, path: str) -> Route | None:
+def parse_route(method: str, path: str) -> HubSpotRoute | None:
     """The operation a method and path name, or ``None`` when HubSpot has no such endpoint."""
     if not path.startswith(_PREFIX):
         return None
@@ -73,19 +69,19 @@ def parse_route(method: str, path: str) -> Route | None:
         return None
     match method, rest:
         case "POST", []:
-            return Route("create", obj)
+            return HubSpotRoute("create", obj)
         case "GET", []:
-            return Route("list", obj)
+            return HubSpotRoute("list", obj)
         case "POST", ["search"]:
-            return Route("search", obj)
+            return HubSpotRoute("search", obj)
         case "POST", ["batch", operation] if operation in _BATCH_OPERATIONS:
-            return Route(f"batch/{operation}", obj)
+            return HubSpotRoute(f"batch/{operation}", obj)
         case "GET", [record_id]:
-            return Route("get", obj, unquote(record_id))
+            return HubSpotRoute("get", obj, unquote(record_id))
         case "PATCH", [record_id]:
-            return Route("update", obj, unquote(record_id))
+            return HubSpotRoute("update", obj, unquote(record_id))
         case "DELETE", [record_id]:
-            return Route("archive", obj, unquote(record_id))
+            return HubSpotRoute("archive", obj, unquote(record_id))
     return None
 
 
@@ -111,9 +107,9 @@ def now_iso() -> str:
 class CrmApi:
     """The operations of one store connection; one instance per client connection."""
 
-    def __init__(self, store: StoreConnection) -> None:
+    def __init__(self, store: HubSpotRecords) -> None:
         self._store = store
-        self._operations: dict[str, Callable[[Route, Query, bytes], Answer]] = {
+        self._operations: dict[str, Callable[[HubSpotRoute, Query, bytes], Answer]] = {
             "create": self._create,
             "get": self._get,
             "update": self._update,
@@ -127,22 +123,22 @@ class CrmApi:
             "batch/archive": self._batch_archive,
         }
 
-    def handle(self, route: Route, query: Query, body: bytes) -> Answer:
+    def handle(self, route: HubSpotRoute, request: Request) -> Answer:
         """Run one operation; HubSpot's error answers are raised as ``ApiError``."""
-        return self._operations[route.name](route, query, body)
+        return self._operations[route.name](route, request.query, request.body)
 
     # Single records ---------------------------------------------------------------------------
 
-    def _create(self, route: Route, query: Query, body: bytes) -> Answer:
+    def _create(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
         payload = _json_object(body)
         (record,) = self._insert(route.obj, _all_properties(route.obj, [payload]))
         return 201, public(record)
 
-    def _get(self, route: Route, query: Query, body: bytes) -> Answer:
+    def _get(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
         record = self._find_one(route, query)
         return 200, public(record, _wanted(route.obj, _query_list(query, "properties")))
 
-    def _update(self, route: Route, query: Query, body: bytes) -> Answer:
+    def _update(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
         (patch,) = _all_properties(route.obj, [_json_object(body)])
         record = self._find_one(route, query)
         written = self._apply_updates(route.obj, [(int(record.id), patch)])
@@ -150,11 +146,11 @@ class CrmApi:
             raise object_not_found(route.obj.label, record.id)
         return 200, public(written[record.id])
 
-    def _archive(self, route: Route, query: Query, body: bytes) -> Answer:
+    def _archive(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
         self._store.archive(route.obj.name, _numeric_ids([route.record_id or ""]), now_iso())
         return 204, None
 
-    def _find_one(self, route: Route, query: Query) -> StoredRecord:
+    def _find_one(self, route: HubSpotRoute, query: Query) -> StoredRecord:
         record_id = route.record_id or ""
         id_property = _query_list(query, "idProperty")
         by = _id_property(route.obj, id_property[0] if id_property else None)
@@ -165,7 +161,7 @@ class CrmApi:
 
     # Listing and search -----------------------------------------------------------------------
 
-    def _list(self, route: Route, query: Query, body: bytes) -> Answer:
+    def _list(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
         limit = min(_limit(_first(query, "limit")), MAX_LIST_LIMIT)
         after = _after(_first(query, "after"))
         records, _, more = self._store.search(
@@ -177,7 +173,7 @@ class CrmApi:
             answer["paging"] = {"next": {"after": records[-1].id}}
         return 200, answer
 
-    def _search(self, route: Route, query: Query, body: bytes) -> Answer:
+    def _search(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
         """Filters EQ, NEQ, IN, NOT_IN, HAS_PROPERTY, NOT_HAS_PROPERTY, case-insensitive.
 
         Results always come in id order (``sorts`` is accepted and not applied); a free-text
@@ -210,13 +206,13 @@ class CrmApi:
 
     # Batches ----------------------------------------------------------------------------------
 
-    def _batch_create(self, route: Route, query: Query, body: bytes) -> Answer:
+    def _batch_create(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
         started = now_iso()
         inputs = _inputs(_json_object(body))
         records = self._insert(route.obj, _all_properties(route.obj, inputs))
         return _batch([public(record) for record in records], started, [], success=201)
 
-    def _batch_read(self, route: Route, query: Query, body: bytes) -> Answer:
+    def _batch_read(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
         started = now_iso()
         payload = _json_object(body)
         asked = _input_ids(_inputs(payload))
@@ -228,7 +224,7 @@ class CrmApi:
         errors = [_not_found("get", route.obj, missing)] if missing else []
         return _batch([public(record, wanted) for record in unique.values()], started, errors)
 
-    def _batch_update(self, route: Route, query: Query, body: bytes) -> Answer:
+    def _batch_update(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
         started = now_iso()
         inputs = _inputs(_json_object(body))
         patches = _all_properties(route.obj, inputs)
@@ -251,7 +247,7 @@ class CrmApi:
         errors = [_not_found("update", route.obj, missing)] if missing else []
         return _batch(results, started, errors)
 
-    def _batch_upsert(self, route: Route, query: Query, body: bytes) -> Answer:
+    def _batch_upsert(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
         """Create or update by the type's unique key; the input's ``id`` is the key's value."""
         started = now_iso()
         obj = route.obj
@@ -276,7 +272,7 @@ class CrmApi:
         )
         return _batch([{**public(record), "new": new} for record, new in results], started, [])
 
-    def _batch_archive(self, route: Route, query: Query, body: bytes) -> Answer:
+    def _batch_archive(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
         asked = _input_ids(_inputs(_json_object(body)))
         self._store.archive(route.obj.name, _numeric_ids(asked), now_iso())
         return 204, None

@@ -1,0 +1,85 @@
+"""The HubSpot dialect: CRM v3 objects (``/crm/v3/objects/...``) as HubSpot answers them.
+
+Bearer token; unique keys (contacts by email, companies by domain) with 409 on conflict; batch
+operations with 207 partial answers; a rolling 10-second window, a secondly search window and a
+daily cap, announced in ``X-HubSpot-RateLimit-*`` headers. Its settings are the top-level
+``rate_limit``, ``search_rate_limit`` and ``daily_limit`` of ``SandboxConfig``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import TYPE_CHECKING, Any
+
+from bulk_pipeline.sandbox.dialect import ApiError, Dialect, Gate, Request, Route
+from bulk_pipeline.sandbox.hubspot.api import CrmApi, HubSpotRoute, parse_route, public
+from bulk_pipeline.sandbox.hubspot.errors import (
+    hubspot_error,
+    rate_limited,
+    server_error,
+    unauthorized,
+)
+from bulk_pipeline.sandbox.hubspot.limits import RequestLimits
+from bulk_pipeline.sandbox.hubspot.objects import OBJECT_TYPES
+from bulk_pipeline.sandbox.hubspot.store import SCHEMA, HubSpotRecords
+
+if TYPE_CHECKING:
+    from bulk_pipeline.sandbox.config import SandboxConfig
+    from bulk_pipeline.sandbox.store import StoreConnection
+
+
+class HubSpotDialect(Dialect):
+    name = "hubspot"
+    title = "HubSpot CRM v3"
+    prefixes = ("/crm/v3/", "/crm/v4/")
+    schema = SCHEMA
+    record_types = tuple(OBJECT_TYPES)
+
+    def __init__(self, token: str) -> None:
+        super().__init__(token)
+        self._bearer = f"Bearer {token}".encode()
+        self.limits = RequestLimits(None, None, None)
+
+    def apply(self, config: SandboxConfig) -> None:
+        self.limits = RequestLimits(config.rate_limit, config.search_rate_limit, config.daily_limit)
+
+    def route(self, method: str, path: str) -> HubSpotRoute | None:
+        return parse_route(method, path)
+
+    def gate(self, request: Request, route: Route | None, now: float) -> Gate:
+        search = isinstance(route, HubSpotRoute) and route.is_search
+        given = (request.headers.get("Authorization") or "").encode()
+        if not hmac.compare_digest(given, self._bearer):
+            admission = self.limits.admit(search=search, now=now, consume=False)
+            return Gate(admission.headers(), unauthorized())
+        admission = self.limits.admit(search=search, now=now)
+        policy = admission.refused_by
+        refusal = None if policy is None else rate_limited(policy.name, policy.label)
+        return Gate(admission.headers(), refusal)
+
+    def server_error(self, status: int) -> ApiError:
+        return server_error(status)
+
+    def no_route(self, request: Request) -> ApiError:
+        message = f"No HubSpot CRM endpoint answers {request.method} {request.path}."
+        return hubspot_error(404, "OBJECT_NOT_FOUND", message)
+
+    def open_api(self, conn: StoreConnection) -> CrmApi:
+        return CrmApi(HubSpotRecords(conn))
+
+    def counts(self, conn: StoreConnection) -> dict[str, int]:
+        return HubSpotRecords(conn).counts()
+
+    def records(self, conn: StoreConnection, type_name: str) -> list[dict[str, Any]] | None:
+        if type_name not in OBJECT_TYPES:
+            return None
+        return [public(record) for record in HubSpotRecords(conn).all_active(type_name)]
+
+    def reset(self, conn: StoreConnection) -> None:
+        HubSpotRecords(conn).reset()
+
+    def seed(self, conn: StoreConnection) -> None:
+        """A fresh HubSpot portal has no records the sandbox models."""
+
+    def reset_limits(self) -> None:
+        self.limits = self.limits.emptied()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bulk_pipeline.sandbox import settings
@@ -19,6 +19,7 @@ from bulk_pipeline.sandbox.hubspot.limits import (
     HUBSPOT_RATE_LIMIT,
     HUBSPOT_SEARCH_RATE_LIMIT,
 )
+from bulk_pipeline.sandbox.pipedrive.settings import PipedriveSettings
 from bulk_pipeline.sandbox.ratelimit import RateLimit
 
 RATE_LIMIT_ENV = "BULK_PIPELINE_SANDBOX_RATE_LIMIT"
@@ -44,11 +45,18 @@ class SandboxConfig:
     """Delay added to every call."""
     seed: int | None = None
     """Seed of the fault-injection RNG, for reproducible runs."""
+    pipedrive: PipedriveSettings = field(default_factory=PipedriveSettings)
+    """Pipedrive: token budget, burst and search windows, block, search lag."""
 
     @classmethod
     def unlimited(cls) -> SandboxConfig:
         """Every dialect's limits off: what tests of the pipeline usually want."""
-        return cls(rate_limit=None, search_rate_limit=None, daily_limit=None)
+        return cls(
+            rate_limit=None,
+            search_rate_limit=None,
+            daily_limit=None,
+            pipedrive=PipedriveSettings.unlimited(),
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> SandboxConfig:
@@ -82,10 +90,12 @@ class SandboxConfig:
         ``{"hubspot": {...}}`` is accepted as another spelling of HubSpot's top-level settings.
         """
         flat = dict(changes)
-        hubspot = flat.pop("hubspot", None) or {}
-        if not isinstance(hubspot, Mapping):
-            raise ValueError("hubspot must be an object of settings")
-        return settings.changed(self, {**flat, **hubspot}, _PARSERS)
+        hubspot = _block(flat.pop("hubspot", None), "hubspot")
+        pipedrive = _block(flat.pop("pipedrive", None), "pipedrive")
+        config = settings.changed(self, {**flat, **hubspot}, _PARSERS)
+        return (
+            replace(config, pipedrive=config.pipedrive.changed(pipedrive)) if pipedrive else config
+        )
 
     def as_json(self) -> dict[str, Any]:
         def limit(value: RateLimit | None) -> dict[str, int] | None:
@@ -99,7 +109,16 @@ class SandboxConfig:
             "drop_rate": self.drop_rate,
             "latency_ms": self.latency_ms,
             "seed": self.seed,
+            "pipedrive": self.pipedrive.as_json(),
         }
+
+
+def _block(value: Any, name: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{name} must be an object of settings")
+    return value
 
 
 _PARSERS: dict[str, settings.Parser] = {

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 
 from bulk_pipeline.sandbox.dialect import Dialect
 from bulk_pipeline.sandbox.hubspot import HubSpotDialect
+from bulk_pipeline.sandbox.pipedrive import PipedriveDialect
 
-DIALECTS: tuple[type[Dialect], ...] = (HubSpotDialect,)
+DIALECTS: tuple[type[Dialect], ...] = (HubSpotDialect, PipedriveDialect)
 
 
 class DialectRouter:

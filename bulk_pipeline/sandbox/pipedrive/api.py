@@ -1,0 +1,1010 @@
+"""Pipedrive's operations: routes (method and path template, as in the spec) and their handlers.
+
+API v2 (``/api/v2``): persons, organizations, deals, activities, pipelines, stages (list with
+cursor pagination, get, create, PATCH, delete), their *Fields listings, ``/{entity}/search`` and
+``/itemSearch``. API v1 (``/api/v1``): notes (offset pagination, PUT), users, activity types.
+
+Pipedrive has no unique keys: creating the same person twice makes two persons. A delete moves an
+item to the trash for 30 days (``GET /api/v2/deals?status=deleted`` lists deleted deals); deleted
+items leave lists, search and reads by id at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bulk_pipeline.sandbox.dialect import Answer, Query, Request
+from bulk_pipeline.sandbox.pipedrive import account, fields, search
+from bulk_pipeline.sandbox.pipedrive.costs import TOKEN_COSTS
+from bulk_pipeline.sandbox.pipedrive.entities import (
+    ACTIVITY,
+    DEAL,
+    NOTE,
+    ORGANIZATION,
+    PERSON,
+    PIPELINE,
+    STAGE,
+    Entity,
+    clean,
+    now_iso,
+    parse_time,
+    present,
+    v1_time,
+)
+from bulk_pipeline.sandbox.pipedrive.errors import bad_request, not_found
+from bulk_pipeline.sandbox.pipedrive.store import Item, Order, PipedriveStore
+
+TRASH_DAYS = 30
+MAX_LIMIT = 500
+DEFAULT_LIMIT = 100
+MAX_IDS = 100
+MAX_CUSTOM_FIELD_KEYS = 15
+DEFAULT_VISIBLE_TO = 3
+NOTE_PARENTS = ("deal_id", "person_id", "org_id")
+UNMODELLED_NOTE_PARENTS = ("lead_id", "project_id", "task_id")
+
+
+@dataclass(frozen=True, slots=True)
+class PipedriveRoute:
+    """One operation of the spec; ``name`` is the method and path template the stats count."""
+
+    method: str
+    template: str
+    operation: str
+    entity: Entity | None
+    params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.method} {self.template}"
+
+    @property
+    def cost(self) -> int:
+        return TOKEN_COSTS[(self.method, self.template)]
+
+    @property
+    def is_write(self) -> bool:
+        return self.method != "GET"
+
+    @property
+    def is_search(self) -> bool:
+        """Pipedrive's Search API endpoints, which have their own burst window."""
+        return self.template.endswith("/search") or "/itemSearch" in self.template
+
+
+def _entity_routes(entity: Entity, *, searchable: bool) -> list[tuple[str, str, str, Entity]]:
+    base = f"/api/v2/{entity.path}"
+    routes = [
+        ("GET", base, "list", entity),
+        ("POST", base, "create", entity),
+        ("GET", f"{base}/{{id}}", "get", entity),
+        ("PATCH", f"{base}/{{id}}", "update", entity),
+        ("DELETE", f"{base}/{{id}}", "delete", entity),
+    ]
+    if searchable:
+        routes.append(("GET", f"{base}/search", "search", entity))
+    return routes
+
+
+def _field_routes(entity: Entity, *, creatable: bool) -> list[tuple[str, str, str, Entity]]:
+    base = f"/api/v2/{entity.fields_path}"
+    routes = [("GET", base, "fields", entity), ("GET", f"{base}/{{field_code}}", "field", entity)]
+    if creatable:
+        routes.append(("POST", base, "add_field", entity))
+    return routes
+
+
+ROUTES: tuple[tuple[str, str, str, Entity | None], ...] = (
+    *_entity_routes(PERSON, searchable=True),
+    *_entity_routes(ORGANIZATION, searchable=True),
+    *_entity_routes(DEAL, searchable=True),
+    *_entity_routes(ACTIVITY, searchable=False),
+    *_entity_routes(PIPELINE, searchable=False),
+    *_entity_routes(STAGE, searchable=False),
+    *_field_routes(PERSON, creatable=True),
+    *_field_routes(ORGANIZATION, creatable=True),
+    *_field_routes(DEAL, creatable=True),
+    *_field_routes(ACTIVITY, creatable=False),
+    ("GET", "/api/v2/itemSearch", "item_search", None),
+    ("GET", "/api/v1/notes", "list", NOTE),
+    ("POST", "/api/v1/notes", "create", NOTE),
+    ("GET", "/api/v1/notes/{id}", "get", NOTE),
+    ("PUT", "/api/v1/notes/{id}", "update", NOTE),
+    ("DELETE", "/api/v1/notes/{id}", "delete", NOTE),
+    ("GET", "/api/v1/users", "users", None),
+    ("GET", "/api/v1/users/me", "me", None),
+    ("GET", "/api/v1/users/find", "find_users", None),
+    ("GET", "/api/v1/users/{id}", "user", None),
+    ("GET", "/api/v1/activityTypes", "activity_types", None),
+)
+_MISSING_COSTS = [f"{m} {t}" for m, t, *_ in ROUTES if (m, t) not in TOKEN_COSTS]
+if _MISSING_COSTS:
+    raise RuntimeError(f"costs.py has no token cost for {_MISSING_COSTS}; re-derive it")
+_TEMPLATES = sorted(
+    (
+        (method, template.split("/"), operation, entity)
+        for method, template, operation, entity in ROUTES
+    ),
+    key=lambda route: sum(part.startswith("{") for part in route[1]),
+)
+"""Literal segments win over parameters: ``/persons/search`` before ``/persons/{id}``."""
+
+
+def parse_route(method: str, path: str) -> PipedriveRoute | None:
+    """The operation a method and path name, or ``None`` when the sandbox serves none."""
+    parts = path.rstrip("/").split("/")
+    for route_method, template, operation, entity in _TEMPLATES:
+        if route_method != method or len(template) != len(parts):
+            continue
+        params: dict[str, str] = {}
+        for expected, given in zip(template, parts, strict=True):
+            if expected.startswith("{"):
+                params[expected[1:-1]] = given
+            elif expected != given:
+                break
+        else:
+            return PipedriveRoute(method, "/".join(template), operation, entity, params)
+    return None
+
+
+class PipedriveApi:
+    """The operations on one store connection; one instance per client connection."""
+
+    def __init__(self, store: PipedriveStore, search_lag_s: Callable[[], float]) -> None:
+        self.store = store
+        self._lag = search_lag_s
+        self._operations: dict[str, Callable[[PipedriveRoute, Request], Answer]] = {
+            "list": self._list,
+            "create": self._create,
+            "get": self._get,
+            "update": self._update,
+            "delete": self._delete,
+            "search": self._search,
+            "item_search": self._item_search,
+            "fields": self._fields,
+            "field": self._field,
+            "add_field": self._add_field,
+            "users": self._users,
+            "me": self._me,
+            "find_users": self._find_users,
+            "user": self._user,
+            "activity_types": self._activity_types,
+        }
+
+    def handle(self, route: PipedriveRoute, request: Request) -> Answer:
+        """Run one operation; Pipedrive's error answers are raised as ``ApiError``."""
+        return self._operations[route.operation](route, request)
+
+    # Records ----------------------------------------------------------------------------------
+
+    def _get(self, route: PipedriveRoute, request: Request) -> Answer:
+        entity = _entity(route)
+        item = self._find(entity, route.params["id"])
+        return 200, {"success": True, "data": self.present(entity, item, request.query)}
+
+    def _create(self, route: PipedriveRoute, request: Request) -> Answer:
+        entity = _entity(route)
+        changes = clean(entity, json_object(request.body), creating=True, lenient=entity is NOTE)
+        now, wall = now_iso(), time.time()
+        with self.store.conn.write():
+            data = self._prepared(entity, None, changes, now)
+            item_id = self.store.next_id(entity.name)
+            item = self.store.insert(
+                entity.name,
+                item_id,
+                data,
+                now,
+                self._document(entity, item_id, data),
+                wall=wall,
+                lag_s=self._lag(),
+            )
+        return 200, {"success": True, "data": self.present(entity, item, {})}
+
+    def _update(self, route: PipedriveRoute, request: Request) -> Answer:
+        entity = _entity(route)
+        changes = clean(entity, json_object(request.body), creating=False, lenient=entity is NOTE)
+        now, wall = now_iso(), time.time()
+        with self.store.conn.write():
+            item = self._find(entity, route.params["id"])
+            data = self._prepared(entity, item, changes, now)
+            item = self.store.replace(
+                entity.name,
+                item,
+                data,
+                now,
+                self._document(entity, item.id, data),
+                wall=wall,
+                lag_s=self._lag(),
+            )
+        return 200, {"success": True, "data": self.present(entity, item, {})}
+
+    def _delete(self, route: PipedriveRoute, request: Request) -> Answer:
+        entity = _entity(route)
+        item_id = _id(entity, route.params["id"])
+        with self.store.conn.write():
+            if not self.store.delete(entity.name, item_id, now_iso(), time.time()):
+                raise not_found(entity.label)
+        if entity is NOTE:
+            return 200, {"success": True, "data": True}
+        return 200, {"success": True, "data": {"id": item_id}}
+
+    def _list(self, route: PipedriveRoute, request: Request) -> Answer:
+        entity = _entity(route)
+        query = request.query
+        if entity is NOTE:
+            return self._list_notes(query)
+        if _first(query, "filter_id") is not None:
+            raise bad_request("filter_id: the sandbox has no saved filters")
+        limit = _limit(query)
+        order = _order(entity, query)
+        conditions, deleted_since = self._conditions(entity, query)
+        cursor = _decode_cursor(_first(query, "cursor"))
+        items = self.store.page(
+            entity.name, conditions, order, cursor, limit + 1, deleted_since=deleted_since
+        )
+        more = len(items) > limit
+        items = items[:limit]
+        next_cursor = None
+        if more:
+            last = items[-1]
+            next_cursor = _encode_cursor(
+                (self.store.order_value(entity.name, last.id, order), last.id)
+            )
+        return 200, {
+            "success": True,
+            "data": [self.present(entity, item, query) for item in items],
+            "additional_data": {"next_cursor": next_cursor},
+        }
+
+    def _list_notes(self, query: Query) -> Answer:
+        """API v1's offset pagination: ``start`` and ``limit``, ``more_items_in_collection``."""
+        start = _int_param(query, "start") or 0
+        limit = _limit(query)
+        conditions: list[tuple[str, Sequence[object]]] = []
+        for name in (*NOTE_PARENTS, "user_id"):
+            value = _int_param(query, name)
+            if value is not None:
+                conditions.append((f"json_extract(data, '$.{name}') = ?", (value,)))
+        sort = (_first(query, "sort") or "id ASC").split()
+        column = {"id": "id", "add_time": "add_time", "update_time": "update_time"}.get(sort[0])
+        if (
+            column is None
+            or len(sort) > 2
+            or (len(sort) == 2 and sort[1].upper() not in ("ASC", "DESC"))
+        ):
+            raise bad_request("sort: must be id, add_time or update_time, then ASC or DESC")
+        order = Order(column, descending=len(sort) == 2 and sort[1].upper() == "DESC")
+        items = self.store.page("note", conditions, order, None, start + limit + 1)[start:]
+        more = len(items) > limit
+        pagination: dict[str, Any] = {
+            "start": start,
+            "limit": limit,
+            "more_items_in_collection": more,
+        }
+        if more:
+            pagination["next_start"] = start + limit
+        return 200, {
+            "success": True,
+            "data": [self.present(NOTE, item, query) for item in items[:limit]],
+            "additional_data": {"pagination": pagination},
+        }
+
+    def _conditions(
+        self, entity: Entity, query: Query
+    ) -> tuple[list[tuple[str, Sequence[object]]], float | None]:
+        """SQL conditions for a v2 list's filters, and since when to list the trash instead."""
+        conditions: list[tuple[str, Sequence[object]]] = []
+        ids = _first(query, "ids")
+        if ids:
+            wanted = [_int_text("ids", text) for text in ids.split(",") if text]
+            if len(wanted) > MAX_IDS:
+                raise bad_request(f"ids: at most {MAX_IDS} ids")
+            conditions.append((f"id IN ({','.join('?' * len(wanted))})", wanted))
+        link_filters = {
+            "owner_id",
+            "org_id",
+            "person_id",
+            "deal_id",
+            "pipeline_id",
+            "stage_id",
+        } & {f.name for f in entity.fields}
+        for name in sorted(link_filters):
+            value = _int_param(query, name)
+            if value is not None:
+                conditions.append((f"json_extract(data, '$.{name}') = ?", (value,)))
+        if entity is PERSON:
+            deal_id = _int_param(query, "deal_id")
+            if deal_id is not None:
+                deal = self.store.get("deal", deal_id)
+                person_id = deal.data.get("person_id") if deal else None
+                conditions.append(("id = ?", (person_id if person_id is not None else -1,)))
+        for name, operator in (("updated_since", ">="), ("updated_until", "<")):
+            moment = _first(query, name)
+            if moment:
+                conditions.append((f"update_time {operator} ?", (parse_time(name, moment),)))
+        if entity is ACTIVITY and _first(query, "done") is not None:
+            done = _bool_param(query, "done")
+            conditions.append(("COALESCE(json_extract(data, '$.done'), 0) = ?", (int(done),)))
+        deleted_since = None
+        if entity is DEAL and _first(query, "status"):
+            statuses = [s for s in (_first(query, "status") or "").split(",") if s]
+            unknown = set(statuses) - {"open", "won", "lost", "deleted"}
+            if unknown:
+                raise bad_request("status: must be open, won, lost or deleted")
+            live = [s for s in statuses if s != "deleted"]
+            in_status = f"json_extract(data, '$.status') IN ({','.join('?' * len(live))})"
+            if "deleted" in statuses:
+                deleted_since = time.time() - TRASH_DAYS * 86_400
+                trash = "deleted_at IS NOT NULL"
+                conditions.append((f"({trash} OR {in_status})", live) if live else (trash, ()))
+            elif live:
+                conditions.append((in_status, live))
+        return conditions, deleted_since
+
+    # Search -----------------------------------------------------------------------------------
+
+    def _search(self, route: PipedriveRoute, request: Request) -> Answer:
+        entity = _entity(route)
+        query = request.query
+        term, exact = _term(query)
+        wanted = _fields_param(query, entity.search_fields)
+        filters: dict[str, int] = {}
+        for name, key in (("organization_id", "org_id"), ("person_id", "person_id")):
+            value = _int_param(query, name)
+            if value is not None:
+                filters[key] = value
+        status = _first(query, "status")
+        found = [
+            (score, item)
+            for score, item in self._matches(entity, term, wanted, exact)
+            if all(_related_id(item, key) == value for key, value in filters.items())
+            and (status is None or item.get("status") == status)
+        ]
+        page, next_cursor = _search_page(found, query)
+        return 200, {
+            "success": True,
+            "data": {"items": [{"result_score": s, "item": item} for s, item in page]},
+            "additional_data": {"next_cursor": next_cursor},
+        }
+
+    def _item_search(self, route: PipedriveRoute, request: Request) -> Answer:
+        query = request.query
+        term, exact = _term(query)
+        searchable = {entity.name: entity for entity in (PERSON, ORGANIZATION, DEAL)}
+        types = [t for t in (_first(query, "item_types") or ",".join(searchable)).split(",") if t]
+        unknown = [t for t in types if t not in searchable]
+        if unknown:
+            raise bad_request(
+                f"item_types: the sandbox searches {', '.join(searchable)}, not {unknown[0]}"
+            )
+        requested = _first(query, "fields")
+        found = []
+        for name in types:
+            entity = searchable[name]
+            allowed = [f for f in (requested or "").split(",") if f in entity.search_fields]
+            if requested and not allowed:
+                continue
+            found.extend(self._matches(entity, term, allowed or entity.search_fields, exact))
+        found.sort(key=lambda match: (-match[0], match[1]["type"], match[1]["id"]))
+        page, next_cursor = _search_page(found, query)
+        return 200, {
+            "success": True,
+            "data": {
+                "items": [{"result_score": s, "item": item} for s, item in page],
+                "related_items": [],
+            },
+            "additional_data": {"next_cursor": next_cursor},
+        }
+
+    def _matches(
+        self, entity: Entity, term: str, wanted: Sequence[str], exact: bool
+    ) -> list[tuple[float, dict[str, Any]]]:
+        candidates = self.store.search_candidates(entity.name, term.casefold(), time.time())
+        found = []
+        for _, doc in candidates:
+            score = search.score(doc, term, wanted, exact=exact)
+            if score is not None:
+                found.append((score, doc["item"]))
+        found.sort(key=lambda match: (-match[0], match[1]["id"]))
+        return found
+
+    def _document(
+        self, entity: Entity, item_id: int, data: Mapping[str, Any]
+    ) -> search.SearchDoc | None:
+        """What the search index holds about an item."""
+        if entity not in (PERSON, ORGANIZATION, DEAL):
+            return None
+        custom = fields.search_texts(
+            data.get("custom_fields") or {}, self.store.fields(entity.name)
+        )
+        owner = {"id": data.get("owner_id")}
+        if entity is PERSON:
+            organization = self._named("organization", data.get("org_id"), "name")
+            item = {
+                "id": item_id,
+                "type": "person",
+                "name": data.get("name"),
+                "phones": [phone["value"] for phone in data.get("phones") or ()],
+                "emails": [email["value"] for email in data.get("emails") or ()],
+                "visible_to": data.get("visible_to"),
+                "owner": owner,
+                "custom_fields": custom,
+                "notes": [data["notes"]] if data.get("notes") else [],
+            }
+            if organization:
+                item["organization"] = organization
+            return search.document(
+                {
+                    "name": [data.get("name")],
+                    "email": [email["value"] for email in data.get("emails") or ()],
+                    "phone": [phone["value"] for phone in data.get("phones") or ()],
+                    "notes": [data.get("notes")],
+                    "custom_fields": custom,
+                },
+                item,
+            )
+        if entity is ORGANIZATION:
+            address = (data.get("address") or {}).get("value")
+            item = {
+                "id": item_id,
+                "type": "organization",
+                "name": data.get("name"),
+                "visible_to": data.get("visible_to"),
+                "owner": owner,
+                "custom_fields": custom,
+                "notes": [],
+            }
+            if address:
+                item["address"] = address
+            return search.document(
+                {"name": [data.get("name")], "address": [address], "custom_fields": custom}, item
+            )
+        item = {
+            "id": item_id,
+            "type": "deal",
+            "title": data.get("title"),
+            "value": data.get("value"),
+            "currency": data.get("currency"),
+            "status": data.get("status"),
+            "visible_to": data.get("visible_to"),
+            "owner": owner,
+            "stage": self._named("stage", data.get("stage_id"), "name"),
+            "person": self._named("person", data.get("person_id"), "name"),
+            "organization": self._named("organization", data.get("org_id"), "name"),
+            "custom_fields": custom,
+            "notes": [],
+            "is_archived": bool(data.get("is_archived")),
+        }
+        return search.document({"title": [data.get("title")], "custom_fields": custom}, item)
+
+    def _named(self, entity: str, item_id: Any, key: str) -> dict[str, Any] | None:
+        if item_id is None:
+            return None
+        item = self.store.get(entity, item_id)
+        return None if item is None else {"id": item_id, key: item.data.get(key)}
+
+    # Fields -----------------------------------------------------------------------------------
+
+    def _fields(self, route: PipedriveRoute, request: Request) -> Answer:
+        entity = _entity(route)
+        every = self._all_fields(entity)
+        start = _offset_cursor(_first(request.query, "cursor"))
+        limit = _limit(request.query)
+        page = every[start : start + limit]
+        more = start + limit < len(every)
+        return 200, {
+            "success": True,
+            "data": page,
+            "additional_data": {"next_cursor": _encode_cursor(start + limit) if more else None},
+        }
+
+    def _field(self, route: PipedriveRoute, request: Request) -> Answer:
+        entity = _entity(route)
+        code = route.params["field_code"]
+        for definition in self._all_fields(entity):
+            if definition["field_code"] == code:
+                return 200, {"success": True, "data": definition}
+        raise not_found("Field")
+
+    def _add_field(self, route: PipedriveRoute, request: Request) -> Answer:
+        return 200, {
+            "success": True,
+            "data": self.add_field(_entity(route), json_object(request.body)),
+        }
+
+    def add_field(self, entity: Entity, body: Mapping[str, Any]) -> dict[str, Any]:
+        """A new custom field of an entity (also the admin view's way to make one)."""
+        with self.store.conn.write():
+            every = [
+                definition
+                for name in ("person", "organization", "deal")
+                for definition in self.store.fields(name)
+            ]
+            next_option = 1 + max(
+                (option["id"] for d in every for option in d.get("options") or ()), default=0
+            )
+            definition = fields.new_field(entity, body, self.store.fields(entity.name), next_option)
+            self.store.add_field(entity.name, definition)
+        return definition
+
+    def _all_fields(self, entity: Entity) -> list[dict[str, Any]]:
+        custom = self.store.fields(entity.name) if entity.custom_fields else []
+        return [*fields.standard_fields(entity), *custom]
+
+    # Users and activity types (v1) ------------------------------------------------------------
+
+    def _users(self, route: PipedriveRoute, request: Request) -> Answer:
+        return 200, {"success": True, "data": [account.user_answer(u) for u in account.USERS]}
+
+    def _me(self, route: PipedriveRoute, request: Request) -> Answer:
+        return 200, {"success": True, "data": account.user_answer(account.USERS[0], me=True)}
+
+    def _user(self, route: PipedriveRoute, request: Request) -> Answer:
+        text = route.params["id"]
+        for user in account.USERS:
+            if str(user["id"]) == text:
+                return 200, {"success": True, "data": account.user_answer(user)}
+        raise not_found("User")
+
+    def _find_users(self, route: PipedriveRoute, request: Request) -> Answer:
+        term = (_first(request.query, "term") or "").casefold()
+        if not term:
+            raise bad_request("term: is required")
+        key = "email" if _first(request.query, "search_by_email") == "1" else "name"
+        found = [u for u in account.USERS if term in str(u[key]).casefold()]
+        return 200, {"success": True, "data": [account.user_answer(u) for u in found]}
+
+    def _activity_types(self, route: PipedriveRoute, request: Request) -> Answer:
+        return 200, {"success": True, "data": account.activity_type_answers()}
+
+    # Shared steps -----------------------------------------------------------------------------
+
+    def _find(self, entity: Entity, text: str) -> Item:
+        item = self.store.get(entity.name, _id(entity, text))
+        if item is None:
+            raise not_found(entity.label)
+        return item
+
+    def _prepared(
+        self, entity: Entity, item: Item | None, changes: dict[str, Any], now: str
+    ) -> dict[str, Any]:
+        """The item's data after a write: the changes merged, links checked, defaults filled in
+        and the fields Pipedrive derives kept in step."""
+        data = dict(item.data) if item is not None else {}
+        custom = changes.pop("custom_fields", None)
+        if custom is not None:
+            definitions = self.store.fields(entity.name)
+            for link, linked_id in fields.check_values(custom, definitions):
+                self.check_link(f"custom_fields ({link})", link, linked_id)
+            merged = {**(data.get("custom_fields") or {}), **custom}
+            data["custom_fields"] = {code: v for code, v in merged.items() if v is not None}
+        for name, value in changes.items():
+            target = entity.field(name)
+            if value is not None and target is not None and target.link is not None:
+                self.check_link(name, target.link, value)
+        before = dict(data)
+        for name, value in changes.items():
+            if value is None:
+                data.pop(name, None)
+            else:
+                data[name] = value
+        if item is None:
+            self._defaults(entity, data, now)
+        _DERIVE.get(entity.name, _nothing)(self, data, before, changes, now)
+        return data
+
+    def _defaults(self, entity: Entity, data: dict[str, Any], now: str) -> None:
+        if entity in (PERSON, ORGANIZATION, DEAL, ACTIVITY):
+            data.setdefault("owner_id", account.TOKEN_OWNER)
+        if entity in (PERSON, ORGANIZATION, DEAL):
+            data.setdefault("visible_to", DEFAULT_VISIBLE_TO)
+        if entity is DEAL:
+            data.setdefault("status", "open")
+            data.setdefault("currency", account.DEFAULT_CURRENCY)
+            data.setdefault("value", 0)
+            data.setdefault("is_archived", False)
+            data["origin"] = "API"
+        elif entity is ACTIVITY:
+            data.setdefault("type", "task")
+            data.setdefault("subject", str(data["type"]).capitalize())
+            data.setdefault("done", False)
+            data["creator_user_id"] = account.TOKEN_OWNER
+        elif entity is PIPELINE:
+            data.setdefault("is_deal_probability_enabled", False)
+            data["order_nr"] = 1 + max(
+                (p.data.get("order_nr", 0) for p in self.store.all_active("pipeline")), default=0
+            )
+        elif entity is STAGE:
+            data.setdefault("deal_probability", 100)
+            data.setdefault("is_deal_rot_enabled", False)
+            data.setdefault("days_to_rotten", None)
+            data["order_nr"] = 1 + max(
+                (
+                    s.data.get("order_nr", 0)
+                    for s in self.store.all_active("stage")
+                    if s.data.get("pipeline_id") == data["pipeline_id"]
+                ),
+                default=0,
+            )
+        elif entity is NOTE:
+            data.setdefault("user_id", account.TOKEN_OWNER)
+
+    def check_link(self, name: str, link: str, value: Any) -> None:
+        if link == "user":
+            exists = value in account.USER_IDS
+        elif link == "activity_type":
+            exists = value in account.ACTIVITY_TYPES
+        else:
+            exists = self.store.get(link, value) is not None
+        if not exists:
+            raise bad_request(
+                f"Validation failed: {name}: {link.replace('_', ' ')} {value} not found"
+            )
+
+    def present(self, entity: Entity, item: Item, query: Query | None = None) -> dict[str, Any]:
+        """An item as the API answers it (``custom_fields=`` of the query picks custom fields)."""
+        if entity is NOTE:
+            return self._present_note(item)
+        codes = None
+        if entity.custom_fields:
+            codes = [d["field_code"] for d in self.store.fields(entity.name)]
+            asked = _first(query or {}, "custom_fields")
+            if asked:
+                keys = [key for key in asked.split(",") if key]
+                if len(keys) > MAX_CUSTOM_FIELD_KEYS:
+                    raise bad_request(f"custom_fields: at most {MAX_CUSTOM_FIELD_KEYS} keys")
+                codes = [code for code in codes if code in keys]
+        return present(entity, item, codes)
+
+    def _present_note(self, item: Item) -> dict[str, Any]:
+        """A note as API v1 answers it: its own fields, names of its parents, v1 timestamps."""
+        data = item.data
+        user = next(u for u in account.USERS if u["id"] == data.get("user_id"))
+        answer: dict[str, Any] = {
+            "id": item.id,
+            "active_flag": True,
+            "add_time": v1_time(data.get("add_time") or item.add_time),
+            "update_time": v1_time(item.update_time),
+            "content": data["content"],
+            "user_id": user["id"],
+            "last_update_user_id": user["id"],
+            "user": {
+                "email": user["email"],
+                "icon_url": "",
+                "is_you": user["id"] == account.TOKEN_OWNER,
+                "name": user["name"],
+            },
+        }
+        for parent, entity, key, label in (
+            ("deal_id", "deal", "title", "deal"),
+            ("person_id", "person", "name", "person"),
+            ("org_id", "organization", "name", "organization"),
+        ):
+            parent_id = data.get(parent)
+            if parent_id is not None:
+                answer[parent] = parent_id
+                named = self._named(entity, parent_id, key)
+                if named is not None:
+                    answer[label] = {key: named[key]}
+        for flag in ("deal", "organization", "person", "project", "task"):
+            answer[f"pinned_to_{flag}_flag"] = bool(data.get(f"pinned_to_{flag}_flag"))
+        return answer
+
+
+# What Pipedrive derives on a write ----------------------------------------------------------
+
+
+def _nothing(
+    api: PipedriveApi,
+    data: dict[str, Any],
+    before: dict[str, Any],
+    changes: dict[str, Any],
+    now: str,
+) -> None:
+    """Most entities derive nothing."""
+
+
+def _derive_person(
+    api: PipedriveApi,
+    data: dict[str, Any],
+    before: dict[str, Any],
+    changes: dict[str, Any],
+    now: str,
+) -> None:
+    """``name`` and ``first_name``/``last_name`` follow each other: a new name splits at its
+    first space; first and last names alone make the name. A person needs a name."""
+    if "name" in changes and data.get("name"):
+        first, _, last = str(data["name"]).strip().partition(" ")
+        if "first_name" not in changes:
+            data["first_name"] = first
+        if "last_name" not in changes:
+            data["last_name"] = last.strip()
+    elif "first_name" in changes or "last_name" in changes:
+        joined = " ".join(part for part in (data.get("first_name"), data.get("last_name")) if part)
+        if joined:
+            data["name"] = joined
+    for part in ("first_name", "last_name"):
+        if data.get(part) == "":
+            data.pop(part)
+    if not data.get("name"):
+        raise bad_request("Validation failed: name: is required")
+
+
+def _derive_deal(
+    api: PipedriveApi,
+    data: dict[str, Any],
+    before: dict[str, Any],
+    changes: dict[str, Any],
+    now: str,
+) -> None:
+    """Stage and pipeline agree: a stage names its pipeline, and a deal put in another pipeline
+    without a stage (or created without either) starts at that pipeline's first stage. Status
+    changes stamp the won, lost and close times; only lost deals keep a lost reason."""
+    store = api.store
+    stage_given = changes.get("stage_id") is not None
+    pipeline_given = changes.get("pipeline_id") is not None
+    if stage_given:
+        stage = store.get("stage", data["stage_id"])
+        assert stage is not None, "checked as a link"
+        if pipeline_given and stage.data["pipeline_id"] != data["pipeline_id"]:
+            raise bad_request(
+                f"Validation failed: stage_id: stage {stage.id} is not in pipeline "
+                f"{data['pipeline_id']}"
+            )
+        data["pipeline_id"] = stage.data["pipeline_id"]
+    elif "stage_id" not in data or (
+        pipeline_given and data["pipeline_id"] != before.get("pipeline_id")
+    ):
+        data["stage_id"], data["pipeline_id"] = _first_stage(store, data.get("pipeline_id"))
+    if before.get("stage_id") is not None and before["stage_id"] != data["stage_id"]:
+        data["stage_change_time"] = now
+    status = data.get("status")
+    if "status" in changes and status != before.get("status"):
+        for stamp in ("won_time", "lost_time", "close_time"):
+            data.pop(stamp, None)
+        if status in ("won", "lost"):
+            data[f"{status}_time"] = now
+            data["close_time"] = now
+        if status != "lost" and "lost_reason" not in changes:
+            data.pop("lost_reason", None)
+    if data.get("lost_reason") and status != "lost":
+        raise bad_request("Validation failed: lost_reason: can only be set if the deal is lost")
+
+
+def _first_stage(store: PipedriveStore, pipeline_id: int | None) -> tuple[int, int]:
+    """``(stage id, pipeline id)`` of a pipeline's first stage; without a pipeline, of the first
+    pipeline's."""
+    if pipeline_id is None:
+        pipelines = store.all_active("pipeline")
+        if not pipelines:
+            raise bad_request("Validation failed: pipeline_id: the account has no pipelines")
+        pipeline_id = min(pipelines, key=lambda p: (p.data.get("order_nr", 0), p.id)).id
+    stages = [s for s in store.all_active("stage") if s.data.get("pipeline_id") == pipeline_id]
+    if not stages:
+        raise bad_request(f"Validation failed: stage_id: pipeline {pipeline_id} has no stages")
+    first = min(stages, key=lambda s: (s.data.get("order_nr", 0), s.id))
+    return first.id, pipeline_id
+
+
+def _derive_activity(
+    api: PipedriveApi,
+    data: dict[str, Any],
+    before: dict[str, Any],
+    changes: dict[str, Any],
+    now: str,
+) -> None:
+    """``person_id`` and the primary participant agree; marking done stamps the time."""
+    if "participants" in changes and "person_id" not in changes:
+        primary = [p["person_id"] for p in data.get("participants") or () if p["primary"]]
+        if primary:
+            data["person_id"] = primary[0]
+    elif "person_id" in changes and data.get("person_id") is not None:
+        others = [p for p in data.get("participants") or () if p["person_id"] != data["person_id"]]
+        data["participants"] = [
+            {"person_id": data["person_id"], "primary": True},
+            *({**p, "primary": False} for p in others),
+        ]
+    for participant in data.get("participants") or ():
+        api.check_link("participants", "person", participant["person_id"])
+    if data.get("done") and not before.get("done"):
+        data["marked_as_done_time"] = now
+    elif not data.get("done"):
+        data.pop("marked_as_done_time", None)
+
+
+def _derive_note(
+    api: PipedriveApi,
+    data: dict[str, Any],
+    before: dict[str, Any],
+    changes: dict[str, Any],
+    now: str,
+) -> None:
+    """A note belongs to a deal, person or organization (Pipedrive also allows leads, projects
+    and tasks, which the sandbox does not model)."""
+    unmodelled = [name for name in UNMODELLED_NOTE_PARENTS if changes.get(name) is not None]
+    if unmodelled:
+        raise bad_request(
+            f"Validation failed: {unmodelled[0]}: the sandbox models notes on deals, persons "
+            "and organizations only"
+        )
+    if not any(data.get(parent) is not None for parent in NOTE_PARENTS):
+        raise bad_request(
+            "Validation failed: a note needs one of deal_id, person_id, org_id, lead_id, "
+            "project_id or task_id"
+        )
+    if not str(data.get("content") or "").strip():
+        raise bad_request("Validation failed: content: is required")
+
+
+def _derive_stage(
+    api: PipedriveApi,
+    data: dict[str, Any],
+    before: dict[str, Any],
+    changes: dict[str, Any],
+    now: str,
+) -> None:
+    """A stage moved to another pipeline goes to its end."""
+    if "pipeline_id" in changes and before and before.get("pipeline_id") != data["pipeline_id"]:
+        data["order_nr"] = 1 + max(
+            (
+                s.data.get("order_nr", 0)
+                for s in api.store.all_active("stage")
+                if s.data.get("pipeline_id") == data["pipeline_id"]
+            ),
+            default=0,
+        )
+
+
+_DERIVE: dict[
+    str, Callable[[PipedriveApi, dict[str, Any], dict[str, Any], dict[str, Any], str], None]
+] = {
+    "person": _derive_person,
+    "deal": _derive_deal,
+    "activity": _derive_activity,
+    "note": _derive_note,
+    "stage": _derive_stage,
+}
+
+
+# Parsing ------------------------------------------------------------------------------------
+
+
+def _entity(route: PipedriveRoute) -> Entity:
+    assert route.entity is not None
+    return route.entity
+
+
+def _id(entity: Entity, text: str) -> int:
+    """Ids are positive integers; anything else names no item."""
+    if not text.isdigit():
+        raise not_found(entity.label)
+    return int(text)
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(body or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise bad_request(f"Invalid JSON in the request body: {error}") from None
+    if not isinstance(payload, dict):
+        raise bad_request("The request body must be a JSON object")
+    return payload
+
+
+def _first(query: Query, name: str) -> str | None:
+    values = query.get(name)
+    return values[0] if values else None
+
+
+def _int_text(name: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise bad_request(f"{name}: must be an integer, got {text!r}") from None
+
+
+def _int_param(query: Query, name: str) -> int | None:
+    text = _first(query, name)
+    return None if text is None or text == "" else _int_text(name, text)
+
+
+def _bool_param(query: Query, name: str) -> bool:
+    text = (_first(query, name) or "").lower()
+    if text not in ("true", "false", "1", "0"):
+        raise bad_request(f"{name}: must be true or false")
+    return text in ("true", "1")
+
+
+def _limit(query: Query) -> int:
+    limit = _int_param(query, "limit")
+    if limit is None:
+        return DEFAULT_LIMIT
+    if not 1 <= limit <= MAX_LIMIT:
+        raise bad_request(f"limit: must be between 1 and {MAX_LIMIT}")
+    return limit
+
+
+def _order(entity: Entity, query: Query) -> Order:
+    columns = {"id": "id", "update_time": "update_time", "add_time": "add_time"}
+    if entity is ACTIVITY:
+        columns["due_date"] = "json_extract(data, '$.due_date')"
+    if entity is STAGE:
+        columns["order_nr"] = "json_extract(data, '$.order_nr')"
+    sort_by = _first(query, "sort_by") or "id"
+    direction = _first(query, "sort_direction") or "asc"
+    if sort_by not in columns:
+        raise bad_request(f"sort_by: must be one of {', '.join(columns)}")
+    if direction not in ("asc", "desc"):
+        raise bad_request("sort_direction: must be asc or desc")
+    return Order(columns[sort_by], descending=direction == "desc")
+
+
+def _encode_cursor(value: Any) -> str:
+    """Cursors are opaque to clients, as Pipedrive's are."""
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(text: str | None) -> tuple[Any, int] | None:
+    if not text:
+        return None
+    value = _decoded(text)
+    if not (isinstance(value, list) and len(value) == 2 and isinstance(value[1], int)):
+        raise bad_request("cursor: not a cursor this list gave")
+    return value[0], value[1]
+
+
+def _offset_cursor(text: str | None) -> int:
+    if not text:
+        return 0
+    value = _decoded(text)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise bad_request("cursor: not a cursor this list gave")
+    return value
+
+
+def _decoded(text: str) -> Any:
+    try:
+        return json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (binascii.Error, ValueError):
+        raise bad_request("cursor: not a cursor this list gave") from None
+
+
+def _term(query: Query) -> tuple[str, bool]:
+    term = (_first(query, "term") or "").strip()
+    exact = _first(query, "exact_match") is not None and _bool_param(query, "exact_match")
+    if len(term) < (1 if exact else search.MIN_TERM):
+        raise bad_request(
+            f"term: must be at least {search.MIN_TERM} characters (1 with exact_match)"
+        )
+    return term, exact
+
+
+def _fields_param(query: Query, allowed: Sequence[str]) -> list[str]:
+    text = _first(query, "fields")
+    if not text:
+        return list(allowed)
+    wanted = [name for name in text.split(",") if name]
+    unknown = [name for name in wanted if name not in allowed]
+    if unknown:
+        raise bad_request(f"fields: must be among {', '.join(allowed)}")
+    return wanted
+
+
+def _related_id(item: Mapping[str, Any], key: str) -> Any:
+    related = item.get({"org_id": "organization", "person_id": "person"}[key])
+    return related.get("id") if isinstance(related, dict) else None
+
+
+def _search_page(
+    found: list[tuple[float, dict[str, Any]]], query: Query
+) -> tuple[list[tuple[float, dict[str, Any]]], str | None]:
+    start = _offset_cursor(_first(query, "cursor"))
+    limit = _limit(query)
+    page = found[start : start + limit]
+    return page, _encode_cursor(start + limit) if start + limit < len(found) else None

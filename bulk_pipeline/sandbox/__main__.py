@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bulk_pipeline.sandbox.config import RATE_LIMIT_ENV, SandboxConfig
+from bulk_pipeline.sandbox.pipedrive.settings import DEFAULT_PLAN, DEFAULT_SEATS, PLANS
 from bulk_pipeline.sandbox.ratelimit import RateLimit
 from bulk_pipeline.sandbox.server import serve
 
@@ -14,7 +15,7 @@ from bulk_pipeline.sandbox.server import serve
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bulk_pipeline.sandbox",
-        description="A local CRM that speaks HubSpot's CRM v3 objects API.",
+        description="A local CRM that speaks HubSpot's CRM v3 and Pipedrive's API v2/v1.",
     )
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     parser.add_argument("--host", default="127.0.0.1")
@@ -30,6 +31,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--drop-rate", type=float, default=0.0, help="fraction done, then cut")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay added per call")
     parser.add_argument("--seed", type=int, help="seed of the fault-injection RNG")
+    pipedrive = parser.add_argument_group("Pipedrive dialect")
+    pipedrive.add_argument(
+        "--pipedrive-plan",
+        choices=tuple(PLANS),
+        help=f"budget and burst limits of a plan (default {DEFAULT_PLAN})",
+    )
+    pipedrive.add_argument(
+        "--pipedrive-seats", type=int, help=f"seats the budget counts (default {DEFAULT_SEATS})"
+    )
+    pipedrive.add_argument(
+        "--pipedrive-daily-budget", type=int, help="tokens per UTC day; 0 for no budget"
+    )
+    pipedrive.add_argument(
+        "--pipedrive-search-lag", type=float, metavar="SECONDS", help="search index lag"
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -48,12 +64,21 @@ def _config(args: argparse.Namespace) -> SandboxConfig:
         config = replace(config, search_rate_limit=RateLimit.parse(args.search_rate_limit))
     if args.daily_limit is not None:
         config = replace(config, daily_limit=args.daily_limit or None)
+    pipedrive: dict[str, object] = {}
+    if args.pipedrive_plan is not None or args.pipedrive_seats is not None:
+        pipedrive["plan"] = args.pipedrive_plan or DEFAULT_PLAN
+        pipedrive["seats"] = args.pipedrive_seats or DEFAULT_SEATS
+    if args.pipedrive_daily_budget is not None:
+        pipedrive["daily_budget"] = args.pipedrive_daily_budget
+    if args.pipedrive_search_lag is not None:
+        pipedrive["search_lag_s"] = args.pipedrive_search_lag
     return config.changed(
         {
             "error_rate": args.error_rate,
             "drop_rate": args.drop_rate,
             "latency_ms": args.latency_ms,
             "seed": args.seed,
+            "pipedrive": pipedrive,
         }
     )
 

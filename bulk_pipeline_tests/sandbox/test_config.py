@@ -49,3 +49,34 @@ def test_command_line_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (config.error_rate, config.seed) == (0.1, 3)
     with pytest.raises(SystemExit):
         sandbox_main(["--drop-rate", "3"])
+
+
+def test_pipedrive_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(
+        "bulk_pipeline.sandbox.__main__.serve",
+        lambda port, host, *, db_path, config: seen.update(config=config),
+    )
+    sandbox_main(
+        ["--pipedrive-plan", "premium", "--pipedrive-seats", "2", "--pipedrive-search-lag", "1.5"]
+    )
+    config = seen["config"]
+    assert isinstance(config, SandboxConfig)
+    assert config.pipedrive.daily_budget == 30_000 * 5 * 2
+    assert config.pipedrive.burst_limit == RateLimit(100, 2_000)
+    assert config.pipedrive.search_lag_s == 1.5
+    sandbox_main(["--pipedrive-daily-budget", "0"])
+    assert (
+        isinstance(seen["config"], SandboxConfig) and seen["config"].pipedrive.daily_budget is None
+    )
+    sandbox_main(["--rate-limit", "0"])
+    assert seen["config"] == SandboxConfig.unlimited(), "0 turns off every dialect's limits"
+
+
+def test_default_pipedrive_limits_are_a_growth_plan() -> None:
+    pipedrive = SandboxConfig.from_env({}).pipedrive
+    assert pipedrive.daily_budget == 30_000 * 2 * 3
+    assert pipedrive.burst_limit == RateLimit(40, 2_000)
+    assert pipedrive.oauth_burst_limit == RateLimit(160, 2_000)
+    assert pipedrive.search_limit == RateLimit(10, 2_000)
+    assert SandboxConfig.unlimited().pipedrive.daily_budget is None

@@ -39,15 +39,13 @@ from bulk_pipeline.sandbox.pipedrive.entities import (
 )
 from bulk_pipeline.sandbox.pipedrive.errors import bad_request, not_found
 from bulk_pipeline.sandbox.pipedrive.store import Item, Order, PipedriveStore
+from bulk_pipeline.sandbox.pipedrive.writes import NOTE_PARENTS, prepare
 
 TRASH_DAYS = 30
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 100
 MAX_IDS = 100
 MAX_CUSTOM_FIELD_KEYS = 15
-DEFAULT_VISIBLE_TO = 3
-NOTE_PARENTS = ("deal_id", "person_id", "org_id")
-UNMODELLED_NOTE_PARENTS = ("lead_id", "project_id", "task_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +191,7 @@ class PipedriveApi:
         changes = clean(entity, json_object(request.body), creating=True, lenient=entity is NOTE)
         now, wall = now_iso(), time.time()
         with self.store.conn.write():
-            data = self._prepared(entity, None, changes, now)
+            data = prepare(self.store, entity, None, changes, now)
             item_id = self.store.next_id(entity.name)
             item = self.store.insert(
                 entity.name,
@@ -212,7 +210,7 @@ class PipedriveApi:
         now, wall = now_iso(), time.time()
         with self.store.conn.write():
             item = self._find(entity, route.params["id"])
-            data = self._prepared(entity, item, changes, now)
+            data = prepare(self.store, entity, item, changes, now)
             item = self.store.replace(
                 entity.name,
                 item,
@@ -256,9 +254,10 @@ class PipedriveApi:
             next_cursor = _encode_cursor(
                 (self.store.order_value(entity.name, last.id, order), last.id)
             )
+        codes = self.custom_codes(entity, query) if entity.custom_fields else None
         return 200, {
             "success": True,
-            "data": [self.present(entity, item, query) for item in items],
+            "data": [self.present(entity, item, codes=codes) for item in items],
             "additional_data": {"next_cursor": next_cursor},
         }
 
@@ -405,7 +404,8 @@ class PipedriveApi:
     def _matches(
         self, entity: Entity, term: str, wanted: Sequence[str], exact: bool
     ) -> list[tuple[float, dict[str, Any]]]:
-        candidates = self.store.search_candidates(entity.name, term.casefold(), time.time())
+        needle = json.dumps(term.casefold(), ensure_ascii=False)[1:-1]
+        candidates = self.store.search_candidates(entity.name, needle, time.time())
         found = []
         for _, doc in candidates:
             score = search.score(doc, term, wanted, exact=exact)
@@ -571,96 +571,27 @@ class PipedriveApi:
             raise not_found(entity.label)
         return item
 
-    def _prepared(
-        self, entity: Entity, item: Item | None, changes: dict[str, Any], now: str
+    def present(
+        self, entity: Entity, item: Item, query: Query | None = None, codes: list[str] | None = None
     ) -> dict[str, Any]:
-        """The item's data after a write: the changes merged, links checked, defaults filled in
-        and the fields Pipedrive derives kept in step."""
-        data = dict(item.data) if item is not None else {}
-        custom = changes.pop("custom_fields", None)
-        if custom is not None:
-            definitions = self.store.fields(entity.name)
-            for link, linked_id in fields.check_values(custom, definitions):
-                self.check_link(f"custom_fields ({link})", link, linked_id)
-            merged = {**(data.get("custom_fields") or {}), **custom}
-            data["custom_fields"] = {code: v for code, v in merged.items() if v is not None}
-        for name, value in changes.items():
-            target = entity.field(name)
-            if value is not None and target is not None and target.link is not None:
-                self.check_link(name, target.link, value)
-        before = dict(data)
-        for name, value in changes.items():
-            if value is None:
-                data.pop(name, None)
-            else:
-                data[name] = value
-        if item is None:
-            self._defaults(entity, data, now)
-        _DERIVE.get(entity.name, _nothing)(self, data, before, changes, now)
-        return data
-
-    def _defaults(self, entity: Entity, data: dict[str, Any], now: str) -> None:
-        if entity in (PERSON, ORGANIZATION, DEAL, ACTIVITY):
-            data.setdefault("owner_id", account.TOKEN_OWNER)
-        if entity in (PERSON, ORGANIZATION, DEAL):
-            data.setdefault("visible_to", DEFAULT_VISIBLE_TO)
-        if entity is DEAL:
-            data.setdefault("status", "open")
-            data.setdefault("currency", account.DEFAULT_CURRENCY)
-            data.setdefault("value", 0)
-            data.setdefault("is_archived", False)
-            data["origin"] = "API"
-        elif entity is ACTIVITY:
-            data.setdefault("type", "task")
-            data.setdefault("subject", str(data["type"]).capitalize())
-            data.setdefault("done", False)
-            data["creator_user_id"] = account.TOKEN_OWNER
-        elif entity is PIPELINE:
-            data.setdefault("is_deal_probability_enabled", False)
-            data["order_nr"] = 1 + max(
-                (p.data.get("order_nr", 0) for p in self.store.all_active("pipeline")), default=0
-            )
-        elif entity is STAGE:
-            data.setdefault("deal_probability", 100)
-            data.setdefault("is_deal_rot_enabled", False)
-            data.setdefault("days_to_rotten", None)
-            data["order_nr"] = 1 + max(
-                (
-                    s.data.get("order_nr", 0)
-                    for s in self.store.all_active("stage")
-                    if s.data.get("pipeline_id") == data["pipeline_id"]
-                ),
-                default=0,
-            )
-        elif entity is NOTE:
-            data.setdefault("user_id", account.TOKEN_OWNER)
-
-    def check_link(self, name: str, link: str, value: Any) -> None:
-        if link == "user":
-            exists = value in account.USER_IDS
-        elif link == "activity_type":
-            exists = value in account.ACTIVITY_TYPES
-        else:
-            exists = self.store.get(link, value) is not None
-        if not exists:
-            raise bad_request(
-                f"Validation failed: {name}: {link.replace('_', ' ')} {value} not found"
-            )
-
-    def present(self, entity: Entity, item: Item, query: Query | None = None) -> dict[str, Any]:
-        """An item as the API answers it (``custom_fields=`` of the query picks custom fields)."""
+        """An item as the API answers it; ``codes`` (from ``custom_codes``) saves a query per
+        item of a list."""
         if entity is NOTE:
             return self._present_note(item)
-        codes = None
-        if entity.custom_fields:
-            codes = [d["field_code"] for d in self.store.fields(entity.name)]
-            asked = _first(query or {}, "custom_fields")
-            if asked:
-                keys = [key for key in asked.split(",") if key]
-                if len(keys) > MAX_CUSTOM_FIELD_KEYS:
-                    raise bad_request(f"custom_fields: at most {MAX_CUSTOM_FIELD_KEYS} keys")
-                codes = [code for code in codes if code in keys]
+        if codes is None and entity.custom_fields:
+            codes = self.custom_codes(entity, query or {})
         return present(entity, item, codes)
+
+    def custom_codes(self, entity: Entity, query: Query) -> list[str]:
+        """The custom fields an answer shows: all, or those ``custom_fields=`` names."""
+        codes = [d["field_code"] for d in self.store.fields(entity.name)]
+        asked = _first(query, "custom_fields")
+        if not asked:
+            return codes
+        keys = [key for key in asked.split(",") if key]
+        if len(keys) > MAX_CUSTOM_FIELD_KEYS:
+            raise bad_request(f"custom_fields: at most {MAX_CUSTOM_FIELD_KEYS} keys")
+        return [code for code in codes if code in keys]
 
     def _present_note(self, item: Item) -> dict[str, Any]:
         """A note as API v1 answers it: its own fields, names of its parents, v1 timestamps."""
@@ -695,181 +626,6 @@ class PipedriveApi:
         for flag in ("deal", "organization", "person", "project", "task"):
             answer[f"pinned_to_{flag}_flag"] = bool(data.get(f"pinned_to_{flag}_flag"))
         return answer
-
-
-# What Pipedrive derives on a write ----------------------------------------------------------
-
-
-def _nothing(
-    api: PipedriveApi,
-    data: dict[str, Any],
-    before: dict[str, Any],
-    changes: dict[str, Any],
-    now: str,
-) -> None:
-    """Most entities derive nothing."""
-
-
-def _derive_person(
-    api: PipedriveApi,
-    data: dict[str, Any],
-    before: dict[str, Any],
-    changes: dict[str, Any],
-    now: str,
-) -> None:
-    """``name`` and ``first_name``/``last_name`` follow each other: a new name splits at its
-    first space; first and last names alone make the name. A person needs a name."""
-    if "name" in changes and data.get("name"):
-        first, _, last = str(data["name"]).strip().partition(" ")
-        if "first_name" not in changes:
-            data["first_name"] = first
-        if "last_name" not in changes:
-            data["last_name"] = last.strip()
-    elif "first_name" in changes or "last_name" in changes:
-        joined = " ".join(part for part in (data.get("first_name"), data.get("last_name")) if part)
-        if joined:
-            data["name"] = joined
-    for part in ("first_name", "last_name"):
-        if data.get(part) == "":
-            data.pop(part)
-    if not data.get("name"):
-        raise bad_request("Validation failed: name: is required")
-
-
-def _derive_deal(
-    api: PipedriveApi,
-    data: dict[str, Any],
-    before: dict[str, Any],
-    changes: dict[str, Any],
-    now: str,
-) -> None:
-    """Stage and pipeline agree: a stage names its pipeline, and a deal put in another pipeline
-    without a stage (or created without either) starts at that pipeline's first stage. Status
-    changes stamp the won, lost and close times; only lost deals keep a lost reason."""
-    store = api.store
-    stage_given = changes.get("stage_id") is not None
-    pipeline_given = changes.get("pipeline_id") is not None
-    if stage_given:
-        stage = store.get("stage", data["stage_id"])
-        assert stage is not None, "checked as a link"
-        if pipeline_given and stage.data["pipeline_id"] != data["pipeline_id"]:
-            raise bad_request(
-                f"Validation failed: stage_id: stage {stage.id} is not in pipeline "
-                f"{data['pipeline_id']}"
-            )
-        data["pipeline_id"] = stage.data["pipeline_id"]
-    elif "stage_id" not in data or (
-        pipeline_given and data["pipeline_id"] != before.get("pipeline_id")
-    ):
-        data["stage_id"], data["pipeline_id"] = _first_stage(store, data.get("pipeline_id"))
-    if before.get("stage_id") is not None and before["stage_id"] != data["stage_id"]:
-        data["stage_change_time"] = now
-    status = data.get("status")
-    if "status" in changes and status != before.get("status"):
-        for stamp in ("won_time", "lost_time", "close_time"):
-            data.pop(stamp, None)
-        if status in ("won", "lost"):
-            data[f"{status}_time"] = now
-            data["close_time"] = now
-        if status != "lost" and "lost_reason" not in changes:
-            data.pop("lost_reason", None)
-    if data.get("lost_reason") and status != "lost":
-        raise bad_request("Validation failed: lost_reason: can only be set if the deal is lost")
-
-
-def _first_stage(store: PipedriveStore, pipeline_id: int | None) -> tuple[int, int]:
-    """``(stage id, pipeline id)`` of a pipeline's first stage; without a pipeline, of the first
-    pipeline's."""
-    if pipeline_id is None:
-        pipelines = store.all_active("pipeline")
-        if not pipelines:
-            raise bad_request("Validation failed: pipeline_id: the account has no pipelines")
-        pipeline_id = min(pipelines, key=lambda p: (p.data.get("order_nr", 0), p.id)).id
-    stages = [s for s in store.all_active("stage") if s.data.get("pipeline_id") == pipeline_id]
-    if not stages:
-        raise bad_request(f"Validation failed: stage_id: pipeline {pipeline_id} has no stages")
-    first = min(stages, key=lambda s: (s.data.get("order_nr", 0), s.id))
-    return first.id, pipeline_id
-
-
-def _derive_activity(
-    api: PipedriveApi,
-    data: dict[str, Any],
-    before: dict[str, Any],
-    changes: dict[str, Any],
-    now: str,
-) -> None:
-    """``person_id`` and the primary participant agree; marking done stamps the time."""
-    if "participants" in changes and "person_id" not in changes:
-        primary = [p["person_id"] for p in data.get("participants") or () if p["primary"]]
-        if primary:
-            data["person_id"] = primary[0]
-    elif "person_id" in changes and data.get("person_id") is not None:
-        others = [p for p in data.get("participants") or () if p["person_id"] != data["person_id"]]
-        data["participants"] = [
-            {"person_id": data["person_id"], "primary": True},
-            *({**p, "primary": False} for p in others),
-        ]
-    for participant in data.get("participants") or ():
-        api.check_link("participants", "person", participant["person_id"])
-    if data.get("done") and not before.get("done"):
-        data["marked_as_done_time"] = now
-    elif not data.get("done"):
-        data.pop("marked_as_done_time", None)
-
-
-def _derive_note(
-    api: PipedriveApi,
-    data: dict[str, Any],
-    before: dict[str, Any],
-    changes: dict[str, Any],
-    now: str,
-) -> None:
-    """A note belongs to a deal, person or organization (Pipedrive also allows leads, projects
-    and tasks, which the sandbox does not model)."""
-    unmodelled = [name for name in UNMODELLED_NOTE_PARENTS if changes.get(name) is not None]
-    if unmodelled:
-        raise bad_request(
-            f"Validation failed: {unmodelled[0]}: the sandbox models notes on deals, persons "
-            "and organizations only"
-        )
-    if not any(data.get(parent) is not None for parent in NOTE_PARENTS):
-        raise bad_request(
-            "Validation failed: a note needs one of deal_id, person_id, org_id, lead_id, "
-            "project_id or task_id"
-        )
-    if not str(data.get("content") or "").strip():
-        raise bad_request("Validation failed: content: is required")
-
-
-def _derive_stage(
-    api: PipedriveApi,
-    data: dict[str, Any],
-    before: dict[str, Any],
-    changes: dict[str, Any],
-    now: str,
-) -> None:
-    """A stage moved to another pipeline goes to its end."""
-    if "pipeline_id" in changes and before and before.get("pipeline_id") != data["pipeline_id"]:
-        data["order_nr"] = 1 + max(
-            (
-                s.data.get("order_nr", 0)
-                for s in api.store.all_active("stage")
-                if s.data.get("pipeline_id") == data["pipeline_id"]
-            ),
-            default=0,
-        )
-
-
-_DERIVE: dict[
-    str, Callable[[PipedriveApi, dict[str, Any], dict[str, Any], dict[str, Any], str], None]
-] = {
-    "person": _derive_person,
-    "deal": _derive_deal,
-    "activity": _derive_activity,
-    "note": _derive_note,
-    "stage": _derive_stage,
-}
 
 
 # Parsing ------------------------------------------------------------------------------------

@@ -154,8 +154,8 @@ class PipedriveStore:
     def search_candidates(
         self, entity: str, needle: str, now: float
     ) -> list[tuple[int, SearchDoc]]:
-        """Active items whose search snapshot visible at ``now`` contains ``needle`` somewhere;
-        the caller matches precisely."""
+        """Active items whose search snapshot visible at ``now`` contains ``needle`` (a term as
+        it appears inside a JSON string) somewhere; the caller matches precisely."""
         rows = self._db.execute(
             "SELECT id, doc FROM (SELECT id, CASE WHEN pending_at IS NOT NULL AND pending_at <= ? "
             "THEN pending ELSE indexed END AS doc FROM pipedrive_items "

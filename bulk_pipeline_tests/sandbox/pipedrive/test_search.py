@@ -45,6 +45,8 @@ def test_person_search_by_field_exact_or_partial(pipedrive: httpx.Client) -> Non
     assert error(pipedrive.get(search, params={"term": "ada", "fields": "title"}), 400)
     item = data(pipedrive.get(search, params={"term": "lovelace"}))["items"][0]["item"]
     assert item["emails"] == ["ada@example.com"] and item["name"] == "Ada Lovelace"
+    quoted = person(pipedrive, 'Ann "Nan" Müller')
+    assert found(pipedrive, search, term='"nan" mü') == [("person", quoted["id"])]
 
 
 def test_search_filters_custom_fields_and_item_search(pipedrive: httpx.Client) -> None:

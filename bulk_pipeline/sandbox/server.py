@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from bulk_pipeline.config import SANDBOX_TOKEN_ENV, sandbox_db_path, sandbox_token
+from bulk_pipeline.redaction import redact
 from bulk_pipeline.sandbox import launcher
 from bulk_pipeline.sandbox.admin import SandboxAdmin
 from bulk_pipeline.sandbox.config import RATE_LIMIT_ENV, SEARCH_RATE_LIMIT_ENV, SandboxConfig
@@ -337,7 +338,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
         except ApiError as error:
             return error.status, error.body
         except Exception:
-            logger.exception("sandbox failed on %s %s", self.command, self.path)
+            logger.exception("sandbox failed on %s %s", self.command, redact(self.path))
             failure = dialect.server_error(500)
             return failure.status, failure.body
 

@@ -386,3 +386,17 @@ def test_stats_and_reset_per_dialect(
     assert sandbox.admin.counts("pipedrive") == {"pipelines": 1, "stages": 5}, "a fresh account"
     assert sandbox.admin.limits("pipedrive")["tokens_used"] == 0
     assert person(pipedrive, "Ada")["id"] == 1
+
+
+def test_an_internal_failure_answers_500_and_logs_no_token(
+    sandbox: RunningSandbox, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(self: object, route: object, request: object) -> object:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("bulk_pipeline.sandbox.pipedrive.api.PipedriveApi.handle", broken)
+    with httpx.Client(base_url=sandbox.url, trust_env=False) as client:
+        answer = client.get(PERSONS, params={"api_token": sandbox.token})
+    assert error(answer, 500) == "An internal server error occurred"
+    assert "boom" in caplog.text and "/api/v2/persons" in caplog.text
+    assert sandbox.token not in caplog.text

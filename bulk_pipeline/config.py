@@ -1,7 +1,8 @@
 """Where bulk_pipeline keeps its files and which environment variables it reads.
 
 Everything the pipeline writes lives under the data home so that one folder can be backed up,
-git-ignored or wiped as a unit.
+git-ignored or wiped as a unit. The data home never depends on the current directory: a command
+run from another folder must see the same imports, not silently start an empty home there.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ SANDBOX_URL_ENV = "BULK_PIPELINE_SANDBOX_URL"
 HUBSPOT_TOKEN_ENV = "HUBSPOT_ACCESS_TOKEN"
 HUBSPOT_BASE_URL_ENV = "HUBSPOT_BASE_URL"
 
-DEFAULT_HOME = "data"
+CHECKOUT_HOME = "data"
+"""The data home of a source checkout, beside the package (git-ignored)."""
+USER_HOME_NAME = "bulk_pipeline"
+"""The data home's folder name under the per-user data directory of an installed package."""
 DEFAULT_SANDBOX_TOKEN = "sandbox-local-token"
 HUBSPOT_DEFAULT_BASE_URL = "https://api.hubapi.com"
 
@@ -27,10 +31,42 @@ DEFAULT_MAX_ROWS = 10_000_000
 
 
 def data_home() -> Path:
-    """The data home, created on first use."""
-    home = Path(os.environ.get(HOME_ENV) or DEFAULT_HOME).expanduser().resolve()
+    """The data home, created on first use; see ``default_data_home`` when the variable is unset."""
+    configured = os.environ.get(HOME_ENV)
+    home = Path(configured).expanduser().resolve() if configured else default_data_home()
     home.mkdir(parents=True, exist_ok=True)
     return home
+
+
+def data_home_origin() -> str:
+    """Why the data home is where it is, for the lines that print it."""
+    if os.environ.get(HOME_ENV):
+        return f"from ${HOME_ENV}"
+    if checkout_root() is not None:
+        return "the source checkout's data folder"
+    return "the per-user data folder"
+
+
+def default_data_home() -> Path:
+    """``data/`` of the source checkout the package runs from, else the per-user data folder
+    (``$XDG_DATA_HOME/bulk_pipeline``, by default ``~/.local/share/bulk_pipeline``)."""
+    root = checkout_root()
+    return root / CHECKOUT_HOME if root is not None else user_data_home()
+
+
+def user_data_home() -> Path:
+    user_data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(user_data).expanduser().resolve() / USER_HOME_NAME
+
+
+def checkout_root() -> Path | None:
+    """The source checkout holding this package (an editable install), or None when installed."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        project = (root / "pyproject.toml").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    return root if 'name = "bulk_pipeline"' in project else None
 
 
 def sandbox_token() -> str:

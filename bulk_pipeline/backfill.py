@@ -9,24 +9,19 @@ so a re-run sends only the rows not yet written and never duplicates a record.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
-from bulk_pipeline.defs.assets import import_assets
-from bulk_pipeline.defs.resources import default_resources
-from bulk_pipeline.defs.sync_assets import sync_assets
-from bulk_pipeline.runs import (
-    FAILED,
-    PARTITION_TAG,
-    failure_message,
-    is_dry_run,
-    process_tags,
-    run_kind,
-)
+from bulk_pipeline.command_runs import import_tags, run_job
+from bulk_pipeline.imports import UnknownImportError, load_import
+from bulk_pipeline.runs import FAILED, PARTITION_TAG, failure_message, is_dry_run, run_kind
 
 RETRY_OF_TAG = "bulk_pipeline/retry_of"
+JOBS = {"import": "import_job", "sync": "sync_job"}
 
 
 @dataclass(frozen=True)
@@ -45,6 +40,7 @@ class RetryResult:
     run_id: str
     succeeded: bool
     error: str
+    log_path: Path
 
 
 def failed_partitions(instance: dg.DagsterInstance) -> list[FailedPartition]:
@@ -67,21 +63,19 @@ def failed_partitions(instance: dg.DagsterInstance) -> list[FailedPartition]:
 
 
 def retry_partition(
-    instance: dg.DagsterInstance,
-    failed: FailedPartition,
-    *,
-    run_config: Mapping[str, Any] | None = None,
+    failed: FailedPartition, *, run_config: Mapping[str, Any] | None = None
 ) -> RetryResult:
-    """Run the failed partition again in this process, on the same instance."""
-    assets = import_assets if failed.kind == "import" else sync_assets
-    result = dg.materialize(
-        assets,
+    """Run the failed partition again in this process, on the same instance, as the job the
+    code location defines for it (so the UI lists and can re-execute it like any other)."""
+    tags = {RETRY_OF_TAG: failed.run_id}
+    if failed.kind == "import":
+        with suppress(UnknownImportError):
+            tags |= import_tags(load_import(failed.partition_key))
+    run = run_job(
+        JOBS[failed.kind],
         partition_key=failed.partition_key,
-        instance=instance,
-        resources=default_resources(),
-        raise_on_error=False,
-        run_config=dict(run_config or {}),
-        tags={**process_tags("retry-failed"), RETRY_OF_TAG: failed.run_id},
+        tags=tags,
+        run_config=run_config,
+        launched_by="retry-failed",
     )
-    error = "" if result.success else failure_message(instance, result.run_id)
-    return RetryResult(failed, result.run_id, result.success, error)
+    return RetryResult(failed, run.run_id, run.success, run.error, run.log_path)

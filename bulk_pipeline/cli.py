@@ -1,26 +1,24 @@
-"""The ``bulk-pipeline`` command: the same asset graph as the UI, recorded in the same instance."""
+"""The ``bulk-pipeline`` command: the code location's own jobs, recorded in the same instance.
+
+What a person sees is kept short and true: one progress display for every phase, the summary,
+and on failure a few lines naming the file as they typed it, what to do, and where the full log
+is. Dagster's records go to that log file (``--verbose`` prints them as well).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import subprocess
 import sys
-import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dagster import AssetCheckEvaluation
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from bulk_pipeline import config
@@ -28,19 +26,21 @@ from bulk_pipeline.entities import Entity
 from bulk_pipeline.imports import (
     DEFAULT_MAX_INVALID_RATIO,
     TARGETS,
+    ImportRequest,
     UnknownImportError,
     load_import,
     register_import,
 )
 from bulk_pipeline.instance import ensure_dagster_home, open_instance
-from bulk_pipeline.progress import read_progress
-from bulk_pipeline.reports.listing import format_report, format_status, recent_imports
 from bulk_pipeline.staging import OnDuplicate
 
-PROGRESS_POLL_SECONDS = 0.25
-QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+if TYPE_CHECKING:
+    from bulk_pipeline.command_runs import CommandRun
 
-console = Console(stderr=True)
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+"""128 + SIGINT, what shells report for a command stopped with Ctrl-C."""
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -53,12 +53,13 @@ def _build_parser() -> argparse.ArgumentParser:
     imp = commands.add_parser("import", help="import one file into a CRM")
     imp.add_argument("path", type=Path)
     imp.add_argument("--entity", choices=[e.value for e in Entity])
+    imp.add_argument("--sheet", help="the workbook sheet to import (default: picked by its name)")
     imp.add_argument("--target", choices=TARGETS, default="sandbox")
     imp.add_argument(
         "--on-duplicate", choices=[o.value for o in OnDuplicate], default=OnDuplicate.SKIP.value
     )
     imp.add_argument("--mapping", type=Path, help="YAML file mapping your columns to our fields")
-    imp.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    imp.add_argument("--no-progress", action="store_true", help="show no progress while working")
     imp.add_argument(
         "--dry-run",
         action="store_true",
@@ -78,24 +79,35 @@ def _build_parser() -> argparse.ArgumentParser:
     imp.add_argument(
         "--note", action="store_true", help="write the summary to the CRM as a note when done"
     )
+    _verbose(imp)
 
     rollback = commands.add_parser("rollback", help="undo an import in its CRM")
     rollback.add_argument("import_id")
+    _verbose(rollback)
 
-    sandbox = commands.add_parser("sandbox", help="serve the embedded sandbox CRM")
+    sandbox = commands.add_parser(
+        "sandbox", help="serve the embedded sandbox CRM (`sandbox stop` stops a running one)"
+    )
+    sandbox.add_argument("action", nargs="?", choices=["serve", "stop"], default="serve")
     sandbox.add_argument("--port", type=int, default=8765)
     sandbox.add_argument("--host", default="127.0.0.1")
 
-    report = commands.add_parser("report", help="an import's summary and HTML report")
+    report = commands.add_parser("report", help="an import's state, summary and HTML report")
     report.add_argument("import_id")
 
-    status = commands.add_parser("status", help="recent imports and their outcome counts")
+    status = commands.add_parser("status", help="recent imports: their state and outcome counts")
     status.add_argument("--limit", type=int, default=20)
 
     sync = commands.add_parser("sync", help="sync every source of sources.yaml for one day")
     sync.add_argument(
         "--date", type=date.fromisoformat, help="the day to sync (default: today, YYYY-MM-DD)"
     )
+    sync.add_argument(
+        "--again",
+        action="store_true",
+        help="read and sync again the sources that already finished the day",
+    )
+    _verbose(sync)
 
     retry = commands.add_parser(
         "retry-failed", help="re-run the import partitions and sync days whose last run failed"
@@ -107,66 +119,29 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _failure_message(result: Any) -> str:
-    for event in result.all_events:
-        data = event.event_specific_data
-        if isinstance(data, AssetCheckEvaluation) and not data.passed:
-            return f"stopped by the check {data.check_name}: {data.description}"
-    for event in result.all_events:
-        if event.is_step_failure:
-            data = event.step_failure_data
-            if data.user_failure_data is not None and data.user_failure_data.description:
-                return str(data.user_failure_data.description)
-            if data.error is not None:
-                return str(data.error.message).strip()
-    return "the import run failed; see the run in the Dagster UI"
+def _verbose(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--verbose", action="store_true", help="also print Dagster's log records as they happen"
+    )
 
 
-def _watch_progress(path: Path, stop: threading.Event) -> None:
-    with Progress(
-        TextColumn("[bold]pushing"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:.0f} records/s"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("push", total=None, rate=0.0)
-        while not stop.wait(PROGRESS_POLL_SECONDS):
-            snapshot = read_progress(path)
-            if snapshot is not None:
-                bar.update(
-                    task,
-                    total=snapshot.total,
-                    completed=snapshot.processed,
-                    rate=snapshot.records_per_second,
-                )
+def _say(text: str) -> None:
+    """A line for the person, on stdout (results) ..."""
+    print(text, flush=True)
 
 
-def _print_summary(summary: dict[str, Any]) -> None:
-    out = Console()
-    out.print(f"{summary['import_id']} -> {summary['target']} ({summary['entity']})")
-    table = Table()
-    table.add_column("outcome")
-    table.add_column("rows", justify="right")
-    for key in ("created", "updated", "unchanged", "duplicates", "invalid", "failed", "rows"):
-        table.add_row(key, str(summary[key]))
-    out.print(table)
-    if summary["unmapped_columns"]:
-        out.print("Columns not sent (no CRM field): " + ", ".join(summary["unmapped_columns"]))
-    folder = Path(summary["rejected_csv"]).parent
-    out.print(f"Report folder: {folder} (open {folder / 'report.html'} in a browser)")
+def _tell(text: str) -> None:
+    """... or on stderr (what is going on, what went wrong)."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def _data_home_line() -> str:
+    return f"data home: {config.data_home()} ({config.data_home_origin()})"
 
 
 def run_import(args: argparse.Namespace) -> int:
-    import dagster as dg
-
-    from bulk_pipeline.defs.assets import import_assets
-    from bulk_pipeline.defs.partitions import imports_partitions
-    from bulk_pipeline.defs.resources import default_resources
-    from bulk_pipeline.runs import process_tags, recover_dead_runs
+    from bulk_pipeline import command_runs
+    from bulk_pipeline.import_steps import progress_path
 
     ensure_dagster_home()
     try:
@@ -179,107 +154,190 @@ def run_import(args: argparse.Namespace) -> int:
             max_invalid_ratio=args.max_invalid_ratio,
             max_create_share=args.max_create_share,
             note=args.note,
+            sheet=args.sheet,
         )
     except (FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        return 2
-    instance = open_instance()
-    recover_dead_runs(instance)
-    partitions_name = imports_partitions.name or "imports"
-    if not instance.has_dynamic_partition(partitions_name, request.import_id):
-        instance.add_dynamic_partitions(partitions_name, [request.import_id])
-    console.print(f"importing {args.path} as [bold]{request.import_id}[/bold]")
-
-    from bulk_pipeline.import_steps import progress_path
-
+        _tell(f"error: {exc}")
+        return EXIT_USAGE
+    _add_partition(request.import_id)
+    _tell(f"importing {args.path} as {request.import_id} into {request.target}")
+    _tell(_data_home_line())
     progress_file = progress_path(request.import_id)
     progress_file.unlink(missing_ok=True)
-    stop = threading.Event()
-    watcher = None
-    if not args.no_progress:
-        watcher = threading.Thread(target=_watch_progress, args=(progress_file, stop), daemon=True)
-        watcher.start()
-    try:
-        result = dg.materialize(
-            import_assets,
+    with _announcing_background_sandbox(request.target):
+        run = _run_with_progress(
+            progress_file,
+            show=not args.no_progress,
+            verbose=args.verbose,
+            job_name="import_job",
             partition_key=request.import_id,
-            instance=instance,
-            resources=default_resources(),
-            raise_on_error=False,
-            run_config=_run_config(dry_run=args.dry_run),
-            tags=process_tags(),
+            tags=command_runs.import_tags(request),
+            run_config={"ops": {"crm_push": {"config": {"dry_run": args.dry_run}}}},
         )
-    finally:
-        stop.set()
-        if watcher is not None:
-            watcher.join()
-    if not result.success:
-        console.print(f"[red]import failed:[/red] {_failure_message(result)}")
-        console.print(f"run id: {result.run_id} (see it with `make dev`)")
-        return 1
+    if not run.success:
+        return _report_failure(f"import of {args.path}", run)
     folder = config.reports_dir(request.import_id)
     if args.dry_run:
         _print_plan(json.loads((folder / "plan.json").read_text(encoding="utf-8")))
         return 0
-    _print_summary(json.loads((folder / "summary.json").read_text(encoding="utf-8")))
+    _print_summary(request, json.loads((folder / "summary.json").read_text(encoding="utf-8")))
     return 0
 
 
-def _run_config(*, dry_run: bool) -> dict[str, Any]:
-    return {**QUIET_RUN_CONFIG, "ops": {"crm_push": {"config": {"dry_run": dry_run}}}}
+def _add_partition(import_id: str) -> None:
+    from bulk_pipeline.defs.partitions import imports_partitions
+
+    with open_instance() as instance:
+        name = imports_partitions.name or "imports"
+        if not instance.has_dynamic_partition(name, import_id):
+            instance.add_dynamic_partitions(name, [import_id])
+
+
+def _run_with_progress(
+    progress_file: Path | None, *, show: bool, verbose: bool, **job: Any
+) -> CommandRun:
+    """Run a job, showing its progress on the terminal (live) or as plain lines."""
+    from bulk_pipeline import command_runs
+    from bulk_pipeline.terminal import ProgressDisplay, terminal_stream
+
+    with ExitStack() as stack:
+        if show and progress_file is not None:
+            stream = stack.enter_context(terminal_stream())
+            live = stream.isatty() and not verbose
+            stack.enter_context(ProgressDisplay(progress_file, stream, live=live))
+        return command_runs.run_job(verbose=verbose, **job)
+
+
+def _report_failure(what: str, run: CommandRun) -> int:
+    from bulk_pipeline.terminal import error_block, stopped_block
+
+    if run.stopped:
+        _tell(stopped_block(what, run.error, run_id=run.run_id, step=run.failed_step))
+        return EXIT_INTERRUPTED
+    _tell(
+        error_block(what, run.error, run_id=run.run_id, log_path=run.log_path, step=run.failed_step)
+    )
+    return EXIT_FAILED
+
+
+@contextmanager
+def _announcing_background_sandbox(target: str) -> Iterator[None]:
+    """Say so when the command leaves a sandbox CRM running in the background."""
+    if target != "sandbox" or os.environ.get(config.SANDBOX_URL_ENV):
+        yield
+        return
+    from bulk_pipeline.sandbox.launcher import LOG_FILE, running_server, sandbox_dir
+
+    before = running_server()
+    try:
+        yield
+    finally:
+        server = running_server()
+        if server is not None and (before is None or server.pid != before.pid):
+            _tell(
+                f"A sandbox CRM now runs in the background on {server.url} (process "
+                f"{server.pid}, log {sandbox_dir() / LOG_FILE}); later imports reuse it. "
+                "Stop it with: bulk-pipeline sandbox stop"
+            )
+
+
+def _print_summary(request: ImportRequest, summary: dict[str, Any]) -> None:
+    out = Console()
+    out.print(
+        f"{summary['import_id']}: {request.source} -> {summary['target']} ({summary['entity']})",
+        markup=False,
+        highlight=False,
+    )
+    table = Table()
+    table.add_column("outcome")
+    table.add_column("rows", justify="right")
+    for key in ("created", "updated", "unchanged", "duplicates", "invalid", "failed", "rows"):
+        table.add_row(key, f"{summary[key]:,}")
+    out.print(table)
+    for line in summary_notes(summary):
+        _say(line)
+    folder = Path(summary["rejected_csv"]).parent
+    _say(f"Report: {folder / 'report.html'}")
+
+
+def summary_notes(summary: dict[str, Any]) -> list[str]:
+    """What a person must know beyond the counts: columns not sent, the sheet read and the
+    sheets not read, warnings."""
+    notes: list[str] = []
+    if summary.get("unmapped_columns"):
+        notes.append("Columns not sent (no CRM field): " + ", ".join(summary["unmapped_columns"]))
+    if summary.get("sheet"):
+        notes.append(f"Sheet '{summary['sheet']}' was imported as {summary['entity']}.")
+    for skipped in summary.get("skipped_sheets", []):
+        notes.append(
+            f"Sheet '{skipped['sheet']}' was not imported: {skipped['reason']}. "
+            f"To import it: {skipped['to_import']}"
+        )
+    notes += [f"warning: {warning}" for warning in summary.get("warnings", [])]
+    return notes
 
 
 def _print_plan(plan: dict[str, Any]) -> None:
     out = Console()
-    out.print(f"dry run of {plan['import_id']} -> {plan['target']}: nothing was written")
+    out.print(
+        f"dry run of {plan['import_id']} -> {plan['target']}: nothing was written",
+        markup=False,
+        highlight=False,
+    )
     table = Table()
     table.add_column("would")
     table.add_column("records", justify="right")
     for key in ("creates", "updates", "unchanged", "conflicts", "duplicates", "invalid"):
-        table.add_row(key, str(plan[key]))
+        table.add_row(key, f"{plan[key]:,}")
     out.print(table)
     for name, count in sorted(plan["changed_fields"].items()):
-        out.print(f"  updates would change {name} on {count} records")
-    out.print(f"Plan, record by record: {plan['plan_csv']}")
+        _say(f"  updates would change {name} on {count} records")
+    _say(f"Plan, record by record: {plan['plan_csv']}")
 
 
 def run_rollback(args: argparse.Namespace) -> int:
-    from bulk_pipeline.defs.assets import rollback_job
-    from bulk_pipeline.defs.resources import default_resources
-    from bulk_pipeline.runs import process_tags, recover_dead_runs
+    from bulk_pipeline import command_runs
 
     ensure_dagster_home()
     try:
-        load_import(args.import_id)
+        request = load_import(args.import_id)
     except UnknownImportError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        return 2
-    with open_instance() as instance:
-        recover_dead_runs(instance)
-        result = rollback_job.execute_in_process(
-            instance=instance,
-            partition_key=args.import_id,
-            resources=default_resources(),
-            raise_on_error=False,
-            run_config=QUIET_RUN_CONFIG,
-            tags=process_tags(),
-        )
+        _tell(f"error: {exc}")
+        return EXIT_USAGE
+    run = command_runs.run_job(
+        "rollback_job",
+        partition_key=args.import_id,
+        tags=command_runs.import_tags(request),
+        verbose=args.verbose,
+    )
     path = config.reports_dir(args.import_id) / "rollback.json"
     if path.exists():
         done = json.loads(path.read_text(encoding="utf-8"))
-        Console().print(
+        _say(
             f"rollback of {args.import_id}: {done['archived']} records archived, "
             f"{done['restored']} restored to their previous values, "
             f"{done['already_rolled_back']} already rolled back before"
             + (f", {len(done['failed'])} failed" if done["failed"] else "")
         )
-    if not result.success:
-        console.print(f"[red]rollback failed:[/red] {_failure_message(result)}")
-        return 1
+    if not run.success:
+        return _report_failure(f"rollback of {args.import_id}", run)
     return 0
 
 
 def run_sandbox(args: argparse.Namespace) -> int:
+    from bulk_pipeline.sandbox.launcher import SandboxStopError, stop_server
+
+    if args.action == "stop":
+        try:
+            stopped = stop_server()
+        except SandboxStopError as exc:
+            _tell(f"error: {exc}")
+            return EXIT_FAILED
+        if stopped is None:
+            _say(f"no sandbox CRM is running for {config.data_home()}")
+        else:
+            _say(f"stopped the sandbox CRM on {stopped.url} (process {stopped.pid})")
+        return 0
     from bulk_pipeline.sandbox.server import serve
 
     serve(args.port, args.host)
@@ -287,60 +345,64 @@ def run_sandbox(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    from bulk_pipeline.reports.listing import format_report
+
     try:
-        print(format_report(args.import_id))
+        _say(format_report(args.import_id))
     except UnknownImportError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        return 1
+        _tell(f"error: {exc}")
+        return EXIT_FAILED
     return 0
 
 
 def run_status(args: argparse.Namespace) -> int:
-    print(format_status(recent_imports(limit=args.limit)))
+    from bulk_pipeline.reports.listing import format_status, recent_imports
+
+    _say(_data_home_line())
+    _say(format_status(recent_imports(limit=args.limit)))
     return 0
 
 
 def run_sync(args: argparse.Namespace) -> int:
     """One day of the nightly sync, in this process, recorded like a scheduled run."""
-    import dagster as dg
-
-    from bulk_pipeline.defs.resources import default_resources
-    from bulk_pipeline.defs.sync_assets import schedule_settings, sync_assets
-    from bulk_pipeline.runs import process_tags, recover_dead_runs
+    from bulk_pipeline.defs.sync_assets import schedule_settings
     from bulk_pipeline.sources import SourceError, load_sources, sources_path
+    from bulk_pipeline.sync import sync_import_id
 
+    ensure_dagster_home()
     try:
         sources = load_sources()
     except SourceError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        return 2
+        _tell(f"error: {exc}")
+        return EXIT_USAGE
     if not sources:
-        console.print(f"no sources in {sources_path()}; see data/sources.example.yaml")
-        return 2
+        _tell(f"no sources in {sources_path()}; see data/sources.example.yaml")
+        return EXIT_USAGE
     day = args.date or schedule_settings.day_of(datetime.now(UTC))
     if day < schedule_settings.start:
-        console.print(f"[red]error:[/red] syncs start on {schedule_settings.start}")
-        return 2
-    instance = open_instance()
-    recover_dead_runs(instance)
-    result = dg.materialize(
-        sync_assets,
+        _tell(f"error: syncs start on {schedule_settings.start}")
+        return EXIT_USAGE
+    reports = config.data_home() / "reports"
+    done_before = {
+        s.name
+        for s in sources
+        if not args.again and (reports / sync_import_id(s.name, day) / "summary.json").is_file()
+    }
+    run = _run_with_progress(
+        None,
+        show=False,
+        verbose=args.verbose,
+        job_name="sync_job",
         partition_key=day.isoformat(),
-        instance=instance,
-        resources=default_resources(),
-        raise_on_error=False,
-        run_config=QUIET_RUN_CONFIG,
-        tags=process_tags(),
+        run_config={"ops": {"nightly_sync": {"config": {"again": args.again}}}},
     )
-    _print_sync(day, [s.name for s in sources])
-    if not result.success:
-        console.print(f"[red]sync failed:[/red] {_failure_message(result)}")
-        console.print(f"run id: {result.run_id} (see it with `make dev`)")
-        return 1
+    _print_sync(day, [s.name for s in sources], done_before)
+    if not run.success:
+        return _report_failure(f"sync of {day}", run)
     return 0
 
 
-def _print_sync(day: date, names: list[str]) -> None:
+def _print_sync(day: date, names: list[str], done_before: set[str]) -> None:
     from bulk_pipeline.sync import SYNC_FILE, sync_import_id
 
     table = Table(title=f"nightly sync of {day}")
@@ -356,7 +418,14 @@ def _print_sync(day: date, names: list[str]) -> None:
                 values |= json.loads((folder / part).read_text(encoding="utf-8"))
         table.add_row(name, *(str(values.get(c, "-")) for c in columns))
     Console().print(table)
-    print(f"Reports: {config.data_home() / 'reports'}/{sync_import_id('<source>', day)}/")
+    if done_before:
+        which = "every source" if set(names) == done_before else ", ".join(sorted(done_before))
+        _say(
+            f"{day} was already synced for {which}: nothing was read or sent this time, the "
+            f"counts are those of the earlier sync. To read and sync it again: "
+            f"bulk-pipeline sync --date {day} --again"
+        )
+    _say(f"Reports: {config.data_home() / 'reports'}/{sync_import_id('<source>', day)}/")
 
 
 def run_retry_failed(args: argparse.Namespace) -> int:
@@ -368,28 +437,31 @@ def run_retry_failed(args: argparse.Namespace) -> int:
     recover_dead_runs(instance)
     failed = failed_partitions(instance)
     if not failed:
-        Console().print("nothing to retry: no import or sync day has a failed last run")
+        _say("nothing to retry: no import or sync day has a failed last run")
         return 0
     for item in failed:
-        Console().print(f"{item.kind} {item.partition_key}: run {item.run_id} failed: {item.error}")
+        _say(f"{item.kind} {item.partition_key}: run {item.run_id} failed: {item.error}")
     if args.dry_run:
         return 0
     succeeded = 0
     for item in failed:
-        retried = retry_partition(instance, item, run_config=QUIET_RUN_CONFIG)
+        retried = retry_partition(item)
         if retried.succeeded:
             succeeded += 1
-            Console().print(f"{item.kind} {item.partition_key}: done (run {retried.run_id})")
+            _say(f"{item.kind} {item.partition_key}: done (run {retried.run_id})")
         else:
-            console.print(
-                f"[red]{item.kind} {item.partition_key} failed again:[/red] {retried.error} "
-                f"(run {retried.run_id})"
+            _tell(
+                f"{item.kind} {item.partition_key} failed again: {retried.error} "
+                f"(run {retried.run_id}; log: {retried.log_path})"
             )
-    Console().print(f"{succeeded} of {len(failed)} re-runs succeeded")
-    return 0 if succeeded == len(failed) else 1
+    _say(f"{succeeded} of {len(failed)} re-runs succeeded")
+    return 0 if succeeded == len(failed) else EXIT_FAILED
 
 
 def run_dev(args: argparse.Namespace) -> int:
+    """The Dagster UI and daemon, and the report server that the UI's report links open."""
+    from bulk_pipeline.reports.server import serve_reports_in_thread
+
     home = ensure_dagster_home()
     open_instance().dispose()
     workspace = Path(__file__).resolve().parent.parent / "workspace.yaml"
@@ -398,8 +470,16 @@ def run_dev(args: argparse.Namespace) -> int:
         command += ["-w", str(workspace)]
     else:
         command += ["-m", "bulk_pipeline.definitions"]
-    console.print(f"Dagster UI on http://127.0.0.1:{args.port} (DAGSTER_HOME={home})")
-    os.execvp(command[0], command)
+    reports = serve_reports_in_thread(args.port + 1)
+    _tell(_data_home_line())
+    _tell(f"Dagster UI on http://127.0.0.1:{args.port} (DAGSTER_HOME={home})")
+    _tell(f"Import reports on {reports.url}/")
+    try:
+        return subprocess.call(command, env={**os.environ, **reports.environment()})
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    finally:
+        reports.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -414,7 +494,11 @@ def main(argv: list[str] | None = None) -> int:
         "retry-failed": run_retry_failed,
         "dev": run_dev,
     }
-    return handlers[args.command](args)
+    try:
+        return handlers[args.command](args)
+    except KeyboardInterrupt:
+        _tell("stopped (Ctrl-C); running the same command again goes on from where it stopped")
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

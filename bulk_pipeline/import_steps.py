@@ -11,7 +11,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,11 +20,12 @@ import polars as pl
 
 from bulk_pipeline import config
 from bulk_pipeline.entities import Entity
-from bulk_pipeline.imports import ImportRequest
+from bulk_pipeline.imports import ORIGIN_INBOX, ImportRequest
 from bulk_pipeline.ingest import InputFileError, read_file
 from bulk_pipeline.mapping import infer_entity, load_mapping, map_columns
 from bulk_pipeline.normalize import normalize
 from bulk_pipeline.plan import Action, PlannedRecord, PlanSummary
+from bulk_pipeline.progress import Phase, report_phase
 from bulk_pipeline.push import PushReport, plan_import, push_import
 from bulk_pipeline.reports.rejected import write_rejected_csv
 from bulk_pipeline.rollback import RollbackReport, rollback_import
@@ -61,6 +62,11 @@ class IngestReport:
     column_map: dict[str, str]
     unmapped: list[str]
     unreadable_rows: int
+    sheet: str | None = None
+    skipped_sheets: list[dict[str, str]] = field(default_factory=list)
+    """The workbook's sheets not read: ``sheet``, ``reason`` and ``to_import`` (a command)."""
+    warnings: list[str] = field(default_factory=list)
+    """What a person should know although the import goes on (a file with no data rows)."""
 
 
 @dataclass(frozen=True)
@@ -108,16 +114,22 @@ def import_entity(import_id: str) -> Entity:
 def ingest(request: ImportRequest) -> IngestReport:
     """Read the file, map its columns to our fields and normalize the values."""
     started = time.monotonic()
-    source = request.source_path
-    raw = read_file(Path(request.stored_path), entity=request.entity)
-    entity = request.entity or infer_entity(raw.frame.columns, raw.entity_hint)
-    if entity is None:
-        raise InputFileError(
-            f"{source}: cannot tell whether the rows are contacts, companies or deals from the "
-            f"columns {', '.join(c for c in raw.frame.columns if c != '_line')}; "
-            "pass --entity or add a mapping file"
-        )
+    progress = progress_path(request.import_id)
+    report_phase(progress, Phase.READING)
     mapping = load_mapping(Path(request.mapping_path)) if request.mapping_path else None
+    try:
+        raw = read_file(
+            Path(request.stored_path),
+            entity=request.entity,
+            source=request.source,
+            sheet=request.sheet,
+        )
+    except InputFileError as exc:
+        # A library's own message may name the internal copy; people know the file they gave.
+        raise InputFileError(str(exc).replace(request.stored_path, request.source)) from exc
+    entity = request.entity or infer_entity(raw.frame.columns, raw.entity_hint, mapping)
+    if entity is None:
+        raise InputFileError(_entity_unknown(request, raw.frame.columns))
     mapped = map_columns(raw, entity, mapping)
     normalized = normalize(mapped.frame, entity)
     unreadable = pl.DataFrame(
@@ -128,6 +140,13 @@ def ingest(request: ImportRequest) -> IngestReport:
     source_rows.write_parquet(_work(request.import_id, "source.parquet"))
     normalized.write_parquet(_work(request.import_id, "mapped.parquet"))
     columns = [c for c in raw.frame.columns if c != "_line"]
+    skipped = [
+        {"sheet": s.name, "reason": s.reason, "to_import": _sheet_choice(request, s.name)}
+        for s in raw.skipped_sheets
+    ]
+    warnings = [f"{request.source}: 0 data rows (only a header); nothing to import"] * (
+        source_rows.height == 0
+    )
     info = {
         "entity": entity.value,
         "rows": source_rows.height,
@@ -137,10 +156,20 @@ def ingest(request: ImportRequest) -> IngestReport:
         "encoding": raw.encoding,
         "delimiter": raw.delimiter,
         "sheet": raw.sheet,
+        "skipped_sheets": skipped,
+        "warnings": warnings,
         "unreadable": [{"_line": i.line, "reason": i.reason} for i in raw.rejected],
     }
     _work(request.import_id, "ingest.json").write_text(json.dumps(info, indent=2), "utf-8")
     _record_timing(request.import_id, "ingest", started)
+    report_phase(
+        progress,
+        Phase.READING,
+        processed=source_rows.height,
+        total=source_rows.height,
+        elapsed_seconds=time.monotonic() - started,
+        done=True,
+    )
     return IngestReport(
         entity=entity,
         rows=source_rows.height,
@@ -148,7 +177,39 @@ def ingest(request: ImportRequest) -> IngestReport:
         column_map=mapped.column_map,
         unmapped=mapped.unmapped,
         unreadable_rows=len(raw.rejected),
+        sheet=raw.sheet,
+        skipped_sheets=skipped,
+        warnings=warnings,
     )
+
+
+def _entity_unknown(request: ImportRequest, columns: list[str]) -> str:
+    """Why the entity is unknown, and what this person can do about it where the file came from."""
+    listed = ", ".join(c for c in columns if c != "_line") or "(none)"
+    problem = (
+        f"{request.source}: cannot tell whether the rows are contacts, companies or deals from "
+        f"the columns {listed}"
+    )
+    if request.origin == ORIGIN_INBOX:
+        failed = config.data_home() / "inbox" / "failed" / request.file_name
+        return (
+            f"{problem}. A dropped file is recognised by its columns: an Email column means "
+            "contacts, a company name with a Domain or Website column means companies, a Deal "
+            "Name column means deals. Rename the columns and drop the file again, or import it "
+            f"by hand: bulk-pipeline import '{failed}' --entity contacts (or companies, deals)"
+        )
+    return (
+        f"{problem}. Pass --entity contacts (or companies, deals), or --mapping with a file "
+        "whose section names the entity (contacts:, companies: or deals:)"
+    )
+
+
+def _sheet_choice(request: ImportRequest, sheet: str) -> str:
+    """How to import a sheet that was skipped."""
+    path = request.source
+    if request.origin == ORIGIN_INBOX:
+        path = str(config.data_home() / "inbox" / "processed" / request.file_name)
+    return f"bulk-pipeline import '{path}' --sheet '{sheet}'"
 
 
 def validate(request: ImportRequest) -> ValidationReport:
@@ -156,7 +217,9 @@ def validate(request: ImportRequest) -> ValidationReport:
     started = time.monotonic()
     info = _ingest_info(request.import_id)
     frame = pl.read_parquet(_work(request.import_id, "mapped.parquet"))
-    result = validate_rows(frame, Entity(info["entity"]), source=request.source_path)
+    progress = progress_path(request.import_id)
+    report_phase(progress, Phase.VALIDATING, total=frame.height)
+    result = validate_rows(frame, Entity(info["entity"]), source=request.source)
     unreadable = pl.DataFrame(info["unreadable"], schema={"_line": pl.Int64, "reason": pl.String})
     invalid = pl.concat(
         [
@@ -169,6 +232,14 @@ def validate(request: ImportRequest) -> ValidationReport:
     result.valid.write_parquet(_work(request.import_id, "valid.parquet"))
     invalid.write_parquet(_work(request.import_id, "invalid.parquet"))
     _record_timing(request.import_id, "validate", started)
+    report_phase(
+        progress,
+        Phase.VALIDATING,
+        processed=frame.height,
+        total=frame.height,
+        elapsed_seconds=time.monotonic() - started,
+        done=True,
+    )
     return ValidationReport(
         rows=int(info["rows"]),
         valid=result.valid.height,
@@ -182,6 +253,8 @@ def stage(request: ImportRequest, db_path: Path, target_id: str) -> StageResult:
     started = time.monotonic()
     valid = pl.read_parquet(_work(request.import_id, "valid.parquet"))
     invalid = pl.read_parquet(_work(request.import_id, "invalid.parquet"))
+    progress = progress_path(request.import_id)
+    report_phase(progress, Phase.STAGING, total=valid.height)
     result = stage_import(
         db_path,
         import_entity(request.import_id),
@@ -193,6 +266,14 @@ def stage(request: ImportRequest, db_path: Path, target_id: str) -> StageResult:
         on_duplicate=request.on_duplicate,
     )
     _record_timing(request.import_id, "stage", started)
+    report_phase(
+        progress,
+        Phase.STAGING,
+        processed=valid.height,
+        total=valid.height,
+        elapsed_seconds=time.monotonic() - started,
+        done=True,
+    )
     return result
 
 
@@ -226,6 +307,7 @@ def dry_run(
     request: ImportRequest, db_path: Path, target: CrmTarget, target_id: str
 ) -> dict[str, Any]:
     """Look every staged record up in the CRM and write the plan; nothing is written."""
+    report_phase(progress_path(request.import_id), Phase.PLANNING)
     planned = _plan(request, db_path, target, target_id)
     summary = PlanSummary.of(planned)
     folder = config.reports_dir(request.import_id)
@@ -380,6 +462,9 @@ def write_results(request: ImportRequest, db_path: Path) -> dict[str, Any]:
         **{SUMMARY_KEYS[outcome]: counts[outcome.value] for outcome in SUMMARY_OUTCOMES},
         "unmapped_columns": info["unmapped"],
         "column_map": info["column_map"],
+        "sheet": info.get("sheet"),
+        "skipped_sheets": info.get("skipped_sheets", []),
+        "warnings": info.get("warnings", []),
         "timings": timings,
         "started_at": timings.get("ingest", {}).get("started_at"),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),

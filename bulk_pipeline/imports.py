@@ -23,6 +23,9 @@ MAX_STEM_CHARS = 48
 TARGETS = ("sandbox", "hubspot")
 IMPORT_ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]*")
 DEFAULT_MAX_INVALID_RATIO = 0.2
+ORIGIN_COMMAND = "command"
+ORIGIN_INBOX = "inbox"
+ORIGIN_SYNC = "sync"
 
 
 @dataclass(frozen=True)
@@ -43,10 +46,22 @@ class ImportRequest:
     """When set, the push is blocked if more than this share of records would be new."""
     note: bool = False
     """Write the summary to the CRM as a note when the import finishes."""
+    given_path: str | None = None
+    """The path as the person typed it, so messages name the file the way they know it."""
+    sheet: str | None = None
+    """The workbook sheet to read, when the person chose one (``--sheet``)."""
+    origin: str = ORIGIN_COMMAND
+    """Who registered the import (``command``, ``inbox`` or ``sync``): what a person can do
+    about a problem differs (a dropped file has no command line to add an option to)."""
 
     @property
     def file_name(self) -> str:
         return Path(self.source_path).name
+
+    @property
+    def source(self) -> str:
+        """The file as messages name it: the path as typed, else where it was registered."""
+        return self.given_path or self.source_path
 
 
 class UnknownImportError(LookupError):
@@ -83,11 +98,14 @@ def register_import(
     max_create_share: float | None = None,
     note: bool = False,
     import_id: str | None = None,
+    sheet: str | None = None,
+    origin: str = ORIGIN_COMMAND,
 ) -> ImportRequest:
     """Copy the file under the data home and record how to import it.
 
     ``import_id`` replaces the content-derived id where the caller names its imports itself (a
-    nightly sync's snapshot is ``sync-<source>-<date>`` whatever its content).
+    nightly sync's snapshot is ``sync-<source>-<date>`` whatever its content). A chosen ``sheet``
+    is part of the derived id: two sheets of one workbook are two imports.
     """
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
@@ -101,14 +119,18 @@ def register_import(
             raise ValueError(f"{name} must be between 0 and 1, got {ratio}")
     if mapping_path is not None and not mapping_path.is_file():
         raise FileNotFoundError(f"{mapping_path}: mapping file not found")
+    named_by_caller = import_id is not None
     if import_id is None:
-        import_id = import_id_for(path.name, file_digest(path))
+        name = f"{path.stem}_{sheet}{path.suffix}" if sheet else path.name
+        import_id = import_id_for(name, file_digest(path))
     elif not IMPORT_ID_PATTERN.fullmatch(import_id):
         raise ValueError(
             f"{import_id!r} is not a valid import id: use lower-case letters, digits, _ and -"
         )
     stored = config.data_home() / "files" / import_id / path.name
-    if not stored.exists():
+    if named_by_caller or not stored.exists():
+        # A content-derived id always names the same content; a caller's id may be given a new
+        # version of its file (a sync day read again).
         stored.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, stored)
     request = ImportRequest(
@@ -122,6 +144,9 @@ def register_import(
         max_invalid_ratio=max_invalid_ratio,
         max_create_share=max_create_share,
         note=note,
+        given_path=str(path),
+        sheet=sheet,
+        origin=origin,
     )
     manifest = _manifest_path(import_id)
     manifest.parent.mkdir(parents=True, exist_ok=True)
@@ -148,4 +173,7 @@ def load_import(import_id: str) -> ImportRequest:
         max_invalid_ratio=float(data.get("max_invalid_ratio", DEFAULT_MAX_INVALID_RATIO)),
         max_create_share=data.get("max_create_share"),
         note=bool(data.get("note", False)),
+        given_path=data.get("given_path"),
+        sheet=data.get("sheet"),
+        origin=data.get("origin", ORIGIN_COMMAND),
     )

@@ -26,6 +26,7 @@ from pathlib import Path
 from bulk_pipeline import config
 from bulk_pipeline.imports import (
     HASH_CHARS,
+    ORIGIN_INBOX,
     TARGETS,
     file_digest,
     import_id_for,
@@ -270,7 +271,7 @@ def tick(
             continue
         import_id = import_id_for(name, digest)
         try:
-            register_import(path, target=settings.target, import_id=import_id)
+            register_import(path, target=settings.target, import_id=import_id, origin=ORIGIN_INBOX)
         except (OSError, ValueError) as exc:
             _move(path, inbox / FAILED_DIR, f"could not be registered: {exc}")
             result.failed.append(name)

@@ -305,16 +305,23 @@ def map_columns(
     )
 
 
-def infer_entity(columns: Sequence[str], hint: Entity | None = None) -> Entity | None:
-    """Which entity a file holds, from its headers; None when the headers do not make it clear.
+def infer_entity(
+    columns: Sequence[str], hint: Entity | None = None, mapping: MappingSpec | None = None
+) -> Entity | None:
+    """Which entity a file holds; None when neither its labels nor its headers make it clear.
 
-    A hint from a sheet name or JSON key wins. Otherwise: an email column means contacts; a deal
-    name, or two of amount/stage/close date/pipeline, means deals; a company name with a domain
-    or website (and no email) means companies. When two of these hold, the answer is None.
+    A hint from a sheet name or JSON key wins. Then the mapping file: its only entity section, or
+    the only section that names one of the file's columns. Otherwise the headers: an email column
+    means contacts; a deal name, or two of amount/stage/close date/pipeline, means deals; a
+    company name with a domain or website (and no email) means companies. When two of these
+    hold, the answer is None.
     """
     if hint is not None:
         return hint
     keys = {header_key(column) for column in columns if column != LINE_COLUMN}
+    from_mapping = _entity_from_mapping(mapping or {}, keys)
+    if from_mapping is not None:
+        return from_mapping
 
     def has(entity: Entity, name: str) -> bool:
         return any(_ALIAS_INDEX[entity].get(key) == name for key in keys)
@@ -333,3 +340,17 @@ def infer_entity(columns: Sequence[str], hint: Entity | None = None) -> Entity |
     if company_name and company_site and not has_email:
         candidates.append(Entity.COMPANIES)
     return candidates[0] if len(candidates) == 1 else None
+
+
+def _entity_from_mapping(mapping: MappingSpec, header_keys: set[str]) -> Entity | None:
+    """The entity a mapping file was written for: its only section, or the only section whose
+    columns the file has."""
+    sections = [Entity(name) for name in mapping]
+    if len(sections) == 1:
+        return sections[0]
+    used = [
+        entity
+        for entity in sections
+        if any(header_key(column) in header_keys for column in mapping[entity.value])
+    ]
+    return used[0] if len(used) == 1 else None

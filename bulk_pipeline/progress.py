@@ -1,7 +1,9 @@
-"""One progress tracker for a push: it feeds the Dagster log lines and the CLI's progress bar.
+"""One progress model for every phase of an import: reading, validating, staging, pushing.
 
-The tracker writes its snapshot to ``progress.json`` in the import's work folder, so any process
-(the CLI running the job in-process, or a person tailing a UI run) reads the same figures.
+Each phase writes a ``ProgressSnapshot`` to ``progress.json`` in the import's work folder, so any
+process (the CLI running the job in-process, or a person tailing a UI run) reads the same figures.
+The push counts its outcomes batch by batch through a ``ProgressTracker``; the other phases,
+which work on the whole file at once, report where they are with ``report_phase``.
 """
 
 from __future__ import annotations
@@ -11,16 +13,27 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 LOG_INTERVAL_SECONDS = 5.0
 WRITE_INTERVAL_SECONDS = 0.5
 
 
+class Phase(StrEnum):
+    READING = "reading"
+    VALIDATING = "validating"
+    STAGING = "staging"
+    PLANNING = "planning"
+    """A dry run looking every record up in the CRM."""
+    PUSHING = "pushing"
+
+
 @dataclass(frozen=True)
 class ProgressSnapshot:
     processed: int
-    total: int
+    total: int | None
+    """None while the phase does not know it yet (reading a file)."""
     created: int
     updated: int
     unchanged: int
@@ -32,6 +45,7 @@ class ProgressSnapshot:
     records_per_second: float
     eta_seconds: float | None
     done: bool
+    phase: str = Phase.PUSHING.value
 
     @property
     def records_per_minute(self) -> float:
@@ -49,6 +63,8 @@ class ProgressSnapshot:
 
 @dataclass
 class ProgressTracker:
+    """The push's progress: outcomes counted batch by batch, written at most twice a second."""
+
     total: int
     path: Path | None = None
     clock: Callable[[], float] = time.monotonic
@@ -88,8 +104,6 @@ class ProgressTracker:
     def snapshot(self, *, done: bool = False) -> ProgressSnapshot:
         elapsed = max(self.clock() - self._started, 0.0)
         rate = self.processed / elapsed if elapsed > 0 else 0.0
-        remaining = self.total - self.processed
-        eta = remaining / rate if rate > 0 else (0.0 if remaining <= 0 else None)
         return ProgressSnapshot(
             processed=self.processed,
             total=self.total,
@@ -102,7 +116,7 @@ class ProgressTracker:
             batches=self.batches,
             elapsed_seconds=elapsed,
             records_per_second=rate,
-            eta_seconds=eta,
+            eta_seconds=_eta(self.processed, self.total, rate),
             done=done,
         )
 
@@ -123,9 +137,55 @@ class ProgressTracker:
         if self.path is None or (not force and now - self._last_write < WRITE_INTERVAL_SECONDS):
             return
         self._last_write = now
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self.snapshot(done=done))), encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_progress(self.path, self.snapshot(done=done))
+
+
+def _eta(processed: int, total: int | None, rate: float) -> float | None:
+    if total is None:
+        return None
+    remaining = total - processed
+    if remaining <= 0:
+        return 0.0
+    return remaining / rate if rate > 0 else None
+
+
+def report_phase(
+    path: Path,
+    phase: Phase,
+    *,
+    processed: int = 0,
+    total: int | None = None,
+    elapsed_seconds: float = 0.0,
+    done: bool = False,
+) -> None:
+    """Where a whole-file phase is: started (``processed=0``) or finished (``done=True``)."""
+    rate = processed / elapsed_seconds if elapsed_seconds > 0 else 0.0
+    write_progress(
+        path,
+        ProgressSnapshot(
+            processed=processed,
+            total=total,
+            created=0,
+            updated=0,
+            unchanged=0,
+            failed=0,
+            duplicates=0,
+            batch=0,
+            batches=0,
+            elapsed_seconds=elapsed_seconds,
+            records_per_second=rate,
+            eta_seconds=_eta(processed, total, rate),
+            done=done,
+            phase=phase.value,
+        ),
+    )
+
+
+def write_progress(path: Path, snapshot: ProgressSnapshot) -> None:
+    """Replace ``path`` atomically, so a reader never sees half a snapshot."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(snapshot)), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def read_progress(path: Path) -> ProgressSnapshot | None:

@@ -35,6 +35,8 @@ FAILED = {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 IMPORT_LAST_STEP = "import_results"
 SYNC_STEP = "nightly_sync"
 MAX_MESSAGE_CHARS = 2_000
+STOPPED_ON_REQUEST = "stopped_on_request"
+"""Metadata of the failure of a push that stopped between batches when asked (Ctrl-C, SIGTERM)."""
 
 
 def process_tags(launched_by: str = "cli") -> dict[str, str]:
@@ -125,6 +127,35 @@ def failure_message(instance: dg.DagsterInstance, run_id: str) -> str:
             messages.append(event.message)
     text = messages[0] if messages else "the run failed; see its logs in the Dagster UI"
     return redact(text)[:MAX_MESSAGE_CHARS]
+
+
+def failure_step(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    """The step whose failure (or blocking check) failed the run, if one did."""
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None:
+            continue
+        data = event.event_specific_data
+        if isinstance(data, dg.AssetCheckEvaluation) and not data.passed:
+            return entry.step_key or data.asset_key.to_user_string()
+        if event.is_step_failure:
+            return event.step_key
+    return None
+
+
+def stopped_on_request(instance: dg.DagsterInstance, run_id: str) -> bool:
+    """Whether the run was stopped by a person (terminated, or a push told to stop), rather
+    than failed by an error."""
+    run = instance.get_run_by_id(run_id)
+    if run is not None and run.status == dg.DagsterRunStatus.CANCELED:
+        return True
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+        event = entry.dagster_event
+        failure = event.step_failure_data if event is not None else None
+        user = failure.user_failure_data if failure is not None else None
+        if user is not None and STOPPED_ON_REQUEST in (user.metadata or {}):
+            return True
+    return False
 
 
 @dataclass(frozen=True)

@@ -235,16 +235,21 @@ class Source:
     def snapshot_dir(self) -> Path:
         return config.data_home() / SNAPSHOTS_DIR / self.name
 
-    def snapshot(self, day: date) -> Path:
-        """The day's snapshot, read from the origin the first time and reused after."""
+    def snapshot(self, day: date, *, fresh: bool = False) -> Path:
+        """The day's snapshot, read from the origin the first time and reused after; ``fresh``
+        reads the origin again and replaces it (a day synced again on purpose)."""
         existing = sorted(
             p
             for p in self.snapshot_dir().glob(f"{day.isoformat()}.*")
             if not p.name.endswith(".partial")
         )
-        if existing:
+        if existing and not fresh:
             return existing[0]
-        return self.origin.fetch(self.snapshot_dir() / day.isoformat(), f"source {self.name}")
+        fetched = self.origin.fetch(self.snapshot_dir() / day.isoformat(), f"source {self.name}")
+        for old in existing:
+            if old != fetched:
+                old.unlink()
+        return fetched
 
 
 def sources_path() -> Path:

@@ -25,7 +25,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bulk_pipeline import config, import_steps
-from bulk_pipeline.imports import ImportRequest, register_import
+from bulk_pipeline.imports import ORIGIN_SYNC, ImportRequest, register_import
 from bulk_pipeline.ingest import InputFileError
 from bulk_pipeline.mapping import MappingError
 from bulk_pipeline.push import RetryableFailuresError
@@ -290,15 +290,22 @@ def sync_source(
     open_target: Callable[[str], CrmTarget],
     target_id: Callable[[str], str],
     log: Callable[[str], None],
+    again: bool = False,
 ) -> SourceResult:
-    """One source's sync for one day; a failure is returned, not raised, so others go on."""
+    """One source's sync for one day; a failure is returned, not raised, so others go on.
+
+    A source that finished the day is skipped, unless ``again``: then it is read afresh and
+    synced again (only what changed since is written).
+    """
     import_id = sync_import_id(source.name, day)
     done = _completed_summary(import_id)
-    if done is not None:
+    if done is not None and not again:
         log(f"{import_id}: already synced")
         return SourceResult(source.name, import_id, "already synced", summary=done)
     try:
-        return _run(source, day, import_id, db_path, open_target, target_id(source.target), log)
+        return _run(
+            source, day, import_id, db_path, open_target, target_id(source.target), log, again
+        )
     except (RetryableFailuresError, CrmError) as exc:
         retryable = isinstance(exc, RetryableFailuresError) or exc.retryable
         error = redact(str(exc))
@@ -320,8 +327,9 @@ def _run(
     open_target: Callable[[str], CrmTarget],
     target_id: str,
     log: Callable[[str], None],
+    fresh: bool = False,
 ) -> SourceResult:
-    snapshot = source.snapshot(day)
+    snapshot = source.snapshot(day, fresh=fresh)
     request = register_import(
         snapshot,
         entity=source.entity,
@@ -330,6 +338,7 @@ def _run(
         mapping_path=source.mapping,
         max_invalid_ratio=source.max_invalid_ratio,
         import_id=import_id,
+        origin=ORIGIN_SYNC,
     )
     import_steps.ingest(request)
     validation = import_steps.validate(request)
@@ -384,8 +393,10 @@ def run_sync(
     open_target: Callable[[str], CrmTarget],
     target_id: Callable[[str], str],
     log: Callable[[str], None] = lambda _message: None,
+    again: bool = False,
 ) -> SyncReport:
-    """Sync every declared source for ``day``. A sources.yaml that cannot be read raises."""
+    """Sync every declared source for ``day`` (``again``: also those that finished it). A
+    sources.yaml that cannot be read raises."""
     report = SyncReport(day)
     for source in load_sources():
         report.results.append(
@@ -396,6 +407,7 @@ def run_sync(
                 open_target=open_target,
                 target_id=target_id,
                 log=log,
+                again=again,
             )
         )
     return report

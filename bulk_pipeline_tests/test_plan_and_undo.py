@@ -22,6 +22,7 @@ import pytest
 from bulk_pipeline import cli, config
 from bulk_pipeline.entities import Entity
 from bulk_pipeline.imports import register_import
+from bulk_pipeline.progress import Phase, read_progress
 from bulk_pipeline.push import CHUNK_SIZE
 from bulk_pipeline.sandbox.server import RunningSandbox
 from bulk_pipeline.staging import Change, record_intended_changes
@@ -195,11 +196,12 @@ def _cli_process(path: Path, sandbox: RunningSandbox) -> subprocess.Popen[bytes]
 
 
 def _wait_for_push(import_id: str, process: subprocess.Popen[bytes], timeout: float) -> None:
-    """Until the push has started (progress written), so a kill lands mid-push."""
+    """Until the push has started (its progress written), so a kill lands mid-push."""
     progress = config.data_home() / "work" / import_id / "progress.json"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
-        if progress.exists():
+        snapshot = read_progress(progress)
+        if snapshot is not None and snapshot.phase == Phase.PUSHING:
             return
         time.sleep(0.05)
 
@@ -253,8 +255,9 @@ def test_an_interrupt_stops_between_batches_and_the_next_run_resumes(
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
 
-    assert process.returncode == 1
+    assert process.returncode == 130
     assert "stopped on request after batch" in err.decode()
+    assert "Traceback" not in err.decode()
     progress = json.loads(
         (config.data_home() / "work" / import_id / "progress.json").read_text(encoding="utf-8")
     )

@@ -143,6 +143,8 @@ def test_the_sync_command_runs_a_day_and_a_rerun_of_it_sends_nothing(
     declare({"name": "once", "entity": "contacts", "path": "exports/contacts.csv"})
 
     assert cli.main(["sync", "--date", "2026-06-01"]) == 0
+    first = capsys.readouterr().out
+    assert "already synced" not in first
     before = writes(crm)
     assert cli.main(["sync", "--date", "2026-06-01"]) == 0
 
@@ -151,7 +153,21 @@ def test_the_sync_command_runs_a_day_and_a_rerun_of_it_sends_nothing(
     printed = capsys.readouterr().out
     assert "sync-<source>-2026-06-01" in printed
     assert re.search(r"│ once\s+│\s+1\s+│\s+0\s+│\s+0\s+│", printed)
-    assert len(instance.get_runs()) == 2
+    assert "2026-06-01 was already synced for every source: nothing was read or sent" in printed
+    assert "bulk-pipeline sync --date 2026-06-01 --again" in printed
+    runs = instance.get_runs()
+    assert len(runs) == 2
+    assert {run.job_name for run in runs} == {"sync_job"}
+
+    export("contacts.csv", ["once@example.com", "again@example.com"], hours_ago=1)
+    assert cli.main(["sync", "--date", "2026-06-01", "--again"]) == 0
+
+    assert "already synced" not in capsys.readouterr().out
+    assert writes(crm) == before + 1, "read afresh, only the new row is written"
+    assert (summary("once", "2026-06-01")["rows"], summary("once", "2026-06-01")["created"]) == (
+        2,
+        1,
+    )
 
 
 def test_vanished_rows_are_reported_and_only_mirrored_sources_archive_what_we_created(

@@ -21,6 +21,7 @@ from bulk_pipeline.push import PushStopped, RetryableFailuresError
 from bulk_pipeline.redaction import redact
 from bulk_pipeline.reports.metadata import plan_metadata, results_metadata
 from bulk_pipeline.reports.render import write_reports
+from bulk_pipeline.runs import STOPPED_ON_REQUEST
 from bulk_pipeline.targets.base import CrmError, CrmTarget
 from bulk_pipeline.validate import MissingColumnsError
 
@@ -216,7 +217,9 @@ def crm_push(
         except RetryableFailuresError as exc:
             raise dg.Failure(description=str(exc), allow_retries=True) from exc
         except PushStopped as exc:
-            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+            raise dg.Failure(
+                description=str(exc), allow_retries=False, metadata={STOPPED_ON_REQUEST: True}
+            ) from exc
     yield dg.MaterializeResult(
         metadata={
             "sent": report.sent,

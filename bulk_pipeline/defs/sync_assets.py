@@ -28,6 +28,11 @@ sync_partitions = dg.DailyPartitionsDefinition(
 """Days up to and including today: the sync at 02:00 on a day is that day's partition."""
 
 
+class SyncConfig(dg.Config):
+    again: bool = False
+    """Read and sync again the sources that already finished the day."""
+
+
 def _metadata(report: sync.SyncReport) -> dict[str, Any]:
     rows = [
         "| source | status | created | updated | unchanged | invalid | failed | vanished | "
@@ -60,7 +65,10 @@ def _metadata(report: sync.SyncReport) -> dict[str, Any]:
     retry_policy=PUSH_RETRY_POLICY,
 )
 def nightly_sync(
-    context: dg.AssetExecutionContext, crm: CrmResource, staging: StagingResource
+    context: dg.AssetExecutionContext,
+    config: SyncConfig,
+    crm: CrmResource,
+    staging: StagingResource,
 ) -> dg.MaterializeResult:
     """Every source of sources.yaml read once for the day; only changed rows are pushed."""
     try:
@@ -70,6 +78,7 @@ def nightly_sync(
             open_target=crm.open,
             target_id=crm.target_id,
             log=context.log.info,
+            again=config.again,
         )
     except SourceError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc

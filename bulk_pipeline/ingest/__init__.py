@@ -20,6 +20,7 @@ from bulk_pipeline.ingest.table import (
     Limits,
     RawTable,
     RowIssue,
+    SkippedSheet,
     human_size,
 )
 
@@ -30,6 +31,7 @@ __all__ = [
     "Limits",
     "RawTable",
     "RowIssue",
+    "SkippedSheet",
     "detect_format",
     "read_file",
 ]
@@ -62,17 +64,25 @@ DEFAULT_LIMITS = Limits()
 
 
 def read_file(
-    path: Path, *, entity: Entity | None = None, limits: Limits = DEFAULT_LIMITS
+    path: Path,
+    *,
+    entity: Entity | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    source: str | None = None,
+    sheet: str | None = None,
 ) -> RawTable:
     """Read a CSV/TSV, Excel, JSON, NDJSON or Parquet file into a ``RawTable``.
 
-    ``entity``, when known, picks the matching sheet of a workbook or key of a JSON object.
+    ``entity``, when known, picks the matching sheet of a workbook or key of a JSON object;
+    ``sheet`` names the workbook sheet to read. ``source`` is how messages name the file (the
+    path the person typed, when ``path`` is a copy); by default ``path`` itself.
 
     Raises:
-        InputFileError: the file is missing, empty, too large, undecodable or has no header; the
-            message says which and what to do.
+        InputFileError: the file is missing, empty, too large, undecodable or has no header, or
+            ``sheet`` is given for a file that is not a workbook; the message says which and
+            what to do.
     """
-    source = str(path)
+    source = source or str(path)
     path = Path(path)
     if not path.is_file():
         raise InputFileError(f"{source}: no such file. Check the path and import again.")
@@ -86,8 +96,13 @@ def read_file(
             "the limit (Limits(max_bytes=...))."
         )
     kind = detect_format(path)
+    if sheet is not None and kind != "excel":
+        raise InputFileError(
+            f"{source}: --sheet {sheet!r} applies to workbooks, and this is a {kind} file. "
+            "Import it without --sheet."
+        )
     if kind == "excel":
-        return read_excel(path, source=source, limits=limits, entity=entity)
+        return read_excel(path, source=source, limits=limits, entity=entity, chosen_sheet=sheet)
     if kind == "json":
         return read_json(path, source=source, limits=limits, entity=entity)
     if kind == "ndjson":

@@ -19,6 +19,7 @@ from bulk_pipeline.ingest.table import (
     InputFileError,
     Limits,
     RawTable,
+    SkippedSheet,
     blank_header_positions,
     check_row_count,
     entity_from_label,
@@ -31,13 +32,19 @@ TIMESTAMP = r"^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2}(?:\.\d+)?)$"
 
 
 def read_excel(
-    path: Path, *, source: str, limits: Limits, entity: Entity | None = None
+    path: Path,
+    *,
+    source: str,
+    limits: Limits,
+    entity: Entity | None = None,
+    chosen_sheet: str | None = None,
 ) -> RawTable:
-    """Read the sheet that holds ``entity`` (or the first sheet that names one) as strings."""
+    """Read the ``chosen_sheet``, else the sheet that holds ``entity`` (or the first sheet that
+    names one), as strings; the other sheets are listed as skipped."""
     try:
         workbook = fastexcel.read_excel(path)
         names = list(workbook.sheet_names)
-        name = pick_sheet(names, entity, source)
+        name = pick_sheet(names, entity, source, chosen_sheet)
         sheet = workbook.load_sheet(name, header_row=None, skip_rows=0, dtypes="string")
         check_row_count(max(sheet.height - 1, 0), limits, source)
         cells = sheet.to_polars()
@@ -76,17 +83,41 @@ def read_excel(
         source=source,
         entity_hint=entity_from_label(name),
         sheet=name,
+        skipped_sheets=[
+            SkippedSheet(other, _skip_reason(other)) for other in names if other != name
+        ],
     )
 
 
-def pick_sheet(names: Sequence[str], entity: Entity | None, source: str) -> str:
-    """The sheet whose name is the entity; else the first sheet naming any entity, else the first.
+def _skip_reason(name: str) -> str:
+    label = entity_from_label(name)
+    if label is not None:
+        return f"holds {label.value} (by its name); one sheet is read per import"
+    return "its name names no entity; one sheet is read per import"
+
+
+def pick_sheet(
+    names: Sequence[str], entity: Entity | None, source: str, sheet: str | None = None
+) -> str:
+    """The sheet chosen by name; else the sheet whose name is the entity; else the first sheet
+    naming any entity, else the first.
 
     With ``entity`` given and no sheet named for it, a sheet that names no entity is taken
     ("Sheet1"), but never one named for another entity ("Companies" is not read as contacts).
+    A chosen sheet matches exactly, or ignoring case.
     """
     if not names:
         raise InputFileError(f"{source}: the workbook has no sheets.")
+    if sheet is not None:
+        matches = [n for n in names if n == sheet] or [
+            n for n in names if n.casefold() == sheet.casefold()
+        ]
+        if len(matches) != 1:
+            raise InputFileError(
+                f"{source}: no sheet is named {sheet!r}; the sheets are "
+                f"{', '.join(repr(n) for n in names)}. Pass one of them to --sheet."
+            )
+        return matches[0]
     labelled = [(name, entity_from_label(name)) for name in names]
     if entity is not None:
         for name, label in labelled:

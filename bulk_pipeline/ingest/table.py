@@ -58,6 +58,14 @@ class RowIssue:
     """What was readable, by header name (extra fields of a ragged row as ``column_N``)."""
 
 
+@dataclass(frozen=True)
+class SkippedSheet:
+    """A workbook sheet that was not read, and why, so no sheet is left out without a word."""
+
+    name: str
+    reason: str
+
+
 @dataclass
 class RawTable:
     """A file's rows as strings under their own headers, before any mapping to our fields."""
@@ -69,6 +77,8 @@ class RawTable:
     entity_hint: Entity | None = None
     """The entity named by the sheet or the JSON key the rows came from, if any."""
     sheet: str | None = None
+    skipped_sheets: list[SkippedSheet] = field(default_factory=list)
+    """The workbook's other sheets (one sheet is one import)."""
     rejected: list[RowIssue] = field(default_factory=list)
     """Rows excluded from ``frame`` because they cannot be read as a record."""
     encoding: str | None = None

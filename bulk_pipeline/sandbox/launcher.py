@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -27,6 +28,10 @@ DEFAULT_START_TIMEOUT_S = 30.0
 
 class SandboxStartError(RuntimeError):
     """The background sandbox did not come up; the message points at its log."""
+
+
+class SandboxStopError(RuntimeError):
+    """The sandbox did not stop when asked."""
 
 
 def sandbox_dir() -> Path:
@@ -53,10 +58,8 @@ def ensure_sandbox(*, timeout_s: float = DEFAULT_START_TIMEOUT_S) -> str:
 
 def running_url() -> str | None:
     """The URL in ``server.json`` if a sandbox answers there, else ``None``."""
-    state = _read_state(sandbox_dir() / STATE_FILE)
-    if state is None or not is_healthy(state[0]):
-        return None
-    return state[0]
+    server = running_server()
+    return server.url if server is not None else None
 
 
 def is_healthy(url: str) -> bool:
@@ -81,6 +84,57 @@ def withdraw(path: Path) -> None:
     state = _read_state(path)
     if state is not None and state[1] == os.getpid():
         path.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    url: str
+    pid: int
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+
+def running_server() -> RunningServer | None:
+    """The sandbox announced for this data home, if it answers."""
+    state = _read_state(sandbox_dir() / STATE_FILE)
+    if state is None or not is_healthy(state[0]):
+        return None
+    return RunningServer(*state)
+
+
+def stop_server(*, timeout_s: float = 10.0) -> RunningServer | None:
+    """Stop the data home's sandbox (the one ``ensure_sandbox`` started, or one serving in the
+    foreground); returns what was stopped, or None when none was running."""
+    server = running_server()
+    if server is None:
+        return None
+    try:
+        os.kill(server.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return server
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not _alive(server.pid):
+            return server
+        time.sleep(0.05)
+    raise SandboxStopError(
+        f"The sandbox CRM (process {server.pid}) did not stop within {timeout_s:.0f} s; "
+        f"stop it with: kill {server.pid}"
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        finished, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        finished = 0
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+    return finished == 0
 
 
 def _read_state(path: Path) -> tuple[str, int] | None:

@@ -254,27 +254,12 @@ def _print_summary(request: ImportRequest, summary: dict[str, Any]) -> None:
     for key in ("created", "updated", "unchanged", "duplicates", "invalid", "failed", "rows"):
         table.add_row(key, f"{summary[key]:,}")
     out.print(table)
+    from bulk_pipeline.reports.listing import summary_notes
+
     for line in summary_notes(summary):
         _say(line)
     folder = Path(summary["rejected_csv"]).parent
     _say(f"Report: {folder / 'report.html'}")
-
-
-def summary_notes(summary: dict[str, Any]) -> list[str]:
-    """What a person must know beyond the counts: columns not sent, the sheet read and the
-    sheets not read, warnings."""
-    notes: list[str] = []
-    if summary.get("unmapped_columns"):
-        notes.append("Columns not sent (no CRM field): " + ", ".join(summary["unmapped_columns"]))
-    if summary.get("sheet"):
-        notes.append(f"Sheet '{summary['sheet']}' was imported as {summary['entity']}.")
-    for skipped in summary.get("skipped_sheets", []):
-        notes.append(
-            f"Sheet '{skipped['sheet']}' was not imported: {skipped['reason']}. "
-            f"To import it: {skipped['to_import']}"
-        )
-    notes += [f"warning: {warning}" for warning in summary.get("warnings", [])]
-    return notes
 
 
 def _print_plan(plan: dict[str, Any]) -> None:
@@ -346,20 +331,27 @@ def run_sandbox(args: argparse.Namespace) -> int:
 
 def run_report(args: argparse.Namespace) -> int:
     from bulk_pipeline.reports.listing import format_report
+    from bulk_pipeline.runs import recover_dead_runs
 
-    try:
-        _say(format_report(args.import_id))
-    except UnknownImportError as exc:
-        _tell(f"error: {exc}")
-        return EXIT_FAILED
+    with open_instance() as instance:
+        recover_dead_runs(instance)
+        try:
+            text = format_report(args.import_id, instance)
+        except UnknownImportError as exc:
+            _tell(f"error: {exc}")
+            return EXIT_FAILED
+    _say(text)
     return 0
 
 
 def run_status(args: argparse.Namespace) -> int:
     from bulk_pipeline.reports.listing import format_status, recent_imports
+    from bulk_pipeline.runs import recover_dead_runs
 
     _say(_data_home_line())
-    _say(format_status(recent_imports(limit=args.limit)))
+    with open_instance() as instance:
+        recover_dead_runs(instance)
+        _say(format_status(recent_imports(args.limit, instance)))
     return 0
 
 

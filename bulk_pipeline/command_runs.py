@@ -28,11 +28,12 @@ from bulk_pipeline.instance import open_instance
 from bulk_pipeline.interrupts import interrupts_seen
 from bulk_pipeline.redaction import redact
 from bulk_pipeline.runs import (
+    INTERRUPTED_TAG,
     failure_message,
     failure_step,
     process_tags,
     recover_dead_runs,
-    stopped_on_request,
+    stop_reason,
 )
 
 FILE_TAG = "bulk_pipeline/file"
@@ -40,10 +41,6 @@ IMPORT_TAG = "bulk_pipeline/import_id"
 TARGET_TAG = "bulk_pipeline/target"
 LOGS_DIR = "logs"
 RUN_ID_CHARS = 8
-INTERRUPTED = (
-    "interrupted (Ctrl-C or a termination signal). Nothing is lost: running the same command "
-    "again resumes"
-)
 """Of the run id in a log file's name: enough to tell a partition's runs apart."""
 
 
@@ -115,15 +112,16 @@ def run_job(
             write_run_log(instance, run_id, log_path, caught)
     if result.success:
         return CommandRun(run_id, True, "", None, log_path)
-    asked_to_stop = stopped_on_request(instance, run_id)
-    interrupted = interrupts.count > 0 and not asked_to_stop
+    if interrupts.count > 0:
+        instance.add_run_tags(run_id, {INTERRUPTED_TAG: "true"})
+    stopped = stop_reason(instance, run_id)
     return CommandRun(
         run_id,
         False,
-        INTERRUPTED if interrupted else failure_message(instance, run_id),
+        stopped or failure_message(instance, run_id),
         failure_step(instance, run_id),
         log_path,
-        stopped=asked_to_stop or interrupted,
+        stopped=stopped is not None,
     )
 
 

@@ -37,6 +37,12 @@ SYNC_STEP = "nightly_sync"
 MAX_MESSAGE_CHARS = 2_000
 STOPPED_ON_REQUEST = "stopped_on_request"
 """Metadata of the failure of a push that stopped between batches when asked (Ctrl-C, SIGTERM)."""
+INTERRUPTED_TAG = "bulk_pipeline/interrupted"
+"""Added to a command's run that a person interrupted (Ctrl-C) outside the push."""
+INTERRUPTED = (
+    "interrupted (Ctrl-C or a termination signal); nothing is lost: running the same import "
+    "again resumes"
+)
 
 
 def process_tags(launched_by: str = "cli") -> dict[str, str]:
@@ -143,19 +149,25 @@ def failure_step(instance: dg.DagsterInstance, run_id: str) -> str | None:
     return None
 
 
-def stopped_on_request(instance: dg.DagsterInstance, run_id: str) -> bool:
-    """Whether the run was stopped by a person (terminated, or a push told to stop), rather
-    than failed by an error."""
-    run = instance.get_run_by_id(run_id)
-    if run is not None and run.status == dg.DagsterRunStatus.CANCELED:
-        return True
+def stop_reason(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    """Why a person stopped the run (terminated, interrupted, a push told to stop), or None
+    when it failed of an error instead."""
+    interrupted = False
     for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
         event = entry.dagster_event
         failure = event.step_failure_data if event is not None else None
-        user = failure.user_failure_data if failure is not None else None
+        if failure is None:
+            continue
+        user = failure.user_failure_data
         if user is not None and STOPPED_ON_REQUEST in (user.metadata or {}):
-            return True
-    return False
+            return redact(user.description or "stopped on request")
+        interrupted |= getattr(failure.error_source, "name", None) == "INTERRUPT"
+    run = instance.get_run_by_id(run_id)
+    if run is not None and run.status == dg.DagsterRunStatus.CANCELED:
+        return "terminated; running the import again resumes where it stopped"
+    if interrupted or (run is not None and INTERRUPTED_TAG in run.tags):
+        return INTERRUPTED
+    return None
 
 
 @dataclass(frozen=True)

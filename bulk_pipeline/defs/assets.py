@@ -69,6 +69,15 @@ def source_rows(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     except (InputFileError, MappingError) as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     context.log.info("read %d rows of %s from %s", report.rows, report.entity, request.file_name)
+    for skipped in report.skipped_sheets:
+        context.log.warning(
+            "sheet %r not imported: %s; to import it: %s",
+            skipped["sheet"],
+            skipped["reason"],
+            skipped["to_import"],
+        )
+    for warning in report.warnings:
+        context.log.warning(warning)
     return dg.MaterializeResult(
         metadata={
             "file": request.source_path,
@@ -77,8 +86,16 @@ def source_rows(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
             "unreadable_rows": report.unreadable_rows,
             "column_map": report.column_map,
             "unmapped_columns": ", ".join(report.unmapped) or "none",
+            "sheet": report.sheet or "-",
+            "skipped_sheets": ", ".join(s["sheet"] for s in report.skipped_sheets) or "none",
+            "warnings": "; ".join(report.warnings) or "none",
         }
     )
+
+
+def _check_identity(request: ImportRequest) -> dict[str, str]:
+    """On every check result, so a check's history (all imports together) reads per import."""
+    return {"import_id": request.import_id, "file": request.file_name}
 
 
 @dg.asset(
@@ -108,11 +125,15 @@ def validated_rows(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         check_name=INVALID_RATIO_CHECK,
         passed=passed,
         description=(
-            f"{report.invalid} of {report.rows} rows are invalid ({report.invalid_ratio:.0%}); "
-            f"the threshold is {request.max_invalid_ratio:.0%}"
+            f"{request.file_name}: {report.invalid} of {report.rows} rows are invalid "
+            f"({report.invalid_ratio:.0%}); the threshold is {request.max_invalid_ratio:.0%}"
             + ("" if passed else ": nothing was sent to the CRM; fix the file or the mapping")
         ),
-        metadata={"invalid_ratio": report.invalid_ratio, "threshold": request.max_invalid_ratio},
+        metadata={
+            **_check_identity(request),
+            "invalid_ratio": report.invalid_ratio,
+            "threshold": request.max_invalid_ratio,
+        },
     )
     if not passed:
         import_steps.write_validation_rejects(request)
@@ -148,7 +169,10 @@ def staged_records(
     context.log.info("staged %d records, %d duplicate rows", result.staged, result.duplicates)
     if request.max_create_share is None:
         check = dg.AssetCheckResult(
-            check_name=CREATE_SHARE_CHECK, passed=True, description="no threshold set"
+            check_name=CREATE_SHARE_CHECK,
+            passed=True,
+            description=f"{request.file_name}: no threshold set",
+            metadata=_check_identity(request),
         )
     else:
         with _target(crm, request) as target:
@@ -158,10 +182,14 @@ def staged_records(
             check_name=CREATE_SHARE_CHECK,
             passed=passed,
             description=(
-                f"{plan.creates} of {plan.total} records would be created "
+                f"{request.file_name}: {plan.creates} of {plan.total} records would be created "
                 f"({plan.create_share:.0%}); the threshold is {request.max_create_share:.0%}"
             ),
-            metadata={"create_share": plan.create_share, "creates": plan.creates},
+            metadata={
+                **_check_identity(request),
+                "create_share": plan.create_share,
+                "creates": plan.creates,
+            },
         )
     return dg.MaterializeResult(
         metadata={"staged": result.staged, "duplicates": result.duplicates},

@@ -1,4 +1,4 @@
-"""The report's charts, drawn with matplotlib and returned as SVG text or PNG bytes.
+"""The report's charts, drawn with matplotlib and returned as SVG text.
 
 Figures are built from ``matplotlib.figure.Figure`` on an Agg canvas, never through ``pyplot``:
 pyplot keeps every figure in a global registry until it is closed, which leaks memory in a
@@ -59,16 +59,6 @@ def outcome_chart_svg(counts: Mapping[str, int]) -> str:
     label = "Outcomes: " + ", ".join(f"{counts[name]} {name}" for name in OUTCOMES)
     with rc_context({**_STYLE, "svg.hashsalt": OUTCOME_CHART_ID}):
         return _svg(_outcome_figure(counts), OUTCOME_CHART_ID, label)
-
-
-def outcome_chart_png(counts: Mapping[str, int], dpi: int = 100) -> bytes:
-    """The outcome chart as PNG, for places that cannot show SVG (Dagster metadata markdown)."""
-    with rc_context(_STYLE):
-        figure = _outcome_figure(counts)
-        FigureCanvasAgg(figure)
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=dpi)
-    return buffer.getvalue()
 
 
 @dataclass(frozen=True)

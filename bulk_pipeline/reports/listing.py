@@ -1,21 +1,26 @@
 """What ``bulk-pipeline status`` and ``bulk-pipeline report`` print.
 
-Both read only the data home's files (summary.json per finished import, the import registry's
-manifests), not the Dagster instance, so they answer instantly and work while a run is going.
-An import shows as "completed" once its summary exists: the summary is written last, and only
-when every row has an outcome.
+The state of each import comes from ``import_state`` (its runs, then its files); the counts from
+its summary.json, written last and only when every row has an outcome. Neither reads the
+staging database, so both answer while an import is running.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
+
 from bulk_pipeline import config
+from bulk_pipeline.import_state import ROLLBACK_FILE, ImportState, State, import_states
 from bulk_pipeline.imports import UnknownImportError
+from bulk_pipeline.instance import open_instance
+from bulk_pipeline.progress import read_progress
 from bulk_pipeline.reports.charts import OUTCOMES
 from bulk_pipeline.reports.render import (
     HTML_FILE,
@@ -25,119 +30,144 @@ from bulk_pipeline.reports.render import (
     write_reports,
 )
 
-COMPLETED = "completed"
-NOT_FINISHED = "not finished"
-UNREADABLE = "unreadable summary"
 IMPORT_ID_PATTERN = re.compile(r"[a-z0-9_-]+")
 """What ``imports.import_id_for`` produces; anything else is not an id (and not a path)."""
 COUNT_COLUMNS = ("rows", *OUTCOMES)
-MAX_FILE_CHARS = 40
-"""Longer file names are cut in the status table so a row fits a terminal."""
+WIDTH = 100
+"""Every line fits a terminal this wide; longer names are cut."""
+MAX_ID_CHARS = 34
 
 
-def recent_imports(limit: int = 20) -> list[dict[str, Any]]:
-    """Finished and registered imports, newest first (by finish, else by registration).
+def recent_imports(
+    limit: int = 20, instance: dg.DagsterInstance | None = None
+) -> list[dict[str, Any]]:
+    """Registered and reported imports, newest first (by the time of their state, else by
+    registration), with their true state.
 
-    Each row has ``import_id``, ``file`` (the file name), ``entity``, ``target``, ``state``,
-    ``finished_at`` (ISO text or None) and the counts ``rows``, ``created`` ... ``failed``
-    (None until the import has finished).
+    Each row has ``import_id``, ``file`` (the file name), ``entity`` (None until known),
+    ``target``, ``state`` (an ``import_state.State``), ``when`` (a datetime or None),
+    ``reason`` (why it failed or stopped), ``progress`` (where a running import is),
+    ``rollback`` (what a rollback did, or None), ``unreadable`` (a summary that cannot be read)
+    and the counts ``rows``, ``created`` ... ``failed`` (None without a summary).
     """
     home = config.data_home()
-    rows: dict[str, dict[str, Any]] = {}
-    for manifest in sorted((home / "imports").glob("*.json")):
-        rows[manifest.stem] = _registered_row(manifest)
-    for summary_path in sorted((home / "reports").glob(f"*/{SUMMARY_FILE}")):
-        import_id = summary_path.parent.name
-        rows[import_id] = _summary_row(import_id, summary_path, rows.get(import_id))
-    ordered = sorted(rows.values(), key=lambda row: row["_sort"], reverse=True)
-    return [{k: v for k, v in row.items() if k != "_sort"} for row in ordered[:limit]]
+    ids = {path.stem for path in (home / "imports").glob("*.json")}
+    ids |= {path.parent.name for path in (home / "reports").glob(f"*/{SUMMARY_FILE}")}
+    if instance is None:
+        with open_instance() as opened:
+            states = import_states(opened, sorted(ids))
+    else:
+        states = import_states(instance, sorted(ids))
+    rows = [_row(home, import_id, states[import_id]) for import_id in ids]
+    rows.sort(key=lambda row: row["_sort"], reverse=True)
+    return [{k: v for k, v in row.items() if k != "_sort"} for row in rows[:limit]]
 
 
-def _registered_row(manifest: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        data = {}
+def _row(home: Path, import_id: str, state: ImportState) -> dict[str, Any]:
+    manifest_path = home / "imports" / f"{import_id}.json"
+    manifest = _read_json(manifest_path) or {}
+    summary_path = home / "reports" / import_id / SUMMARY_FILE
+    summary = _read_json(summary_path)
+    ingest = _read_json(home / "work" / import_id / "ingest.json") or {}
+    source = (summary or {}).get("file") or manifest.get("source_path") or "?"
+    counts: dict[str, int | None] = dict.fromkeys(COUNT_COLUMNS)
+    if summary is not None:
+        with suppress(KeyError, TypeError, ValueError):
+            counts = {key: int(summary[key]) for key in COUNT_COLUMNS}
+    if state.when is not None:
+        latest = state.when.timestamp()
+    elif summary_path.is_file() or manifest_path.is_file():
+        latest = (summary_path if summary_path.is_file() else manifest_path).stat().st_mtime
+    else:
+        latest = 0.0
     return {
-        "import_id": manifest.stem,
-        "file": Path(str(data.get("source_path", "?"))).name,
-        "entity": data.get("entity") or "auto",
-        "target": data.get("target", "?"),
-        "state": NOT_FINISHED,
-        "finished_at": None,
-        **dict.fromkeys(COUNT_COLUMNS),
-        "_sort": manifest.stat().st_mtime,
+        "import_id": import_id,
+        "file": Path(str(source)).name,
+        "entity": (summary or {}).get("entity") or ingest.get("entity") or manifest.get("entity"),
+        "target": (summary or {}).get("target") or manifest.get("target") or "?",
+        "state": state.state,
+        "when": state.when,
+        "reason": state.reason,
+        "progress": _progress(home, import_id) if state.state is State.RUNNING else "",
+        "rollback": _read_json(home / "reports" / import_id / ROLLBACK_FILE),
+        "unreadable": summary_path.is_file() and summary is None,
+        **counts,
+        "_sort": latest,
     }
 
 
-def _summary_row(
-    import_id: str, summary_path: Path, registered: dict[str, Any] | None
-) -> dict[str, Any]:
+def _read_json(path: Path) -> dict[str, Any] | None:
     try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        finished_at = summary.get("finished_at")
-        sort_key = (
-            datetime.fromisoformat(finished_at).timestamp()
-            if finished_at
-            else summary_path.stat().st_mtime
-        )
-        return {
-            "import_id": import_id,
-            "file": Path(str(summary["file"])).name,
-            "entity": summary["entity"],
-            "target": summary["target"],
-            "state": COMPLETED,
-            "finished_at": finished_at,
-            **{key: int(summary[key]) for key in COUNT_COLUMNS},
-            "_sort": sort_key,
-        }
-    except (OSError, ValueError, KeyError, TypeError):
-        unknown = {"file": "?", "entity": "?", "target": "?", **dict.fromkeys(COUNT_COLUMNS)}
-        return {
-            **(registered or unknown),
-            "import_id": import_id,
-            "state": UNREADABLE,
-            "finished_at": None,
-            "_sort": summary_path.stat().st_mtime,
-        }
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return loaded if isinstance(loaded, dict) else None
+
+
+def _progress(home: Path, import_id: str) -> str:
+    snapshot = read_progress(home / "work" / import_id / "progress.json")
+    if snapshot is None:
+        return ""
+    if snapshot.total is None:
+        return snapshot.phase
+    return f"{snapshot.phase}: {snapshot.processed:,} of {snapshot.total:,} records"
 
 
 def format_status(rows: list[dict[str, Any]]) -> str:
-    """A plain-text table of ``recent_imports`` rows, for a terminal or a log."""
+    """Two lines per import, each at most ``WIDTH`` wide: what it is and its state, then its
+    counts, or why it failed or stopped, or where it is."""
     if not rows:
         return "No imports yet. Add one with `bulk-pipeline import PATH`."
-    headers = [
-        "IMPORT",
-        "FILE",
-        "ENTITY",
-        "TARGET",
-        "STATE",
-        "FINISHED",
-        *map(str.upper, COUNT_COLUMNS),
-    ]
-    table = [
-        [
-            _printable(row["import_id"]),
-            _printable(row["file"], MAX_FILE_CHARS),
-            _printable(row["entity"]),
-            _printable(row["target"]),
-            _printable(row["state"]),
-            _short_time(row["finished_at"]),
-            *("-" if row[key] is None else f"{row[key]:,}" for key in COUNT_COLUMNS),
-        ]
-        for row in rows
-    ]
-    numeric = range(6, len(headers))
-    widths = [max(len(line[i]) for line in [headers, *table]) for i in range(len(headers))]
+    id_width = min(max(len(row["import_id"]) for row in rows), MAX_ID_CHARS)
+    state_width = max(len(state.value) for state in State)
 
-    def line(cells: list[str]) -> str:
-        padded = (
-            cell.rjust(widths[i]) if i in numeric else cell.ljust(widths[i])
-            for i, cell in enumerate(cells)
+    def first(import_id: str, state: str, when: str, what: str) -> str:
+        return _fit(f"{import_id:<{id_width}}  {state:<{state_width}}  {when:<16}  {what}".rstrip())
+
+    lines = [first("IMPORT", "STATE", "WHEN (UTC)", "FILE -> TARGET (ENTITY)")]
+    for row in rows:
+        what = f"{row['file']} -> {row['target']}" + (
+            f" ({row['entity']})" if row["entity"] else ""
         )
-        return "  ".join(padded).rstrip()
+        lines.append(
+            first(
+                _printable(row["import_id"], id_width),
+                row["state"].value,
+                _short_time(row["when"]),
+                _printable(what),
+            )
+        )
+        detail = _detail(row)
+        if detail:
+            lines.append(_fit("    " + _printable(detail)))
+    return "\n".join(lines)
 
-    return "\n".join([line(headers), *(line(cells) for cells in table)])
+
+def _detail(row: dict[str, Any]) -> str:
+    state = row["state"]
+    if state in (State.FAILED, State.STOPPED):
+        return (row["reason"].splitlines() or [""])[0]
+    if state is State.RUNNING:
+        return row["progress"]
+    if row["unreadable"]:
+        return f"its {SUMMARY_FILE} cannot be read"
+    counts = "" if row["rows"] is None else _counts_text(row)
+    if state is State.ROLLED_BACK and row["rollback"]:
+        undone = (
+            f"{int(row['rollback'].get('archived', 0)):,} archived, "
+            f"{int(row['rollback'].get('restored', 0)):,} restored"
+        )
+        return f"{undone}; the import had {counts}" if counts else undone
+    return counts
+
+
+def _counts_text(row: dict[str, Any]) -> str:
+    outcomes = ", ".join(f"{row[key]:,} {key}" for key in OUTCOMES)
+    return f"{row['rows']:,} rows: {outcomes}"
+
+
+def _fit(line: str) -> str:
+    return line if len(line) <= WIDTH else line[: WIDTH - 1] + "…"
 
 
 def _printable(value: object, limit: int | None = None) -> str:
@@ -148,14 +178,15 @@ def _printable(value: object, limit: int | None = None) -> str:
     return text
 
 
-def _short_time(value: str | None) -> str:
-    if not value:
+def _short_time(value: datetime | None) -> str:
+    if value is None:
         return "-"
-    return f"{datetime.fromisoformat(value).astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+    return f"{value.astimezone(UTC):%Y-%m-%d %H:%M}"
 
 
-def format_report(import_id: str) -> str:
-    """The summary of one import and the path of its report.html, for the terminal.
+def format_report(import_id: str, instance: dg.DagsterInstance | None = None) -> str:
+    """One import's state (and why, when it failed or stopped), its summary and the path of its
+    report.html, for the terminal.
 
     Writes the HTML and markdown reports first when they are missing or older than the summary
     (an import finished before reports existed, or a summary rewritten by a re-run), so the
@@ -169,25 +200,84 @@ def format_report(import_id: str) -> str:
         raise UnknownImportError(_unknown(import_id))
     folder = home / "reports" / import_id
     summary_path = folder / SUMMARY_FILE
-    if not summary_path.is_file():
-        if (home / "imports" / f"{import_id}.json").is_file():
-            return (
-                f"Import {import_id} has not finished: there is no summary yet.\n"
-                "Run it again with `bulk-pipeline import PATH`, or see its run in the Dagster UI."
-            )
+    if not summary_path.is_file() and not (home / "imports" / f"{import_id}.json").is_file():
         raise UnknownImportError(_unknown(import_id))
+    if instance is None:
+        with open_instance() as opened:
+            state = import_states(opened, [import_id])[import_id]
+    else:
+        state = import_states(instance, [import_id])[import_id]
+    lines = _state_lines(home, state)
+    if not summary_path.is_file():
+        lines += [
+            "",
+            f"Import {import_id} has not completed: there is no summary yet. Run the same "
+            "`bulk-pipeline import` command again (it resumes), or see its runs in the Dagster UI.",
+        ]
+        return "\n".join(lines)
     html_path = folder / HTML_FILE
     if not html_path.is_file() or html_path.stat().st_mtime < summary_path.stat().st_mtime:
         html_path, _ = write_reports(folder)
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    if state.state in (State.FAILED, State.STOPPED, State.RUNNING, State.QUEUED):
+        lines.append(
+            f"{'':<14}The counts below are those of its last completed run, finished "
+            f"{_short_time(_finished(summary))} UTC."
+        )
     width = max(len(name) for name in COUNT_COLUMNS)
-    lines = [f"{label + ':':<14}{_printable(value)}" for label, value in facts(summary)]
+    lines += [f"{label + ':':<14}{_printable(value)}" for label, value in facts(summary)]
     lines += ["", *(f"  {name:<{width}}  {int(summary[name]):>10,}" for name in COUNT_COLUMNS)]
-    lines.append("")
+    lines += ["", *(_printable(note) for note in summary_notes(summary))]
     if (folder / REJECTED_FILE).is_file():
         lines.append(f"Rejected rows: {folder / REJECTED_FILE}")
     lines.append(f"Report:        {html_path}")
     return "\n".join(lines)
+
+
+def _state_lines(home: Path, state: ImportState) -> list[str]:
+    when = f" since {_short_time(state.when)} UTC" if state.when else ""
+    if state.state is State.RUNNING:
+        progress = _progress(home, state.import_id)
+        lines = [f"{'State:':<14}running{when}" + (f" ({progress})" if progress else "")]
+    else:
+        lines = [f"{'State:':<14}{state.state.value}{when}"]
+    for line in state.reason.splitlines():
+        lines.append(f"{'':<14}{_printable(line)}")
+    rollback = _read_json(home / "reports" / state.import_id / ROLLBACK_FILE)
+    if state.state is State.ROLLED_BACK and rollback:
+        lines.append(
+            f"{'Rolled back:':<14}{int(rollback.get('archived', 0)):,} records archived, "
+            f"{int(rollback.get('restored', 0)):,} restored to their previous values"
+        )
+    if state.run_id is not None:
+        logs = sorted((home / "logs").glob(f"{state.import_id}.{state.run_id[:8]}.log"))
+        run = f"{'Run:':<14}{state.run_id}" + (f" (log: {logs[0]})" if logs else "")
+        lines.append(run)
+    return lines
+
+
+def _finished(summary: dict[str, Any]) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(summary["finished_at"]))
+    except (KeyError, ValueError):
+        return None
+
+
+def summary_notes(summary: dict[str, Any]) -> list[str]:
+    """What a person must know beyond the counts: columns not sent, the sheet read and the
+    sheets not read, warnings."""
+    notes: list[str] = []
+    if summary.get("unmapped_columns"):
+        notes.append("Columns not sent (no CRM field): " + ", ".join(summary["unmapped_columns"]))
+    if summary.get("sheet"):
+        notes.append(f"Sheet '{summary['sheet']}' was imported as {summary['entity']}.")
+    for skipped in summary.get("skipped_sheets", []):
+        notes.append(
+            f"Sheet '{skipped['sheet']}' was not imported: {skipped['reason']}. "
+            f"To import it: {skipped['to_import']}"
+        )
+    notes += [f"warning: {warning}" for warning in summary.get("warnings", [])]
+    return notes
 
 
 def _unknown(import_id: str) -> str:

@@ -1,32 +1,57 @@
-"""What a person reading the results materialization in the Dagster UI sees."""
+"""What a person reading the results materialization in the Dagster UI sees.
+
+The UI shows a markdown value in place only when it is shorter than 1,000 characters (longer
+ones hide behind "Show Markdown"), so the summary, with its outcome bars drawn in text, is kept
+under that; the HTML report is a link to the report server (``reports/server.py``).
+"""
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import polars as pl
 
-from bulk_pipeline.reports.charts import outcome_chart_png
+from bulk_pipeline.reports.charts import OUTCOMES
+from bulk_pipeline.reports.server import report_url
 
-COUNT_KEYS = ("rows", "created", "updated", "unchanged", "duplicates", "invalid", "failed")
-SAMPLE_REJECTS = 10
+COUNT_KEYS = ("rows", *OUTCOMES)
+SAMPLE_REJECTS = 5
+MAX_REASON_CHARS = 80
+INLINE_MARKDOWN_CHARS = 1_000
+"""The UI shows shorter markdown values in place."""
+BAR_CHARS = 20
+MAX_COLUMNS_CHARS = 200
 PLAN_KEYS = ("creates", "updates", "unchanged", "conflicts")
 
 
+def outcome_bars(summary: dict[str, Any]) -> list[str]:
+    """One markdown table row per outcome: count, share of the rows, and a bar of blocks."""
+    rows = max(int(summary["rows"]), 1)
+    lines = ["| outcome | rows | share | |", "|---|---:|---:|---|"]
+    for key in OUTCOMES:
+        count = int(summary[key])
+        blocks = round(BAR_CHARS * count / rows) or (1 if count else 0)
+        bar = f"`{'█' * blocks}`" if blocks else ""
+        lines.append(f"| {key} | {count:,} | {count / rows:.0%} | {bar} |")
+    return lines
+
+
 def summary_markdown(summary: dict[str, Any]) -> str:
+    """The file, the CRM and the outcome bars, short enough to show without expanding."""
     lines = [
-        f"**{summary['file']}** -> {summary['target']} ({summary['entity']})",
+        f"**{Path(str(summary['file'])).name}** -> {summary['target']} ({summary['entity']}): "
+        f"{int(summary['rows']):,} rows",
         "",
-        "| outcome | rows |",
-        "|---|---:|",
-        *(f"| {key} | {summary[key]} |" for key in COUNT_KEYS),
+        *outcome_bars(summary),
     ]
     if summary["unmapped_columns"]:
-        lines += ["", "Columns not sent (no CRM field): " + ", ".join(summary["unmapped_columns"])]
-    return "\n".join(lines)
+        columns = ", ".join(summary["unmapped_columns"])
+        if len(columns) > MAX_COLUMNS_CHARS:
+            columns = columns[: MAX_COLUMNS_CHARS - 1] + "…"
+        lines += ["", f"Columns not sent (no CRM field): {columns}"]
+    return "\n".join(lines)[:INLINE_MARKDOWN_CHARS]
 
 
 def sample_rejects_markdown(rejected_csv: Path, limit: int = SAMPLE_REJECTS) -> str:
@@ -35,21 +60,30 @@ def sample_rejects_markdown(rejected_csv: Path, limit: int = SAMPLE_REJECTS) -> 
     sample = pl.read_csv(rejected_csv, infer_schema=False, n_rows=limit)
     if sample.is_empty():
         return "none"
-    rows = [f"| {row['line']} | {row['reason']} |" for row in sample.iter_rows(named=True)]
+    rows = [
+        f"| {row['line']} | {_cut(str(row['reason']))} |" for row in sample.iter_rows(named=True)
+    ]
     return "\n".join(["| line | reason |", "|---:|---|", *rows])
+
+
+def _cut(text: str) -> str:
+    text = text.replace("|", "\\|").replace("\n", " ")
+    return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 1] + "…"
 
 
 def results_metadata(summary: dict[str, Any], html_report: Path) -> dict[str, Any]:
     rejected_csv = Path(summary["rejected_csv"])
-    chart = base64.b64encode(outcome_chart_png(summary)).decode("ascii")
     return {
         **{key: dg.MetadataValue.int(int(summary[key])) for key in COUNT_KEYS},
         "summary": dg.MetadataValue.md(summary_markdown(summary)),
-        "outcome_chart": dg.MetadataValue.md(f"![outcomes](data:image/png;base64,{chart})"),
-        "report": dg.MetadataValue.path(str(html_report)),
+        "report": dg.MetadataValue.url(report_url(str(summary["import_id"]))),
+        "report_file": dg.MetadataValue.path(str(html_report)),
         "sample_rejects": dg.MetadataValue.md(sample_rejects_markdown(rejected_csv)),
         "report_folder": dg.MetadataValue.path(str(rejected_csv.parent)),
         "unmapped_columns": ", ".join(summary["unmapped_columns"]) or "none",
+        "skipped_sheets": ", ".join(s["sheet"] for s in summary.get("skipped_sheets", []))
+        or "none",
+        "warnings": "; ".join(summary.get("warnings", [])) or "none",
     }
 
 

@@ -89,13 +89,14 @@ def recover_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     """Fail this host's command runs whose process is gone and free their pool slots.
 
     Returns the ids of the runs repaired. Runs of other hosts are left alone: their processes
-    cannot be checked from here.
+    cannot be checked from here. So are re-executions (from the UI): they copy their parent's
+    tags, the process id included, but run in a process of the daemon's.
     """
     host = socket.gethostname()
     repaired: list[str] = []
     for run in instance.get_runs(filters=dg.RunsFilter(statuses=UNFINISHED, tags={HOST_TAG: host})):
         pid_text = run.tags.get(PID_TAG, "")
-        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+        if run.parent_run_id is not None or not pid_text.isdigit() or int(pid_text) == os.getpid():
             continue
         pid = int(pid_text)
         if _process_exists(pid):

@@ -183,3 +183,16 @@ def test_infer_entity_from_headers(columns: list[str], entity: Entity | None) ->
 
 def test_hint_from_sheet_or_key_wins() -> None:
     assert infer_entity(["Email"], Entity.COMPANIES) == Entity.COMPANIES
+
+
+def test_a_mapping_file_names_the_entity_of_headers_no_alias_knows() -> None:
+    only_contacts = {"contacts": {"Courriel Pro": "email"}}
+    two_sections = {
+        "contacts": {"Courriel Pro": "email"},
+        "companies": {"Raison Sociale": "name", "Site": "website"},
+    }
+
+    assert infer_entity(["Courriel Pro", "Prénom"], mapping=only_contacts) == Entity.CONTACTS
+    assert infer_entity(["raison sociale", "Site"], mapping=two_sections) == Entity.COMPANIES
+    assert infer_entity(["Something"], mapping=two_sections) is None
+    assert infer_entity(["Email"], Entity.DEALS, mapping=only_contacts) == Entity.DEALS

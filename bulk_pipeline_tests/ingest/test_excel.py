@@ -119,3 +119,39 @@ def test_damaged_workbook_is_an_input_error(tmp_path: Path) -> None:
     path.write_bytes(b"PK\x03\x04 this is not really a zip archive")
     with pytest.raises(InputFileError, match="cannot be read as a workbook"):
         read_file(path)
+
+
+def test_a_chosen_sheet_is_read_and_every_other_sheet_is_listed_with_why(tmp_path: Path) -> None:
+    path = workbook(
+        tmp_path / "book.xlsx",
+        {"Contacts": PEOPLE, "Organizations": COMPANIES, "Notes": [["remark"], ["hello"]]},
+    )
+
+    default = read_file(path)
+    chosen = read_file(path, sheet="organizations")
+
+    assert default.sheet == "Contacts"
+    assert [(s.name, s.reason) for s in default.skipped_sheets] == [
+        ("Organizations", "holds companies (by its name); one sheet is read per import"),
+        ("Notes", "its name names no entity; one sheet is read per import"),
+    ]
+    assert chosen.sheet == "Organizations"
+    assert chosen.entity_hint == Entity.COMPANIES
+    assert [s.name for s in chosen.skipped_sheets] == ["Contacts", "Notes"]
+    with pytest.raises(InputFileError, match=r"no sheet is named 'Leads'.*'Contacts'"):
+        read_file(path, sheet="Leads")
+
+
+def test_a_sheet_choice_for_a_file_that_is_not_a_workbook_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "people.csv"
+    path.write_text("Email\na@x.com\n", encoding="utf-8")
+    with pytest.raises(InputFileError, match=r"--sheet 'People' applies to workbooks"):
+        read_file(path, sheet="People")
+
+
+def test_messages_name_the_file_as_the_person_gave_it(tmp_path: Path) -> None:
+    path = tmp_path / "copy" / "book.xlsx"
+    path.parent.mkdir()
+    path.write_bytes(b"PK\x03\x04 damaged")
+    with pytest.raises(InputFileError, match=r"^Downloads/book\.xlsx: cannot be read"):
+        read_file(path, source="Downloads/book.xlsx")

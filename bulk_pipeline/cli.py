@@ -466,10 +466,13 @@ def run_dev(args: argparse.Namespace) -> int:
     _tell(_data_home_line())
     _tell(f"Dagster UI on http://127.0.0.1:{args.port} (DAGSTER_HOME={home})")
     _tell(f"Import reports on {reports.url}/")
+    ui = subprocess.Popen(command, env={**os.environ, **reports.environment()})
     try:
-        return subprocess.call(command, env={**os.environ, **reports.environment()})
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+        while True:
+            try:
+                return ui.wait()
+            except KeyboardInterrupt:
+                continue  # dagster dev got the same Ctrl-C and stops its own processes; wait
     finally:
         reports.stop()
 

@@ -11,6 +11,7 @@ instead of the terminal, where a person wants one short message about what went 
 
 from __future__ import annotations
 
+import sys
 import uuid
 import warnings
 from collections.abc import Iterator, Mapping
@@ -21,6 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from dagster._core.definitions.repository_definition.valid_definitions import (
+    SINGLETON_REPOSITORY_NAME,
+)
+from dagster._core.remote_origin import (
+    ManagedGrpcPythonEnvCodeLocationOrigin,
+    RemoteJobOrigin,
+    RemoteRepositoryOrigin,
+)
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
 from bulk_pipeline import config
 from bulk_pipeline.imports import ImportRequest
@@ -41,6 +51,9 @@ IMPORT_TAG = "bulk_pipeline/import_id"
 TARGET_TAG = "bulk_pipeline/target"
 LOGS_DIR = "logs"
 RUN_ID_CHARS = 8
+CODE_LOCATION = "bulk_pipeline"
+"""``location_name`` in workspace.yaml, ``code_location_name`` in pyproject.toml."""
+DEFINITIONS_MODULE = "bulk_pipeline.definitions"
 """Of the run id in a log file's name: enough to tell a partition's runs apart."""
 
 
@@ -94,7 +107,11 @@ def run_job(
     run_id = str(uuid.uuid4())
     log_path = log_path_for(partition_key, run_id)
     level = "DEBUG" if verbose else "CRITICAL"
-    with interrupts_seen() as interrupts, _warnings_kept() as caught:
+    with (
+        _recorded_as_runs_of_the_code_location(instance, job_name),
+        interrupts_seen() as interrupts,
+        _warnings_kept() as caught,
+    ):
         try:
             result = defs.resolve_job_def(job_name).execute_in_process(
                 run_config={
@@ -113,7 +130,7 @@ def run_job(
     if result.success:
         return CommandRun(run_id, True, "", None, log_path)
     if interrupts.count > 0:
-        instance.add_run_tags(run_id, {INTERRUPTED_TAG: "true"})
+        instance.add_run_tags(run_id, {INTERRUPTED_TAG: run_id})
     stopped = stop_reason(instance, run_id)
     return CommandRun(
         run_id,
@@ -123,6 +140,39 @@ def run_job(
         log_path,
         stopped=stopped is not None,
     )
+
+
+def code_location_job_origin(job_name: str) -> RemoteJobOrigin:
+    """Where the UI finds the job of a run: the code location of workspace.yaml (and
+    ``[tool.dg.project]``), its one repository, the job's name."""
+    location = ManagedGrpcPythonEnvCodeLocationOrigin(
+        LoadableTargetOrigin(executable_path=sys.executable, module_name=DEFINITIONS_MODULE),
+        location_name=CODE_LOCATION,
+    )
+    return RemoteRepositoryOrigin(location, SINGLETON_REPOSITORY_NAME).get_job_origin(job_name)
+
+
+@contextmanager
+def _recorded_as_runs_of_the_code_location(
+    instance: dg.DagsterInstance, job_name: str
+) -> Iterator[None]:
+    """Record the run ``execute_in_process`` creates with the code location it belongs to.
+
+    ``execute_in_process`` records no origin, and the UI re-executes a run ("Re-execute",
+    "From failure") through its origin: without one the button fails. The instance object is
+    this command's own, and only this run is created on it meanwhile.
+    """
+    create = instance.create_run_for_job
+    origin = code_location_job_origin(job_name)
+
+    def create_with_origin(*args: Any, **kwargs: Any) -> dg.DagsterRun:
+        return create(*args, **{**kwargs, "remote_job_origin": origin})
+
+    instance.create_run_for_job = create_with_origin  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del instance.create_run_for_job
 
 
 @contextmanager

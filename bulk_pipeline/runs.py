@@ -38,7 +38,8 @@ MAX_MESSAGE_CHARS = 2_000
 STOPPED_ON_REQUEST = "stopped_on_request"
 """Metadata of the failure of a push that stopped between batches when asked (Ctrl-C, SIGTERM)."""
 INTERRUPTED_TAG = "bulk_pipeline/interrupted"
-"""Added to a command's run that a person interrupted (Ctrl-C) outside the push."""
+"""Added to a command's run that a person interrupted (Ctrl-C) outside the push, with the run's
+own id: a re-execution copies its parent's tags, and was not interrupted for that."""
 INTERRUPTED = (
     "interrupted (Ctrl-C or a termination signal); nothing is lost: running the same import "
     "again resumes"
@@ -166,7 +167,7 @@ def stop_reason(instance: dg.DagsterInstance, run_id: str) -> str | None:
     run = instance.get_run_by_id(run_id)
     if run is not None and run.status == dg.DagsterRunStatus.CANCELED:
         return "terminated; running the import again resumes where it stopped"
-    if interrupted or (run is not None and INTERRUPTED_TAG in run.tags):
+    if interrupted or (run is not None and run.tags.get(INTERRUPTED_TAG) == run.run_id):
         return INTERRUPTED
     return None
 

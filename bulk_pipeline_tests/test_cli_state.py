@@ -8,6 +8,7 @@ instance under the test's data home.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -21,6 +22,7 @@ from bulk_pipeline.sandbox.server import RunningSandbox
 from bulk_pipeline_tests.recurring import contacts_csv
 
 EMAILS = ["ann@example.com", "bob@example.com", "cy@example.com"]
+CHECKOUT = Path(__file__).resolve().parents[1]
 
 
 def import_job_of_the_code_location() -> dg.JobDefinition:
@@ -167,3 +169,60 @@ def test_command_runs_are_named_tagged_and_re_executable_from_failure(
     assert rerun is not None
     assert rerun.job_name == "import_job"
     assert rerun.tags[FILE_TAG] == "people.csv"
+
+
+REEXECUTE = """
+mutation ($parent: String!) {
+  launchPipelineReexecution(reexecutionParams: {parentRunId: $parent, strategy: FROM_FAILURE}) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def test_the_uis_re_execute_from_failure_finishes_a_failed_command_run(
+    tmp_path: Path,
+    sandbox: RunningSandbox,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The UI's button sends this mutation; it needs the run's code location, which
+    ``execute_in_process`` alone does not record."""
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import WorkspaceFileTarget
+    from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import (
+        QueuedRunCoordinatorDaemon,
+    )
+    from dagster_graphql.test.utils import execute_dagster_graphql
+
+    monkeypatch.setenv(config.HUBSPOT_BASE_URL_ENV, sandbox.url)
+    monkeypatch.setenv(config.HUBSPOT_TOKEN_ENV, "pat-na1-not-the-right-token")
+    path = contacts_csv(tmp_path / "people.csv", EMAILS)
+    assert cli.main(["import", str(path), "--target", "hubspot", "--no-progress"]) == 1
+    [failed] = instance.get_runs()
+    monkeypatch.setenv(config.HUBSPOT_TOKEN_ENV, sandbox.token)
+    workspace = WorkspaceFileTarget(paths=[str(CHECKOUT / "workspace.yaml")])
+
+    with WorkspaceProcessContext(instance, workspace) as ui:
+        answer = execute_dagster_graphql(
+            ui.create_request_context(), REEXECUTE, {"parent": failed.run_id}
+        )
+        launched = answer.data["launchPipelineReexecution"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        run_id = launched["run"]["runId"]
+        queue = QueuedRunCoordinatorDaemon(interval_seconds=1)  # what `make dev`'s daemon runs
+        deadline = time.monotonic() + 180
+        while (run := instance.get_run_by_id(run_id)) is not None and not run.is_finished:
+            assert time.monotonic() < deadline, f"the re-execution is still {run.status}"
+            if run.status == dg.DagsterRunStatus.QUEUED:
+                list(queue.run_iteration(ui))
+            time.sleep(0.5)
+
+    assert run is not None
+    assert run.status == dg.DagsterRunStatus.SUCCESS
+    assert run.parent_run_id == failed.run_id
+    assert run.tags[FILE_TAG] == "people.csv"
+    emails = sorted(r["properties"]["email"] for r in sandbox.admin.records("contacts"))
+    assert emails == sorted(EMAILS)

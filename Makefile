@@ -23,7 +23,8 @@ demo: setup
 	$(BIN)/bulk-pipeline import data/samples/contacts_messy.csv
 	$(BIN)/bulk-pipeline import data/samples/companies.xlsx
 	@echo
-	@echo "Reports: $${BULK_PIPELINE_HOME:-data}/reports/<import id>/ (summary.json, rejected.csv)"
+	@echo "Imports: .venv/bin/bulk-pipeline status (and report <import id>)"
+	@echo "Sandbox: .venv/bin/bulk-pipeline sandbox stop stops the sandbox CRM kept for later imports"
 	@echo "UI:      make dev, then open http://127.0.0.1:3000"
 
 lint: setup

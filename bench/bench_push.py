@@ -23,11 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bulk_pipeline.config import SANDBOX_TOKEN_ENV, SANDBOX_URL_ENV
 from bulk_pipeline.entities import Entity
 from bulk_pipeline.sandbox.admin import SandboxAdmin
+from bulk_pipeline.targets import open_async_target, open_target
 from bulk_pipeline.targets.base import BatchResult
-from bulk_pipeline.targets.http import Pacer
-from bulk_pipeline.targets.hubspot import AsyncHubSpotTarget, HubSpotTarget
+from bulk_pipeline.targets.hubspot.dialect import hubspot_budget
 
 TOKEN = "bench-sandbox-token"
 CEILING_MAX, CEILING_INTERVAL_MS = 100, 10_000
@@ -136,21 +137,26 @@ def measure(
     )
 
 
+def sandbox_settings(url: str) -> dict[str, str]:
+    return {SANDBOX_URL_ENV: url, SANDBOX_TOKEN_ENV: TOKEN}
+
+
 def push_sync(url: str, records: Records) -> BatchResult:
-    target = HubSpotTarget(url, TOKEN, name="sandbox", pacer=Pacer())
+    """The sandbox target with a budget of its own (nothing learnt by an earlier run)."""
+    target = open_target("sandbox", sandbox_settings(url), budget=hubspot_budget())
     try:
-        return target.upsert_many(Entity.CONTACTS, records)
+        return target.upsert(Entity.CONTACTS, records)
     finally:
         target.close()
 
 
 def push_async(url: str, records: Records, concurrency: int) -> BatchResult:
     async def run() -> BatchResult:
-        target = AsyncHubSpotTarget(
-            url, TOKEN, name="sandbox", max_concurrent=concurrency, pacer=Pacer()
+        target = open_async_target(
+            "sandbox", sandbox_settings(url), concurrency=concurrency, budget=hubspot_budget()
         )
         try:
-            return await target.upsert_many(Entity.CONTACTS, records)
+            return await target.upsert(Entity.CONTACTS, records)
         finally:
             await target.aclose()
 

@@ -29,14 +29,17 @@ import polars as pl
 
 from bench.bench_push import TOKEN, contacts, push_async, push_sync
 from bench.worker import emit, reset_peak, status_mib
+from bulk_pipeline.config import SANDBOX_TOKEN_ENV, SANDBOX_URL_ENV
 from bulk_pipeline.entities import Entity
+from bulk_pipeline.errors import BudgetExhausted, TransientError
 from bulk_pipeline.imports import file_digest, import_id_for
 from bulk_pipeline.ingest import read_file
 from bulk_pipeline.mapping import infer_entity, map_columns
 from bulk_pipeline.normalize import normalize
-from bulk_pipeline.push import RetryableFailuresError, push_import
-from bulk_pipeline.staging import OnDuplicate, mark_import, outcome_counts, stage_import
-from bulk_pipeline.targets.hubspot import HubSpotTarget
+from bulk_pipeline.outcomes import ImportState, LineOutcome, OnDuplicate
+from bulk_pipeline.push import push_import
+from bulk_pipeline.staging import open_store
+from bulk_pipeline.targets import open_target
 from bulk_pipeline.validate import validate_rows
 
 TARGET_ID = "sandbox"
@@ -98,15 +101,16 @@ def local_stages(path: Path, db_path: Path, import_id: str) -> tuple[Entity, dic
     checked = stages.run("validate", validate_rows, normalized, entity, source=str(path))
     del normalized
     invalid = pl.concat([checked.rejected.select("_line", "reason"), unreadable])
+    store = open_store(db_path)
+    store.begin_run(import_id)
     staged = stages.run(
         "stage",
-        stage_import,
-        db_path,
+        store.stage,
+        import_id,
         entity,
         checked.valid,
         invalid,
-        import_id=import_id,
-        target=TARGET_ID,
+        account=TARGET_ID,
         source_file=str(path),
         on_duplicate=OnDuplicate.SKIP,
     )
@@ -131,24 +135,26 @@ def measure_import(path: Path, home: Path, url: str) -> dict[str, Any]:
     db_path = home / STAGING_FILE
     import_id = import_id_for(path.name, file_digest(path))
     entity, figures = local_stages(path, db_path, import_id)
-    target = HubSpotTarget(url, TOKEN, name=TARGET_ID)
+    store = open_store(db_path)
+    target = open_target("sandbox", {SANDBOX_URL_ENV: url, SANDBOX_TOKEN_ENV: TOKEN})
     error = None
     started = time.perf_counter()
     try:
-        push_import(db_path, target, entity, import_id=import_id, target_id=TARGET_ID)
-    except RetryableFailuresError as exc:
+        run = store.begin_run(import_id)
+        push_import(store, target, entity, import_id=import_id, run=run)
+    except (TransientError, BudgetExhausted) as exc:
         error = str(exc)
     finally:
         push_seconds = time.perf_counter() - started
         target.close()
-    outcomes = outcome_counts(db_path, import_id)
-    mark_import(db_path, import_id, "completed")
+    counts = store.outcome_counts(import_id)
+    store.set_state(import_id, ImportState.COMPLETED)
     return {
         **figures,
         "import_id": import_id,
         "push_seconds": push_seconds,
-        "written": outcomes["created"] + outcomes["updated"],
-        "outcomes": outcomes,
+        "written": counts[LineOutcome.CREATED] + counts[LineOutcome.UPDATED],
+        "outcomes": {outcome.value: counts[outcome] for outcome in LineOutcome},
         "push_error": error,
         "peak_rss_mib": max(figures["peak_rss_mib"], status_mib("VmHWM")),
     }

@@ -16,7 +16,7 @@ import httpx
 
 from bulk_pipeline.imports import UnknownImportError, load_import
 from bulk_pipeline.redaction import redact, register_secret
-from bulk_pipeline.targets.http import is_loopback
+from bulk_pipeline.targets.http.drivers import is_loopback
 
 WEBHOOK_ENV = "BULK_PIPELINE_ALERT_WEBHOOK"
 WEBSERVER_URL_ENV = "DAGSTER_WEBSERVER_URL"

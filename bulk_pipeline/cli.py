@@ -23,16 +23,18 @@ from rich.table import Table
 
 from bulk_pipeline import config
 from bulk_pipeline.entities import Entity
+from bulk_pipeline.errors import BulkPipelineError
 from bulk_pipeline.imports import (
     DEFAULT_MAX_INVALID_RATIO,
-    TARGETS,
     ImportRequest,
     UnknownImportError,
     load_import,
     register_import,
 )
 from bulk_pipeline.instance import ensure_dagster_home, open_instance
-from bulk_pipeline.staging import OnDuplicate
+from bulk_pipeline.outcomes import OnDuplicate
+from bulk_pipeline.redaction import redact
+from bulk_pipeline.targets.registry import DEFAULT_TARGET, TARGET_NAMES, entry, open_target
 
 if TYPE_CHECKING:
     from bulk_pipeline.command_runs import CommandRun
@@ -54,7 +56,7 @@ def _build_parser() -> argparse.ArgumentParser:
     imp.add_argument("path", type=Path)
     imp.add_argument("--entity", choices=[e.value for e in Entity])
     imp.add_argument("--sheet", help="the workbook sheet to import (default: picked by its name)")
-    imp.add_argument("--target", choices=TARGETS, default="sandbox")
+    imp.add_argument("--target", choices=TARGET_NAMES, default=DEFAULT_TARGET)
     imp.add_argument(
         "--on-duplicate", choices=[o.value for o in OnDuplicate], default=OnDuplicate.SKIP.value
     )
@@ -83,6 +85,19 @@ def _build_parser() -> argparse.ArgumentParser:
 
     rollback = commands.add_parser("rollback", help="undo an import in its CRM")
     rollback.add_argument("import_id")
+    rollback.add_argument(
+        "--dry-run", action="store_true", help="show what the rollback would do; change nothing"
+    )
+    rollback.add_argument(
+        "--force",
+        action="store_true",
+        help="also undo fields and records that changed in the CRM since the import",
+    )
+    rollback.add_argument(
+        "--yes",
+        action="store_true",
+        help="confirm deleting records for good, where the CRM has no archive or trash",
+    )
     _verbose(rollback)
 
     sandbox = commands.add_parser(
@@ -145,6 +160,8 @@ def run_import(args: argparse.Namespace) -> int:
 
     ensure_dagster_home()
     try:
+        with _announcing_background_sandbox(args.target):
+            preflight(args.target)
         request = register_import(
             args.path,
             entity=Entity(args.entity) if args.entity else None,
@@ -156,8 +173,8 @@ def run_import(args: argparse.Namespace) -> int:
             note=args.note,
             sheet=args.sheet,
         )
-    except (FileNotFoundError, ValueError) as exc:
-        _tell(f"error: {exc}")
+    except BulkPipelineError as exc:
+        _tell(f"error: {redact(str(exc))}")
         return EXIT_USAGE
     _add_partition(request.import_id)
     _tell(f"importing {args.path} as {request.import_id} into {request.target}")
@@ -182,6 +199,16 @@ def run_import(args: argparse.Namespace) -> int:
         return 0
     _print_summary(request, json.loads((folder / "summary.json").read_text(encoding="utf-8")))
     return 0
+
+
+def preflight(target: str) -> None:
+    """The target's credentials are present and accepted and the CRM answers (one cheap
+    call), before any file is read."""
+    opened = open_target(target)
+    try:
+        opened.check()
+    finally:
+        opened.close()
 
 
 def _add_partition(import_id: str) -> None:
@@ -223,7 +250,7 @@ def _report_failure(what: str, run: CommandRun) -> int:
 @contextmanager
 def _announcing_background_sandbox(target: str) -> Iterator[None]:
     """Say so when the command leaves a sandbox CRM running in the background."""
-    if target != "sandbox" or os.environ.get(config.SANDBOX_URL_ENV):
+    if not entry(target).sandbox or os.environ.get(config.SANDBOX_URL_ENV):
         yield
         return
     from bulk_pipeline.sandbox.launcher import LOG_FILE, running_server, sandbox_dir
@@ -277,6 +304,17 @@ def _print_plan(plan: dict[str, Any]) -> None:
     out.print(table)
     for name, count in sorted(plan["changed_fields"].items()):
         _say(f"  updates would change {name} on {count} records")
+    cost = plan.get("cost")
+    if cost:
+        fits = {True: "fits", False: "does NOT fit", None: "cannot be checked against"}[
+            plan.get("fits_budget")
+        ]
+        _say(
+            f"The push would cost about {cost['units']:,} {cost['unit']} ({cost['requests']:,} "
+            f"calls); that {fits} what the CRM's budget has left today."
+        )
+    for line in plan.get("budget") or []:
+        _say(f"  {line}")
     _say(f"Plan, record by record: {plan['plan_csv']}")
 
 
@@ -294,19 +332,55 @@ def run_rollback(args: argparse.Namespace) -> int:
         partition_key=args.import_id,
         tags=command_runs.import_tags(request),
         verbose=args.verbose,
+        run_config={
+            "ops": {
+                "rollback_import": {
+                    "config": {
+                        "force": args.force,
+                        "dry_run": args.dry_run,
+                        "confirm_permanent_delete": args.yes,
+                    }
+                }
+            }
+        },
     )
-    path = config.reports_dir(args.import_id) / "rollback.json"
-    if path.exists():
-        done = json.loads(path.read_text(encoding="utf-8"))
-        _say(
-            f"rollback of {args.import_id}: {done['archived']} records archived, "
-            f"{done['restored']} restored to their previous values, "
-            f"{done['already_rolled_back']} already rolled back before"
-            + (f", {len(done['failed'])} failed" if done["failed"] else "")
-        )
+    _print_rollback(args.import_id, dry_run=args.dry_run)
     if not run.success:
         return _report_failure(f"rollback of {args.import_id}", run)
     return 0
+
+
+def _print_rollback(import_id: str, *, dry_run: bool) -> None:
+    from bulk_pipeline.import_steps import ROLLBACK_FILE, ROLLBACK_PLAN_FILE
+
+    path = config.reports_dir(import_id) / (ROLLBACK_PLAN_FILE if dry_run else ROLLBACK_FILE)
+    if not path.exists():
+        return
+    done = json.loads(path.read_text(encoding="utf-8"))
+    would = "would be " if dry_run else ""
+    _say(
+        f"{'dry run of the ' if dry_run else ''}rollback of {import_id}: "
+        f"{done['removed']} records {would}removed ({done['delete']}), "
+        f"{done['restored']} {would}restored to previous values, "
+        f"{done['already_rolled_back']} already rolled back before"
+        + (f", {len(done['failed'])} failed" if done["failed"] else "")
+        + ("; nothing was changed" if dry_run else "")
+    )
+    if dry_run and done["delete"] == "permanent" and done["removed"]:
+        _say(
+            "This CRM deletes records for good: confirm with `bulk-pipeline rollback "
+            f"{import_id} --yes`."
+        )
+    conflicts = done["conflicts"]
+    if conflicts:
+        _say(
+            f"{len(conflicts)} left in place because they changed in the CRM since the import "
+            "(rerun with --force to undo them anyway):"
+        )
+        for line in conflicts[:20]:
+            _say(f"  {line}")
+        if len(conflicts) > 20:
+            _say(f"  ... and {len(conflicts) - 20} more")
 
 
 def run_sandbox(args: argparse.Namespace) -> int:

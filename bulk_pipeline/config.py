@@ -16,15 +16,14 @@ from pathlib import Path
 HOME_ENV = "BULK_PIPELINE_HOME"
 SANDBOX_TOKEN_ENV = "BULK_PIPELINE_SANDBOX_TOKEN"
 SANDBOX_URL_ENV = "BULK_PIPELINE_SANDBOX_URL"
-HUBSPOT_TOKEN_ENV = "HUBSPOT_ACCESS_TOKEN"
-HUBSPOT_BASE_URL_ENV = "HUBSPOT_BASE_URL"
+CRM_RETRY_SECONDS_ENV = "BULK_PIPELINE_CRM_RETRY_SECONDS"
+"""How long a CRM that stopped answering is given to come back before a push stops."""
 
 CHECKOUT_HOME = "data"
 """The data home of a source checkout, beside the package (git-ignored)."""
 USER_HOME_NAME = "bulk_pipeline"
 """The data home's folder name under the per-user data directory of an installed package."""
 DEFAULT_SANDBOX_TOKEN = "sandbox-local-token"
-HUBSPOT_DEFAULT_BASE_URL = "https://api.hubapi.com"
 
 DEFAULT_MAX_FILE_BYTES = 2 * 1024**3
 DEFAULT_MAX_ROWS = 10_000_000

@@ -20,38 +20,38 @@ import polars as pl
 
 from bulk_pipeline import config
 from bulk_pipeline.entities import Entity
+from bulk_pipeline.errors import UserInputError
 from bulk_pipeline.imports import ORIGIN_INBOX, ImportRequest
 from bulk_pipeline.ingest import InputFileError, read_file
 from bulk_pipeline.mapping import infer_entity, load_mapping, map_columns
 from bulk_pipeline.normalize import normalize
-from bulk_pipeline.plan import Action, PlannedRecord, PlanSummary
-from bulk_pipeline.progress import Phase, report_phase
-from bulk_pipeline.push import PushReport, plan_import, push_import
-from bulk_pipeline.reports.rejected import write_rejected_csv
-from bulk_pipeline.rollback import RollbackReport, rollback_import
-from bulk_pipeline.staging import (
-    SUMMARY_OUTCOMES,
-    Outcome,
+from bulk_pipeline.outcomes import (
+    ImportState,
+    ImportSummary,
+    LineOutcome,
     StageResult,
-    import_rows,
-    mark_import,
-    outcome_counts,
-    stage_import,
 )
-from bulk_pipeline.targets.base import CrmTarget
+from bulk_pipeline.progress import Phase, report_phase
+from bulk_pipeline.push import (
+    Action,
+    PlannedRecord,
+    PlanSummary,
+    PushReport,
+    RollbackReport,
+    plan_import,
+    push_import,
+    rollback_import,
+)
+from bulk_pipeline.reports.rejected import write_rejected_csv
+from bulk_pipeline.staging import StagingStore
+from bulk_pipeline.targets.base import NoteParent, Target, Work
 from bulk_pipeline.validate import validate_rows
 
 INVALID_SCHEMA = {"_line": pl.Int64, "column": pl.String, "value": pl.String, "reason": pl.String}
-REJECTED_OUTCOMES = ("invalid", "failed")
+REJECTED_OUTCOMES = (LineOutcome.INVALID.value, LineOutcome.FAILED.value)
 BATCHES_FILE = "push_batches.csv"
-SUMMARY_KEYS = {
-    Outcome.CREATED: "created",
-    Outcome.UPDATED: "updated",
-    Outcome.UNCHANGED: "unchanged",
-    Outcome.DUPLICATE: "duplicates",
-    Outcome.INVALID: "invalid",
-    Outcome.FAILED: "failed",
-}
+ROLLBACK_FILE = "rollback.json"
+ROLLBACK_PLAN_FILE = "rollback_plan.json"
 
 
 @dataclass(frozen=True)
@@ -248,20 +248,21 @@ def validate(request: ImportRequest) -> ValidationReport:
     )
 
 
-def stage(request: ImportRequest, db_path: Path, target_id: str) -> StageResult:
-    """Deduplicate by key and stage the records with their sync state."""
+def stage(request: ImportRequest, store: StagingStore, account: str) -> StageResult:
+    """Deduplicate by key and stage the records with their sync state; starts (or resumes)
+    the import's run."""
     started = time.monotonic()
     valid = pl.read_parquet(_work(request.import_id, "valid.parquet"))
     invalid = pl.read_parquet(_work(request.import_id, "invalid.parquet"))
     progress = progress_path(request.import_id)
     report_phase(progress, Phase.STAGING, total=valid.height)
-    result = stage_import(
-        db_path,
+    store.begin_run(request.import_id)
+    result = store.stage(
+        request.import_id,
         import_entity(request.import_id),
         valid,
         invalid,
-        import_id=request.import_id,
-        target=target_id,
+        account=account,
         source_file=request.source_path,
         on_duplicate=request.on_duplicate,
     )
@@ -279,37 +280,90 @@ def stage(request: ImportRequest, db_path: Path, target_id: str) -> StageResult:
 
 def push(
     request: ImportRequest,
-    db_path: Path,
-    target: CrmTarget,
-    target_id: str,
+    store: StagingStore,
+    target: Target,
     log: Callable[[str], None],
     should_stop: Callable[[], bool] = lambda: False,
 ) -> PushReport:
+    """Send the import's records; the import is running while it does, and says why it
+    stopped when it does not finish."""
     started = time.monotonic()
+    run = store.begin_run(request.import_id)
     try:
         return push_import(
-            db_path,
+            store,
             target,
             import_entity(request.import_id),
             import_id=request.import_id,
-            target_id=target_id,
+            run=run,
             progress_path=progress_path(request.import_id),
             batches_path=_work(request.import_id, BATCHES_FILE),
             log=log,
-            duplicates=outcome_counts(db_path, request.import_id)[Outcome.DUPLICATE.value],
+            duplicates=store.outcome_counts(request.import_id)[LineOutcome.DUPLICATE],
             should_stop=should_stop,
         )
     finally:
         _record_timing(request.import_id, "push", started)
 
 
-def dry_run(
-    request: ImportRequest, db_path: Path, target: CrmTarget, target_id: str
-) -> dict[str, Any]:
+def plan(
+    request: ImportRequest, store: StagingStore, target: Target
+) -> tuple[list[PlannedRecord], PlanSummary]:
+    """What pushing the import would do, record by record, with its split and its cost; reads
+    only (the dry run, and the check that blocks imports that would create too much)."""
+    entity = import_entity(request.import_id)
+    planned = plan_import(store, target, entity, import_id=request.import_id)
+    summary = PlanSummary.of(planned)
+    summary.estimate = target.estimate(
+        entity, Work(lookups=len(planned), creates=summary.creates, updates=summary.updates)
+    )
+    return planned, summary
+
+
+@dataclass(frozen=True)
+class DryRunReport:
+    """A dry run's plan, as plan.json holds it."""
+
+    import_id: str
+    file: str
+    target: str
+    summary: PlanSummary
+    duplicates: int
+    invalid: int
+    budget: list[str]
+    """What the CRM account's budget has left, limit by limit."""
+    fits_budget: bool | None
+    """Whether the push fits today's remaining budget (None: the CRM does not say)."""
+    planned_at: str
+    plan_csv: str
+
+    def as_json(self) -> dict[str, Any]:
+        estimate = self.summary.estimate
+        return {
+            "import_id": self.import_id,
+            "file": self.file,
+            "target": self.target,
+            "creates": self.summary.creates,
+            "updates": self.summary.updates,
+            "unchanged": self.summary.unchanged,
+            "conflicts": self.summary.conflicts,
+            "changed_fields": self.summary.changed_field_counts,
+            "duplicates": self.duplicates,
+            "invalid": self.invalid,
+            "cost": None
+            if estimate is None
+            else {"requests": estimate.requests, "units": estimate.units, "unit": estimate.unit},
+            "budget": self.budget,
+            "fits_budget": self.fits_budget,
+            "planned_at": self.planned_at,
+            "plan_csv": self.plan_csv,
+        }
+
+
+def dry_run(request: ImportRequest, store: StagingStore, target: Target) -> DryRunReport:
     """Look every staged record up in the CRM and write the plan; nothing is written."""
     report_phase(progress_path(request.import_id), Phase.PLANNING)
-    planned = _plan(request, db_path, target, target_id)
-    summary = PlanSummary.of(planned)
+    planned, summary = plan(request, store, target)
     folder = config.reports_dir(request.import_id)
     pl.DataFrame(
         {
@@ -324,84 +378,112 @@ def dry_run(
         },
         schema_overrides={"line": pl.Int64, "crm_id": pl.String, "reason": pl.String},
     ).write_csv(folder / "plan.csv")
-    counts = outcome_counts(db_path, request.import_id)
-    plan = {
-        "import_id": request.import_id,
-        "file": request.source_path,
-        "target": request.target,
-        "creates": summary.creates,
-        "updates": summary.updates,
-        "unchanged": summary.unchanged,
-        "conflicts": summary.conflicts,
-        "changed_fields": summary.changed_field_counts,
-        "duplicates": counts[Outcome.DUPLICATE.value],
-        "invalid": counts[Outcome.INVALID.value],
-        "planned_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "plan_csv": str(folder / "plan.csv"),
-    }
-    (folder / "plan.json").write_text(json.dumps(plan, indent=2), encoding="utf-8")
-    return plan
+    counts = store.outcome_counts(request.import_id)
+    budget = target.budget()
+    daily = [s for s in budget if s.resets_at is not None and s.remaining is not None]
+    units = summary.estimate.units if summary.estimate is not None else 0
+    report = DryRunReport(
+        import_id=request.import_id,
+        file=request.source_path,
+        target=request.target,
+        summary=summary,
+        duplicates=counts[LineOutcome.DUPLICATE],
+        invalid=counts[LineOutcome.INVALID],
+        budget=[state.describe() for state in budget],
+        fits_budget=all(units <= (s.remaining or 0) for s in daily) if daily else None,
+        planned_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        plan_csv=str(folder / "plan.csv"),
+    )
+    (folder / "plan.json").write_text(json.dumps(report.as_json(), indent=2), encoding="utf-8")
+    return report
 
 
-def create_share(
-    request: ImportRequest, db_path: Path, target: CrmTarget, target_id: str
-) -> PlanSummary:
-    """The plan's split, for the check that blocks imports that would create too much."""
-    return PlanSummary.of(_plan(request, db_path, target, target_id))
-
-
-def _plan(
-    request: ImportRequest, db_path: Path, target: CrmTarget, target_id: str
-) -> list[PlannedRecord]:
-    entity = import_entity(request.import_id)
-    return plan_import(db_path, target, entity, import_id=request.import_id, target_id=target_id)
-
-
-def write_note(request: ImportRequest, target: CrmTarget, summary: dict[str, Any]) -> str:
-    """Write the summary to the CRM as a note, once per finished import run."""
+def write_note(
+    request: ImportRequest, store: StagingStore, target: Target, summary: ImportSummary
+) -> str:
+    """Write the summary to the CRM as a note, once per finished import run; where notes need
+    a parent record, it is attached to the first record the import wrote."""
     folder = config.reports_dir(request.import_id)
     marker = folder / "note.json"
     if marker.exists():
         noted = json.loads(marker.read_text(encoding="utf-8"))
-        if noted.get("finished_at") == summary["finished_at"]:
+        if noted.get("finished_at") == summary.finished_at:
             return str(noted["note_id"])
     body = (
-        f"bulk_pipeline import of {request.file_name} ({summary['entity']}): "
-        f"{summary['rows']} rows, {summary['created']} created, {summary['updated']} updated, "
-        f"{summary['unchanged']} unchanged, {summary['duplicates']} duplicates, "
-        f"{summary['invalid']} invalid, {summary['failed']} failed. "
+        f"bulk_pipeline import of {request.file_name} ({summary.entity}): "
+        f"{summary.rows} rows, {summary.created} created, {summary.updated} updated, "
+        f"{summary.unchanged} unchanged, {summary.duplicates} duplicates, "
+        f"{summary.invalid} invalid, {summary.failed} failed. "
         f"Import id {request.import_id}."
     )
-    note_id = target.add_note(body)
+    parent = _note_parent(request, store) if target.capabilities.note_needs_parent else None
+    note_id = target.add_note(body, parent)
     marker.write_text(
-        json.dumps({"note_id": note_id, "finished_at": summary["finished_at"]}), encoding="utf-8"
+        json.dumps(
+            {
+                "note_id": note_id,
+                "finished_at": summary.finished_at,
+                "attached_to": (
+                    None if parent is None else {"entity": parent.entity.value, "id": parent.id}
+                ),
+            }
+        ),
+        encoding="utf-8",
     )
     return note_id
 
 
-def rollback(
-    request: ImportRequest, db_path: Path, target: CrmTarget, target_id: str
-) -> RollbackReport:
-    """Undo the import in the CRM and write ``rollback.json`` beside its summary."""
-    report = rollback_import(
-        db_path,
-        target,
-        import_entity(request.import_id),
-        import_id=request.import_id,
-        target_id=target_id,
+def _note_parent(request: ImportRequest, store: StagingStore) -> NoteParent:
+    """The first record the import wrote (else the first it found unchanged)."""
+    lines = store.line_outcomes(request.import_id).filter(pl.col("crm_id").is_not_null())
+    for outcomes in (("created", "updated"), ("unchanged",)):
+        rows = lines.filter(pl.col("outcome").is_in(outcomes)).head(1).to_dicts()
+        if rows:
+            return NoteParent(Entity(rows[0]["entity"]), str(rows[0]["crm_id"]))
+    raise UserInputError(
+        f"this CRM attaches notes to a record, and import {request.import_id} has none to "
+        "attach the summary to"
     )
-    if report.complete:
-        mark_import(db_path, request.import_id, "rolled_back")
+
+
+def rollback(
+    request: ImportRequest,
+    store: StagingStore,
+    target: Target,
+    *,
+    force: bool = False,
+    dry_run: bool = False,
+) -> RollbackReport:
+    """Undo the import in the CRM and write ``rollback.json`` beside its summary (a dry run
+    writes ``rollback_plan.json`` and changes nothing)."""
+    report = rollback_import(
+        store, target, import_id=request.import_id, force=force, dry_run=dry_run
+    )
+    if report.complete and not dry_run:
+        store.set_state(
+            request.import_id,
+            ImportState.ROLLED_BACK,
+            reason=(
+                f"{len(report.conflicts)} changes left in place: changed in the CRM since"
+                if report.conflicts
+                else None
+            ),
+        )
     folder = config.reports_dir(request.import_id)
-    (folder / "rollback.json").write_text(
+    (folder / (ROLLBACK_PLAN_FILE if dry_run else ROLLBACK_FILE)).write_text(
         json.dumps(
             {
                 "import_id": request.import_id,
-                "archived": report.archived,
+                "dry_run": dry_run,
+                "removed": report.removed,
+                "delete": report.delete.value,
                 "restored": report.restored,
                 "already_rolled_back": report.already_rolled_back,
                 "not_found": report.not_found,
+                "conflicts": report.conflicts,
                 "failed": report.failed,
+                "stopped": report.stopped,
+                "forced": force,
                 "rolled_back_at": datetime.now(UTC).isoformat(timespec="seconds"),
             },
             indent=2,
@@ -430,52 +512,60 @@ def write_validation_rejects(request: ImportRequest) -> Path:
     return _write_rejected(request.import_id, invalid.select("_line", "reason"))
 
 
-def write_results(request: ImportRequest, db_path: Path) -> dict[str, Any]:
-    """Write summary.json and rejected.csv; return the summary."""
+def write_results(request: ImportRequest, store: StagingStore) -> ImportSummary:
+    """Write summary.json and rejected.csv; the import is then completed."""
     info = _ingest_info(request.import_id)
-    counts = outcome_counts(db_path, request.import_id)
-    pending = counts.get("pending", 0)
+    counts = store.outcome_counts(request.import_id)
+    pending = counts[LineOutcome.PENDING]
     if pending:
         raise RuntimeError(
             f"import {request.import_id} still has {pending} unpushed records; run its push first"
         )
-    lines = import_rows(db_path, request.import_id)
+    lines = store.line_outcomes(request.import_id)
     rejected_lines = lines.filter(pl.col("outcome").is_in(REJECTED_OUTCOMES)).select(
         pl.col("line").alias("_line"), "reason"
     )
     folder = config.reports_dir(request.import_id)
     _write_rejected(request.import_id, rejected_lines)
-    duplicates = lines.filter(pl.col("outcome") == "duplicate").select("line", "key", "reason")
+    duplicates = lines.filter(pl.col("outcome") == LineOutcome.DUPLICATE.value).select(
+        "line", "key", "reason"
+    )
     duplicates.write_csv(folder / "duplicates.csv")
     batches = _work(request.import_id, BATCHES_FILE)
     if batches.exists():
         shutil.copyfile(batches, folder / BATCHES_FILE)
     timings_path = _work(request.import_id, "timings.json")
     timings = json.loads(timings_path.read_text("utf-8")) if timings_path.exists() else {}
-    summary: dict[str, Any] = {
-        "import_id": request.import_id,
-        "file": request.source_path,
-        "entity": info["entity"],
-        "target": request.target,
-        "on_duplicate": request.on_duplicate.value,
-        "rows": int(info["rows"]),
-        **{SUMMARY_KEYS[outcome]: counts[outcome.value] for outcome in SUMMARY_OUTCOMES},
-        "unmapped_columns": info["unmapped"],
-        "column_map": info["column_map"],
-        "sheet": info.get("sheet"),
-        "skipped_sheets": info.get("skipped_sheets", []),
-        "warnings": info.get("warnings", []),
-        "timings": timings,
-        "started_at": timings.get("ingest", {}).get("started_at"),
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "rejected_csv": str(folder / "rejected.csv"),
-    }
-    accounted = sum(counts[o.value] for o in SUMMARY_OUTCOMES)
-    if accounted != summary["rows"]:
+    summary = ImportSummary(
+        import_id=request.import_id,
+        file=request.source_path,
+        entity=info["entity"],
+        target=request.target,
+        on_duplicate=request.on_duplicate.value,
+        rows=int(info["rows"]),
+        created=counts[LineOutcome.CREATED],
+        updated=counts[LineOutcome.UPDATED],
+        unchanged=counts[LineOutcome.UNCHANGED],
+        duplicates=counts[LineOutcome.DUPLICATE],
+        invalid=counts[LineOutcome.INVALID],
+        failed=counts[LineOutcome.FAILED],
+        unmapped_columns=info["unmapped"],
+        column_map=info["column_map"],
+        timings=timings,
+        started_at=timings.get("ingest", {}).get("started_at"),
+        finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        rejected_csv=str(folder / "rejected.csv"),
+        extra={
+            "sheet": info.get("sheet"),
+            "skipped_sheets": info.get("skipped_sheets", []),
+            "warnings": info.get("warnings", []),
+        },
+    )
+    if counts.accounted != summary.rows:
         raise RuntimeError(
-            f"import {request.import_id}: {summary['rows']} rows read but {accounted} outcomes "
-            "recorded; refusing to write a summary that does not add up"
+            f"import {request.import_id}: {summary.rows} rows read but {counts.accounted} "
+            "outcomes recorded; refusing to write a summary that does not add up"
         )
-    (folder / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    mark_import(db_path, request.import_id, "completed")
+    (folder / "summary.json").write_text(json.dumps(summary.as_json(), indent=2), encoding="utf-8")
+    store.set_state(request.import_id, ImportState.COMPLETED)
     return summary

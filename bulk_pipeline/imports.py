@@ -16,11 +16,12 @@ from pathlib import Path
 
 from bulk_pipeline import config
 from bulk_pipeline.entities import Entity
-from bulk_pipeline.staging import OnDuplicate
+from bulk_pipeline.errors import UserInputError
+from bulk_pipeline.outcomes import OnDuplicate
+from bulk_pipeline.targets.registry import DEFAULT_TARGET, entry
 
 HASH_CHARS = 10
 MAX_STEM_CHARS = 48
-TARGETS = ("sandbox", "hubspot")
 IMPORT_ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]*")
 DEFAULT_MAX_INVALID_RATIO = 0.2
 ORIGIN_COMMAND = "command"
@@ -64,7 +65,7 @@ class ImportRequest:
         return self.given_path or self.source_path
 
 
-class UnknownImportError(LookupError):
+class UnknownImportError(UserInputError, LookupError):
     pass
 
 
@@ -91,7 +92,7 @@ def register_import(
     path: Path,
     *,
     entity: Entity | None = None,
-    target: str = "sandbox",
+    target: str = DEFAULT_TARGET,
     on_duplicate: OnDuplicate = OnDuplicate.SKIP,
     mapping_path: Path | None = None,
     max_invalid_ratio: float = DEFAULT_MAX_INVALID_RATIO,
@@ -108,23 +109,22 @@ def register_import(
     is part of the derived id: two sheets of one workbook are two imports.
     """
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    if target not in TARGETS:
-        raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+        raise UserInputError(f"{path}: no such file")
+    entry(target)
     for name, ratio in (
         ("max_invalid_ratio", max_invalid_ratio),
         ("max_create_share", max_create_share),
     ):
         if ratio is not None and not 0 <= ratio <= 1:
-            raise ValueError(f"{name} must be between 0 and 1, got {ratio}")
+            raise UserInputError(f"{name} must be between 0 and 1, got {ratio}")
     if mapping_path is not None and not mapping_path.is_file():
-        raise FileNotFoundError(f"{mapping_path}: mapping file not found")
+        raise UserInputError(f"{mapping_path}: mapping file not found")
     named_by_caller = import_id is not None
     if import_id is None:
         name = f"{path.stem}_{sheet}{path.suffix}" if sheet else path.name
         import_id = import_id_for(name, file_digest(path))
     elif not IMPORT_ID_PATTERN.fullmatch(import_id):
-        raise ValueError(
+        raise UserInputError(
             f"{import_id!r} is not a valid import id: use lower-case letters, digits, _ and -"
         )
     stored = config.data_home() / "files" / import_id / path.name

@@ -27,13 +27,13 @@ from bulk_pipeline import config
 from bulk_pipeline.imports import (
     HASH_CHARS,
     ORIGIN_INBOX,
-    TARGETS,
     file_digest,
     import_id_for,
     register_import,
 )
 from bulk_pipeline.redaction import redact
 from bulk_pipeline.runs import FinishedRun
+from bulk_pipeline.targets.registry import DEFAULT_TARGET, TARGET_NAMES
 
 INBOX_DIR = "inbox"
 PROCESSED_DIR = "processed"
@@ -53,19 +53,19 @@ class InboxSettings:
     settle_seconds: float = DEFAULT_SETTLE_SECONDS
     """A file must be unchanged this long before it is read."""
     max_runs_per_tick: int = DEFAULT_MAX_RUNS_PER_TICK
-    target: str = "sandbox"
+    target: str = DEFAULT_TARGET
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> InboxSettings:
         settle = float(environ.get(SETTLE_SECONDS_ENV) or DEFAULT_SETTLE_SECONDS)
         cap = int(environ.get(MAX_RUNS_PER_TICK_ENV) or DEFAULT_MAX_RUNS_PER_TICK)
-        target = environ.get(TARGET_ENV) or "sandbox"
+        target = environ.get(TARGET_ENV) or DEFAULT_TARGET
         if settle < 0 or cap < 1:
             raise ValueError(
                 f"{SETTLE_SECONDS_ENV} must be at least 0 and {MAX_RUNS_PER_TICK_ENV} at least 1"
             )
-        if target not in TARGETS:
-            raise ValueError(f"{TARGET_ENV}={target!r}: choose one of {', '.join(TARGETS)}")
+        if target not in TARGET_NAMES:
+            raise ValueError(f"{TARGET_ENV}={target!r}: choose one of {', '.join(TARGET_NAMES)}")
         return cls(settle_seconds=settle, max_runs_per_tick=cap, target=target)
 
 

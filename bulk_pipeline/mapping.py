@@ -24,6 +24,7 @@ import polars as pl
 import yaml
 
 from bulk_pipeline.entities import ENTITY_SPECS, Entity
+from bulk_pipeline.errors import UserInputError
 from bulk_pipeline.ingest import LINE_COLUMN, RawTable
 
 MappingSpec = dict[str, dict[str, str | None]]
@@ -143,7 +144,7 @@ COMPANY_NAME_HEADERS = ALIASES[Entity.COMPANIES]["name"]
 COMPANY_LOCATION_FIELDS = ("domain", "website")
 
 
-class MappingError(ValueError):
+class MappingError(UserInputError, ValueError):
     """A mapping file (or mapping) that cannot be applied; the message says where and why."""
 
 

@@ -31,10 +31,12 @@ import yaml
 
 from bulk_pipeline import config
 from bulk_pipeline.entities import Entity
-from bulk_pipeline.imports import DEFAULT_MAX_INVALID_RATIO, TARGETS
+from bulk_pipeline.errors import UserInputError
+from bulk_pipeline.imports import DEFAULT_MAX_INVALID_RATIO
+from bulk_pipeline.outcomes import OnDuplicate
 from bulk_pipeline.redaction import redact, register_secret
-from bulk_pipeline.staging import OnDuplicate
-from bulk_pipeline.targets.http import is_loopback
+from bulk_pipeline.targets.http.drivers import is_loopback
+from bulk_pipeline.targets.registry import DEFAULT_TARGET, TARGET_NAMES
 
 SOURCES_FILE = "sources.yaml"
 SNAPSHOTS_DIR = "sources"
@@ -58,7 +60,7 @@ KNOWN_KEYS = {
 }
 
 
-class SourceError(ValueError):
+class SourceError(UserInputError, ValueError):
     """sources.yaml is wrong, or a source cannot be read; the message names the source."""
 
 
@@ -324,7 +326,7 @@ def parse_source(spec: Any, position: int) -> Source:
     return Source(
         name=name,
         entity=Entity(entity),
-        target=_choice(spec.get("target", "sandbox"), TARGETS, where, "target"),
+        target=_choice(spec.get("target", DEFAULT_TARGET), TARGET_NAMES, where, "target"),
         on_duplicate=OnDuplicate(
             _choice(
                 spec.get("on_duplicate", OnDuplicate.SKIP.value),

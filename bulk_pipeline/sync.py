@@ -20,21 +20,18 @@ from collections.abc import Callable, Mapping
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bulk_pipeline import config, import_steps
+from bulk_pipeline.errors import BudgetExhausted, BulkPipelineError, TransientError, UserInputError
 from bulk_pipeline.imports import ORIGIN_SYNC, ImportRequest, register_import
-from bulk_pipeline.ingest import InputFileError
-from bulk_pipeline.mapping import MappingError
-from bulk_pipeline.push import RetryableFailuresError
+from bulk_pipeline.outcomes import ChangeState
 from bulk_pipeline.redaction import redact
 from bulk_pipeline.reports.render import write_reports
-from bulk_pipeline.sources import Source, SourceError, load_sources, sources_path
-from bulk_pipeline.staging import connect, forget_pushes, mark_changes, records_table
-from bulk_pipeline.targets.base import CrmError, CrmTarget, FailedRecord
-from bulk_pipeline.validate import MissingColumnsError
+from bulk_pipeline.sources import Source, load_sources, sources_path
+from bulk_pipeline.staging import StagingStore
+from bulk_pipeline.targets.base import Failed, Target
 
 SYNC_TIME_ENV = "BULK_PIPELINE_SYNC_TIME"
 SYNC_TIMEZONE_ENV = "BULK_PIPELINE_SYNC_TIMEZONE"
@@ -135,12 +132,8 @@ class SyncReport:
         )
 
 
-class SyncError(RuntimeError):
+class SyncError(UserInputError):
     """A source's sync stopped for a reason that a re-run alone will not fix."""
-
-
-USER_ERRORS = (SourceError, SyncError, InputFileError, MappingError, MissingColumnsError)
-"""Errors whose message is written for the user, shown as they are."""
 
 
 def _completed_summary(import_id: str) -> dict[str, Any] | None:
@@ -151,61 +144,11 @@ def _completed_summary(import_id: str) -> dict[str, Any] | None:
     return summary
 
 
-def previous_sync(db_path: Path, source_name: str, import_id: str) -> str | None:
-    """The source's last completed sync before this one."""
-    pattern = re.escape(f"sync-{source_name}-") + r"\d{4}-\d{2}-\d{2}"
-    with connect(db_path) as conn:
-        row = conn.execute(
-            """
-            SELECT max(import_id) FROM imports
-            WHERE status = 'completed' AND regexp_full_match(import_id, ?) AND import_id < ?
-            """,
-            [pattern, import_id],
-        ).fetchone()
-    return row[0] if row else None
-
-
-def vanished_records(
-    db_path: Path, source: Source, *, previous: str, current: str, target_id: str
-) -> tuple[list[tuple[str, str | None, str | None]], int]:
-    """Keys of the previous sync that the current one no longer has, with their CRM id and the
-    import that created that record (when this pipeline did); and how many keys the previous
-    sync had."""
-    table = records_table(source.entity)
-    with connect(db_path) as conn:
-        previous_keys = conn.execute(
-            "SELECT count(DISTINCT key) FROM import_rows WHERE import_id = ? AND key IS NOT NULL",
-            [previous],
-        ).fetchone()
-        rows = conn.execute(
-            f"""
-            WITH gone AS (
-                SELECT key FROM import_rows WHERE import_id = ? AND key IS NOT NULL
-                EXCEPT
-                SELECT key FROM import_rows WHERE import_id = ? AND key IS NOT NULL
-            )
-            SELECT g.key, r.crm_id, min(c.import_id)
-            FROM gone g
-            LEFT JOIN {table} r ON r.target = ? AND r.key = g.key
-            LEFT JOIN import_changes c
-                ON c.target = ? AND c.entity = ? AND c.key = g.key AND c.action = 'create'
-               AND c.state = 'done' AND c.crm_id = r.crm_id
-            GROUP BY g.key, r.crm_id
-            ORDER BY g.key
-            """,
-            [previous, current, target_id, target_id, source.entity.value],
-        ).fetchall()
-    return [(key, crm_id, creator) for key, crm_id, creator in rows], (
-        int(previous_keys[0]) if previous_keys else 0
-    )
-
-
 def handle_vanished(
     source: Source,
     request: ImportRequest,
-    db_path: Path,
-    target: CrmTarget,
-    target_id: str,
+    store: StagingStore,
+    target: Target,
 ) -> list[Vanished]:
     """Report the rows gone since the last successful sync; archive them when mirroring.
 
@@ -214,49 +157,46 @@ def handle_vanished(
     for a person to look at). Archived records are forgotten by staging, so a row that comes back
     is created again.
     """
-    previous = previous_sync(db_path, source.name, request.import_id)
+    previous = store.last_completed(f"sync-{source.name}-", before=request.import_id)
     if previous is None:
         return []
-    gone, previous_count = vanished_records(
-        db_path, source, previous=previous, current=request.import_id, target_id=target_id
+    gone, previous_count = store.vanished(
+        previous, request.import_id, source.entity, account=target.account
     )
     too_many = bool(gone) and len(gone) > source.mirror_max_share * previous_count
-    to_archive = [
-        (key, crm_id, creator)
-        for key, crm_id, creator in gone
-        if source.mirror and not too_many and crm_id and creator
-    ]
+    to_archive = [v for v in gone if source.mirror and not too_many and v.crm_id and v.created_by]
     done: set[str] = set()
-    failures: dict[str, FailedRecord] = {}
+    failures: dict[str, Failed] = {}
     if to_archive:
-        archived = target.archive_many(source.entity, [crm_id for _, crm_id, _ in to_archive])
-        failures = {to_archive[f.index][0]: f for f in archived.failed}
-        done = {to_archive[w.index][0] for w in archived.successful}
-        forget_pushes(db_path, source.entity, sorted(done), target=target_id)
-        for archived_key, archived_id, created_by in to_archive:
-            if archived_key in done and archived_id and created_by:
-                mark_changes(
-                    db_path,
-                    {archived_key: archived_id},
-                    import_id=created_by,
-                    target=target_id,
-                    state="rolled_back",
+        archived = target.remove(source.entity, [v.crm_id or "" for v in to_archive])
+        failures = {to_archive[f.index].key: f for f in archived.failed}
+        done = {to_archive[w.index].key for w in archived.successful}
+        store.forget_pushes(source.entity, sorted(done), account=target.account)
+        for v in to_archive:
+            if v.key in done and v.crm_id and v.created_by:
+                store.mark_changes(
+                    v.created_by,
+                    source.entity,
+                    {v.key: v.crm_id},
+                    account=target.account,
+                    run=v.created_run,
+                    state=ChangeState.ROLLED_BACK,
                 )
     report: list[Vanished] = []
-    for key, crm_id, creator in gone:
-        if key in done:
+    for v in gone:
+        if v.key in done:
             action = "archived"
-        elif key in failures:
-            action = f"archive failed: {failures[key].message}"
+        elif v.key in failures:
+            action = f"archive failed: {failures[v.key].message}"
         elif not source.mirror:
             action = "kept: mirror is off"
-        elif not crm_id:
+        elif not v.crm_id:
             action = "not in the CRM"
-        elif not creator:
+        elif not v.created_by:
             action = "kept: not created by bulk_pipeline"
         else:
             action = f"kept: more than {source.mirror_max_share:.0%} of the records vanished"
-        report.append(Vanished(key, crm_id, creator, action))
+        report.append(Vanished(v.key, v.crm_id, v.created_by, action))
     _write_vanished(request.import_id, previous, report)
     if too_many and source.mirror:
         raise SyncError(
@@ -265,10 +205,9 @@ def handle_vanished(
             "source; if the rows really are gone, raise mirror_max_share and re-run the day"
         )
     if failures:
-        retryable = all(f.retryable for f in failures.values())
         message = f"{len(failures)} vanished records could not be archived"
-        if retryable:
-            raise CrmError(message, retryable=True)
+        if all(f.retryable for f in failures.values()):
+            raise TransientError(message)
         raise SyncError(message)
     return report
 
@@ -286,9 +225,9 @@ def sync_source(
     source: Source,
     day: date,
     *,
-    db_path: Path,
-    open_target: Callable[[str], CrmTarget],
-    target_id: Callable[[str], str],
+    store: StagingStore,
+    open_target: Callable[[str], Target],
+    account_of: Callable[[str], str],
     log: Callable[[str], None],
     again: bool = False,
 ) -> SourceResult:
@@ -304,12 +243,12 @@ def sync_source(
         return SourceResult(source.name, import_id, "already synced", summary=done)
     try:
         return _run(
-            source, day, import_id, db_path, open_target, target_id(source.target), log, again
+            source, day, import_id, store, open_target, account_of(source.target), log, again
         )
-    except (RetryableFailuresError, CrmError) as exc:
-        retryable = isinstance(exc, RetryableFailuresError) or exc.retryable
+    except (TransientError, BudgetExhausted) as exc:
+        retryable = True
         error = redact(str(exc))
-    except USER_ERRORS as exc:
+    except BulkPipelineError as exc:
         retryable = False
         error = redact(str(exc))
     except Exception as exc:  # one broken source must not stop the others; its error is shown
@@ -323,9 +262,9 @@ def _run(
     source: Source,
     day: date,
     import_id: str,
-    db_path: Path,
-    open_target: Callable[[str], CrmTarget],
-    target_id: str,
+    store: StagingStore,
+    open_target: Callable[[str], Target],
+    account: str,
     log: Callable[[str], None],
     fresh: bool = False,
 ) -> SourceResult:
@@ -349,11 +288,11 @@ def _run(
             f"({validation.invalid_ratio:.0%}, above max_invalid_ratio "
             f"{source.max_invalid_ratio:.0%}); nothing was sent. See {rejected}"
         )
-    import_steps.stage(request, db_path, target_id)
+    import_steps.stage(request, store, account)
     with closing(open_target(source.target)) as target:
-        import_steps.push(request, db_path, target, target_id, log)
-        vanished = handle_vanished(source, request, db_path, target, target_id)
-    summary = import_steps.write_results(request, db_path)
+        import_steps.push(request, store, target, log)
+        vanished = handle_vanished(source, request, store, target)
+    summary = import_steps.write_results(request, store)
     folder = config.reports_dir(import_id)
     write_reports(folder)
     archived = sum(v.action == "archived" for v in vanished)
@@ -372,15 +311,15 @@ def _run(
         encoding="utf-8",
     )
     log(
-        f"{import_id}: {summary['created']} created, {summary['updated']} updated, "
-        f"{summary['unchanged']} unchanged, {summary['invalid']} invalid, "
+        f"{import_id}: {summary.created} created, {summary.updated} updated, "
+        f"{summary.unchanged} unchanged, {summary.invalid} invalid, "
         f"{len(vanished)} vanished, {archived} archived"
     )
     return SourceResult(
         source.name,
         import_id,
         "synced",
-        summary=summary,
+        summary=summary.as_json(),
         vanished=len(vanished),
         archived=archived,
     )
@@ -389,9 +328,9 @@ def _run(
 def run_sync(
     day: date,
     *,
-    db_path: Path,
-    open_target: Callable[[str], CrmTarget],
-    target_id: Callable[[str], str],
+    store: StagingStore,
+    open_target: Callable[[str], Target],
+    account_of: Callable[[str], str],
     log: Callable[[str], None] = lambda _message: None,
     again: bool = False,
 ) -> SyncReport:
@@ -403,9 +342,9 @@ def run_sync(
             sync_source(
                 source,
                 day,
-                db_path=db_path,
+                store=store,
                 open_target=open_target,
-                target_id=target_id,
+                account_of=account_of,
                 log=log,
                 again=again,
             )

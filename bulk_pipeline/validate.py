@@ -16,6 +16,7 @@ from pandera.config import ValidationDepth, config_context
 from pandera.errors import SchemaErrors
 
 from bulk_pipeline.entities import ENTITY_SPECS, Entity
+from bulk_pipeline.errors import UserInputError
 from bulk_pipeline.schemas import SCHEMAS
 
 LINE_COLUMN = "_line"
@@ -37,7 +38,7 @@ class ValidationResult:
     its value, and every reason for the line joined with "; "."""
 
 
-class MissingColumnsError(Exception):
+class MissingColumnsError(UserInputError):
     """The file lacks a column the entity requires, so none of its rows can be imported."""
 
     def __init__(

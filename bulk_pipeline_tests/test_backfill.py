@@ -58,7 +58,8 @@ def test_a_partition_that_failed_while_the_crm_was_down_succeeds_when_retried(
 
     failed = failed_partitions(instance)
     assert [(f.kind, f.partition_key) for f in failed] == [("import", request.import_id)]
-    assert "could not be written for transient reasons" in failed[0].error
+    assert "did not answer" in failed[0].error
+    assert f"127.0.0.1:{port}" in failed[0].error
 
     back = start_in_thread(db_path=crm_db, port=port, config=SandboxConfig.unlimited())
     try:

@@ -30,7 +30,11 @@ def test_the_definitions_load_and_validate() -> None:
         "sync_job",
     }
     assert [s.name for s in repository.schedule_defs] == ["nightly_sync_schedule"]
-    assert {s.name for s in repository.sensor_defs} == {"inbox_sensor", "alert_on_run_failure"}
+    assert {s.name for s in repository.sensor_defs} == {
+        "inbox_sensor",
+        "alert_on_run_failure",
+        "budget_resume_sensor",
+    }
     schedule = repository.get_schedule_def("nightly_sync_schedule")
     assert schedule.cron_schedule == "0 2 * * *"
     assert schedule.execution_timezone == "UTC"

@@ -17,6 +17,7 @@ from bulk_pipeline.defs.partitions import imports_partitions
 from bulk_pipeline.defs.resources import default_resources
 from bulk_pipeline.imports import register_import
 from bulk_pipeline.sandbox.server import RunningSandbox
+from bulk_pipeline.targets.hubspot import HUBSPOT
 
 HEADER = ["E-mail", "First Name", "Last Name", "Phone", "Favourite Colour", "Notes"]
 ROWS = [
@@ -135,8 +136,8 @@ def test_hubspot_target_against_a_hubspot_compatible_server_gives_the_same_resul
     instance: dg.DagsterInstance,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv(config.HUBSPOT_BASE_URL_ENV, sandbox.url)
-    monkeypatch.setenv(config.HUBSPOT_TOKEN_ENV, sandbox.token)
+    monkeypatch.setenv(HUBSPOT.base_url_env, sandbox.url)
+    monkeypatch.setenv(HUBSPOT.token_env, sandbox.token)
     path = write_messy_csv(tmp_path / "contacts.csv")
 
     assert cli.main(["import", str(path), "--target", "hubspot", "--no-progress", *LENIENT]) == 0
@@ -169,13 +170,14 @@ def test_a_wrong_token_fails_the_import_without_showing_the_token(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     secret = "pat-na1-this-is-not-the-right-token"
-    monkeypatch.setenv(config.HUBSPOT_BASE_URL_ENV, sandbox.url)
-    monkeypatch.setenv(config.HUBSPOT_TOKEN_ENV, secret)
+    monkeypatch.setenv(HUBSPOT.base_url_env, sandbox.url)
+    monkeypatch.setenv(HUBSPOT.token_env, secret)
     path = write_messy_csv(tmp_path / "contacts.csv")
 
-    assert cli.main(["import", str(path), "--target", "hubspot", "--no-progress", *LENIENT]) == 1
+    assert cli.main(["import", str(path), "--target", "hubspot", "--no-progress", *LENIENT]) == 2
 
     captured = capsys.readouterr()
+    assert "HTTP 401" in captured.err, "the preflight names the refused token before any work"
     assert secret not in captured.err + captured.out
     assert sandbox.admin.counts().get("contacts", 0) == 0
 

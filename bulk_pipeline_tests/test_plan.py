@@ -1,4 +1,4 @@
-from bulk_pipeline.plan import Action, PlanSummary, changed_fields, plan_record
+from bulk_pipeline.push.plan import Action, PlanSummary, changed_fields, plan_record
 from bulk_pipeline.targets.base import CrmRecord
 
 OURS = {"email": "ada@example.com", "first_name": "Ada", "phone": "+442079460018"}

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,12 @@ import pytest
 from bulk_pipeline import cli, config
 from bulk_pipeline.entities import Entity
 from bulk_pipeline.imports import register_import
+from bulk_pipeline.outcomes import Change, ChangeAction, Proof
 from bulk_pipeline.progress import Phase, read_progress
-from bulk_pipeline.push import CHUNK_SIZE
+from bulk_pipeline.push.execute import CHUNK_SIZE
 from bulk_pipeline.sandbox.server import RunningSandbox
-from bulk_pipeline.staging import Change, record_intended_changes
-from bulk_pipeline.targets.hubspot import HubSpotTarget
+from bulk_pipeline.staging import open_store
+from bulk_pipeline.targets import open_target
 
 SYSTEM_PROPERTIES = {"hs_object_id", "createdate", "lastmodifieddate"}
 
@@ -45,9 +47,10 @@ def contacts_csv(path: Path, count: int, *, start: int = 0, invalid: int = 0) ->
 
 
 def seed(sandbox: RunningSandbox, records: list[dict[str, str]]) -> None:
-    target = HubSpotTarget(sandbox.url, sandbox.token)
+    """Records that exist before the import (the ``crm`` fixture points "sandbox" at it)."""
+    target = open_target("sandbox")
     try:
-        result = target.create_many(Entity.CONTACTS, records)
+        result = target.create(Entity.CONTACTS, records)
     finally:
         target.close()
     assert not result.failed
@@ -155,7 +158,7 @@ def test_rollback_returns_the_crm_to_its_state_before_the_import(
     assert cli.main(["rollback", import_id]) == 0
     assert crm_state(crm) == before
     done = report(import_id, "rollback.json")
-    assert (done["archived"], done["restored"]) == (4, 2)
+    assert (done["removed"], done["restored"]) == (4, 2)
 
     writes_after_rollback = writes(crm)
     assert cli.main(["rollback", import_id]) == 0
@@ -282,12 +285,21 @@ def test_a_create_intent_left_by_a_crash_never_claims_a_record_that_was_there_be
     path = contacts_csv(tmp_path / "contacts.csv", 2)
     import_id = register_import(path).import_id
     time.sleep(2.5)
-    record_intended_changes(
-        config.staging_db_path(),
-        Entity.CONTACTS,
-        [Change("person0@example.com", "create", None, {}, "intended")],
-        import_id=import_id,
-        target="sandbox",
+    open_store(config.staging_db_path()).record_intents(
+        import_id,
+        [
+            Change(
+                Entity.CONTACTS,
+                "person0@example.com",
+                ChangeAction.CREATE,
+                None,
+                {},
+                {"email": "person0@example.com", "first_name": "First0"},
+                sent_at=datetime.now(UTC),
+                proof=Proof.OPTIMISTIC,
+            )
+        ],
+        account="sandbox",
     )
 
     assert cli.main(["import", str(path), "--no-progress"]) == 0

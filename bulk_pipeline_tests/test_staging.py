@@ -3,19 +3,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from bulk_pipeline import staging
 from bulk_pipeline.entities import Entity
-from bulk_pipeline.staging import (
-    OnDuplicate,
-    Outcome,
-    PushOutcome,
-    import_rows,
-    mark_import,
-    outcome_counts,
-    plan_push,
-    record_push_outcomes,
-    stage_import,
-)
+from bulk_pipeline.outcomes import ImportState, LineOutcome, OnDuplicate, PushOutcome
+from bulk_pipeline.staging import duckdb_store
+from bulk_pipeline.staging.duckdb_store import DuckDBStore
 
 NO_INVALID = pl.DataFrame(schema={"_line": pl.Int64, "reason": pl.String})
 
@@ -42,23 +33,27 @@ DUPLICATED = _contacts(
 )
 
 
-def _stage(db: Path, frame: pl.DataFrame, strategy: OnDuplicate, import_id: str = "imp-1") -> None:
-    stage_import(
-        db,
-        Entity.CONTACTS,
+def _stage(
+    store: DuckDBStore,
+    frame: pl.DataFrame,
+    strategy: OnDuplicate,
+    import_id: str = "imp-1",
+    entity: Entity = Entity.CONTACTS,
+) -> None:
+    store.begin_run(import_id)
+    store.stage(
+        import_id,
+        entity,
         frame,
         NO_INVALID,
-        import_id=import_id,
-        target="sandbox",
+        account="sandbox",
         source_file="contacts.csv",
         on_duplicate=strategy,
     )
 
 
-def _staged_fields(db: Path, key: str) -> dict[str, str]:
-    pending = {
-        p.key: p for p in plan_push(db, Entity.CONTACTS, import_id="imp-1", target="sandbox")
-    }
+def _staged_fields(store: DuckDBStore, key: str) -> dict[str, str]:
+    pending = {p.key: p for p in store.pending("imp-1", Entity.CONTACTS, account="sandbox")}
     return pending[key].fields
 
 
@@ -73,103 +68,112 @@ def _staged_fields(db: Path, key: str) -> dict[str, str]:
 def test_duplicates_follow_the_strategy_and_are_each_counted(
     tmp_path: Path, strategy: OnDuplicate, expected: dict[str, str], kept_line: int
 ) -> None:
-    db = tmp_path / "staging.duckdb"
-    _stage(db, DUPLICATED, strategy)
+    store = DuckDBStore(tmp_path / "staging.duckdb")
+    _stage(store, DUPLICATED, strategy)
 
-    assert _staged_fields(db, "a@x.com") == expected
-    lines = import_rows(db, "imp-1")
+    assert _staged_fields(store, "a@x.com") == expected
+    lines = store.line_outcomes("imp-1")
     duplicates = lines.filter(pl.col("outcome") == "duplicate")
     assert sorted(duplicates["line"].to_list()) == sorted({2, 4, 5} - {kept_line})
     assert all(f"line {kept_line}" in reason for reason in duplicates["reason"].to_list())
     assert lines.height == DUPLICATED.height
 
 
-def test_pushed_records_are_unchanged_on_the_next_run_and_changes_are_pending(
+def test_keys_that_differ_only_in_case_spacing_or_folding_are_one_record(tmp_path: Path) -> None:
+    store = DuckDBStore(tmp_path / "staging.duckdb")
+    deals = pl.DataFrame(
+        {"_line": [2, 3, 4, 5], "name": ["Straße Pilot", "STRASSE  pilot", "ΣΊΣΥΦΟΣ", "σίσυφος"]},
+        schema={"_line": pl.Int64, "name": pl.String},
+    )
+    _stage(store, deals, OnDuplicate.SKIP, entity=Entity.DEALS)
+
+    pending = store.pending("imp-1", Entity.DEALS, account="sandbox")
+    assert [(p.key, p.fields["name"]) for p in pending] == [
+        ("strasse pilot", "Straße Pilot"),
+        ("σίσυφοσ", "ΣΊΣΥΦΟΣ"),
+    ]
+    assert store.outcome_counts("imp-1")[LineOutcome.DUPLICATE] == 2
+
+
+def test_a_completed_import_run_again_starts_a_new_run_that_reads_back_what_it_wrote(
     tmp_path: Path,
 ) -> None:
-    db = tmp_path / "staging.duckdb"
-    _stage(db, DUPLICATED, OnDuplicate.SKIP)
-    pending = plan_push(db, Entity.CONTACTS, import_id="imp-1", target="sandbox")
-    record_push_outcomes(
-        db,
+    store = DuckDBStore(tmp_path / "staging.duckdb")
+    _stage(store, DUPLICATED, OnDuplicate.SKIP)
+    pending = store.pending("imp-1", Entity.CONTACTS, account="sandbox")
+    store.checkpoint(
+        "imp-1",
         Entity.CONTACTS,
-        [
-            PushOutcome(p.key, Outcome.CREATED, crm_id=str(i), content_hash=p.content_hash)
-            for i, p in enumerate(pending)
-        ],
-        import_id="imp-1",
-        target="sandbox",
+        [PushOutcome(p.key, LineOutcome.CREATED, crm_id=str(i)) for i, p in enumerate(pending)],
+        account="sandbox",
+        run=1,
+        done={},
     )
-    mark_import(db, "imp-1", "completed")
+    store.set_state("imp-1", ImportState.COMPLETED)
 
-    _stage(db, DUPLICATED, OnDuplicate.SKIP)
-    assert plan_push(db, Entity.CONTACTS, import_id="imp-1", target="sandbox") == []
-    assert outcome_counts(db, "imp-1")["unchanged"] == 2
-
-    changed = DUPLICATED.with_columns(
-        pl.when(pl.col("email") == "b@x.com")
-        .then(pl.lit("Bobby"))
-        .otherwise(pl.col("first_name"))
-        .alias("first_name")
-    )
-    _stage(db, changed, OnDuplicate.SKIP, import_id="imp-2")
-    again = plan_push(db, Entity.CONTACTS, import_id="imp-2", target="sandbox")
-    assert [p.key for p in again] == ["b@x.com"]
-    assert again[0].crm_id is not None
-    other_target = plan_push(db, Entity.CONTACTS, import_id="imp-2", target="hubspot:x")
-    assert other_target == []
+    assert store.begin_run("imp-1") == 2
+    _stage(store, DUPLICATED, OnDuplicate.SKIP)
+    again = store.pending("imp-1", Entity.CONTACTS, account="sandbox")
+    assert {p.key: p.crm_id for p in again} == {"a@x.com": "0", "b@x.com": "1"}
+    assert store.outcome_counts("imp-1")[LineOutcome.CREATED] == 0
+    other_account = store.pending("imp-1", Entity.CONTACTS, account="hubspot:x")
+    assert other_account == []
 
 
 def test_an_unfinished_import_keeps_what_it_already_wrote(tmp_path: Path) -> None:
-    db = tmp_path / "staging.duckdb"
-    _stage(db, DUPLICATED, OnDuplicate.SKIP)
-    first = plan_push(db, Entity.CONTACTS, import_id="imp-1", target="sandbox")[0]
-    record_push_outcomes(
-        db,
+    store = DuckDBStore(tmp_path / "staging.duckdb")
+    _stage(store, DUPLICATED, OnDuplicate.SKIP)
+    first = store.pending("imp-1", Entity.CONTACTS, account="sandbox")[0]
+    store.checkpoint(
+        "imp-1",
         Entity.CONTACTS,
-        [PushOutcome(first.key, Outcome.CREATED, crm_id="7", content_hash=first.content_hash)],
-        import_id="imp-1",
-        target="sandbox",
+        [PushOutcome(first.key, LineOutcome.CREATED, crm_id="7")],
+        account="sandbox",
+        run=1,
+        done={},
     )
+    store.set_state("imp-1", ImportState.FAILED, reason="the CRM went away")
 
-    _stage(db, DUPLICATED, OnDuplicate.SKIP)
-    remaining = plan_push(db, Entity.CONTACTS, import_id="imp-1", target="sandbox")
+    assert store.begin_run("imp-1") == 1
+    _stage(store, DUPLICATED, OnDuplicate.SKIP)
+    remaining = store.pending("imp-1", Entity.CONTACTS, account="sandbox")
 
     assert [p.key for p in remaining] == ["b@x.com"]
-    assert outcome_counts(db, "imp-1")["created"] == 1
+    assert store.outcome_counts("imp-1")[LineOutcome.CREATED] == 1
 
 
 def test_invalid_lines_are_recorded_with_their_reason(tmp_path: Path) -> None:
-    db = tmp_path / "staging.duckdb"
+    store = DuckDBStore(tmp_path / "staging.duckdb")
     invalid = pl.DataFrame({"_line": [9], "reason": ["email 'x' is not a valid email address"]})
-    stage_import(
-        db,
+    store.begin_run("imp-1")
+    store.stage(
+        "imp-1",
         Entity.CONTACTS,
         DUPLICATED,
         invalid,
-        import_id="imp-1",
-        target="sandbox",
+        account="sandbox",
         source_file="contacts.csv",
         on_duplicate=OnDuplicate.SKIP,
     )
-    counts = outcome_counts(db, "imp-1")
-    assert counts["invalid"] == 1
-    assert counts["pending"] == 2
-    assert counts["duplicate"] == 2
+    counts = store.outcome_counts("imp-1")
+    assert counts[LineOutcome.INVALID] == 1
+    assert counts[LineOutcome.PENDING] == 2
+    assert counts[LineOutcome.DUPLICATE] == 2
 
 
 def test_staging_in_slices_gives_the_same_records(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    whole, sliced = tmp_path / "whole.duckdb", tmp_path / "sliced.duckdb"
+    whole = DuckDBStore(tmp_path / "whole.duckdb")
+    sliced = DuckDBStore(tmp_path / "sliced.duckdb")
     _stage(whole, DUPLICATED, OnDuplicate.MERGE)
-    monkeypatch.setattr(staging, "STAGE_SLICE_ROWS", 1)
+    monkeypatch.setattr(duckdb_store, "STAGE_SLICE_ROWS", 1)
     _stage(sliced, DUPLICATED, OnDuplicate.MERGE)
 
-    def records(db: Path) -> list[tuple[str, dict[str, str]]]:
-        pending = plan_push(db, Entity.CONTACTS, import_id="imp-1", target="sandbox")
+    def records(store: DuckDBStore) -> list[tuple[str, dict[str, str]]]:
+        pending = store.pending("imp-1", Entity.CONTACTS, account="sandbox")
         return sorted((p.key, p.fields) for p in pending)
 
     assert records(sliced) == records(whole)
     assert len(records(sliced)) == 2
-    assert outcome_counts(sliced, "imp-1") == outcome_counts(whole, "imp-1")
+    assert sliced.outcome_counts("imp-1") == whole.outcome_counts("imp-1")

@@ -35,7 +35,8 @@ from bulk_pipeline.defs.sync_assets import sync_assets
 from bulk_pipeline.entities import Entity
 from bulk_pipeline.sandbox.server import RunningSandbox
 from bulk_pipeline.sources import SourceError, load_sources, sources_path
-from bulk_pipeline.targets.hubspot import HubSpotTarget
+from bulk_pipeline.staging import open_store
+from bulk_pipeline.targets import open_target
 from bulk_pipeline_tests.programs import POSTGRES
 from bulk_pipeline_tests.recurring import QUIET, age, contacts_csv
 
@@ -173,9 +174,9 @@ def test_the_sync_command_runs_a_day_and_a_rerun_of_it_sends_nothing(
 def test_vanished_rows_are_reported_and_only_mirrored_sources_archive_what_we_created(
     crm: RunningSandbox, instance: dg.DagsterInstance
 ) -> None:
-    seeded = HubSpotTarget(crm.url, crm.token)
+    seeded = open_target("sandbox")
     try:
-        assert not seeded.create_many(Entity.CONTACTS, [{"email": "theirs@example.com"}]).failed
+        assert not seeded.create(Entity.CONTACTS, [{"email": "theirs@example.com"}]).failed
     finally:
         seeded.close()
     people = [f"p{n}@example.com" for n in range(10)] + ["theirs@example.com"]
@@ -305,9 +306,9 @@ def test_sql_and_http_sources_are_snapshotted_and_synced(
 
     report = sync.run_sync(
         date(2026, 5, 1),
-        db_path=config.staging_db_path(),
+        store=open_store(config.staging_db_path()),
         open_target=crm_resource.open,
-        target_id=crm_resource.target_id,
+        account_of=crm_resource.account,
         log=logged.append,
     )
 
@@ -477,9 +478,9 @@ def test_a_postgres_query_is_a_source(
 
     report = sync.run_sync(
         date(2026, 5, 1),
-        db_path=config.staging_db_path(),
+        store=open_store(config.staging_db_path()),
         open_target=crm_resource.open,
-        target_id=crm_resource.target_id,
+        account_of=crm_resource.account,
     )
 
     assert [r.status for r in report.results] == ["synced"]

@@ -1,7 +1,8 @@
 """The import asset graph: file -> validated rows -> staged records -> CRM push -> results.
 
 Each asset is a thin call into ``import_steps``; this module only translates between Dagster
-(partitions, checks, retries, failures, metadata) and those plain functions.
+(partitions, checks, retries, metadata) and those plain functions. Errors become Dagster
+failures in one place (``failures.py``).
 """
 
 from collections.abc import Iterator
@@ -10,25 +11,24 @@ from contextlib import contextmanager
 import dagster as dg
 
 from bulk_pipeline import config, import_steps
+from bulk_pipeline.defs.failures import import_failures
 from bulk_pipeline.defs.partitions import imports_partitions
 from bulk_pipeline.defs.resources import CrmResource, StagingResource
 from bulk_pipeline.imports import ImportRequest, UnknownImportError, load_import
-from bulk_pipeline.ingest import InputFileError
 from bulk_pipeline.instance import CRM_POOL, STAGING_POOL
 from bulk_pipeline.interrupts import stop_between_batches
-from bulk_pipeline.mapping import MappingError
-from bulk_pipeline.push import PushStopped, RetryableFailuresError
-from bulk_pipeline.redaction import redact
 from bulk_pipeline.reports.metadata import plan_metadata, results_metadata
 from bulk_pipeline.reports.render import write_reports
-from bulk_pipeline.runs import STOPPED_ON_REQUEST
-from bulk_pipeline.targets.base import CrmError, CrmTarget
-from bulk_pipeline.validate import MissingColumnsError
+from bulk_pipeline.staging import StagingStore
+from bulk_pipeline.targets import Target
+from bulk_pipeline.targets.base import DeleteKind
 
 GROUP = "imports"
 PUSH_RETRY_POLICY = dg.RetryPolicy(
     max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
+"""For crashes of the step itself; the CRM's own failures are retried inside the push, within
+the configured retry window, and then fail the step for good."""
 INVALID_RATIO_CHECK = "invalid_ratio_within_threshold"
 CREATE_SHARE_CHECK = "create_share_within_threshold"
 
@@ -36,6 +36,16 @@ CREATE_SHARE_CHECK = "create_share_within_threshold"
 class PushConfig(dg.Config):
     dry_run: bool = False
     """Look every record up in the CRM and report the plan; write nothing."""
+
+
+class RollbackConfig(dg.Config):
+    force: bool = False
+    """Undo fields and records even where the CRM's values changed since the import."""
+    dry_run: bool = False
+    """Report what the rollback would do; change nothing."""
+    confirm_permanent_delete: bool = False
+    """Where the CRM deletes records for good, the rollback removes created records only when
+    this confirms it."""
 
 
 def _request(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> ImportRequest:
@@ -46,28 +56,29 @@ def _request(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> Impor
 
 
 @contextmanager
-def _target(crm: CrmResource, request: ImportRequest) -> Iterator[CrmTarget]:
-    """The import's CRM target; whole-call CRM errors become Dagster failures without tokens."""
-    try:
+def _target(
+    crm: CrmResource, request: ImportRequest, store: StagingStore | None
+) -> Iterator[Target]:
+    with import_failures(store, request.import_id):
         target = crm.open(request.target)
-    except CrmError as exc:
-        raise dg.Failure(description=redact(str(exc)), allow_retries=False) from exc
-    try:
-        yield target
-    except CrmError as exc:
-        raise dg.Failure(description=redact(str(exc)), allow_retries=exc.retryable) from exc
-    finally:
-        target.close()
+        try:
+            yield target
+        finally:
+            target.close()
 
 
 @dg.asset(partitions_def=imports_partitions, group_name=GROUP, kinds={"polars"})
-def source_rows(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-    """The file's rows, mapped to our fields and normalized."""
+def source_rows(
+    context: dg.AssetExecutionContext, crm: CrmResource, staging: StagingResource
+) -> dg.MaterializeResult:
+    """The file's rows, mapped to our fields and normalized; first, a preflight of the CRM
+    (credentials accepted, CRM answering), so a wrong token fails before the file is read."""
     request = _request(context)
-    try:
+    store = staging.store
+    with _target(crm, request, store) as target:
+        target.check()
+    with import_failures(store, request.import_id):
         report = import_steps.ingest(request)
-    except (InputFileError, MappingError) as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
     context.log.info("read %d rows of %s from %s", report.rows, report.entity, request.file_name)
     for skipped in report.skipped_sheets:
         context.log.warning(
@@ -112,13 +123,13 @@ def _check_identity(request: ImportRequest) -> dict[str, str]:
         )
     ],
 )
-def validated_rows(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+def validated_rows(
+    context: dg.AssetExecutionContext, staging: StagingResource
+) -> dg.MaterializeResult:
     """Rows that pass the entity's pandera model; the rest are quarantined with reasons."""
     request = _request(context)
-    try:
+    with import_failures(staging.store, request.import_id):
         report = import_steps.validate(request)
-    except MissingColumnsError as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
     context.log.info("%d valid rows, %d quarantined", report.valid, report.invalid)
     passed = report.invalid_ratio <= request.max_invalid_ratio
     check = dg.AssetCheckResult(
@@ -162,10 +173,11 @@ def validated_rows(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
 def staged_records(
     context: dg.AssetExecutionContext, crm: CrmResource, staging: StagingResource
 ) -> dg.MaterializeResult:
-    """One record per dedupe key in the DuckDB staging file, with its sync state."""
+    """One record per dedupe key in the staging store, with its sync state."""
     request = _request(context)
-    target_id = crm.target_id(request.target)
-    result = import_steps.stage(request, staging.db_path, target_id)
+    store = staging.store
+    with import_failures(store, request.import_id):
+        result = import_steps.stage(request, store, crm.account(request.target))
     context.log.info("staged %d records, %d duplicate rows", result.staged, result.duplicates)
     if request.max_create_share is None:
         check = dg.AssetCheckResult(
@@ -175,8 +187,8 @@ def staged_records(
             metadata=_check_identity(request),
         )
     else:
-        with _target(crm, request) as target:
-            plan = import_steps.create_share(request, staging.db_path, target, target_id)
+        with _target(crm, request, store) as target:
+            _, plan = import_steps.plan(request, store, target)
         passed = plan.create_share <= request.max_create_share
         check = dg.AssetCheckResult(
             check_name=CREATE_SHARE_CHECK,
@@ -201,7 +213,7 @@ def staged_records(
     partitions_def=imports_partitions,
     group_name=GROUP,
     deps=[staged_records],
-    kinds={"hubspot"},
+    kinds={"crm"},
     pool=CRM_POOL,
     retry_policy=PUSH_RETRY_POLICY,
     output_required=False,
@@ -218,38 +230,30 @@ def crm_push(
     asset after it is skipped.
     """
     request = _request(context)
-    target_id = crm.target_id(request.target)
-    with _target(crm, request) as target:
+    store = staging.store
+    with _target(crm, request, store) as target:
         if config.dry_run:
-            plan = import_steps.dry_run(request, staging.db_path, target, target_id)
+            plan = import_steps.dry_run(request, store, target)
             context.log.info(
                 "dry run: %d creates, %d updates, %d unchanged, %d conflicts; nothing written",
-                plan["creates"],
-                plan["updates"],
-                plan["unchanged"],
-                plan["conflicts"],
+                plan.summary.creates,
+                plan.summary.updates,
+                plan.summary.unchanged,
+                plan.summary.conflicts,
             )
             context.log_event(
                 dg.AssetObservation(
                     asset_key=context.asset_key,
                     partition=context.partition_key,
-                    metadata=plan_metadata(plan),
+                    metadata=plan_metadata(plan.as_json()),
                 )
             )
             return
-        try:
-            with stop_between_batches() as stop:
-                report = import_steps.push(
-                    request, staging.db_path, target, target_id, context.log.info, stop
-                )
-        except RetryableFailuresError as exc:
-            raise dg.Failure(description=str(exc), allow_retries=True) from exc
-        except PushStopped as exc:
-            raise dg.Failure(
-                description=str(exc), allow_retries=False, metadata={STOPPED_ON_REQUEST: True}
-            ) from exc
+        with stop_between_batches() as stop:
+            report = import_steps.push(request, store, target, context.log.info, stop)
     yield dg.MaterializeResult(
         metadata={
+            "target": request.target,
             "sent": report.sent,
             "created": report.created,
             "updated": report.updated,
@@ -267,24 +271,26 @@ def import_results(
 ) -> dg.MaterializeResult:
     """summary.json, rejected.csv and the HTML report in the import's folder; counts in the UI."""
     request = _request(context)
-    summary = import_steps.write_results(request, staging.db_path)
+    store = staging.store
+    with import_failures(store, request.import_id):
+        summary = import_steps.write_results(request, store)
     html_report, _ = write_reports(config.reports_dir(request.import_id))
     context.log.info(
         "%s: %d rows, %d created, %d updated, %d unchanged, %d duplicates, %d invalid, %d failed",
         request.import_id,
-        summary["rows"],
-        summary["created"],
-        summary["updated"],
-        summary["unchanged"],
-        summary["duplicates"],
-        summary["invalid"],
-        summary["failed"],
+        summary.rows,
+        summary.created,
+        summary.updated,
+        summary.unchanged,
+        summary.duplicates,
+        summary.invalid,
+        summary.failed,
     )
     if request.note:
-        with _target(crm, request) as target:
-            note_id = import_steps.write_note(request, target, summary)
+        with _target(crm, request, store) as target:
+            note_id = import_steps.write_note(request, store, target, summary)
         context.log.info("wrote the summary to the CRM as note %s", note_id)
-    return dg.MaterializeResult(metadata=results_metadata(summary, html_report))
+    return dg.MaterializeResult(metadata=results_metadata(summary.as_json(), html_report))
 
 
 import_assets = [source_rows, validated_rows, staged_records, crm_push, import_results]
@@ -297,33 +303,52 @@ import_job = dg.define_asset_job(
 
 
 @dg.op(required_resource_keys={"crm", "staging"})
-def rollback_import(context: dg.OpExecutionContext) -> dg.Output[None]:
-    """Archive what the import created and restore what it updated; safe to run twice."""
+def rollback_import(context: dg.OpExecutionContext, config: RollbackConfig) -> dg.Output[None]:
+    """Remove what the import created and restore what it updated, leaving alone what people
+    changed since (unless forced); safe to run again after a stop."""
     request = _request(context)
     crm: CrmResource = context.resources.crm
     staging: StagingResource = context.resources.staging
-    with _target(crm, request) as target:
+    store = staging.store
+    with _target(crm, request, store) as target:
+        permanent = target.capabilities.delete is DeleteKind.PERMANENT
+        if permanent and not (config.dry_run or config.confirm_permanent_delete):
+            raise dg.Failure(
+                description=(
+                    f"{request.target} deletes records for good: run the rollback as a dry run "
+                    "first, then confirm the deletion (bulk-pipeline rollback --yes)"
+                ),
+                allow_retries=False,
+            )
         report = import_steps.rollback(
-            request, staging.db_path, target, crm.target_id(request.target)
+            request, store, target, force=config.force, dry_run=config.dry_run
         )
     context.log.info(
-        "rollback of %s: %d archived, %d restored, %d already rolled back, %d failed",
+        "rollback of %s%s: %d removed (%s), %d restored, %d already rolled back, %d conflicts, "
+        "%d failed",
         request.import_id,
-        report.archived,
+        " (dry run)" if config.dry_run else "",
+        report.removed,
+        report.delete.value,
         report.restored,
         report.already_rolled_back,
+        len(report.conflicts),
         len(report.failed),
     )
     if not report.complete:
+        problems = report.failed[:10] + ([report.stopped] if report.stopped else [])
         raise dg.Failure(
-            description="the CRM refused part of the rollback: " + "; ".join(report.failed[:10])
+            description="the rollback did not finish (run it again to complete it): "
+            + "; ".join(problems)
         )
     return dg.Output(
         None,
         metadata={
-            "archived": report.archived,
+            "removed": report.removed,
             "restored": report.restored,
             "already_rolled_back": report.already_rolled_back,
+            "conflicts": len(report.conflicts),
+            "dry_run": config.dry_run,
         },
     )
 

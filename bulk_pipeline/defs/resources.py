@@ -1,4 +1,4 @@
-"""Dagster resources: the CRM credentials and the staging file, configured from the environment."""
+"""Dagster resources: the CRM targets' settings and the staging store, from the environment."""
 
 from __future__ import annotations
 
@@ -6,55 +6,60 @@ import os
 from pathlib import Path
 
 import dagster as dg
+from pydantic import Field
 
 from bulk_pipeline import config
-from bulk_pipeline.targets import open_target
-from bulk_pipeline.targets.base import CrmTarget
+from bulk_pipeline.redaction import MASK
+from bulk_pipeline.staging import StagingStore, open_store
+from bulk_pipeline.targets import Target
+from bulk_pipeline.targets.registry import REGISTRY, account_of, open_target
 
 
 class CrmResource(dg.ConfigurableResource):
-    """Opens the CRM target an import asks for; tokens arrive through ``dg.EnvVar``."""
+    """Opens the CRM target an import asks for, by registry name.
 
-    hubspot_access_token: str | None = None
-    hubspot_base_url: str | None = None
-    sandbox_token: str | None = None
+    ``settings`` holds the variables the registered targets read (tokens, base URLs), each a
+    ``dg.EnvVar`` so the value is read at run time and never stored in the run's config.
+    """
 
-    def open(self, target: str) -> CrmTarget:
-        return open_target(
-            target,
-            hubspot_access_token=self.hubspot_access_token,
-            hubspot_base_url=self.hubspot_base_url,
-            sandbox_token=self.sandbox_token,
-        )
+    settings: dict[str, str] = Field(default_factory=dict)
 
-    def target_id(self, target: str) -> str:
-        """The name sync state is kept under: one per CRM account, not per process."""
-        if target == "hubspot":
-            return f"hubspot:{self.hubspot_base_url or config.HUBSPOT_DEFAULT_BASE_URL}"
-        return target
+    def _settings(self) -> dict[str, str]:
+        return {**os.environ, **self.settings}
+
+    def open(self, target: str) -> Target:
+        return open_target(target, self._settings())
+
+    def account(self, target: str) -> str:
+        """The CRM account a target writes to (sync state is kept per account)."""
+        return account_of(target, self._settings())
+
+    def __repr__(self) -> str:
+        return f"CrmResource(settings={{{', '.join(f'{k!r}: {MASK!r}' for k in self.settings)}}})"
+
+    __str__ = __repr__
 
 
 class StagingResource(dg.ConfigurableResource):
-    """The DuckDB staging file; by default under the data home."""
+    """The staging store; by default the DuckDB file under the data home."""
 
     path: str | None = None
 
     @property
-    def db_path(self) -> Path:
-        return Path(self.path) if self.path else config.staging_db_path()
+    def store(self) -> StagingStore:
+        return open_store(Path(self.path) if self.path else config.staging_db_path())
 
 
-def _env(name: str) -> dg.EnvVar | None:
-    """EnvVar for a variable that is set, so an unset optional secret does not break loading."""
-    return dg.EnvVar(name) if os.environ.get(name) else None
+def crm_settings() -> dict[str, dg.EnvVar]:
+    """Every variable a registered target reads, as EnvVar, for those that are set (an unset
+    optional secret must not break loading the code location)."""
+    names = {name for entry in REGISTRY.values() for name in entry.env()}
+    names.add(config.CRM_RETRY_SECONDS_ENV)
+    return {name: dg.EnvVar(name) for name in sorted(names) if os.environ.get(name)}
 
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:
     return {
-        "crm": CrmResource(
-            hubspot_access_token=_env(config.HUBSPOT_TOKEN_ENV),  # type: ignore[arg-type]
-            hubspot_base_url=_env(config.HUBSPOT_BASE_URL_ENV),  # type: ignore[arg-type]
-            sandbox_token=_env(config.SANDBOX_TOKEN_ENV),  # type: ignore[arg-type]
-        ),
+        "crm": CrmResource(settings=crm_settings()),  # type: ignore[arg-type]
         "staging": StagingResource(),
     }

@@ -1,4 +1,5 @@
-"""Sensors: the inbox that starts imports, and the alert posted when any run fails.
+"""Sensors: the inbox that starts imports, the alert posted when any run fails, and the relaunch of
+imports stopped by a spent CRM budget once it has reset.
 
 Both are thin: the inbox logic lives in ``inbox.py``, the run queries in ``runs.py``, the
 message and its delivery in ``alerts.py``.
@@ -8,7 +9,7 @@ import time
 
 import dagster as dg
 
-from bulk_pipeline import alerts, inbox, runs
+from bulk_pipeline import alerts, inbox, resume, runs
 from bulk_pipeline.defs.assets import import_job
 from bulk_pipeline.defs.partitions import imports_partitions
 
@@ -67,3 +68,29 @@ def alert_on_run_failure(context: dg.RunFailureSensorContext) -> dg.SkipReason |
     )
     alerts.post_alert(url, alerts.alert_message(failed))
     return None
+
+
+RESUME_INTERVAL_SECONDS = 60
+
+
+@dg.sensor(
+    name="budget_resume_sensor",
+    job=import_job,
+    minimum_interval_seconds=RESUME_INTERVAL_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Launches again each import stopped by a spent CRM budget, once it has reset.",
+)
+def budget_resume_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    due = resume.due(time.time())
+    for paused in due:
+        context.log.info("resuming %s: its %s has reset", paused.import_id, paused.budget)
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                run_key=f"{paused.import_id}@{paused.resume_at}",
+                partition_key=paused.import_id,
+                tags={runs.LAUNCHED_BY_TAG: "budget_resume_sensor"},
+            )
+            for paused in due
+        ]
+    )

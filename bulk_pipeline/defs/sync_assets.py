@@ -60,7 +60,7 @@ def _metadata(report: sync.SyncReport) -> dict[str, Any]:
 @dg.asset(
     partitions_def=sync_partitions,
     group_name=SYNC_GROUP,
-    kinds={"duckdb", "hubspot"},
+    kinds={"duckdb", "crm"},
     pool=CRM_POOL,
     retry_policy=PUSH_RETRY_POLICY,
 )
@@ -74,9 +74,9 @@ def nightly_sync(
     try:
         report = sync.run_sync(
             date.fromisoformat(context.partition_key),
-            db_path=staging.db_path,
+            store=staging.store,
             open_target=crm.open,
-            target_id=crm.target_id,
+            account_of=crm.account,
             log=context.log.info,
             again=config.again,
         )

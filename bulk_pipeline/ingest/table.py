@@ -15,6 +15,7 @@ import polars as pl
 
 from bulk_pipeline import config
 from bulk_pipeline.entities import Entity
+from bulk_pipeline.errors import UserInputError
 
 LINE_COLUMN = "_line"
 """1-based position of the row in the file, so every outcome can be traced back to its line."""
@@ -85,7 +86,7 @@ class RawTable:
     delimiter: str | None = None
 
 
-class InputFileError(Exception):
+class InputFileError(UserInputError):
     """The file as a whole is unusable; the message names the file, the problem and the fix."""
 
 

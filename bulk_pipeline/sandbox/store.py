@@ -43,6 +43,7 @@ class StoreConnection:
         )
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.create_function("unicode_lower", 1, unicode_lower, deterministic=True)
         self._write_lock = write_lock
 
     def close(self) -> None:
@@ -59,6 +60,12 @@ class StoreConnection:
                 self.db.execute("ROLLBACK")
                 raise
             self.db.execute("COMMIT")
+
+
+def unicode_lower(value: str | None) -> str | None:
+    """SQLite's own ``lower()`` folds ASCII only; CRMs' searches ignore case in any script.
+    Registered on every connection as the SQL function ``unicode_lower``."""
+    return value.lower() if isinstance(value, str) else value
 
 
 def marks(values: Iterable[object]) -> str:

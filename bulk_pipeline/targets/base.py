@@ -1,8 +1,13 @@
-"""The one small interface every CRM target implements, and the per-record result types.
+"""The one narrow interface every CRM target offers, its capabilities as data, and its results.
 
-Records are plain mappings of *our* field names (see ``entities.py``) to string values. A target
-maps them to its CRM's property names, sends them in batches, and answers with one outcome per
-input, in the shape CRM SDK users know: ``result.successful`` and ``result.failed``.
+A CRM is supported by a *dialect* (``targets/<crm>/``): how its requests and answers look, how our
+fields map to its properties, what its budget is. The generic runner (``runner.py``) turns any
+dialect into a :class:`Target` (and an async one), so batching, concurrency and the handling of
+unclear creates are written once. The push core talks only to :class:`Target` and reads
+:class:`Capabilities` to pick its write strategy; it never branches on a CRM's name.
+
+Records are plain mappings of *our* field names (``entities.py``) to strings. Lookups answer in
+the caller's keys: ``entities.normalize_key`` of the key field's value.
 """
 
 from __future__ import annotations
@@ -11,10 +16,58 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 
 from bulk_pipeline.entities import Entity
+from bulk_pipeline.errors import BudgetExhausted
+from bulk_pipeline.targets.http.exchange import Operation
+from bulk_pipeline.targets.http.limits import LimitState
 
 Record = Mapping[str, str | None]
+
+
+class DeleteKind(StrEnum):
+    """What removing a record does in the CRM (rollback says so before it deletes)."""
+
+    ARCHIVE = "archive"
+    """Soft: the record can be restored from the CRM's archive."""
+    TRASH = "trash"
+    """Soft for a while: restorable from the trash for some days."""
+    PERMANENT = "permanent"
+    """Hard: gone for good; rollback asks for confirmation first."""
+
+
+class LinkStyle(StrEnum):
+    """How the CRM links records of different entities."""
+
+    ASSOCIATION = "association"
+    """Separate association calls, or associations sent with a create."""
+    FOREIGN_KEY = "foreign_key"
+    """A field of the record holds the other's id."""
+    REFERENCE = "reference"
+    """A record-reference attribute value."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a CRM can do, as data the push core reads to choose how to write."""
+
+    entities: frozenset[Entity]
+    batch_size: int
+    """Records per write call (1 for CRMs without batch writes)."""
+    lookup_batch_size: int
+    """Keys or ids per lookup/read call."""
+    concurrency: int
+    """Calls a push keeps in flight: 1 where batches already carry the load."""
+    refuses_duplicate_keys: frozenset[Entity]
+    """Entities whose key the CRM itself refuses twice: a create may go without a lookup first,
+    since a record that exists makes the create fail instead of doubling it."""
+    native_upsert: frozenset[Entity]
+    """Entities the CRM can create-or-update by key in one call."""
+    delete: DeleteKind
+    links: LinkStyle
+    note_needs_parent: bool
+    """Notes must be attached to a record."""
 
 
 @dataclass(frozen=True)
@@ -24,98 +77,208 @@ class CrmRecord:
     id: str
     fields: dict[str, str | None]
     created_at: datetime | None = None
-    """When the CRM created it: tells a record this pipeline created from one it found."""
+    """The CRM's own time of creation (its clock, not ours)."""
+
+
+class FailureKind(StrEnum):
+    INVALID = "invalid"
+    """The CRM refused the values (or we have no field for them); fix the data."""
+    CONFLICT = "conflict"
+    """A record with this key exists already (``Failed.existing`` when it was read)."""
+    NOT_FOUND = "not_found"
+    """The id names no record (deleted or merged)."""
+    NOT_SENT = "not_sent"
+    """Refused together with another input of its batch, or not sent because the budget ran
+    out: nothing was written, and sending it again is safe."""
+    TRANSIENT = "transient"
+    """The CRM kept failing for the whole retry window; a later run may succeed."""
 
 
 @dataclass(frozen=True)
-class WrittenRecord:
+class Written:
     """An input the CRM accepted."""
 
     index: int
     """Position of the input in the list passed to the call."""
-    input: Record
     id: str
     created: bool
     """True when the CRM created a new record, False when it updated an existing one."""
 
 
 @dataclass(frozen=True)
-class FailedRecord:
-    """An input the CRM rejected, or that could not be written after all retries."""
+class Failed:
+    """An input the CRM did not take, and why."""
 
     index: int
-    input: Record
-    category: str
-    """HubSpot-style category: VALIDATION_ERROR, CONFLICT, OBJECT_NOT_FOUND, TRANSPORT_ERROR..."""
+    kind: FailureKind
     message: str
-    retryable: bool = False
-    """True when the failure is transient (5xx, timeouts) and a later run may succeed."""
+    existing: CrmRecord | None = None
+    """For CONFLICT: the record the CRM holds under the key, when it was read."""
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in (FailureKind.NOT_SENT, FailureKind.TRANSIENT)
 
 
 @dataclass
 class BatchResult:
-    successful: list[WrittenRecord] = field(default_factory=list)
-    failed: list[FailedRecord] = field(default_factory=list)
+    successful: list[Written] = field(default_factory=list)
+    failed: list[Failed] = field(default_factory=list)
+    exhausted: BudgetExhausted | None = None
+    """Set when the account's budget ran out during the call: the inputs it did not reach are
+    failed as NOT_SENT, and the caller should stop until the budget resets."""
 
     def extend(self, other: BatchResult) -> None:
         self.successful.extend(other.successful)
         self.failed.extend(other.failed)
+        self.exhausted = self.exhausted or other.exhausted
+
+    def sort(self) -> BatchResult:
+        self.successful.sort(key=lambda w: w.index)
+        self.failed.sort(key=lambda f: f.index)
+        return self
+
+
+@dataclass(frozen=True)
+class Item:
+    """One input on its way to the CRM."""
+
+    index: int
+    record: Record
+    """Our fields (blank values are never sent unless clearing)."""
+    key: str | None = None
+    """The normalized dedupe key (``entities.normalize_key``)."""
+    id: str | None = None
+    """The CRM id, for updates and removals."""
+
+
+@dataclass(frozen=True)
+class NoteParent:
+    """The record a note is attached to."""
+
+    entity: Entity
+    id: str
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What some work would cost in the CRM's budget unit."""
+
+    requests: int
+    units: int
+    unit: str
+    """``requests`` or ``tokens``."""
+
+
+@dataclass(frozen=True)
+class Work:
+    """How much a push would do, for ``estimate``."""
+
+    lookups: int = 0
+    reads: int = 0
+    creates: int = 0
+    updates: int = 0
+
+
+class Dialect(ABC):
+    """One CRM's requests and answers, as operations (see ``http/exchange.py``).
+
+    Each write method gets at most ``capabilities.batch_size`` items and each read at most
+    ``capabilities.lookup_batch_size`` values; the runner does the batching, the concurrency, and
+    the settling of creates whose outcome was unclear (it reads them back by key and resends only
+    what is absent). A create whose answer was lost is listed in ``CreateResult.unconfirmed``, a
+    batch refused for keys that exist in ``CreateResult.conflicted``; the runner settles both.
+    """
+
+    capabilities: Capabilities
+
+    @abstractmethod
+    def unmapped(self, entity: Entity, record: Record) -> list[str]:
+        """Our fields of ``record`` the CRM has no field for (never sent)."""
+
+    @abstractmethod
+    def check(self) -> Operation[None]:
+        """One cheap call that proves the token is accepted and the CRM answers."""
+
+    @abstractmethod
+    def lookup(self, entity: Entity, values: Sequence[str]) -> Operation[dict[str, CrmRecord]]:
+        """Records whose key field equals one of ``values``, keyed by ``normalize_key`` of the
+        CRM's value. Where the CRM holds several, the one created first."""
+
+    @abstractmethod
+    def read(self, entity: Entity, ids: Sequence[str]) -> Operation[dict[str, CrmRecord]]:
+        """Records by CRM id (absent ids: deleted, archived or never there), keyed by id."""
+
+    @abstractmethod
+    def create(self, entity: Entity, items: Sequence[Item]) -> Operation[CreateResult]:
+        """Create records; an input whose key exists fails with CONFLICT where the CRM
+        refuses duplicates. Never resends a create whose outcome is unclear."""
+
+    @abstractmethod
+    def update(
+        self, entity: Entity, items: Sequence[Item], *, clear_blanks: bool
+    ) -> Operation[BatchResult]:
+        """Update by id; blank values are left out unless ``clear_blanks`` (rollback)."""
+
+    def upsert(self, entity: Entity, items: Sequence[Item]) -> Operation[BatchResult]:
+        """Create or update by key in one call (only for ``capabilities.native_upsert``)."""
+        raise TypeError(f"this CRM has no native upsert for {entity}")
+
+    @abstractmethod
+    def remove(self, entity: Entity, items: Sequence[Item]) -> Operation[BatchResult]:
+        """Delete (or archive) by id, as ``capabilities.delete`` says."""
+
+    @abstractmethod
+    def add_note(self, body: str, parent: NoteParent | None) -> Operation[str]:
+        """Write a note (attached to ``parent`` where given); its id."""
+
+    @abstractmethod
+    def estimate(self, entity: Entity, work: Work) -> Estimate:
+        """What ``work`` on ``entity`` would cost."""
 
 
 @dataclass
-class ReadResult:
-    found: dict[str, CrmRecord] = field(default_factory=dict)
-    """Keyed by the id or unique-key value that was asked for (unique keys lower-cased)."""
-    missing: list[str] = field(default_factory=list)
+class CreateResult(BatchResult):
+    unconfirmed: list[Item] = field(default_factory=list)
+    """Creates whose answer was lost: they may or may not exist now."""
+    conflicted: list[Item] = field(default_factory=list)
+    """A batch refused as a whole because some of its keys exist (which ones, the CRM did not
+    say): nothing of it was written."""
 
 
-class CrmTarget(ABC):
-    """A CRM that bulk_pipeline can write to.
+class Target(ABC):
+    """A CRM that bulk_pipeline can write to; every method batches its inputs itself.
 
-    Every method takes any number of inputs and batches them itself; per-record failures are
-    returned, never raised. Only a failure that makes the whole call meaningless (bad token,
-    unreachable CRM after all retries) raises ``CrmError``.
+    Per-record failures are returned, never raised. Whole-call problems raise the kinds of
+    ``errors.py``: ``TargetConfigError`` (token refused), ``TransientError`` (the CRM failed for
+    the whole retry window), ``BudgetExhausted`` (from reads; writes report it in the result).
     """
 
     name: str
+    """The registry name it was opened by (``sandbox``...)."""
+    account: str
+    """Which CRM account it writes to, without secrets: sync state and budgets are kept per
+    account."""
+    capabilities: Capabilities
 
     @abstractmethod
-    def key_field(self, entity: Entity) -> str:
-        """Our field name of the CRM's unique key for ``entity`` (e.g. ``email``)."""
+    def check(self) -> None:
+        """Preflight: the credentials are accepted and the CRM answers (one cheap call)."""
 
     @abstractmethod
-    def find_by_keys(self, entity: Entity, keys: Sequence[str]) -> ReadResult:
-        """Look up existing records by unique-key value, in batches."""
+    def lookup(self, entity: Entity, values: Sequence[str]) -> dict[str, CrmRecord]:
+        """Existing records by key-field value, keyed by ``normalize_key`` (the caller's keys)."""
 
     @abstractmethod
-    def get_many(
-        self, entity: Entity, ids: Sequence[str], *, id_field: str | None = None
-    ) -> ReadResult:
-        """Read records by CRM id, or by a unique field when ``id_field`` is given."""
+    def read(self, entity: Entity, ids: Sequence[str]) -> dict[str, CrmRecord]:
+        """Existing records by CRM id; ids the CRM no longer holds are absent."""
 
     @abstractmethod
-    def create_many(
-        self,
-        entity: Entity,
-        records: Sequence[Record],
-        *,
-        known_absent: bool = False,
-        isolate_conflicts: bool = True,
-    ) -> BatchResult:
-        """Create records; an input whose key already exists fails with category CONFLICT.
-
-        ``known_absent``: the caller has just looked the keys up, so the target need not.
-        ``isolate_conflicts=False``: a batch refused for an existing key fails whole (nothing
-        written) instead of being split to write the rest, for callers that fall back to a lookup.
-        """
-
-    def enforces_unique_keys(self, entity: Entity) -> bool:
-        """True when the CRM itself refuses a second record with the same key (so an optimistic
-        create is safe); False means duplicates are only prevented by looking up first."""
-        return False
+    def create(self, entity: Entity, records: Sequence[Record]) -> BatchResult:
+        """Create records; never creates one twice, even when an answer is lost."""
 
     @abstractmethod
-    def update_many(
+    def update(
         self,
         entity: Entity,
         ids: Sequence[str],
@@ -123,84 +286,29 @@ class CrmTarget(ABC):
         *,
         clear_blanks: bool = False,
     ) -> BatchResult:
-        """Update the records with the given CRM ids (``ids[i]`` goes with ``records[i]``).
-
-        Blank values are not sent unless ``clear_blanks``, which empties those fields (rollback).
-        """
+        """Update ``ids[i]`` with ``records[i]``; blanks are not sent unless ``clear_blanks``."""
 
     @abstractmethod
-    def upsert_many(self, entity: Entity, records: Sequence[Record]) -> BatchResult:
-        """Create or update by unique key; never creates a second record for a key."""
+    def upsert(self, entity: Entity, records: Sequence[Record]) -> BatchResult:
+        """Create or update by key; natively where the CRM can, else lookup then write."""
 
     @abstractmethod
-    def archive_many(self, entity: Entity, ids: Sequence[str]) -> BatchResult:
-        """Archive (soft-delete) records by CRM id."""
+    def remove(self, entity: Entity, ids: Sequence[str]) -> BatchResult:
+        """Delete or archive by id (see ``capabilities.delete``)."""
 
     @abstractmethod
-    def add_note(self, body: str) -> str:
-        """Write a free-standing note (an import's summary, as CRM admins expect); its id."""
+    def add_note(self, body: str, parent: NoteParent | None = None) -> str: ...
+
+    @abstractmethod
+    def estimate(self, entity: Entity, work: Work) -> Estimate: ...
+
+    @abstractmethod
+    def budget(self) -> list[LimitState]:
+        """What the account's budget has left."""
+
+    @abstractmethod
+    def crm_now(self) -> datetime | None:
+        """The CRM's own current time, from its last answer (None before any)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook; targets without resources need nothing
         """Release connections."""
-
-
-class AsyncCrmTarget(ABC):
-    """The async twin of :class:`CrmTarget`: same calls and results, batches sent concurrently."""
-
-    name: str
-
-    @abstractmethod
-    def key_field(self, entity: Entity) -> str:
-        """Our field name of the CRM's unique key for ``entity``."""
-
-    @abstractmethod
-    async def find_by_keys(self, entity: Entity, keys: Sequence[str]) -> ReadResult:
-        """See :meth:`CrmTarget.find_by_keys`."""
-
-    @abstractmethod
-    async def get_many(
-        self, entity: Entity, ids: Sequence[str], *, id_field: str | None = None
-    ) -> ReadResult:
-        """See :meth:`CrmTarget.get_many`."""
-
-    @abstractmethod
-    async def create_many(
-        self,
-        entity: Entity,
-        records: Sequence[Record],
-        *,
-        known_absent: bool = False,
-        isolate_conflicts: bool = True,
-    ) -> BatchResult:
-        """See :meth:`CrmTarget.create_many`."""
-
-    @abstractmethod
-    async def update_many(
-        self,
-        entity: Entity,
-        ids: Sequence[str],
-        records: Sequence[Record],
-        *,
-        clear_blanks: bool = False,
-    ) -> BatchResult:
-        """See :meth:`CrmTarget.update_many`."""
-
-    @abstractmethod
-    async def upsert_many(self, entity: Entity, records: Sequence[Record]) -> BatchResult:
-        """See :meth:`CrmTarget.upsert_many`."""
-
-    @abstractmethod
-    async def archive_many(self, entity: Entity, ids: Sequence[str]) -> BatchResult:
-        """See :meth:`CrmTarget.archive_many`."""
-
-    async def aclose(self) -> None:  # noqa: B027 - optional hook, like CrmTarget.close
-        """Release connections."""
-
-
-class CrmError(Exception):
-    """The CRM call as a whole failed (auth, unreachable after retries). Never carries a token."""
-
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False):
-        super().__init__(message)
-        self.status = status
-        self.retryable = retryable

@@ -8,12 +8,14 @@ CRM v3 OpenAPI files before it is answered; an invalid request fails the test.
 
 from __future__ import annotations
 
+import email.utils
 import json
 import random
 import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -25,12 +27,22 @@ from werkzeug.datastructures import Headers, ImmutableMultiDict
 from bulk_pipeline_tests.specs import spec_path
 
 BASE_URL = "https://api.hubapi.com"
-SPEC_FILES = {"contacts": "contacts.json", "companies": "companies.json", "deals": "deals.json"}
-SPEC_PATH_NAMES = {"contacts": "contacts", "companies": "companies", "deals": "0-3"}
+SPEC_FILES = {
+    "contacts": "contacts.json",
+    "companies": "companies.json",
+    "deals": "deals.json",
+    "notes": "notes.json",
+}
+SPEC_PATH_NAMES = {
+    "contacts": "contacts",
+    "companies": "companies",
+    "deals": "0-3",
+    "notes": "notes",
+}
 """deals.json writes its paths with the object type id ``0-3``; we call the ``deals`` alias."""
 KEY_PROPERTIES = {"contacts": "email", "companies": "domain", "deals": "dealname"}
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
-_PATH = re.compile(r"^/crm/v3/objects/(?P<type>[^/]+)/(?P<op>batch/\w+|search)$")
+_PATH = re.compile(r"^/crm/v3/objects/(?P<type>[^/]+)(?:/(?P<op>batch/\w+|search))?$")
 
 _specs: dict[str, OpenAPI] = {}
 
@@ -81,8 +93,10 @@ def validate_against_spec(request: httpx.Request) -> None:
     match = _PATH.match(request.url.path)
     assert match, f"unexpected path {request.url.path}"
     object_type = match["type"]
-    path = request.url.path.replace(
-        f"/objects/{object_type}/", f"/objects/{SPEC_PATH_NAMES[object_type]}/"
+    path = re.sub(
+        f"/objects/{object_type}(/|$)",
+        f"/objects/{SPEC_PATH_NAMES[object_type]}\\1",
+        request.url.path,
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Unsupported scheme type")
@@ -134,6 +148,10 @@ class FakeHubSpot:
     """Consumed one per request; ``None`` lets that request through."""
     headers: dict[str, str] = field(default_factory=dict)
     """Extra headers on every normal answer (rate-limit headers, say)."""
+    lose_create_answers: int = 0
+    """The next this many batch creates are applied and their answers lost."""
+    created: dict[str, str] = field(default_factory=dict)
+    """When each record was created (the fake's clock is this machine's)."""
     _next_id: int = 1000
 
     def transport(self) -> httpx.MockTransport:
@@ -153,7 +171,8 @@ class FakeHubSpot:
     def add(self, object_type: str, properties: dict[str, str]) -> str:
         self._next_id += 1
         record_id = str(self._next_id)
-        self.records[object_type][record_id] = dict(properties)
+        self.records.setdefault(object_type, {})[record_id] = dict(properties)
+        self.created[record_id] = datetime.now(UTC).isoformat(timespec="milliseconds")
         return record_id
 
     def handle(self, request: httpx.Request) -> httpx.Response:
@@ -161,6 +180,9 @@ class FakeHubSpot:
         assert request.headers.get("authorization", "").startswith("Bearer ")
         self.requests.append(request)
         fault = self.faults.pop(0) if self.faults else None
+        if fault is None and self.lose_create_answers and request.url.path.endswith("batch/create"):
+            self.lose_create_answers -= 1
+            fault = apply_then(httpx.ReadTimeout)
         if fault is not None:
             return fault(request, lambda: self._route(request))
         return self._route(request)
@@ -170,9 +192,11 @@ class FakeHubSpot:
     def _route(self, request: httpx.Request) -> httpx.Response:
         match = _PATH.match(request.url.path)
         assert match
-        object_type, op = match["type"], match["op"]
-        body = json.loads(request.content)
+        object_type, op = match["type"], match["op"] or request.method
+        body = json.loads(request.content) if request.content else {}
         handler = {
+            "GET": self._list,
+            "POST": self._create_one,
             "batch/create": self._create,
             "batch/upsert": self._upsert,
             "batch/update": self._update,
@@ -181,7 +205,15 @@ class FakeHubSpot:
             "search": self._search,
         }[op]
         status, payload = handler(object_type, body)
-        return httpx.Response(status, json=payload, headers=self.headers)
+        headers = {"Date": email.utils.formatdate(usegmt=True), **self.headers}
+        return httpx.Response(status, json=payload, headers=headers)
+
+    def _list(self, object_type: str, body: dict[str, Any]) -> tuple[int, Any]:
+        first = sorted(self.records[object_type], key=int)[:1]
+        return 200, {"results": [self._public(object_type, r) for r in first]}
+
+    def _create_one(self, object_type: str, body: dict[str, Any]) -> tuple[int, Any]:
+        return 201, self._public(object_type, self.add(object_type, body["properties"]))
 
     def _find_key(self, object_type: str, value: str) -> str | None:
         prop = KEY_PROPERTIES[object_type]
@@ -194,8 +226,8 @@ class FakeHubSpot:
         row: dict[str, Any] = {
             "id": record_id,
             "properties": dict(self.records[object_type][record_id]),
-            "createdAt": "2024-01-01T00:00:00.000Z",
-            "updatedAt": "2024-01-01T00:00:00.000Z",
+            "createdAt": self.created.get(record_id, "2024-01-01T00:00:00.000+00:00"),
+            "updatedAt": self.created.get(record_id, "2024-01-01T00:00:00.000+00:00"),
             "archived": False,
         }
         if trace is not None and self.echo_trace_ids:

@@ -1,4 +1,4 @@
-"""Retry decisions, Retry-After parsing and request pacing, on a fake clock (no network)."""
+"""Retry decisions, Retry-After parsing, pacing and budgets, on a fake clock (no network)."""
 
 from __future__ import annotations
 
@@ -8,28 +8,33 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from bulk_pipeline.targets.base import CrmError
+from bulk_pipeline.errors import BudgetExhausted, TargetConfigError
 from bulk_pipeline.targets.http import (
     ApiRequest,
+    Budget,
+    CrmClock,
+    DailyAllowance,
+    Exchange,
     Operation,
     Outcome,
-    Pacer,
     Pause,
-    RateLimiter,
     RetryPolicy,
+    RollingWindow,
     Send,
-    Slot,
-    TransportFailure,
     Verdict,
-    classify_transport_error,
     exchange,
     parse_retry_after,
+    shared_budget,
 )
+from bulk_pipeline.targets.http.exchange import TransportFailure, classify_transport_error
+from bulk_pipeline.targets.http.limits import Slot
+from bulk_pipeline.targets.hubspot.dialect import STANDARD_WINDOW, hubspot_budget
 
 
 class FakeClock:
@@ -80,13 +85,38 @@ REQUEST = ApiRequest("POST", "/crm/v3/objects/contacts/batch/upsert", json={"inp
 CREATE = ApiRequest("POST", "/crm/v3/objects/contacts/batch/create", idempotent=False)
 
 
+def windows(clock: FakeClock, standard: int = 100, search: int = 4) -> Budget:
+    """HubSpot-shaped lanes on the fake clock: a ten-second window, and search apart."""
+    return Budget(
+        {
+            "*": (RollingWindow("standard", standard, 10.0, headers=STANDARD_WINDOW, clock=clock),),
+            "search": (RollingWindow("search", search, 1.0, clock=clock),),
+        }
+    )
+
+
+def setup(
+    clock: FakeClock, budget: Budget | None = None, policy: RetryPolicy | None = None
+) -> Exchange:
+    return Exchange(
+        policy=policy or RetryPolicy(),
+        budget=budget or windows(clock),
+        clock=CrmClock(clock),
+        where="https://x (x:443)",
+        rng=random.Random(3),
+        now=clock,
+    )
+
+
 def run_exchange(
-    replies: list[Reply], request: ApiRequest = REQUEST, policy: RetryPolicy | None = None
+    replies: list[Reply],
+    request: ApiRequest = REQUEST,
+    policy: RetryPolicy | None = None,
+    budget: Budget | None = None,
 ) -> tuple[Outcome, list[float], list[float]]:
     clock = FakeClock()
-    pacer = Pacer(RateLimiter(100, 10.0, clock=clock), RateLimiter(4, 1.0, clock=clock))
     queue = list(replies)
-    operation = exchange(request, policy=policy or RetryPolicy(), pacer=pacer, rng=random.Random(3))
+    operation = exchange(request, setup(clock, budget, policy))
     return simulate(operation, clock, lambda _request: queue.pop(0))
 
 
@@ -185,10 +215,38 @@ def test_client_errors_are_not_retried() -> None:
 
 
 @pytest.mark.parametrize("status", [401, 403])
-def test_auth_errors_raise(status: int) -> None:
-    with pytest.raises(CrmError) as caught:
+def test_auth_errors_raise_a_configuration_error_naming_the_crm(status: int) -> None:
+    with pytest.raises(TargetConfigError) as caught:
         run_exchange([response(status)])
-    assert caught.value.status == status
+    assert f"HTTP {status}" in str(caught.value)
+    assert "x:443" in str(caught.value)
+
+
+def test_the_retry_window_bounds_the_time_spent_whatever_the_attempts() -> None:
+    """A CRM that stays down is given ``max_elapsed`` seconds, not attempts x backoff."""
+    policy = RetryPolicy(max_attempts=1000, base_delay=5.0, max_delay=5.0, max_elapsed=30.0)
+    clock = FakeClock()
+    refused = httpx.ConnectError("refused", request=httpx.Request("POST", "x"))
+    outcome, sends, _ = simulate(
+        exchange(REQUEST, setup(clock, policy=policy)), clock, lambda _r: refused, latency=1.0
+    )
+    assert outcome.verdict is Verdict.GAVE_UP
+    assert clock.now - 1000.0 <= 30.0 + 1.0
+    assert len(sends) >= 5
+
+
+def test_a_preflight_request_gives_up_sooner_than_the_window() -> None:
+    clock = FakeClock()
+    refused = httpx.ConnectError("refused", request=httpx.Request("GET", "x"))
+    quick = ApiRequest("GET", "/check", patience=5.0)
+    outcome, _, _ = simulate(
+        exchange(quick, setup(clock, policy=RetryPolicy(max_attempts=1000))),
+        clock,
+        lambda _r: refused,
+        latency=1.0,
+    )
+    assert outcome.verdict is Verdict.GAVE_UP
+    assert clock.now - 1000.0 <= 6.0
 
 
 def test_a_create_is_not_resent_after_a_failure_that_may_have_applied_it() -> None:
@@ -224,29 +282,29 @@ def max_in_any_window(times: list[float], interval: float) -> int:
 
 def test_limiter_allows_the_limit_then_says_how_long_to_wait() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(3, 10.0, clock=clock)
-    slots = [limiter.try_acquire() for _ in range(3)]
+    limiter = RollingWindow("w", 3, 10.0, clock=clock)
+    slots = [limiter.take() for _ in range(3)]
     assert all(isinstance(s, Slot) for s in slots)
     clock.now += 4.0
-    assert limiter.try_acquire() == pytest.approx(6.0)
+    assert limiter.take() == pytest.approx(6.0)
     clock.now += 6.0
-    assert isinstance(limiter.try_acquire(), Slot)
+    assert isinstance(limiter.take(), Slot)
 
 
 def test_a_request_counts_from_when_its_answer_arrived() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(1, 10.0, clock=clock)
-    slot = limiter.try_acquire()
+    limiter = RollingWindow("w", 1, 10.0, clock=clock)
+    slot = limiter.take()
     assert isinstance(slot, Slot)
     clock.now += 3.0
-    limiter.complete(slot)
+    limiter.settle(slot, None)
     clock.now += 8.0
-    assert limiter.try_acquire() == pytest.approx(2.0)
+    assert limiter.take() == pytest.approx(2.0)
 
 
 def test_limiter_adopts_the_advertised_limit_and_remaining_budget() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(100, 10.0, clock=clock)
+    limiter = RollingWindow("w", 100, 10.0, headers=STANDARD_WINDOW, clock=clock)
     limiter.observe_headers(
         {
             "X-HubSpot-RateLimit-Max": "50",
@@ -256,7 +314,7 @@ def test_limiter_adopts_the_advertised_limit_and_remaining_budget() -> None:
     )
     assert (limiter.max_requests, limiter.interval) == (50, 5.0)
     assert limiter.in_window() == 40
-    granted = [limiter.try_acquire() for _ in range(11)]
+    granted = [limiter.take() for _ in range(11)]
     assert sum(isinstance(g, Slot) for g in granted) == 10
     assert granted[-1] == pytest.approx(5.0)
 
@@ -264,13 +322,13 @@ def test_limiter_adopts_the_advertised_limit_and_remaining_budget() -> None:
 def test_remaining_is_compared_with_the_window_as_it_was_when_the_request_went() -> None:
     """Our own slots expiring while a request is in flight are not mistaken for other clients."""
     clock = FakeClock()
-    limiter = RateLimiter(10, 10.0, clock=clock)
-    old = [limiter.try_acquire() for _ in range(5)]
+    limiter = RollingWindow("w", 10, 10.0, clock=clock)
+    old = [limiter.take() for _ in range(5)]
     clock.now += 9.9
-    sent = limiter.try_acquire()
+    sent = limiter.take()
     assert isinstance(sent, Slot)
     clock.now += 0.2  # the 5 old slots expire before the answer arrives
-    limiter.complete(sent)
+    limiter.settle(sent, None)
     limiter.observe(remaining=4, sent=sent)  # the server counted 6 at admission: all ours
     assert limiter.in_window() == 1
     assert all(isinstance(s, Slot) for s in old)
@@ -278,8 +336,8 @@ def test_remaining_is_compared_with_the_window_as_it_was_when_the_request_went()
 
 def test_requests_of_other_clients_are_counted_once() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(100, 10.0, clock=clock)
-    first, second = limiter.try_acquire(), limiter.try_acquire()
+    limiter = RollingWindow("w", 100, 10.0, clock=clock)
+    first, second = limiter.take(), limiter.take()
     assert isinstance(first, Slot)
     assert isinstance(second, Slot)
     # Someone else sent 30 requests; both answers report it. The first answer cannot tell
@@ -289,7 +347,7 @@ def test_requests_of_other_clients_are_counted_once() -> None:
     limiter.observe(remaining=100 - 32, sent=second)
     assert limiter.in_window() == 2 + 30
     # A later answer learns of 10 more.
-    third = limiter.try_acquire()
+    third = limiter.take()
     assert isinstance(third, Slot)
     limiter.observe(remaining=100 - 43, sent=third)
     assert limiter.in_window() == 3 + 40
@@ -297,22 +355,23 @@ def test_requests_of_other_clients_are_counted_once() -> None:
 
 def test_a_429_without_headers_fills_the_window() -> None:
     clock = FakeClock()
-    pacer = Pacer(RateLimiter(10, 10.0, clock=clock))
-    pacer.observe("standard", httpx.Response(429))
-    assert pacer.standard.in_window() == 10
-    assert pacer.search.in_window() == 0
+    standard = RollingWindow("w", 10, 10.0, headers=STANDARD_WINDOW, clock=clock)
+    search = RollingWindow("s", 4, 1.0, clock=clock)
+    slot = standard.take()
+    standard.settle(slot, httpx.Response(429))
+    assert standard.in_window() == 10
+    assert search.in_window() == 0
 
 
 def test_a_long_push_runs_at_the_ceiling_without_exceeding_it() -> None:
     """300 requests through exchange() on a fake clock: the window is never exceeded and the
     push takes as long as the limit requires, not longer."""
     clock = FakeClock()
-    pacer = Pacer(RateLimiter(100, 10.0, clock=clock))
-    policy = RetryPolicy()
+    shared = setup(clock)
     sends: list[float] = []
     for _ in range(300):
         outcome, sent, _ = simulate(
-            exchange(REQUEST, policy=policy, pacer=pacer, rng=random.Random(0)),
+            exchange(REQUEST, shared),
             clock,
             lambda _r: response(200, body={}),
             latency=0.01,
@@ -325,33 +384,31 @@ def test_a_long_push_runs_at_the_ceiling_without_exceeding_it() -> None:
 
 def test_search_has_its_own_budget() -> None:
     clock = FakeClock()
-    pacer = Pacer(RateLimiter(100, 10.0, clock=clock), RateLimiter(4, 1.0, clock=clock))
+    shared = setup(clock)
     search = ApiRequest("POST", "/crm/v3/objects/companies/search", kind="search")
     sends: list[float] = []
     for _ in range(12):
-        _, sent, _ = simulate(
-            exchange(search, policy=RetryPolicy(), pacer=pacer, rng=random.Random(0)),
-            clock,
-            lambda _r: response(200, body={}),
-        )
+        _, sent, _ = simulate(exchange(search, shared), clock, lambda _r: response(200, body={}))
         sends += sent
     assert max_in_any_window(sends, 1.0) == 4
-    assert pacer.standard.in_window() == 0
+    standard = shared.budget.lanes["*"][0]
+    assert isinstance(standard, RollingWindow)
+    assert standard.in_window() == 0
 
 
 def test_limiter_is_shared_safely_between_threads() -> None:
-    limiter = RateLimiter(5, 0.5)
+    limiter = RollingWindow("w", 5, 0.5)
     stamps: list[float] = []
     lock = threading.Lock()
 
     def worker() -> None:
         for _ in range(5):
             while True:
-                got = limiter.try_acquire()
+                got = limiter.take()
                 if isinstance(got, Slot):
                     with lock:
                         stamps.append(time.monotonic())
-                    limiter.complete(got)
+                    limiter.settle(got, None)
                     break
                 time.sleep(got)
 
@@ -364,9 +421,46 @@ def test_limiter_is_shared_safely_between_threads() -> None:
     assert max_in_any_window(stamps, 0.5) <= 5
 
 
-def test_the_daily_limit_stops_the_call_instead_of_retrying_for_hours() -> None:
+def test_hubspots_daily_limit_429_stops_with_the_reset_time_instead_of_retrying() -> None:
     daily = response(429, {"Retry-After": "40000"}, {"policyName": "DAILY", "message": "daily"})
-    with pytest.raises(CrmError) as caught:
-        run_exchange([daily])
-    assert caught.value.retryable
-    assert "daily" in str(caught.value)
+    with pytest.raises(BudgetExhausted) as caught:
+        run_exchange([daily], budget=hubspot_budget())
+    assert caught.value.budget == "daily request limit"
+    assert caught.value.resume_at > datetime.now(UTC) + timedelta(seconds=39_000)
+    assert "daily request limit" in str(caught.value)
+
+
+def test_a_daily_allowance_stops_before_the_request_that_would_overspend_it(
+    tmp_path: Path,
+) -> None:
+    """No request goes out once what is left today cannot pay for it; the CRM's own count
+    (a remaining header) wins over ours, and the stop is remembered for other processes."""
+    state = tmp_path / "budget.json"
+    daily = DailyAllowance("daily token budget", 100, remaining_header="x-left", state_file=state)
+    budget = Budget({"*": (daily,)}, cost=lambda _request: 30)
+    clock = FakeClock()
+    shared = setup(clock, budget)
+    sent = 0
+
+    def answer(_request: ApiRequest) -> Reply:
+        nonlocal sent
+        sent += 1
+        return response(200, {"x-left": str(100 - 40 * sent)}, body={})
+
+    for _ in range(2):
+        outcome, _, _ = simulate(exchange(REQUEST, shared), clock, answer)
+        assert outcome.verdict is Verdict.OK
+    assert daily.state().remaining == 20
+    with pytest.raises(BudgetExhausted) as caught:
+        simulate(exchange(REQUEST, shared), clock, answer)
+    assert sent == 2
+    assert caught.value.resume_at.hour == 0
+    other_process = DailyAllowance("daily token budget", 100, state_file=state)
+    with pytest.raises(BudgetExhausted):
+        other_process.take(1)
+
+
+def test_budgets_are_shared_per_account_within_a_process() -> None:
+    first = shared_budget("account-a", lambda: Budget({"*": ()}))
+    assert shared_budget("account-a", lambda: Budget({"*": ()})) is first
+    assert shared_budget("account-b", lambda: Budget({"*": ()})) is not first

@@ -1,4 +1,4 @@
-"""HubSpotTarget against the real sandbox server, with faults and rate limits switched on."""
+"""The HubSpot dialect against the real sandbox server, with faults and rate limits switched on."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ from collections import Counter
 import pytest
 
 from bulk_pipeline import api
-from bulk_pipeline.config import SANDBOX_URL_ENV
+from bulk_pipeline.config import SANDBOX_TOKEN_ENV, SANDBOX_URL_ENV
 from bulk_pipeline.entities import Entity
+from bulk_pipeline.errors import TargetConfigError
 from bulk_pipeline.sandbox.server import RunningSandbox
-from bulk_pipeline.targets.base import BatchResult, CrmError
-from bulk_pipeline.targets.http import Pacer, RetryPolicy
-from bulk_pipeline.targets.hubspot import AsyncHubSpotTarget, HubSpotTarget
+from bulk_pipeline.targets import open_async_target, open_target
+from bulk_pipeline.targets.base import BatchResult, FailureKind
+from bulk_pipeline.targets.http import RetryPolicy
+from bulk_pipeline.targets.hubspot.dialect import hubspot_budget
+from bulk_pipeline.targets.runner import AsyncTarget, SyncTarget
 
 
 def contacts(n: int, start: int = 0) -> list[dict[str, str | None]]:
@@ -25,9 +28,25 @@ def contacts(n: int, start: int = 0) -> list[dict[str, str | None]]:
     ]
 
 
-def target_for(sandbox: RunningSandbox, retry: RetryPolicy | None = None) -> HubSpotTarget:
-    """A target with its own pacer, so no other test's learnt limits carry over."""
-    return HubSpotTarget(sandbox.url, sandbox.token, name="sandbox", pacer=Pacer(), retry=retry)
+def settings(sandbox: RunningSandbox, token: str | None = None) -> dict[str, str]:
+    return {SANDBOX_URL_ENV: sandbox.url, SANDBOX_TOKEN_ENV: token or sandbox.token}
+
+
+def target_for(sandbox: RunningSandbox, retry: RetryPolicy | None = None) -> SyncTarget:
+    """A target with a budget of its own, so no other test's learnt limits carry over."""
+    return open_target("sandbox", settings(sandbox), retry=retry, budget=hubspot_budget())
+
+
+def async_target_for(
+    sandbox: RunningSandbox, concurrency: int, retry: RetryPolicy | None = None
+) -> AsyncTarget:
+    return open_async_target(
+        "sandbox",
+        settings(sandbox),
+        concurrency=concurrency,
+        retry=retry,
+        budget=hubspot_budget(),
+    )
 
 
 def assert_no_duplicate_emails(sandbox: RunningSandbox, expected: int) -> None:
@@ -48,7 +67,7 @@ def test_upsert_of_5000_contacts_survives_faults_and_paces_to_the_rate_limit(
     target = target_for(sandbox)
     try:
         started = time.monotonic()
-        result = target.upsert_many(Entity.CONTACTS, records)
+        result = target.upsert(Entity.CONTACTS, records)
         elapsed = time.monotonic() - started
     finally:
         target.close()
@@ -67,12 +86,13 @@ def test_upsert_of_5000_contacts_survives_faults_and_paces_to_the_rate_limit(
 def test_create_writes_the_good_records_and_reports_each_bad_one(sandbox: RunningSandbox) -> None:
     target = target_for(sandbox)
     try:
-        existing = target.upsert_many(Entity.CONTACTS, [contacts(1, 10)[0], contacts(1, 70)[0]])
-        existing_ids = {w.input["email"]: w.id for w in existing.successful}
+        seeded = [contacts(1, 10)[0], contacts(1, 70)[0]]
+        existing = target.upsert(Entity.CONTACTS, seeded)
+        existing_ids = {seeded[w.index]["email"]: w.id for w in existing.successful}
         records = contacts(100)
         for bad in (5, 50, 97):
             records[bad] = {"email": f"broken-address-{bad}", "first_name": "Bad"}
-        result = target.create_many(Entity.CONTACTS, records)
+        result = target.create(Entity.CONTACTS, records)
     finally:
         target.close()
 
@@ -81,11 +101,13 @@ def test_create_writes_the_good_records_and_reports_each_bad_one(sandbox: Runnin
     failed = {f.index: f for f in result.failed}
     assert sorted(failed) == [5, 10, 50, 70, 97]
     for bad in (5, 50, 97):
-        assert failed[bad].category == "VALIDATION_ERROR"
+        assert failed[bad].kind is FailureKind.INVALID
         assert f"broken-address-{bad}" in failed[bad].message
     for dup in (10, 70):
-        assert failed[dup].category == "CONFLICT"
-        assert f"Existing ID: {existing_ids[f'user{dup}@example.com']}" in failed[dup].message
+        assert failed[dup].kind is FailureKind.CONFLICT
+        record = failed[dup].existing
+        assert record is not None
+        assert record.id == existing_ids[f"user{dup}@example.com"]
     assert_no_duplicate_emails(sandbox, 97)
 
 
@@ -96,8 +118,9 @@ def test_creates_whose_answers_are_lost_never_make_duplicates(sandbox: RunningSa
     sandbox.admin.configure(drop_rate=1.0)
     target = target_for(sandbox, RetryPolicy(max_attempts=10, base_delay=0.2, max_delay=2))
     results = []
+    records = contacts(250)
     worker = threading.Thread(
-        target=lambda: results.append(target.create_many(Entity.CONTACTS, contacts(250)))
+        target=lambda: results.append(target.create(Entity.CONTACTS, records))
     )
     worker.start()
     time.sleep(2.0)
@@ -112,18 +135,18 @@ def test_creates_whose_answers_are_lost_never_make_duplicates(sandbox: RunningSa
     assert sandbox.admin.stats()["requests"]["dropped"] >= 3
     assert_no_duplicate_emails(sandbox, 250)
     stored = {r["properties"]["email"]: r["id"] for r in sandbox.admin.records("contacts")}
-    assert all(stored[w.input["email"] or ""] == w.id for w in result.successful)
+    assert all(stored[records[w.index]["email"] or ""] == w.id for w in result.successful)
 
 
 def test_a_wrong_token_raises_without_showing_any_token(sandbox: RunningSandbox) -> None:
     wrong = "pat-na1-wrong-0000-1111-2222"
-    target = HubSpotTarget(sandbox.url, wrong, pacer=Pacer())
+    target = open_target("sandbox", settings(sandbox, wrong), budget=hubspot_budget())
     try:
-        with pytest.raises(CrmError) as caught:
-            target.upsert_many(Entity.CONTACTS, contacts(3))
+        with pytest.raises(TargetConfigError) as caught:
+            target.upsert(Entity.CONTACTS, contacts(3))
     finally:
         target.close()
-    assert caught.value.status == 401
+    assert "HTTP 401" in str(caught.value)
     for secret in (wrong, sandbox.token):
         assert secret not in str(caught.value)
         assert secret not in repr(caught.value)
@@ -135,9 +158,7 @@ def test_async_target_with_four_batches_in_flight(sandbox: RunningSandbox) -> No
     sandbox.admin.configure(error_rate=0.10, drop_rate=0.02, seed=5)
 
     async def push() -> None:
-        target = AsyncHubSpotTarget(
-            sandbox.url, sandbox.token, name="sandbox", max_concurrent=4, pacer=Pacer()
-        )
+        target = async_target_for(sandbox, 4)
         try:
             created = await api.async_create_many("contacts", contacts(1500), target=target)
             assert not created.failed
@@ -150,8 +171,7 @@ def test_async_target_with_four_batches_in_flight(sandbox: RunningSandbox) -> No
                 id_property="email",
                 target=target,
             )
-            assert list(found.found) == ["user1@example.com"]
-            assert found.missing == ["nobody@example.com"]
+            assert list(found) == ["user1@example.com"]
         finally:
             await target.aclose()
 
@@ -163,6 +183,7 @@ def test_public_api_on_the_named_sandbox_target(
     sandbox: RunningSandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(SANDBOX_URL_ENV, sandbox.url)
+    monkeypatch.setenv(SANDBOX_TOKEN_ENV, sandbox.token)
     created = api.create_many("contacts", contacts(3))
     ids = [w.id for w in created.successful]
     assert len(ids) == 3
@@ -171,12 +192,11 @@ def test_public_api_on_the_named_sandbox_target(
         "contacts", [{"id": ids[0], "city": "Nantes", "phone": ""}, {"id": "", "city": "X"}]
     )
     assert [(w.index, w.id, w.created) for w in updated.successful] == [(0, ids[0], False)]
-    assert updated.successful[0].input["id"] == ids[0]
     assert [f.index for f in updated.failed] == [1]
 
     read = api.get_many("contacts", ids)
-    assert read.found[ids[0]].fields["city"] == "Nantes"
-    assert read.found[ids[0]].fields["first_name"] == "User0"
+    assert read[ids[0]].fields["city"] == "Nantes"
+    assert read[ids[0]].fields["first_name"] == "User0"
 
     archived = api.archive_many("contacts", ids[:2])
     assert len(archived.successful) == 2
@@ -194,21 +214,24 @@ def test_companies_and_deals_upsert_by_their_keys(sandbox: RunningSandbox) -> No
             {"name": f"Company {i}", "domain": f"co{i}.example", "number_of_employees": str(i)}
             for i in range(150)
         ]
-        first = target.upsert_many(Entity.COMPANIES, companies)
+        first = target.upsert(Entity.COMPANIES, companies)
         assert not first.failed
         assert all(w.created for w in first.successful)
         again = [{**c, "domain": (c["domain"] or "").upper(), "city": "Oslo"} for c in companies]
-        second = target.upsert_many(Entity.COMPANIES, again)
+        second = target.upsert(Entity.COMPANIES, again)
         assert not second.failed
         assert [w.id for w in second.successful] == [w.id for w in first.successful]
         assert not any(w.created for w in second.successful)
-        conflict = target.create_many(Entity.COMPANIES, [{"name": "Dup", "domain": "CO7.example"}])
-        assert conflict.failed[0].category == "CONFLICT"
-        assert f"Existing ID: {first.successful[7].id}" in conflict.failed[0].message
+        conflict = api.create_many(
+            "companies", [{"name": "Dup", "domain": "CO7.example"}], target=target
+        )
+        assert conflict.failed[0].kind is FailureKind.CONFLICT
+        existing = conflict.failed[0].existing
+        assert existing is not None and existing.id == first.successful[7].id
 
         deals = [{"name": f"Deal {i}", "amount": str(i * 100), "stage": "open"} for i in range(120)]
-        assert all(w.created for w in target.upsert_many(Entity.DEALS, deals).successful)
-        changed = target.upsert_many(Entity.DEALS, [{**d, "stage": "won"} for d in deals])
+        assert all(w.created for w in target.upsert(Entity.DEALS, deals).successful)
+        changed = target.upsert(Entity.DEALS, [{**d, "stage": "won"} for d in deals])
         assert not any(w.created for w in changed.successful)
     finally:
         target.close()
@@ -227,15 +250,11 @@ def test_async_creates_whose_answers_are_lost_never_make_duplicates(
     sandbox.admin.configure(drop_rate=1.0)
 
     async def push() -> BatchResult:
-        target = AsyncHubSpotTarget(
-            sandbox.url,
-            sandbox.token,
-            max_concurrent=4,
-            pacer=Pacer(),
-            retry=RetryPolicy(max_attempts=10, base_delay=0.2, max_delay=2),
+        target = async_target_for(
+            sandbox, 4, RetryPolicy(max_attempts=10, base_delay=0.2, max_delay=2)
         )
         try:
-            pushing = asyncio.create_task(target.create_many(Entity.CONTACTS, contacts(800)))
+            pushing = asyncio.create_task(target.create(Entity.CONTACTS, contacts(800)))
             await asyncio.sleep(2.0)
             sandbox.admin.configure(drop_rate=0.0)
             return await pushing
@@ -249,19 +268,19 @@ def test_async_creates_whose_answers_are_lost_never_make_duplicates(
     assert_no_duplicate_emails(sandbox, 800)
 
 
-def test_one_pacer_is_shared_by_threads_and_the_async_target(sandbox: RunningSandbox) -> None:
+def test_one_budget_is_shared_by_threads_and_the_async_target(sandbox: RunningSandbox) -> None:
     sandbox.admin.configure(rate_limit={"max": 20, "interval_ms": 2000})
-    first = HubSpotTarget(sandbox.url, sandbox.token)
-    second = HubSpotTarget(sandbox.url, sandbox.token)
-    third = AsyncHubSpotTarget(sandbox.url, sandbox.token, max_concurrent=4)
-    assert first.pacer is second.pacer is third.pacer
+    first = open_target("sandbox", settings(sandbox))
+    second = open_target("sandbox", settings(sandbox))
+    third = open_async_target("sandbox", settings(sandbox), concurrency=4)
+    assert first.exchange.budget is second.exchange.budget is third.exchange.budget
     results: list[BatchResult] = []
 
-    def sync_push(target: HubSpotTarget, start: int) -> None:
-        results.append(target.upsert_many(Entity.CONTACTS, contacts(1500, start)))
+    def sync_push(target: SyncTarget, start: int) -> None:
+        results.append(target.upsert(Entity.CONTACTS, contacts(1500, start)))
 
     async def async_push() -> None:
-        results.append(await third.upsert_many(Entity.CONTACTS, contacts(1500, 3000)))
+        results.append(await third.upsert(Entity.CONTACTS, contacts(1500, 3000)))
         await third.aclose()
 
     threads = [

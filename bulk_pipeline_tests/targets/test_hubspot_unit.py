@@ -1,5 +1,5 @@
-"""HubSpotTarget against an in-memory HubSpot (MockTransport): every request checked against the
-official OpenAPI specs, and the per-record bookkeeping (bisecting, duplicate-safe creates)."""
+"""The HubSpot dialect against an in-memory HubSpot (MockTransport): every request checked against
+the official OpenAPI specs, and the per-record bookkeeping (bisecting, duplicate-safe creates)."""
 
 from __future__ import annotations
 
@@ -10,16 +10,14 @@ import httpx
 import pytest
 from openapi_core.exceptions import OpenAPIError
 
+from bulk_pipeline import api
 from bulk_pipeline.entities import Entity
-from bulk_pipeline.targets.base import CrmError
-from bulk_pipeline.targets.http import Pacer, RateLimiter, RetryPolicy
-from bulk_pipeline.targets.hubspot import (
-    PROPERTY_MAP,
-    AsyncHubSpotTarget,
-    HubSpotTarget,
-    UnmappedFieldError,
-    to_properties,
-)
+from bulk_pipeline.errors import TargetConfigError
+from bulk_pipeline.targets import open_async_target, open_target
+from bulk_pipeline.targets.base import FailureKind
+from bulk_pipeline.targets.http import Budget, RetryPolicy, RollingWindow
+from bulk_pipeline.targets.hubspot.properties import PROPERTY_MAP, to_properties, unmapped_fields
+from bulk_pipeline.targets.runner import SyncTarget
 from bulk_pipeline_tests.targets.fake_hubspot import (
     BASE_URL,
     FakeHubSpot,
@@ -33,16 +31,20 @@ TOKEN = "pat-na1-11111111-2222-3333-4444-555555555555"
 FAST = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.002)
 
 
-def fresh_pacer() -> Pacer:
-    return Pacer(RateLimiter(10_000, 1.0), RateLimiter(10_000, 1.0))
+SETTINGS = {"HUBSPOT_ACCESS_TOKEN": TOKEN, "HUBSPOT_BASE_URL": BASE_URL}
 
 
-def make_target(fake: FakeHubSpot, retry: RetryPolicy = FAST) -> HubSpotTarget:
-    return HubSpotTarget(
-        BASE_URL,
-        TOKEN,
+def roomy() -> Budget:
+    """No pacing to speak of: these tests are about requests, not rates."""
+    return Budget({"*": (RollingWindow("w", 10_000, 1.0),)})
+
+
+def make_target(fake: FakeHubSpot, retry: RetryPolicy = FAST) -> SyncTarget:
+    return open_target(
+        "hubspot",
+        SETTINGS,
         retry=retry,
-        pacer=fresh_pacer(),
+        budget=roomy(),
         transport=fake.transport(),
         rng=random.Random(1),
     )
@@ -60,26 +62,26 @@ def fake() -> FakeHubSpot:
 def test_every_call_sends_requests_the_hubspot_spec_accepts(fake: FakeHubSpot) -> None:
     """The fake validates each request with openapi-core; any deviation fails the call."""
     target = make_target(fake)
-    for entity in Entity:
+    target.check()
+    for entity in (Entity.CONTACTS, Entity.COMPANIES, Entity.DEALS):
         fields = {name: "1" for name in PROPERTY_MAP[entity]}
-        key = target.key_field(entity)
+        key = {Entity.CONTACTS: "email", Entity.COMPANIES: "domain", Entity.DEALS: "name"}[entity]
         records = [{**fields, key: f"k{i}@example.com"} for i in range(3)]
-        created = target.create_many(entity, records)
+        created = target.create(entity, records)
         assert len(created.successful) == 3, created.failed
         ids = [w.id for w in created.successful]
         other = next(name for name in PROPERTY_MAP[entity] if name != key)
-        assert not target.upsert_many(entity, [{**records[0], other: "2"}]).failed
-        assert not target.update_many(entity, ids[:2], [{other: "3"}] * 2).failed
-        assert set(target.get_many(entity, ids).found) == set(ids)
-        found = target.find_by_keys(entity, [records[1][key] or "", "absent@example.com"])
-        assert list(found.found) == ["k1@example.com"]
-        assert found.missing == ["absent@example.com"]
-        assert len(target.archive_many(entity, ids).successful) == 3
+        assert not target.upsert(entity, [{**records[0], other: "2"}]).failed
+        assert not target.update(entity, ids[:2], [{other: "3"}] * 2).failed
+        assert set(target.read(entity, ids)) == set(ids)
+        found = target.lookup(entity, [records[1][key] or "", "absent@example.com"])
+        assert list(found) == ["k1@example.com"]
+        assert len(target.remove(entity, ids).successful) == 3
+    target.add_note("a note")
     paths = fake.paths()
     assert "deals/search" in paths
     assert "companies/search" in paths
     assert "contacts/batch/upsert" in paths
-    assert {p.split("/")[0] for p in paths} == {"contacts", "companies", "deals"}
 
 
 @pytest.mark.parametrize(
@@ -115,7 +117,7 @@ def test_fields_are_mapped_in_one_place_and_blanks_are_never_sent(fake: FakeHubS
         "zip": "   ",
         "lifecycle_stage": "lead",
     }
-    result = target.upsert_many(Entity.CONTACTS, [record])
+    result = target.upsert(Entity.CONTACTS, [record])
     assert [w.created for w in result.successful] == [True]
     (body,) = fake.bodies("upsert")
     assert body["inputs"] == [
@@ -137,22 +139,23 @@ def test_fields_are_mapped_in_one_place_and_blanks_are_never_sent(fake: FakeHubS
 
 def test_a_field_without_a_hubspot_property_is_reported_and_never_sent(fake: FakeHubSpot) -> None:
     target = make_target(fake)
-    result = target.create_many(
+    result = target.create(
         Entity.CONTACTS, [contact(1), contact(2, favourite_colour="blue"), contact(3)]
     )
     assert [w.index for w in result.successful] == [0, 2]
     (failed,) = result.failed
     assert failed.index == 1
-    assert failed.category == "VALIDATION_ERROR"
+    assert failed.kind is FailureKind.INVALID
     assert "'favourite_colour'" in failed.message
     assert all("favourite_colour" not in r.content.decode() for r in fake.requests)
-    with pytest.raises(UnmappedFieldError, match="favourite_colour"):
-        to_properties(Entity.CONTACTS, {"favourite_colour": "blue"})
+    assert unmapped_fields(Entity.CONTACTS, {"favourite_colour": "blue", "email": "x"}) == [
+        "favourite_colour"
+    ]
 
 
 def test_inputs_go_in_batches_of_at_most_100(fake: FakeHubSpot) -> None:
     target = make_target(fake)
-    result = target.upsert_many(Entity.CONTACTS, [contact(i) for i in range(250)])
+    result = target.upsert(Entity.CONTACTS, [contact(i) for i in range(250)])
     assert [len(b["inputs"]) for b in fake.bodies("upsert")] == [100, 100, 50]
     assert [w.index for w in result.successful] == list(range(250))
 
@@ -165,11 +168,11 @@ def test_missing_or_repeated_keys_are_refused_before_sending(fake: FakeHubSpot) 
         contact(2),
         {"email": "PERSON1@example.com"},
     ]
-    result = target.upsert_many(Entity.CONTACTS, records)
+    result = target.upsert(Entity.CONTACTS, records)
     assert [w.index for w in result.successful] == [0, 2]
-    assert [(f.index, f.category) for f in result.failed] == [
-        (1, "VALIDATION_ERROR"),
-        (3, "VALIDATION_ERROR"),
+    assert [(f.index, f.kind) for f in result.failed] == [
+        (1, FailureKind.INVALID),
+        (3, FailureKind.INVALID),
     ]
     assert "email is empty" in result.failed[0].message
     assert "repeats input 0" in result.failed[1].message
@@ -182,19 +185,21 @@ def test_a_refused_batch_is_bisected_so_good_records_are_written(fake: FakeHubSp
     records = [contact(i) for i in range(100)]
     for bad in (3, 41, 99):
         records[bad] = {"email": f"not-an-email-{bad}", "first_name": "x"}
-    result = target.create_many(Entity.CONTACTS, records)
+    result = target.create(Entity.CONTACTS, records)
 
     assert len(result.successful) == 95
     assert all(w.created for w in result.successful)
     by_index = {f.index: f for f in result.failed}
     assert sorted(by_index) == [3, 7, 41, 60, 99]
     for bad in (3, 41, 99):
-        assert by_index[bad].category == "VALIDATION_ERROR"
+        assert by_index[bad].kind is FailureKind.INVALID
         assert f"not-an-email-{bad} is invalid" in by_index[bad].message
         assert not by_index[bad].retryable
     for dup in (7, 60):
-        assert by_index[dup].category == "CONFLICT"
-        assert f"Existing ID: {existing[dup]}" in by_index[dup].message
+        assert by_index[dup].kind is FailureKind.CONFLICT
+        record = by_index[dup].existing
+        assert record is not None
+        assert record.id == existing[dup]
     emails = [p["email"] for p in fake.records["contacts"].values()]
     assert len(emails) == len(set(emails)) == 97
 
@@ -202,16 +207,17 @@ def test_a_refused_batch_is_bisected_so_good_records_are_written(fake: FakeHubSp
 def test_results_are_matched_to_inputs_whatever_order_hubspot_answers_in() -> None:
     fake = FakeHubSpot(echo_trace_ids=False, shuffle_results=True)
     target = make_target(fake)
-    result = target.create_many(Entity.CONTACTS, [contact(i) for i in range(50)])
+    records = [contact(i) for i in range(50)]
+    result = target.create(Entity.CONTACTS, records)
     for written in result.successful:
         stored = fake.records["contacts"][written.id]
-        assert stored["email"] == written.input["email"]
+        assert stored["email"] == records[written.index]["email"]
 
 
 def test_an_unclear_create_is_read_back_instead_of_resent(fake: FakeHubSpot) -> None:
     fake.faults = [apply_then(httpx.ReadTimeout)]
     target = make_target(fake)
-    result = target.create_many(Entity.CONTACTS, [contact(i) for i in range(10)])
+    result = target.create(Entity.CONTACTS, [contact(i) for i in range(10)])
     assert len(result.successful) == 10
     assert all(w.created for w in result.successful)
     assert len(fake.records["contacts"]) == 10
@@ -223,7 +229,7 @@ def test_after_an_unclear_create_only_the_absent_records_are_sent_again(
 ) -> None:
     fake.faults = [answer(502, {"message": "bad gateway"})]
     target = make_target(fake)
-    result = target.create_many(Entity.CONTACTS, [contact(i) for i in range(5)])
+    result = target.create(Entity.CONTACTS, [contact(i) for i in range(5)])
     assert len(result.successful) == 5
     assert fake.paths() == ["contacts/batch/create", "contacts/batch/read", "contacts/batch/create"]
 
@@ -231,35 +237,36 @@ def test_after_an_unclear_create_only_the_absent_records_are_sent_again(
 def test_a_create_that_never_left_is_simply_retried(fake: FakeHubSpot) -> None:
     fake.faults = [refuse(httpx.ConnectError), answer(429, {"category": "RATE_LIMIT"})]
     target = make_target(fake)
-    result = target.create_many(Entity.CONTACTS, [contact(1)])
+    result = target.create(Entity.CONTACTS, [contact(1)])
     assert len(result.successful) == 1
     assert fake.paths() == ["contacts/batch/create"] * 3
 
 
 def test_unclear_company_creates_are_checked_by_domain_search(fake: FakeHubSpot) -> None:
-    fake.faults = [None, apply_then(httpx.RemoteProtocolError)]
+    fake.faults = [apply_then(httpx.RemoteProtocolError)]
     target = make_target(fake)
     companies = [{"name": f"Co {i}", "domain": f"CO{i}.example"} for i in range(3)]
-    result = target.create_many(Entity.COMPANIES, companies)
+    result = target.create(Entity.COMPANIES, companies)
     assert len(result.successful) == 3
     assert len(fake.records["companies"]) == 3
-    assert fake.paths() == ["companies/search", "companies/batch/create", "companies/search"]
+    assert fake.paths() == ["companies/batch/create", "companies/search"]
 
 
 def test_company_creates_report_existing_domains_as_conflicts(fake: FakeHubSpot) -> None:
     existing = fake.add("companies", {"name": "Acme", "domain": "acme.example"})
     target = make_target(fake)
-    result = target.create_many(
-        Entity.COMPANIES,
+    result = api.create_many(
+        "companies",
         [
             {"name": "Acme again", "domain": "ACME.example"},
             {"name": "New", "domain": "new.example"},
         ],
+        target=target,
     )
     assert [w.index for w in result.successful] == [1]
     (conflict,) = result.failed
-    assert (conflict.index, conflict.category) == (0, "CONFLICT")
-    assert f"Existing ID: {existing}" in conflict.message
+    assert (conflict.index, conflict.kind) == (0, FailureKind.CONFLICT)
+    assert conflict.existing is not None and conflict.existing.id == existing
     (search,) = fake.bodies("search")
     (condition,) = search["filterGroups"][0]["filters"]
     assert condition == {
@@ -273,7 +280,7 @@ def test_company_creates_report_existing_domains_as_conflicts(fake: FakeHubSpot)
 def test_company_upsert_updates_existing_domains_and_creates_the_rest(fake: FakeHubSpot) -> None:
     existing = fake.add("companies", {"name": "Acme", "domain": "acme.example"})
     target = make_target(fake)
-    result = target.upsert_many(
+    result = target.upsert(
         Entity.COMPANIES,
         [{"name": "Acme Inc", "domain": "acme.example"}, {"name": "New", "domain": "new.example"}],
     )
@@ -287,44 +294,44 @@ def test_search_follows_pages() -> None:
     fake = FakeHubSpot(page_size=2)
     ids = [fake.add("deals", {"dealname": f"Deal {i}"}) for i in range(5)]
     target = make_target(fake)
-    found = target.find_by_keys(Entity.DEALS, [f"deal {i}" for i in range(5)])
-    assert {k: r.id for k, r in found.found.items()} == {f"deal {i}": ids[i] for i in range(5)}
+    found = target.lookup(Entity.DEALS, [f"Deal {i}" for i in range(5)])
+    assert {k: r.id for k, r in found.items()} == {f"deal {i}": ids[i] for i in range(5)}
     assert [b["after"] for b in fake.bodies("search")] == ["0", ids[1], ids[3]]
 
 
 def test_get_many_by_id_and_by_email(fake: FakeHubSpot) -> None:
     record_id = fake.add("contacts", {"email": "ada@example.com", "firstname": "Ada"})
     target = make_target(fake)
-    by_id = target.get_many(Entity.CONTACTS, [record_id, "999999"])
-    assert by_id.found[record_id].fields == {"email": "ada@example.com", "first_name": "Ada"}
-    assert by_id.missing == ["999999"]
-    by_email = target.get_many(Entity.CONTACTS, ["ADA@example.com"], id_field="email")
-    assert by_email.found["ada@example.com"].id == record_id
+    by_id = target.read(Entity.CONTACTS, [record_id, "999999"])
+    assert by_id[record_id].fields == {"email": "ada@example.com", "first_name": "Ada"}
+    assert "999999" not in by_id
+    by_email = target.lookup(Entity.CONTACTS, ["ADA@example.com"])
+    assert by_email["ada@example.com"].id == record_id
     assert fake.bodies("read")[-1]["idProperty"] == "email"
-    with pytest.raises(ValueError, match="not a unique property"):
-        target.get_many(Entity.CONTACTS, ["x"], id_field="phone")
+    with pytest.raises(ValueError, match="not the unique key"):
+        api.get_many("contacts", ["x"], id_property="phone", target=target)
 
 
 def test_update_reports_unknown_ids_per_record(fake: FakeHubSpot) -> None:
     record_id = fake.add("contacts", {"email": "ada@example.com"})
     target = make_target(fake)
-    result = target.update_many(
+    result = target.update(
         Entity.CONTACTS, [record_id, "424242"], [{"city": "Paris"}, {"city": "Rome"}]
     )
     assert [(w.index, w.id, w.created) for w in result.successful] == [(0, record_id, False)]
     (failed,) = result.failed
-    assert (failed.index, failed.category, failed.retryable) == (1, "OBJECT_NOT_FOUND", False)
+    assert (failed.index, failed.kind, failed.retryable) == (1, FailureKind.NOT_FOUND, False)
 
 
 def test_transient_failures_are_retried_and_then_reported_as_retryable(fake: FakeHubSpot) -> None:
     fake.faults = [answer(503), refuse(httpx.ConnectError), apply_then(httpx.ReadError)]
     target = make_target(fake)
-    assert len(target.upsert_many(Entity.CONTACTS, [contact(1)]).successful) == 1
+    assert len(target.upsert(Entity.CONTACTS, [contact(1)]).successful) == 1
     assert len(fake.requests) == 4
 
     fake.faults = [answer(500, {"message": "boom"})] * 10
     fake.requests.clear()
-    result = target.upsert_many(Entity.CONTACTS, [contact(2), contact(3)])
+    result = target.upsert(Entity.CONTACTS, [contact(2), contact(3)])
     assert not result.successful
     assert [(f.index, f.retryable) for f in result.failed] == [(0, True), (1, True)]
     assert "gave up after 4 attempts" in result.failed[0].message
@@ -334,21 +341,18 @@ def test_transient_failures_are_retried_and_then_reported_as_retryable(fake: Fak
 def test_other_client_errors_are_answers_not_retried(fake: FakeHubSpot) -> None:
     fake.faults = [answer(400, {"category": "VALIDATION_ERROR", "message": "nope"})]
     target = make_target(fake)
-    result = target.update_many(Entity.CONTACTS, ["1"], [{"city": "Paris"}])
+    result = target.update(Entity.CONTACTS, ["1"], [{"city": "Paris"}])
     (failed,) = result.failed
-    assert (failed.category, failed.message, failed.retryable) == (
-        "VALIDATION_ERROR",
-        "nope",
-        False,
-    )
+    assert (failed.kind, failed.message, failed.retryable) == (FailureKind.INVALID, "nope", False)
     assert len(fake.requests) == 1
 
 
 def test_unauthorized_raises(fake: FakeHubSpot) -> None:
     fake.faults = [answer(401, {"category": "INVALID_AUTHENTICATION", "message": "bad token"})]
-    with pytest.raises(CrmError) as caught:
-        make_target(fake).upsert_many(Entity.CONTACTS, [contact(1)])
-    assert caught.value.status == 401
+    with pytest.raises(TargetConfigError) as caught:
+        make_target(fake).upsert(Entity.CONTACTS, [contact(1)])
+    assert "HTTP 401" in str(caught.value)
+    assert TOKEN not in str(caught.value)
     assert len(fake.requests) == 1
 
 
@@ -356,25 +360,21 @@ def test_async_target_sends_the_same_requests_concurrently(fake: FakeHubSpot) ->
     fake.faults = [None, apply_then(httpx.ReadTimeout)]
 
     async def run() -> None:
-        target = AsyncHubSpotTarget(
-            BASE_URL,
-            TOKEN,
-            max_concurrent=3,
+        target = open_async_target(
+            "hubspot",
+            SETTINGS,
+            concurrency=3,
             retry=FAST,
-            pacer=fresh_pacer(),
+            budget=roomy(),
             transport=fake.transport(),
         )
         try:
-            created = await target.create_many(Entity.CONTACTS, [contact(i) for i in range(450)])
+            created = await target.create(Entity.CONTACTS, [contact(i) for i in range(450)])
             assert [w.index for w in created.successful] == list(range(450))
-            upserted = await target.upsert_many(
-                Entity.CONTACTS, [contact(i) for i in range(420, 460)]
-            )
+            upserted = await target.upsert(Entity.CONTACTS, [contact(i) for i in range(420, 460)])
             assert [w.created for w in upserted.successful] == [False] * 30 + [True] * 10
-            found = await target.get_many(
-                Entity.CONTACTS, ["person3@example.com"], id_field="email"
-            )
-            assert list(found.found) == ["person3@example.com"]
+            found = await target.lookup(Entity.CONTACTS, ["person3@example.com"])
+            assert list(found) == ["person3@example.com"]
         finally:
             await target.aclose()
 

@@ -8,13 +8,14 @@ import random
 import httpx
 import pytest
 
-from bulk_pipeline import config
 from bulk_pipeline.entities import Entity
+from bulk_pipeline.errors import TargetConfigError, UserInputError
 from bulk_pipeline.redaction import Secret, redact, redacting_logger, register_secret
-from bulk_pipeline.targets import open_target
-from bulk_pipeline.targets.base import CrmError
-from bulk_pipeline.targets.http import Pacer, RateLimiter, RetryPolicy
-from bulk_pipeline.targets.hubspot import AsyncHubSpotTarget, HubSpotTarget
+from bulk_pipeline.targets import open_async_target, open_target
+from bulk_pipeline.targets.base import FailureKind
+from bulk_pipeline.targets.http import Budget, RetryPolicy
+from bulk_pipeline.targets.hubspot import HUBSPOT
+from bulk_pipeline.targets.runner import SyncTarget
 from bulk_pipeline_tests.targets.fake_hubspot import BASE_URL
 
 TOKEN = "pat-eu1-aaaabbbb-cccc-dddd-eeee-ffff00001111"
@@ -35,12 +36,15 @@ def echoing_transport(status: int) -> httpx.MockTransport:
     return httpx.MockTransport(handle)
 
 
-def target_on(transport: httpx.MockTransport) -> HubSpotTarget:
-    return HubSpotTarget(
-        BASE_URL,
-        TOKEN,
+SETTINGS = {HUBSPOT.token_env: TOKEN, HUBSPOT.base_url_env: BASE_URL}
+
+
+def target_on(transport: httpx.MockTransport) -> SyncTarget:
+    return open_target(
+        "hubspot",
+        SETTINGS,
         retry=RetryPolicy(max_attempts=2, base_delay=0.001),
-        pacer=Pacer(RateLimiter(1000, 1.0)),
+        budget=Budget({"*": ()}),
         transport=transport,
         rng=random.Random(0),
     )
@@ -64,8 +68,15 @@ def test_secret_and_targets_hide_the_token_in_their_repr() -> None:
     assert TOKEN not in str(secret)
     assert secret.reveal() == TOKEN
     target = target_on(echoing_transport(200))
-    async_target = AsyncHubSpotTarget(BASE_URL, TOKEN)
-    for shown in (repr(target), str(target), repr(async_target), repr(target.__dict__)):
+    async_target = open_async_target("hubspot", SETTINGS)
+    for shown in (
+        repr(target),
+        str(target),
+        repr(async_target),
+        repr(target.__dict__),
+        repr(target.dialect.__dict__),
+        repr(target.exchange),
+    ):
         assert TOKEN not in shown
     target.close()
 
@@ -75,7 +86,7 @@ def test_failure_messages_and_logs_never_carry_the_token(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     for status in (400, 500):
-        result = target_on(echoing_transport(status)).update_many(
+        result = target_on(echoing_transport(status)).update(
             Entity.CONTACTS, ["1"], [{"city": "Paris"}]
         )
         (failed,) = result.failed
@@ -96,9 +107,9 @@ def test_a_log_call_that_names_the_token_is_scrubbed(caplog: pytest.LogCaptureFi
 
 
 def test_unauthorized_raises_without_the_token() -> None:
-    with pytest.raises(CrmError) as caught:
-        target_on(echoing_transport(401)).upsert_many(Entity.CONTACTS, [{"email": "a@b.co"}])
-    assert caught.value.status == 401
+    with pytest.raises(TargetConfigError) as caught:
+        target_on(echoing_transport(401)).upsert(Entity.CONTACTS, [{"email": "a@b.co"}])
+    assert "HTTP 401" in str(caught.value)
     assert TOKEN not in str(caught.value)
     assert TOKEN not in repr(caught.value)
 
@@ -107,41 +118,39 @@ def test_transport_errors_mentioning_the_token_are_scrubbed() -> None:
     def handle(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError(f"cannot connect using {TOKEN}", request=request)
 
-    result = target_on(httpx.MockTransport(handle)).upsert_many(
-        Entity.CONTACTS, [{"email": "a@b.co"}]
-    )
+    result = target_on(httpx.MockTransport(handle)).upsert(Entity.CONTACTS, [{"email": "a@b.co"}])
     (failed,) = result.failed
     assert failed.retryable
-    assert failed.category == "TRANSPORT_ERROR"
+    assert failed.kind is FailureKind.TRANSIENT
     assert TOKEN not in failed.message
     assert "cannot connect" in failed.message
 
 
 def test_missing_hubspot_token_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(config.HUBSPOT_TOKEN_ENV, raising=False)
-    with pytest.raises(CrmError, match=config.HUBSPOT_TOKEN_ENV):
+    monkeypatch.delenv(HUBSPOT.token_env, raising=False)
+    with pytest.raises(TargetConfigError, match=HUBSPOT.token_env):
         open_target("hubspot")
 
 
 def test_hubspot_target_from_environment_keeps_the_token_hidden(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv(config.HUBSPOT_TOKEN_ENV, TOKEN)
-    monkeypatch.setenv(config.HUBSPOT_BASE_URL_ENV, "http://127.0.0.1:9")
+    monkeypatch.setenv(HUBSPOT.token_env, TOKEN)
+    monkeypatch.setenv(HUBSPOT.base_url_env, "http://127.0.0.1:9")
     target = open_target("hubspot")
     try:
-        assert isinstance(target, HubSpotTarget)
-        assert target.base_url == "http://127.0.0.1:9"
-        assert TOKEN not in repr(target)
+        assert target.account.startswith("hubspot:http://127.0.0.1:9#")
+        assert TOKEN not in repr(target) + target.account
     finally:
         target.close()
     given = open_target(
-        "hubspot", hubspot_access_token="pat-given-000000", hubspot_base_url="http://127.0.0.1:8"
+        "hubspot",
+        {HUBSPOT.token_env: "pat-given-000000", HUBSPOT.base_url_env: "http://127.0.0.1:8"},
     )
     try:
-        assert isinstance(given, HubSpotTarget)
-        assert given.base_url == "http://127.0.0.1:8"
+        assert given.account.startswith("hubspot:http://127.0.0.1:8#")
+        assert given.account != target.account
     finally:
         given.close()
-    with pytest.raises(ValueError, match="unknown CRM target"):
+    with pytest.raises(UserInputError, match="unknown CRM target"):
         open_target("salesforce")

@@ -345,7 +345,7 @@ def _column(condition: Filter, key_property: str | None) -> tuple[str, list[obje
         return "key", list(values)
     if not _PROPERTY_NAME.match(condition.property):
         raise ValueError(f"not a property name: {condition.property!r}")
-    return f"lower(json_extract(properties, '$.{condition.property}'))", list(values)
+    return f"unicode_lower(json_extract(properties, '$.{condition.property}'))", list(values)
 
 
 def _condition(column: str, operator: str, values: Sequence[object]) -> str:

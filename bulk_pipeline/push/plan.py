@@ -11,7 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from bulk_pipeline.targets.base import CrmRecord
+from bulk_pipeline.outcomes import Change, Proof
+from bulk_pipeline.targets.base import CrmRecord, Estimate
+from bulk_pipeline.targets.http.clock import DATE_RESOLUTION
 
 
 class Action(StrEnum):
@@ -34,8 +36,13 @@ class PlannedRecord:
     reason: str | None = None
 
 
+def same_value(ours: str | None, theirs: str | None) -> bool:
+    """Values a person would call equal: surrounding white space aside, blanks alike."""
+    return (ours or "").strip() == (theirs or "").strip()
+
+
 def _same(ours: str, theirs: str | None) -> bool:
-    return theirs is not None and ours.strip() == theirs.strip()
+    return theirs is not None and same_value(ours, theirs)
 
 
 def changed_fields(ours: Mapping[str, str], theirs: Mapping[str, str | None]) -> dict[str, str]:
@@ -83,6 +90,8 @@ def plan_record(
 
 @dataclass
 class PlanSummary:
+    """How many records a push would create, update, leave alone or refuse, and its cost."""
+
     creates: int = 0
     updates: int = 0
     unchanged: int = 0
@@ -108,6 +117,9 @@ class PlanSummary:
                 summary.conflicts += 1
         return summary
 
+    estimate: Estimate | None = None
+    """What the push would cost in the CRM's budget unit."""
+
     @property
     def total(self) -> int:
         return self.creates + self.updates + self.unchanged + self.conflicts
@@ -115,3 +127,17 @@ class PlanSummary:
     @property
     def create_share(self) -> float:
         return self.creates / self.total if self.total else 0.0
+
+
+def created_by(change: Change, record: CrmRecord) -> bool:
+    """Whether a record found under the key of an unconfirmed create is the one it created.
+
+    A key looked up and absent just before the create: the record is ours. A create sent
+    without a lookup: ours only if the CRM created the record after the create was sent, both
+    times on the CRM's own clock (its ``Date`` headers), so local clock skew cannot mislead.
+    """
+    if change.proof is Proof.LOOKED_UP:
+        return True
+    if change.sent_at is None or record.created_at is None:
+        return False
+    return record.created_at >= change.sent_at - 2 * DATE_RESOLUTION

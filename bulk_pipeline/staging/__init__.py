@@ -1,0 +1,153 @@
+"""Staging: the pipeline's memory, behind one protocol.
+
+The store is the one owner of an import's state, of the sync state per CRM account (which record
+each key was last written to), of the outcome of every input line, and of the change log the push
+writes before each change and rollback undoes. No SQL lives outside its implementations:
+``duckdb_store.py`` (the embedded default, one file under the data home).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+import polars as pl
+
+from bulk_pipeline.entities import Entity
+from bulk_pipeline.outcomes import (
+    Change,
+    ChangeState,
+    ImportState,
+    ImportStatus,
+    OnDuplicate,
+    OutcomeCounts,
+    PendingRecord,
+    PushOutcome,
+    StageResult,
+)
+
+
+@dataclass(frozen=True)
+class VanishedKey:
+    """A key a previous sync had and the current one does not."""
+
+    key: str
+    crm_id: str | None
+    created_by: str | None
+    """The import that created its CRM record, when this pipeline did."""
+    created_run: int = 1
+    """The run of ``created_by`` that created it."""
+
+
+class StagingStore(Protocol):
+    """What the pipeline keeps between steps, runs and crashes."""
+
+    # import state --------------------------------------------------------------------------
+
+    def begin_run(self, import_id: str) -> int:
+        """Mark the import running; the run number continues an unfinished run, else the next
+        one, whose lines start without outcomes (outcomes and resume state belong to a run;
+        rollback undoes every run)."""
+
+    def set_state(
+        self,
+        import_id: str,
+        state: ImportState,
+        *,
+        reason: str | None = None,
+        resume_at: datetime | None = None,
+    ) -> None: ...
+
+    def status(self, import_id: str) -> ImportStatus | None: ...
+
+    def statuses(self) -> dict[str, ImportStatus]: ...
+
+    # staging and the push ------------------------------------------------------------------
+
+    def stage(
+        self,
+        import_id: str,
+        entity: Entity,
+        valid: pl.DataFrame,
+        invalid: pl.DataFrame,
+        *,
+        account: str,
+        source_file: str,
+        on_duplicate: OnDuplicate,
+    ) -> StageResult:
+        """Stage valid rows (one record per dedupe key) and record one outcome per input line."""
+
+    def pending(self, import_id: str, entity: Entity, *, account: str) -> list[PendingRecord]:
+        """This import's records that have no final outcome yet, in line order."""
+
+    def staged(self, import_id: str, entity: Entity, *, account: str) -> list[PendingRecord]:
+        """Every record this import staged (for a dry run)."""
+
+    def checkpoint(
+        self,
+        import_id: str,
+        entity: Entity,
+        outcomes: Sequence[PushOutcome],
+        *,
+        account: str,
+        run: int,
+        done: Mapping[str, str],
+    ) -> None:
+        """Save what the CRM answered for one chunk, and mark its changes done (CRM id by key),
+        in one transaction: what was acknowledged is never sent again."""
+
+    def record_intents(self, import_id: str, changes: Sequence[Change], *, account: str) -> None:
+        """Write changes down before sending them; within a run the first capture wins."""
+
+    def discard_intents(
+        self, import_id: str, entity: Entity, keys: Sequence[str], *, account: str, run: int
+    ) -> None:
+        """Forget intents whose write the CRM refused as a whole (nothing was written)."""
+
+    def changes(self, import_id: str, *, account: str) -> list[Change]:
+        """Every change of every run of the import, newest run first."""
+
+    def mark_changes(
+        self,
+        import_id: str,
+        entity: Entity,
+        ids_by_key: Mapping[str, str],
+        *,
+        account: str,
+        run: int,
+        state: ChangeState,
+    ) -> None: ...
+
+    def forget_pushes(self, entity: Entity, keys: Sequence[str], *, account: str) -> None:
+        """The CRM no longer holds these records (rolled back): the next import writes them."""
+
+    # outcomes ------------------------------------------------------------------------------
+
+    def outcome_counts(self, import_id: str) -> OutcomeCounts: ...
+
+    def line_outcomes(self, import_id: str) -> pl.DataFrame:
+        """Every line with its outcome: ``line, entity, key, outcome, reason, crm_id``."""
+
+    # recurring syncs -----------------------------------------------------------------------
+
+    def last_completed(self, prefix: str, *, before: str) -> str | None:
+        """The newest completed import whose id starts with ``prefix`` and sorts before
+        ``before`` (a source's previous day)."""
+
+    def vanished(
+        self, previous: str, current: str, entity: Entity, *, account: str
+    ) -> tuple[list[VanishedKey], int]:
+        """Keys of ``previous`` that ``current`` no longer has; and how many ``previous`` had."""
+
+
+def open_store(location: Path) -> StagingStore:
+    """The staging store at ``location`` (a DuckDB file)."""
+    from bulk_pipeline.staging.duckdb_store import DuckDBStore
+
+    return DuckDBStore(location)
+
+
+__all__ = ["StagingStore", "VanishedKey", "open_store"]

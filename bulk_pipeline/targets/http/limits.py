@@ -1,0 +1,512 @@
+"""What a CRM account may still spend, as small strategies composed per CRM.
+
+A :class:`Budget` belongs to one CRM account and is shared by every target of that account in the
+process (:func:`shared_budget`). It routes each request, by its ``kind``, to the limits it spends:
+
+- :class:`RollingWindow`: at most N requests in any rolling interval, learnt from the CRM's headers
+  (a ten-second window, a 2-second burst window, reads and writes per second);
+- :class:`DailyAllowance`: a number of units per day (requests, or tokens at a cost per call), with
+  what is left read from the CRM's headers where it sends them. When it is spent, the next request
+  raises ``BudgetExhausted`` with the reset time instead of being sent, so a push stops before a
+  storm of 429s; the exhaustion is written under the data home so other processes importing into
+  the same account stop too.
+
+Pacing is client-side and never blocks a thread: ``acquire`` is an effect-yielding generator that
+pauses (``Pause``) until every limit of the request's lane has room.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bulk_pipeline.errors import BudgetExhausted
+from bulk_pipeline.targets.http.exchange import ApiRequest, Effect, Operation, Pause
+
+
+@dataclass(frozen=True)
+class LimitState:
+    """What one limit has left, for people (dry runs, status) and for tests."""
+
+    name: str
+    limit: int | None
+    remaining: int | None
+    resets_at: datetime | None = None
+    exhausted_until: datetime | None = None
+
+    def describe(self) -> str:
+        if self.exhausted_until is not None:
+            return f"{self.name}: spent until {self.exhausted_until.isoformat(timespec='seconds')}"
+        if self.remaining is None:
+            return f"{self.name}: {self.limit if self.limit is not None else 'unknown'} limit"
+        return f"{self.name}: {self.remaining:,} of {self.limit or '?'} left"
+
+
+class Limit(ABC):
+    """One limit of an account. ``take`` either grants a unit of it or says how long to wait."""
+
+    name: str
+
+    @abstractmethod
+    def take(self, cost: int) -> object | float:
+        """A grant token, or the seconds to wait before asking again; may raise
+        ``BudgetExhausted`` when waiting would take until a reset."""
+
+    @abstractmethod
+    def settle(self, token: object, response: httpx.Response | None) -> None:
+        """The answer arrived (``None``: no answer): learn from its headers."""
+
+    @abstractmethod
+    def give_back(self, token: object) -> None:
+        """The request was not sent after all (another limit of its lane said wait)."""
+
+    @abstractmethod
+    def state(self) -> LimitState: ...
+
+
+# --- rolling windows ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WindowHeaders:
+    """The header names by which a CRM announces a rolling window."""
+
+    max: str | None = None
+    remaining: str | None = None
+    interval_ms: str | None = None
+    """The window's length in milliseconds, where the CRM announces it (else fixed)."""
+
+
+def int_header(headers: Mapping[str, str], name: str | None) -> int | None:
+    if name is None:
+        return None
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value.strip())
+    except ValueError:
+        return None
+
+
+@dataclass
+class Slot:
+    """One request counted in a window."""
+
+    at: float
+    live: bool = True
+    """False once superseded by the slot stamped when the answer arrived, or given back."""
+    seen: int = 0
+    """Requests in the window when this one was sent, itself included."""
+    sequence: int = 0
+    """How many requests the window had let through when this one went."""
+    foreign: int = 0
+    """How many requests of others the window had learnt of when this one went."""
+
+
+class RollingWindow(Limit):
+    """At most ``max_requests`` in any rolling ``interval`` seconds; thread-safe, never blocks.
+
+    A request is counted from when it is sent; when its answer arrives it is counted again from
+    then instead (the server saw it no later than that), so our window always covers the
+    server's. An answer's remaining-requests header is compared with what the window held when
+    that request was sent: requests the server counted beyond ours (another process using the same
+    account) fill the window as placeholders.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        max_requests: int,
+        interval: float,
+        *,
+        headers: WindowHeaders | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_requests < 1 or interval <= 0:
+            raise ValueError("a rate limit needs max_requests >= 1 and interval > 0")
+        self.name = name
+        self._max = max_requests
+        self._interval = interval
+        self._headers = headers
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._window: deque[Slot] = deque()
+        """Slots in time order; stale and superseded ones are dropped from the left."""
+        self._live = 0
+        self._sent = 0
+        self._foreign = 0
+
+    @property
+    def max_requests(self) -> int:
+        return self._max
+
+    @property
+    def interval(self) -> float:
+        return self._interval
+
+    def __repr__(self) -> str:
+        return f"RollingWindow({self.name!r}, {self._max} per {self._interval:g}s)"
+
+    def _purge(self, now: float) -> None:
+        horizon = now - self._interval
+        window = self._window
+        while window and (not window[0].live or window[0].at <= horizon):
+            if window.popleft().live:
+                self._live -= 1
+
+    def _add(self, now: float, count: int = 1) -> None:
+        self._window.extend(Slot(now) for _ in range(count))
+        self._live += count
+
+    def take(self, cost: int = 1) -> Slot | float:
+        """A slot when a request may go now, else the seconds to wait before asking again."""
+        with self._lock:
+            now = self._clock()
+            self._purge(now)
+            if self._live >= self._max:
+                return max(self._window[0].at + self._interval - now, 0.001)
+            self._live += 1
+            self._sent += 1
+            slot = Slot(now, seen=self._live, sequence=self._sent, foreign=self._foreign)
+            self._window.append(slot)
+            return slot
+
+    def settle(self, token: object, response: httpx.Response | None) -> None:
+        """The answer arrived: count the request from now, and learn from the headers."""
+        assert isinstance(token, Slot)
+        with self._lock:
+            if token.live:
+                token.live = False
+                self._live -= 1
+                self._add(self._clock())
+        if response is not None:
+            self.observe_headers(response.headers, token)
+            if response.status_code == 429 and (
+                self._headers is None or self._headers.remaining not in response.headers
+            ):
+                self.observe(remaining=0, sent=token)
+
+    def give_back(self, token: object) -> None:
+        assert isinstance(token, Slot)
+        with self._lock:
+            if token.live:
+                token.live = False
+                self._live -= 1
+                self._sent -= 1
+
+    def in_window(self) -> int:
+        with self._lock:
+            self._purge(self._clock())
+            return self._live
+
+    def state(self) -> LimitState:
+        with self._lock:
+            self._purge(self._clock())
+            return LimitState(self.name, self._max, self._max - self._live)
+
+    def observe(
+        self,
+        *,
+        max_requests: int | None = None,
+        interval: float | None = None,
+        remaining: int | None = None,
+        sent: Slot | None = None,
+    ) -> None:
+        """Adopt the limit the CRM advertises; count requests of others it reports.
+
+        ``remaining`` is compared with the window as it was when ``sent`` went (minus requests
+        sent since, which may have overtaken it, and others already learnt of); without
+        ``sent``, with the window as it is now.
+        """
+        with self._lock:
+            if max_requests is not None and max_requests >= 1:
+                self._max = max_requests
+            if interval is not None and interval > 0:
+                self._interval = interval
+            if remaining is None:
+                return
+            now = self._clock()
+            self._purge(now)
+            used = self._max - max(remaining, 0)
+            if sent is None:
+                unseen = used - self._live
+            else:
+                unseen = (
+                    used - sent.seen - (self._sent - sent.sequence) - (self._foreign - sent.foreign)
+                )
+            unseen = min(unseen, self._max - self._live)
+            if unseen > 0:
+                self._foreign += unseen
+                self._add(now, unseen)
+
+    def observe_headers(self, headers: Mapping[str, str], sent: Slot | None = None) -> None:
+        if self._headers is None:
+            return
+        interval_ms = int_header(headers, self._headers.interval_ms)
+        self.observe(
+            max_requests=int_header(headers, self._headers.max),
+            interval=interval_ms / 1000 if interval_ms is not None else None,
+            remaining=int_header(headers, self._headers.remaining),
+            sent=sent,
+        )
+
+
+# --- daily allowances ---------------------------------------------------------------------------
+
+
+def next_utc_midnight(now: datetime) -> datetime:
+    return (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+@dataclass
+class _Spend:
+    cost: int
+    settled: bool = False
+
+
+class DailyAllowance(Limit):
+    """Units (requests or tokens) per day, reset at a known time (UTC midnight by default).
+
+    What is left comes from ``remaining_header`` when the CRM sends it (it then also counts other
+    clients of the account), else from our own count against ``limit``. A request that would
+    overspend is not sent: ``take`` raises ``BudgetExhausted`` with the reset time, and the
+    exhaustion is written to ``state_file`` so other processes of this machine stop too.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        limit: int | None,
+        *,
+        remaining_header: str | None = None,
+        limit_header: str | None = None,
+        state_file: Path | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        next_reset: Callable[[datetime], datetime] = next_utc_midnight,
+    ) -> None:
+        self.name = name
+        self._limit = limit
+        self._remaining: int | None = limit
+        self._remaining_header = remaining_header
+        self._limit_header = limit_header
+        self._state_file = state_file
+        self._now = now
+        self._next_reset = next_reset
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._day_ends = next_reset(now())
+        self._exhausted_until: datetime | None = self._read_exhaustion()
+
+    def _read_exhaustion(self) -> datetime | None:
+        if self._state_file is None:
+            return None
+        try:
+            saved = json.loads(self._state_file.read_text(encoding="utf-8"))
+            until = datetime.fromisoformat(saved["exhausted_until"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return until if until > self._now() else None
+
+    def _roll_over(self, now: datetime) -> None:
+        if now >= self._day_ends:
+            self._day_ends = self._next_reset(now)
+            self._remaining = self._limit
+        if self._exhausted_until is not None and now >= self._exhausted_until:
+            self._exhausted_until = None
+
+    def exhaust(self, until: datetime | None = None, detail: str = "") -> BudgetExhausted:
+        """Mark the allowance spent (the CRM said so) and return the error to raise."""
+        with self._lock:
+            now = self._now()
+            resume = until or self._next_reset(now)
+            self._exhausted_until = resume
+            self._remaining = 0
+        if self._state_file is not None:
+            self._state_file.parent.mkdir(parents=True, exist_ok=True)
+            partial = self._state_file.with_suffix(".tmp")
+            partial.write_text(
+                json.dumps({"budget": self.name, "exhausted_until": resume.isoformat()}),
+                encoding="utf-8",
+            )
+            partial.replace(self._state_file)
+        return BudgetExhausted(self.name, resume, detail)
+
+    def take(self, cost: int = 1) -> _Spend:
+        with self._lock:
+            now = self._now()
+            self._roll_over(now)
+            until = self._exhausted_until
+            overspend = self._remaining is not None and self._remaining - self._in_flight < cost
+        if until is not None:
+            raise BudgetExhausted(self.name, until)
+        if overspend:
+            raise self.exhaust(
+                detail=f"{cost} needed for the next call, {self._remaining} left today"
+            )
+        with self._lock:
+            self._in_flight += cost
+        return _Spend(cost)
+
+    def settle(self, token: object, response: httpx.Response | None) -> None:
+        assert isinstance(token, _Spend)
+        with self._lock:
+            if token.settled:
+                return
+            token.settled = True
+            self._in_flight -= token.cost
+            headers = response.headers if response is not None else {}
+            limit = int_header(headers, self._limit_header)
+            if limit is not None:
+                self._limit = limit
+            remaining = int_header(headers, self._remaining_header)
+            if remaining is not None:
+                self._remaining = remaining
+            elif self._remaining is not None:
+                self._remaining -= token.cost
+
+    def give_back(self, token: object) -> None:
+        assert isinstance(token, _Spend)
+        with self._lock:
+            if not token.settled:
+                token.settled = True
+                self._in_flight -= token.cost
+
+    def state(self) -> LimitState:
+        with self._lock:
+            self._roll_over(self._now())
+            return LimitState(
+                self.name,
+                self._limit,
+                self._remaining,
+                resets_at=self._day_ends,
+                exhausted_until=self._exhausted_until,
+            )
+
+
+# --- the budget of one account ------------------------------------------------------------------
+
+
+Cost = Callable[[ApiRequest], int]
+RateLimitRule = Callable[[ApiRequest, httpx.Response, float | None], float | None]
+"""What a 429 means for a CRM: the seconds to wait (given the parsed ``Retry-After``), or it
+raises ``BudgetExhausted`` when a long-term budget is spent."""
+
+
+def wait_as_told(request: ApiRequest, response: httpx.Response, retry_after: float | None) -> float:
+    """The default reading of a 429: a short-term limit; wait for ``Retry-After`` or a moment."""
+    return retry_after if retry_after is not None else 1.0
+
+
+@dataclass
+class Grant:
+    taken: list[tuple[Limit, object]] = field(default_factory=list)
+
+
+class Budget:
+    """The limits of one CRM account, by request kind (lanes), with the cost of each request.
+
+    A request spends every limit of its lane (``lanes[request.kind]``, else ``lanes["*"]``); it
+    goes only when all of them have room.
+    """
+
+    def __init__(
+        self,
+        lanes: Mapping[str, Sequence[Limit]],
+        *,
+        cost: Cost = lambda _request: 1,
+        on_rate_limited: RateLimitRule = wait_as_told,
+    ) -> None:
+        if "*" not in lanes:
+            raise ValueError("a budget needs a default lane '*'")
+        self.lanes = {kind: tuple(limits) for kind, limits in lanes.items()}
+        self.cost = cost
+        self._on_rate_limited = on_rate_limited
+
+    def limits_for(self, request: ApiRequest) -> tuple[Limit, ...]:
+        return self.lanes.get(request.kind, self.lanes["*"])
+
+    def acquire(self, request: ApiRequest) -> Operation[Grant]:
+        """Wait (by yielding pauses) until every limit of the request's lane grants it."""
+        cost = self.cost(request)
+        while True:
+            wait = self._try(request, cost)
+            if isinstance(wait, Grant):
+                return wait
+            pause: Effect = Pause(wait)
+            yield pause
+
+    def _try(self, request: ApiRequest, cost: int) -> Grant | float:
+        grant = Grant()
+        for limit in self.limits_for(request):
+            try:
+                got = limit.take(cost)
+            except BudgetExhausted:
+                self._give_back(grant)
+                raise
+            if isinstance(got, float):
+                self._give_back(grant)
+                return got
+            grant.taken.append((limit, got))
+        return grant
+
+    @staticmethod
+    def _give_back(grant: Grant) -> None:
+        for limit, token in grant.taken:
+            limit.give_back(token)
+
+    def settle(self, grant: Grant, response: httpx.Response | None) -> None:
+        for limit, token in grant.taken:
+            limit.settle(token, response)
+
+    def rate_limited(
+        self, request: ApiRequest, response: httpx.Response, retry_after: float | None
+    ) -> float | None:
+        return self._on_rate_limited(request, response, retry_after)
+
+    def state(self) -> list[LimitState]:
+        seen: dict[int, Limit] = {}
+        for limits in self.lanes.values():
+            for limit in limits:
+                seen.setdefault(id(limit), limit)
+        return [limit.state() for limit in seen.values()]
+
+
+_budgets: dict[str, Budget] = {}
+_budgets_lock = threading.Lock()
+
+
+def shared_budget(account: str, build: Callable[[], Budget]) -> Budget:
+    """The one budget of a CRM account in this process, shared by all its targets."""
+    with _budgets_lock:
+        budget = _budgets.get(account)
+        if budget is None:
+            budget = _budgets[account] = build()
+        return budget
+
+
+def describe_states(states: Sequence[LimitState]) -> str:
+    return "; ".join(state.describe() for state in states)
+
+
+def as_json(states: Sequence[LimitState]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": s.name,
+            "limit": s.limit,
+            "remaining": s.remaining,
+            "resets_at": s.resets_at.isoformat() if s.resets_at else None,
+            "exhausted_until": s.exhausted_until.isoformat() if s.exhausted_until else None,
+        }
+        for s in states
+    ]

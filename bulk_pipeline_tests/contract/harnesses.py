@@ -1,0 +1,143 @@
+"""The targets the contract suite runs over, each with a view of its CRM's records.
+
+Every harness opens a fresh target on a fresh CRM and can say what the CRM holds (in our field
+names), how many writes it received, and arrange for answers to creates to be lost after the CRM
+applied them. In-memory combinations cover capabilities no real CRM of ours has yet; HubSpot runs
+against a spec-checked fake transport and against the sandbox over loopback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from bulk_pipeline.config import SANDBOX_TOKEN_ENV, SANDBOX_URL_ENV
+from bulk_pipeline.entities import Entity
+from bulk_pipeline.sandbox.server import SandboxConfig, start_in_thread
+from bulk_pipeline.targets import open_target
+from bulk_pipeline.targets.base import Target
+from bulk_pipeline.targets.fake import FakeCrm, Faults, fake_target, with_capabilities
+from bulk_pipeline.targets.http import Budget, RetryPolicy
+from bulk_pipeline.targets.hubspot.dialect import hubspot_budget
+from bulk_pipeline.targets.hubspot.properties import OBJECT_TYPES, from_properties
+from bulk_pipeline_tests.targets.fake_hubspot import BASE_URL, FakeHubSpot
+
+Records = dict[str, dict[str, str]]
+"""CRM id -> our non-blank fields."""
+
+QUICK = RetryPolicy(max_attempts=6, base_delay=0.01, max_delay=0.05)
+
+
+@dataclass
+class Harness:
+    name: str
+    target: Target
+    records: Callable[[Entity], Records]
+    writes: Callable[[], int]
+    lose_create_answers: Callable[[], None]
+    """From now on, some creates are applied and their answers lost."""
+
+
+def _ours(entity: Entity, properties: dict[str, object]) -> dict[str, str]:
+    return {k: v for k, v in from_properties(entity, dict(properties)).items() if v}
+
+
+FAKE_COMBINATIONS: dict[str, dict[str, object]] = {
+    "fake-batched-unique-contacts": {},
+    "fake-single-no-unique": {
+        "batch_size": 1,
+        "lookup_batch_size": 1,
+        "concurrency": 4,
+        "refuses_duplicate_keys": frozenset(),
+        "native_upsert": frozenset(),
+    },
+    "fake-batched-no-unique": {"refuses_duplicate_keys": frozenset(), "native_upsert": frozenset()},
+    "fake-single-all-unique": {
+        "batch_size": 1,
+        "concurrency": 3,
+        "refuses_duplicate_keys": frozenset(Entity),
+        "native_upsert": frozenset(Entity),
+    },
+    "fake-small-batches-unique-deals": {
+        "batch_size": 7,
+        "lookup_batch_size": 5,
+        "refuses_duplicate_keys": frozenset({Entity.DEALS, Entity.CONTACTS}),
+        "native_upsert": frozenset(),
+    },
+}
+HARNESSES = [*FAKE_COMBINATIONS, "hubspot-fake-transport", "hubspot-sandbox"]
+
+
+@contextmanager
+def open_harness(name: str, tmp_path: Path) -> Iterator[Harness]:
+    if name in FAKE_COMBINATIONS:
+        crm = FakeCrm(capabilities=with_capabilities(**FAKE_COMBINATIONS[name]))
+
+        def lose() -> None:
+            crm.faults = Faults(lose_create_answers=0.5, seed=7)
+            crm.__post_init__()
+
+        yield Harness(
+            name,
+            fake_target(crm),
+            lambda entity: {
+                r.id: {k: v for k, v in r.fields.items() if v} for r in crm.of(entity).values()
+            },
+            crm.writes,
+            lose,
+        )
+    elif name == "hubspot-fake-transport":
+        fake = FakeHubSpot()
+        target = open_target(
+            "hubspot",
+            {"HUBSPOT_ACCESS_TOKEN": "pat-contract-0000", "HUBSPOT_BASE_URL": BASE_URL},
+            retry=QUICK,
+            budget=Budget({"*": ()}),
+            transport=fake.transport(),
+        )
+
+        def lose_fake() -> None:
+            fake.lose_create_answers = 3
+
+        try:
+            yield Harness(
+                name,
+                target,
+                lambda entity: {
+                    i: _ours(entity, props)
+                    for i, props in fake.records.get(OBJECT_TYPES[entity], {}).items()
+                },
+                lambda: sum(
+                    "/batch/" in r.url.path and not r.url.path.endswith("/batch/read")
+                    for r in fake.requests
+                ),
+                lose_fake,
+            )
+        finally:
+            target.close()
+    else:
+        sandbox = start_in_thread(
+            db_path=tmp_path / "contract-crm.sqlite3", config=SandboxConfig.unlimited()
+        )
+        target = open_target(
+            "sandbox",
+            {SANDBOX_URL_ENV: sandbox.url, SANDBOX_TOKEN_ENV: sandbox.token},
+            retry=QUICK,
+            budget=hubspot_budget(),
+        )
+        try:
+            yield Harness(
+                name,
+                target,
+                lambda entity: {
+                    r["id"]: _ours(entity, r["properties"])
+                    for r in sandbox.admin.records(OBJECT_TYPES[entity])
+                },
+                lambda: int(sandbox.admin.stats()["requests"]["writes"]),
+                lambda: sandbox.admin.configure(drop_rate=0.4, seed=3),
+            )
+        finally:
+            target.close()
+            sandbox.stop()

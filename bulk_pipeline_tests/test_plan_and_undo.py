@@ -68,6 +68,10 @@ def crm_state(sandbox: RunningSandbox) -> dict[str, dict[str, Any]]:
     }
 
 
+def by_email(state: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {props["email"]: props for props in state.values()}
+
+
 def report(import_id: str, name: str) -> dict[str, Any]:
     path = config.data_home() / "reports" / import_id / name
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
@@ -307,4 +311,60 @@ def test_a_create_intent_left_by_a_crash_never_claims_a_record_that_was_there_be
     summary = report(import_id, "summary.json")
     assert (summary["created"], summary["updated"]) == (1, 1)
     assert cli.main(["rollback", import_id]) == 0
+    assert crm_state(crm) == before
+
+
+def test_rollback_leaves_later_edits_alone_reports_them_and_force_undoes_them(
+    tmp_path: Path, crm: RunningSandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed(
+        crm,
+        [
+            {"email": "person0@example.com", "first_name": "Ada", "phone": "+15550100"},
+            {"email": "person1@example.com", "last_name": "Kept"},
+        ],
+    )
+    before = crm_state(crm)
+    path = contacts_csv(tmp_path / "contacts.csv", 4)
+    assert cli.main(["import", str(path), "--no-progress"]) == 0
+    import_id = register_import(path).import_id
+    assert (
+        report(import_id, "summary.json")["created"],
+        report(import_id, "summary.json")["updated"],
+    ) == (2, 2)
+
+    people = open_target("sandbox")
+    try:
+        found = people.lookup(Entity.CONTACTS, ["person0@example.com", "person2@example.com"])
+        edited = people.update(
+            Entity.CONTACTS,
+            [found["person0@example.com"].id, found["person2@example.com"].id],
+            [{"last_name": "Married"}, {"first_name": "Edited"}],
+        )
+        assert len(edited.successful) == 2
+    finally:
+        people.close()
+    writes_before_dry_run = writes(crm)
+
+    assert cli.main(["rollback", import_id, "--dry-run"]) == 0
+    plan = report(import_id, "rollback_plan.json")
+    assert (plan["removed"], plan["restored"], len(plan["conflicts"])) == (1, 2, 2)
+    assert writes(crm) == writes_before_dry_run
+
+    capsys.readouterr()
+    assert cli.main(["rollback", import_id]) == 0
+    assert "2 left in place because they changed in the CRM" in capsys.readouterr().out
+    done = report(import_id, "rollback.json")
+    assert sorted(done["conflicts"]) == [
+        "contacts person0@example.com: changed (last_name)",
+        "contacts person2@example.com: the record was changed since (first_name)",
+    ]
+    state = by_email(crm_state(crm))
+    assert sorted(state) == ["person0@example.com", "person1@example.com", "person2@example.com"]
+    assert state["person0@example.com"]["firstname"] == "Ada"
+    assert state["person0@example.com"]["lastname"] == "Married"
+    assert state["person2@example.com"]["firstname"] == "Edited"
+    assert state["person1@example.com"] == by_email(before)["person1@example.com"]
+
+    assert cli.main(["rollback", import_id, "--force"]) == 0
     assert crm_state(crm) == before

@@ -87,3 +87,32 @@ def test_a_record_deleted_in_the_crm_since_is_created_again(
 
     assert counts(again) == (1, 0, 2)
     assert sorted(first_names(crm)) == sorted(email for email, _ in A)
+
+
+def test_a_deal_named_strasse_pilot_is_found_again_however_it_is_written(
+    tmp_path: Path,
+    crm: RunningSandbox,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def deals(name: str, rows: list[tuple[str, str]]) -> Path:
+        path = tmp_path / name
+        pl.DataFrame({"Deal Name": [r[0] for r in rows], "Amount": [r[1] for r in rows]}).write_csv(
+            path
+        )
+        return path
+
+    first = deals("q1.csv", [("Straße Pilot", "1000"), ("Other", "5")])
+    again = deals("q2.csv", [("Straße Pilot", "2500"), ("Other", "5")])
+    assert counts(imported(first, "--entity", "deals")) == (2, 0, 0)
+    assert counts(imported(again, "--entity", "deals")) == (0, 1, 1)
+
+    # Without the staging state (a new data home), the deal is found by its name in the CRM.
+    monkeypatch.setenv(config.HOME_ENV, str(tmp_path / "a-new-data-home"))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    assert counts(imported(first, "--entity", "deals")) == (0, 1, 1)
+
+    held = {
+        r["properties"]["dealname"]: r["properties"]["amount"] for r in crm.admin.records("deals")
+    }
+    assert held == {"Straße Pilot": "1000", "Other": "5"}

@@ -103,14 +103,27 @@ class Change:
     crm_id: str | None
     before: dict[str, str | None]
     """The CRM's values of the fields written, as they were before (updates)."""
-    after: dict[str, str]
-    """The values the import wrote: rollback undoes a field only while the CRM still holds
-    them, so later edits made by people are never overwritten."""
+    after: dict[str, str | None]
+    """The values the import wrote (None: a field it left blank): rollback undoes a field only
+    while the CRM still holds them, so later edits made by people are never overwritten."""
     state: ChangeState = ChangeState.INTENDED
     run: int = 1
     sent_at: datetime | None = None
     """The CRM's clock when the write was about to be sent (None: no answer seen yet)."""
     proof: Proof = Proof.LOOKED_UP
+
+
+@dataclass(frozen=True)
+class Intent:
+    """A change about to be sent, as the push writes it down (see :class:`Change`)."""
+
+    key: str
+    action: ChangeAction
+    crm_id: str | None = None
+    before: dict[str, str | None] = field(default_factory=dict)
+    after: dict[str, str] | None = None
+    """The values to be written; None for a create of the record as staged (the store copies
+    the staged values, which is what the create sends)."""
 
 
 @dataclass(frozen=True)

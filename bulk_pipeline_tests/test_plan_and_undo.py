@@ -23,7 +23,7 @@ import pytest
 from bulk_pipeline import cli, config
 from bulk_pipeline.entities import Entity
 from bulk_pipeline.imports import register_import
-from bulk_pipeline.outcomes import Change, ChangeAction, Proof
+from bulk_pipeline.outcomes import ChangeAction, Intent, Proof
 from bulk_pipeline.progress import Phase, read_progress
 from bulk_pipeline.push.execute import CHUNK_SIZE
 from bulk_pipeline.sandbox.server import RunningSandbox
@@ -291,19 +291,12 @@ def test_a_create_intent_left_by_a_crash_never_claims_a_record_that_was_there_be
     time.sleep(2.5)
     open_store(config.staging_db_path()).record_intents(
         import_id,
-        [
-            Change(
-                Entity.CONTACTS,
-                "person0@example.com",
-                ChangeAction.CREATE,
-                None,
-                {},
-                {"email": "person0@example.com", "first_name": "First0"},
-                sent_at=datetime.now(UTC),
-                proof=Proof.OPTIMISTIC,
-            )
-        ],
+        Entity.CONTACTS,
+        [Intent("person0@example.com", ChangeAction.CREATE)],
         account="sandbox",
+        run=1,
+        sent_at=datetime.now(UTC),
+        proof=Proof.OPTIMISTIC,
     )
 
     assert cli.main(["import", str(path), "--no-progress"]) == 0

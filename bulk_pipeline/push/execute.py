@@ -26,6 +26,7 @@ from bulk_pipeline.outcomes import (
     Change,
     ChangeAction,
     ChangeState,
+    Intent,
     LineOutcome,
     PendingRecord,
     Proof,
@@ -202,24 +203,14 @@ class ChunkPush:
         refuses a key that exists, and answers with the record it holds, which is returned so
         those records are planned like the others."""
         ctx = self.ctx
-        sent_at = ctx.target.crm_now()
         ctx.store.record_intents(
             ctx.import_id,
-            [
-                Change(
-                    ctx.entity,
-                    r.key,
-                    ChangeAction.CREATE,
-                    None,
-                    {},
-                    dict(r.fields),
-                    run=ctx.run,
-                    sent_at=sent_at,
-                    proof=Proof.OPTIMISTIC,
-                )
-                for r in fresh
-            ],
+            ctx.entity,
+            [Intent(r.key, ChangeAction.CREATE) for r in fresh],
             account=ctx.account,
+            run=ctx.run,
+            sent_at=ctx.target.crm_now(),
+            proof=Proof.OPTIMISTIC,
         )
         result = ctx.target.create(ctx.entity, [r.fields for r in fresh])
         existing = {
@@ -246,24 +237,15 @@ class ChunkPush:
                 self._unchanged(p)
             elif p.action is Action.CONFLICT:
                 self.result.add(p.key, LineOutcome.FAILED, reason=p.reason or "conflict")
-        sent_at = ctx.target.crm_now()
         ctx.store.record_intents(
             ctx.import_id,
-            [
-                Change(
-                    ctx.entity,
-                    p.key,
-                    ChangeAction(p.action.value),
-                    p.crm_id,
-                    p.before,
-                    p.fields,
-                    run=ctx.run,
-                    sent_at=sent_at,
-                    proof=Proof.LOOKED_UP,
-                )
-                for p in creates + updates
-            ],
+            ctx.entity,
+            [Intent(p.key, ChangeAction.UPDATE, p.crm_id, p.before, p.fields) for p in updates]
+            + [Intent(p.key, ChangeAction.CREATE) for p in creates],
             account=ctx.account,
+            run=ctx.run,
+            sent_at=ctx.target.crm_now(),
+            proof=Proof.LOOKED_UP,
         )
         if updates:
             result = ctx.target.update(

@@ -65,8 +65,9 @@ def decide(change: Change, record: CrmRecord | None, *, force: bool) -> Undo:
     if record is None:
         return Undo(change, None, {}, [])
     now = record.fields
+    written = {n: v for n, v in change.after.items() if v is not None}
     if change.action is ChangeAction.CREATE:
-        changed = [n for n, v in change.after.items() if not same_value(v, now.get(n))]
+        changed = [n for n, v in written.items() if not same_value(v, now.get(n))]
         if changed and not force:
             return Undo(change, record, {}, changed)
         return Undo(change, record, {}, [], remove=True)

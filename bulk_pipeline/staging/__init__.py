@@ -22,9 +22,11 @@ from bulk_pipeline.outcomes import (
     ChangeState,
     ImportState,
     ImportStatus,
+    Intent,
     OnDuplicate,
     OutcomeCounts,
     PendingRecord,
+    Proof,
     PushOutcome,
     StageResult,
 )
@@ -99,8 +101,19 @@ class StagingStore(Protocol):
         """Save what the CRM answered for one chunk, and mark its changes done (CRM id by key),
         in one transaction: what was acknowledged is never sent again."""
 
-    def record_intents(self, import_id: str, changes: Sequence[Change], *, account: str) -> None:
-        """Write changes down before sending them; within a run the first capture wins."""
+    def record_intents(
+        self,
+        import_id: str,
+        entity: Entity,
+        intents: Sequence[Intent],
+        *,
+        account: str,
+        run: int,
+        sent_at: datetime | None,
+        proof: Proof,
+    ) -> None:
+        """Write changes down before sending them, with the CRM's time and what the push knew
+        (``proof``); within a run the first capture of a key wins."""
 
     def discard_intents(
         self, import_id: str, entity: Entity, keys: Sequence[str], *, account: str, run: int

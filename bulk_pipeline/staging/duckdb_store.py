@@ -28,6 +28,7 @@ from bulk_pipeline.outcomes import (
     ChangeState,
     ImportState,
     ImportStatus,
+    Intent,
     LineOutcome,
     OnDuplicate,
     OutcomeCounts,
@@ -354,50 +355,47 @@ class DuckDBStore:
 
     # the change log ------------------------------------------------------------------------
 
-    def record_intents(self, import_id: str, changes: Sequence[Change], *, account: str) -> None:
-        if not changes:
+    def record_intents(
+        self,
+        import_id: str,
+        entity: Entity,
+        intents: Sequence[Intent],
+        *,
+        account: str,
+        run: int,
+        sent_at: datetime | None,
+        proof: Proof,
+    ) -> None:
+        if not intents:
             return
-        frame = pl.DataFrame(
+        frame = _frame(
             {
-                "entity": [c.entity.value for c in changes],
-                "key": [c.key for c in changes],
-                "action": [c.action.value for c in changes],
-                "crm_id": [c.crm_id for c in changes],
-                "before": [json.dumps(c.before) for c in changes],
-                "after": [json.dumps(c.after) for c in changes],
-                "run": [c.run for c in changes],
-                "sent_at": [c.sent_at for c in changes],
-                "proof": [c.proof.value for c in changes],
-            },
-            schema={
-                "entity": pl.String,
-                "key": pl.String,
-                "action": pl.String,
-                "crm_id": pl.String,
-                "before": pl.String,
-                "after": pl.String,
-                "run": pl.Int64,
-                "sent_at": pl.Datetime("us", "UTC"),
-                "proof": pl.String,
-            },
+                "key": [i.key for i in intents],
+                "action": [i.action.value for i in intents],
+                "crm_id": [i.crm_id for i in intents],
+                "before": [json.dumps(i.before) if i.before else "{}" for i in intents],
+                "after": [None if i.after is None else json.dumps(i.after) for i in intents],
+            }
         )
         with self._connect() as conn:
             conn.register("change_frame", frame.to_arrow())
             conn.execute(
-                """
+                f"""
                 INSERT INTO import_changes (import_id, run, account, entity, key, action, crm_id,
                                             before, after, state, sent_at, proof)
-                SELECT ?, run, ?, entity, key, action, crm_id, before, after, 'intended',
-                       sent_at, proof
-                FROM change_frame
+                SELECT ?, ?, ?, ?, c.key, c.action, c.crm_id, c.before,
+                       coalesce(c.after, r.record), 'intended', ?, ?
+                FROM change_frame c
+                LEFT JOIN {records_table(entity)} r ON r.account = ? AND r.key = c.key
                 ON CONFLICT (import_id, run, account, entity, key) DO UPDATE SET
                     action = excluded.action, crm_id = excluded.crm_id,
                     before = excluded.before, after = excluded.after, state = 'intended',
                     sent_at = excluded.sent_at, proof = excluded.proof, recorded_at = now()
                 WHERE import_changes.state = 'rolled_back'
                 """,
-                [import_id, account],
+                [import_id, run, account, entity.value, sent_at, proof.value, account],
             )
+            conn.unregister("change_frame")
 
     def discard_intents(
         self, import_id: str, entity: Entity, keys: Sequence[str], *, account: str, run: int

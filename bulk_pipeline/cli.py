@@ -43,6 +43,8 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 """128 + SIGINT, what shells report for a command stopped with Ctrl-C."""
+EXIT_BUDGET_SPENT = 75
+"""EX_TEMPFAIL: stopped until the CRM's budget resets; running again then resumes."""
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -240,7 +242,7 @@ def _report_failure(what: str, run: CommandRun) -> int:
 
     if run.stopped:
         _tell(stopped_block(what, run.error, run_id=run.run_id, step=run.failed_step))
-        return EXIT_INTERRUPTED
+        return EXIT_BUDGET_SPENT if run.resume_at is not None else EXIT_INTERRUPTED
     _tell(
         error_block(what, run.error, run_id=run.run_id, log_path=run.log_path, step=run.failed_step)
     )

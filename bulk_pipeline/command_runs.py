@@ -39,6 +39,7 @@ from bulk_pipeline.interrupts import interrupts_seen
 from bulk_pipeline.redaction import redact
 from bulk_pipeline.runs import (
     INTERRUPTED_TAG,
+    budget_reset,
     failure_message,
     failure_step,
     process_tags,
@@ -67,7 +68,10 @@ class CommandRun:
     """The step (asset or op) that failed, when one did."""
     log_path: Path
     stopped: bool = False
-    """A person stopped it (Ctrl-C, termination): not an error, and running again resumes."""
+    """A person stopped it (Ctrl-C, termination), or the CRM's budget ran out: not an error,
+    and running again resumes."""
+    resume_at: str | None = None
+    """When the CRM's budget resets, for a run stopped because it was spent."""
 
 
 def import_tags(request: ImportRequest) -> dict[str, str]:
@@ -139,6 +143,7 @@ def run_job(
         failure_step(instance, run_id),
         log_path,
         stopped=stopped is not None,
+        resume_at=budget_reset(instance, run_id),
     )
 
 

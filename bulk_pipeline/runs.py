@@ -20,6 +20,7 @@ from typing import Any
 import dagster as dg
 
 from bulk_pipeline.redaction import redact
+from bulk_pipeline.resume import RESUME_AT
 
 LAUNCHED_BY_TAG = "bulk_pipeline/launched_by"
 HOST_TAG = "bulk_pipeline/host"
@@ -70,10 +71,16 @@ def run_kind(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str | None:
     return None
 
 
+DRY_RUN_OPS = ("crm_push", "rollback_import")
+
+
 def is_dry_run(run: dg.DagsterRun) -> bool:
-    """A dry run of an import (``crm_push`` configured with ``dry_run: true``)."""
+    """A dry run of an import or of its rollback (configured with ``dry_run: true``): it
+    changes nothing, so it says nothing of the import's state."""
     ops: Any = run.run_config.get("ops") or {}
-    return bool(((ops.get("crm_push") or {}).get("config") or {}).get("dry_run"))
+    return any(
+        ((ops.get(op) or {}).get("config") or {}).get("dry_run") for op in DRY_RUN_OPS
+    )
 
 
 def _process_exists(pid: int) -> bool:
@@ -152,8 +159,8 @@ def failure_step(instance: dg.DagsterInstance, run_id: str) -> str | None:
 
 
 def stop_reason(instance: dg.DagsterInstance, run_id: str) -> str | None:
-    """Why a person stopped the run (terminated, interrupted, a push told to stop), or None
-    when it failed of an error instead."""
+    """Why the run stopped with its state saved (a person terminated or interrupted it, a push
+    was told to stop, the CRM's budget was spent), or None when it failed of an error instead."""
     interrupted = False
     for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
         event = entry.dagster_event
@@ -161,7 +168,8 @@ def stop_reason(instance: dg.DagsterInstance, run_id: str) -> str | None:
         if failure is None:
             continue
         user = failure.user_failure_data
-        if user is not None and STOPPED_ON_REQUEST in (user.metadata or {}):
+        metadata = (user.metadata or {}) if user is not None else {}
+        if user is not None and (STOPPED_ON_REQUEST in metadata or RESUME_AT in metadata):
             return redact(user.description or "stopped on request")
         interrupted |= getattr(failure.error_source, "name", None) == "INTERRUPT"
     run = instance.get_run_by_id(run_id)
@@ -169,6 +177,18 @@ def stop_reason(instance: dg.DagsterInstance, run_id: str) -> str | None:
         return "terminated; running the import again resumes where it stopped"
     if interrupted or (run is not None and run.tags.get(INTERRUPTED_TAG) == run.run_id):
         return INTERRUPTED
+    return None
+
+
+def budget_reset(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    """When the CRM budget that stopped the run resets (ISO time), or None."""
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+        event = entry.dagster_event
+        failure = event.step_failure_data if event is not None else None
+        user = failure.user_failure_data if failure is not None else None
+        value = (user.metadata or {}).get(RESUME_AT) if user is not None else None
+        if value is not None:
+            return str(getattr(value, "value", value))
     return None
 
 

@@ -56,7 +56,7 @@ def test_a_spent_daily_limit_stops_the_import_with_its_reset_time_and_a_rerun_re
     stopped = _cli(path, crm)
     elapsed = time.monotonic() - started
 
-    assert stopped.returncode == 1, stopped.stderr
+    assert stopped.returncode == 75, stopped.stderr  # EX_TEMPFAIL: try again later
     assert "daily request limit is spent until" in stopped.stderr
     midnight = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
     assert f"{midnight}T00:00:00Z" in stopped.stderr

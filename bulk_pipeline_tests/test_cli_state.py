@@ -19,6 +19,7 @@ from bulk_pipeline.command_runs import FILE_TAG, IMPORT_TAG, TARGET_TAG
 from bulk_pipeline.imports import file_digest, import_id_for
 from bulk_pipeline.reports.listing import WIDTH
 from bulk_pipeline.sandbox.server import RunningSandbox
+from bulk_pipeline.targets.hubspot import HUBSPOT
 from bulk_pipeline_tests.recurring import contacts_csv
 
 EMAILS = ["ann@example.com", "bob@example.com", "cy@example.com"]
@@ -75,10 +76,10 @@ def test_after_a_rollback_status_and_report_say_rolled_back(
     first, detail = _entry(_status(capsys), import_id)
     assert "rolled back" in first
     assert "completed" not in first
-    assert detail.strip().startswith("3 archived, 0 restored")
+    assert detail.strip().startswith("3 removed, 0 restored")
     report = _report(capsys, import_id)
     assert report.startswith("State:        rolled back since ")
-    assert "Rolled back:  3 records archived" in report
+    assert "Rolled back:  3 records removed" in report
     assert crm.admin.records("contacts") == []
 
     assert cli.main(["import", str(path), "--no-progress"]) == 0
@@ -129,19 +130,33 @@ def test_a_failed_run_after_a_completed_one_is_shown_failed(
     assert "The counts below are those of its last completed run" in report
 
 
+def push_fails_for_the_day(sandbox: RunningSandbox) -> None:
+    """The CRM's daily limit allows the preflights (the command's and the first step's) and
+    nothing more, so the run stops at the push."""
+    sandbox.admin.configure(daily_limit=2)
+
+
+def the_day_turns(sandbox: RunningSandbox) -> None:
+    """A new day: the CRM's limit is lifted and what this machine remembered of it is gone."""
+    sandbox.admin.configure(daily_limit=None)
+    for remembered in (config.data_home() / "budgets").glob("*.json"):
+        remembered.unlink()
+
+
 def test_command_runs_are_named_tagged_and_re_executable_from_failure(
     tmp_path: Path,
     sandbox: RunningSandbox,
     instance: dg.DagsterInstance,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv(config.HUBSPOT_BASE_URL_ENV, sandbox.url)
-    monkeypatch.setenv(config.HUBSPOT_TOKEN_ENV, "pat-na1-not-the-right-token")
+    monkeypatch.setenv(HUBSPOT.base_url_env, sandbox.url)
+    monkeypatch.setenv(HUBSPOT.token_env, sandbox.token)
     monkeypatch.setenv(config.SANDBOX_TOKEN_ENV, sandbox.token)  # as the code location was loaded
     path = contacts_csv(tmp_path / "people.csv", EMAILS)
     import_id = _import_id(path)
+    push_fails_for_the_day(sandbox)
 
-    assert cli.main(["import", str(path), "--target", "hubspot", "--no-progress"]) == 1
+    assert cli.main(["import", str(path), "--target", "hubspot", "--no-progress"]) == 75
 
     [failed] = instance.get_runs()
     assert failed.job_name == "import_job"
@@ -149,7 +164,7 @@ def test_command_runs_are_named_tagged_and_re_executable_from_failure(
     assert failed.tags[IMPORT_TAG] == import_id
     assert failed.tags[TARGET_TAG] == "hubspot"
     assert failed.tags["dagster/partition"] == import_id
-    monkeypatch.setenv(config.HUBSPOT_TOKEN_ENV, sandbox.token)
+    the_day_turns(sandbox)
 
     result = dg.execute_job(
         dg.reconstructable(import_job_of_the_code_location),
@@ -197,12 +212,13 @@ def test_the_uis_re_execute_from_failure_finishes_a_failed_command_run(
     )
     from dagster_graphql.test.utils import execute_dagster_graphql
 
-    monkeypatch.setenv(config.HUBSPOT_BASE_URL_ENV, sandbox.url)
-    monkeypatch.setenv(config.HUBSPOT_TOKEN_ENV, "pat-na1-not-the-right-token")
+    monkeypatch.setenv(HUBSPOT.base_url_env, sandbox.url)
+    monkeypatch.setenv(HUBSPOT.token_env, sandbox.token)
     path = contacts_csv(tmp_path / "people.csv", EMAILS)
-    assert cli.main(["import", str(path), "--target", "hubspot", "--no-progress"]) == 1
+    push_fails_for_the_day(sandbox)
+    assert cli.main(["import", str(path), "--target", "hubspot", "--no-progress"]) == 75
     [failed] = instance.get_runs()
-    monkeypatch.setenv(config.HUBSPOT_TOKEN_ENV, sandbox.token)
+    the_day_turns(sandbox)
     workspace = WorkspaceFileTarget(paths=[str(CHECKOUT / "workspace.yaml")])
 
     with WorkspaceProcessContext(instance, workspace) as ui:

@@ -18,8 +18,9 @@ from bulk_pipeline.targets.registry import REGISTRY, account_of, open_target
 class CrmResource(dg.ConfigurableResource):
     """Opens the CRM target an import asks for, by registry name.
 
-    ``settings`` holds the variables the registered targets read (tokens, base URLs), each a
-    ``dg.EnvVar`` so the value is read at run time and never stored in the run's config.
+    ``settings`` holds the registered targets' tokens, each a ``dg.EnvVar`` so the value is read
+    at run time and never stored in the run's config; other settings (base URLs, limits) are
+    read from the environment when a target is opened.
     """
 
     settings: dict[str, str] = Field(default_factory=dict)
@@ -51,10 +52,9 @@ class StagingResource(dg.ConfigurableResource):
 
 
 def crm_settings() -> dict[str, dg.EnvVar]:
-    """Every variable a registered target reads, as EnvVar, for those that are set (an unset
+    """The token of every registered target, as EnvVar, for those that are set (an unset
     optional secret must not break loading the code location)."""
-    names = {name for entry in REGISTRY.values() for name in entry.env()}
-    names.add(config.CRM_RETRY_SECONDS_ENV)
+    names = {entry.secret_env() for entry in REGISTRY.values()}
     return {name: dg.EnvVar(name) for name in sorted(names) if os.environ.get(name)}
 
 

@@ -154,7 +154,7 @@ def _detail(row: dict[str, Any]) -> str:
     counts = "" if row["rows"] is None else _counts_text(row)
     if state is State.ROLLED_BACK and row["rollback"]:
         undone = (
-            f"{int(row['rollback'].get('archived', 0)):,} archived, "
+            f"{int(row['rollback'].get('removed', 0)):,} removed, "
             f"{int(row['rollback'].get('restored', 0)):,} restored"
         )
         return f"{undone}; the import had {counts}" if counts else undone
@@ -246,7 +246,7 @@ def _state_lines(home: Path, state: ImportState) -> list[str]:
     rollback = _read_json(home / "reports" / state.import_id / ROLLBACK_FILE)
     if state.state is State.ROLLED_BACK and rollback:
         lines.append(
-            f"{'Rolled back:':<14}{int(rollback.get('archived', 0)):,} records archived, "
+            f"{'Rolled back:':<14}{int(rollback.get('removed', 0)):,} records removed, "
             f"{int(rollback.get('restored', 0)):,} restored to their previous values"
         )
     if state.run_id is not None:

@@ -48,6 +48,10 @@ class TargetEntry:
             return (config.SANDBOX_TOKEN_ENV, config.SANDBOX_URL_ENV)
         return self.crm.env
 
+    def secret_env(self) -> str:
+        """The variable holding its token."""
+        return config.SANDBOX_TOKEN_ENV if self.sandbox else self.crm.token_env
+
     def connection(self, settings: Settings) -> tuple[str, Secret]:
         """Base URL and token; a missing token is a configuration error naming the variable."""
         if self.sandbox:

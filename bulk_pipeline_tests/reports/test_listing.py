@@ -82,7 +82,7 @@ def test_a_rolled_back_import_says_so_with_what_was_undone(three_imports: Path) 
         json.dumps(
             {
                 "import_id": NEW_ID,
-                "archived": 1234,
+                "removed": 1234,
                 "restored": 56,
                 "already_rolled_back": 0,
                 "not_found": 0,
@@ -99,10 +99,10 @@ def test_a_rolled_back_import_says_so_with_what_was_undone(three_imports: Path) 
     assert rows[0]["state"] is State.ROLLED_BACK
     text = format_status(rows)
     assert "rolled back" in text
-    assert "1,234 archived, 56 restored; the import had 1,305 rows" in text
+    assert "1,234 removed, 56 restored; the import had 1,305 rows" in text
     report = format_report(NEW_ID)
     assert report.startswith("State:        rolled back since 2025-03-06 10:00 UTC")
-    assert "Rolled back:  1,234 records archived, 56 restored" in report
+    assert "Rolled back:  1,234 records removed, 56 restored" in report
 
 
 def test_format_status_fits_a_100_column_terminal(three_imports: Path) -> None:

@@ -78,9 +78,7 @@ def is_dry_run(run: dg.DagsterRun) -> bool:
     """A dry run of an import or of its rollback (configured with ``dry_run: true``): it
     changes nothing, so it says nothing of the import's state."""
     ops: Any = run.run_config.get("ops") or {}
-    return any(
-        ((ops.get(op) or {}).get("config") or {}).get("dry_run") for op in DRY_RUN_OPS
-    )
+    return any(((ops.get(op) or {}).get("config") or {}).get("dry_run") for op in DRY_RUN_OPS)
 
 
 def _process_exists(pid: int) -> bool:

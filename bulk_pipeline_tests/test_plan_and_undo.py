@@ -361,3 +361,86 @@ def test_rollback_leaves_later_edits_alone_reports_them_and_force_undoes_them(
 
     assert cli.main(["rollback", import_id, "--force"]) == 0
     assert crm_state(crm) == before
+
+
+@pytest.mark.parametrize("offset_s", [-600.0, 600.0])
+def test_kill_resume_and_rollback_leave_the_crm_as_before_whatever_its_clock(
+    tmp_path: Path, crm: RunningSandbox, offset_s: float
+) -> None:
+    """The CRM's clock 10 minutes behind, then ahead, of ours: a push killed twice and resumed
+    still knows which records it created, so the rollback removes exactly those."""
+    crm.admin.configure(clock_offset_s=offset_s)
+    seed(
+        crm,
+        [{"email": f"person{i}@example.com", "first_name": "Before"} for i in range(0, 3000, 7)]
+        + [{"email": "bystander@example.com", "first_name": "Untouched"}],
+    )
+    before = crm_state(crm)
+    records = 3_000
+    path = contacts_csv(tmp_path / "contacts.csv", records)
+    import_id = register_import(path).import_id
+    crm.admin.configure(latency_ms=15)
+    moments = random.Random(int(offset_s))
+    for _ in range(2):
+        (config.data_home() / "work" / import_id / "progress.json").unlink(missing_ok=True)
+        process = _cli_process(path, crm)
+        _wait_for_push(import_id, process, timeout=60)
+        time.sleep(moments.uniform(0.2, 1.0))
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+        process.wait()
+    crm.admin.configure(latency_ms=0)
+
+    final = _cli_process(path, crm)
+    _, err = final.communicate(timeout=300)
+    assert final.returncode == 0, err.decode()
+    summary = report(import_id, "summary.json")
+    existing = len(range(0, 3000, 7))
+    assert (summary["created"], summary["updated"]) == (records - existing, existing)
+    assert len(crm_state(crm)) == records + 1
+
+    assert cli.main(["rollback", import_id]) == 0
+    assert crm_state(crm) == before
+
+
+def test_a_rollback_stopped_by_a_spent_budget_finishes_when_run_again(
+    tmp_path: Path, crm: RunningSandbox
+) -> None:
+    seed(crm, [{"email": "bystander@example.com", "first_name": "Untouched"}])
+    before = crm_state(crm)
+    path = contacts_csv(tmp_path / "contacts.csv", 1_500)
+    assert cli.main(["import", str(path), "--no-progress"]) == 0
+    import_id = register_import(path).import_id
+    used = crm.admin.stats()["requests"]["total"]
+    crm.admin.configure(daily_limit=used + 6)
+
+    stopped = _cli_rollback(import_id, crm)
+    assert stopped.returncode == 1
+    assert "daily request limit is spent until" in stopped.stderr
+    left = len(crm_state(crm))
+    assert 1 < left < 1_501, "the rollback stopped partway"
+
+    crm.admin.configure(daily_limit=None)
+    for remembered in (config.data_home() / "budgets").glob("*.json"):
+        remembered.unlink()
+    finished = _cli_rollback(import_id, crm)
+    assert finished.returncode == 0, finished.stderr
+    assert crm_state(crm) == before
+
+
+def _cli_rollback(import_id: str, sandbox: RunningSandbox) -> subprocess.CompletedProcess[str]:
+    """In a process of its own, as a person runs it again later (budgets are per process)."""
+    env = {
+        **os.environ,
+        config.HOME_ENV: str(config.data_home()),
+        config.SANDBOX_URL_ENV: sandbox.url,
+        config.SANDBOX_TOKEN_ENV: sandbox.token,
+    }
+    env.pop("DAGSTER_HOME", None)
+    return subprocess.run(
+        [sys.executable, "-m", "bulk_pipeline.cli", "rollback", import_id],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )

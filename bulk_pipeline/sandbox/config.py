@@ -45,6 +45,9 @@ class SandboxConfig:
     """Delay added to every call."""
     seed: int | None = None
     """Seed of the fault-injection RNG, for reproducible runs."""
+    clock_offset_s: float = 0.0
+    """Seconds added to the sandbox's wall clock (record times and the ``Date`` of every
+    answer): a CRM whose clock runs behind or ahead of its clients'."""
     pipedrive: PipedriveSettings = field(default_factory=PipedriveSettings)
     """Pipedrive: token budget, burst and search windows, block, search lag."""
 
@@ -81,6 +84,7 @@ class SandboxConfig:
                 drop_rate=self.drop_rate,
                 latency_ms=self.latency_ms,
                 seed=self.seed,
+                clock_offset_s=self.clock_offset_s,
             )
         return replace(self, rate_limit=limit)
 
@@ -109,6 +113,7 @@ class SandboxConfig:
             "drop_rate": self.drop_rate,
             "latency_ms": self.latency_ms,
             "seed": self.seed,
+            "clock_offset_s": self.clock_offset_s,
             "pipedrive": self.pipedrive.as_json(),
         }
 
@@ -129,5 +134,6 @@ _PARSERS: dict[str, settings.Parser] = {
     "drop_rate": settings.fraction,
     "latency_ms": settings.non_negative,
     "seed": settings.optional_int,
+    "clock_offset_s": settings.number,
 }
 """How the admin view's JSON values become ``SandboxConfig`` fields."""

@@ -249,6 +249,11 @@ class SandboxHandler(BaseHTTPRequestHandler):
     def version_string(self) -> str:
         return self.server_version
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The ``Date`` header, on the sandbox's clock (which may be set off the real time)."""
+        when = time.time() + self.server.config.clock_offset_s if timestamp is None else timestamp
+        return super().date_time_string(when)
+
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: a line per request would cost more than the request."""
 

@@ -9,6 +9,7 @@ daily cap, announced in ``X-HubSpot-RateLimit-*`` headers. Its settings are the 
 from __future__ import annotations
 
 import hmac
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from bulk_pipeline.sandbox.dialect import ApiError, Dialect, Gate, Request, Route
@@ -39,9 +40,16 @@ class HubSpotDialect(Dialect):
         super().__init__(token)
         self._bearer = f"Bearer {token}".encode()
         self.limits = RequestLimits(None, None, None)
+        self.clock_offset_s = 0.0
 
     def apply(self, config: SandboxConfig) -> None:
         self.limits = RequestLimits(config.rate_limit, config.search_rate_limit, config.daily_limit)
+        self.clock_offset_s = config.clock_offset_s
+
+    def now_iso(self) -> str:
+        """HubSpot's timestamp format (``2019-10-30T03:30:17.883Z``), on the sandbox's clock."""
+        now = datetime.now(UTC) + timedelta(seconds=self.clock_offset_s)
+        return now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
     def route(self, method: str, path: str) -> HubSpotRoute | None:
         return parse_route(method, path)
@@ -65,7 +73,7 @@ class HubSpotDialect(Dialect):
         return hubspot_error(404, "OBJECT_NOT_FOUND", message)
 
     def open_api(self, conn: StoreConnection) -> CrmApi:
-        return CrmApi(HubSpotRecords(conn))
+        return CrmApi(HubSpotRecords(conn), now_iso=self.now_iso)
 
     def counts(self, conn: StoreConnection) -> dict[str, int]:
         return HubSpotRecords(conn).counts()

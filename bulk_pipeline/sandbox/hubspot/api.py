@@ -11,7 +11,6 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
@@ -99,16 +98,13 @@ def public(record: StoredRecord, wanted: Iterable[str] | None = None) -> dict[st
     }
 
 
-def now_iso() -> str:
-    """HubSpot's timestamp format: ``2019-10-30T03:30:17.883Z``."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 class CrmApi:
     """The operations of one store connection; one instance per client connection."""
 
-    def __init__(self, store: HubSpotRecords) -> None:
+    def __init__(self, store: HubSpotRecords, *, now_iso: Callable[[], str]) -> None:
         self._store = store
+        self._now_iso = now_iso
+        """The CRM's clock: when records are created and updated, and batch times."""
         self._operations: dict[str, Callable[[HubSpotRoute, Query, bytes], Answer]] = {
             "create": self._create,
             "get": self._get,
@@ -147,7 +143,7 @@ class CrmApi:
         return 200, public(written[record.id])
 
     def _archive(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
-        self._store.archive(route.obj.name, _numeric_ids([route.record_id or ""]), now_iso())
+        self._store.archive(route.obj.name, _numeric_ids([route.record_id or ""]), self._now_iso())
         return 204, None
 
     def _find_one(self, route: HubSpotRoute, query: Query) -> StoredRecord:
@@ -207,13 +203,15 @@ class CrmApi:
     # Batches ----------------------------------------------------------------------------------
 
     def _batch_create(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
-        started = now_iso()
+        started = self._now_iso()
         inputs = _inputs(_json_object(body))
         records = self._insert(route.obj, _all_properties(route.obj, inputs))
-        return _batch([public(record) for record in records], started, [], success=201)
+        return _batch(
+            [public(record) for record in records], (started, self._now_iso()), [], success=201
+        )
 
     def _batch_read(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
-        started = now_iso()
+        started = self._now_iso()
         payload = _json_object(body)
         asked = _input_ids(_inputs(payload))
         by = _id_property(route.obj, payload.get("idProperty"))
@@ -222,10 +220,14 @@ class CrmApi:
         unique = {record.id: record for record in targets if record is not None}
         missing = [value for value, record in zip(asked, targets, strict=True) if record is None]
         errors = [_not_found("get", route.obj, missing)] if missing else []
-        return _batch([public(record, wanted) for record in unique.values()], started, errors)
+        return _batch(
+            [public(record, wanted) for record in unique.values()],
+            (started, self._now_iso()),
+            errors,
+        )
 
     def _batch_update(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
-        started = now_iso()
+        started = self._now_iso()
         inputs = _inputs(_json_object(body))
         patches = _all_properties(route.obj, inputs)
         asked = _input_ids(inputs)
@@ -245,11 +247,11 @@ class CrmApi:
         ]
         results = [public(record) for record in written.values()]
         errors = [_not_found("update", route.obj, missing)] if missing else []
-        return _batch(results, started, errors)
+        return _batch(results, (started, self._now_iso()), errors)
 
     def _batch_upsert(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
         """Create or update by the type's unique key; the input's ``id`` is the key's value."""
-        started = now_iso()
+        started = self._now_iso()
         obj = route.obj
         inputs = _inputs(_json_object(body))
         key_property = obj.unique_key
@@ -268,13 +270,17 @@ class CrmApi:
         keys = [(patch[key_property] or "").lower() for patch in patches]
         _refuse_duplicates(keys)
         results = self._store.upsert(
-            obj.name, key_property, list(zip(keys, patches, strict=True)), now_iso()
+            obj.name, key_property, list(zip(keys, patches, strict=True)), self._now_iso()
         )
-        return _batch([{**public(record), "new": new} for record, new in results], started, [])
+        return _batch(
+            [{**public(record), "new": new} for record, new in results],
+            (started, self._now_iso()),
+            [],
+        )
 
     def _batch_archive(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
         asked = _input_ids(_inputs(_json_object(body)))
-        self._store.archive(route.obj.name, _numeric_ids(asked), now_iso())
+        self._store.archive(route.obj.name, _numeric_ids(asked), self._now_iso())
         return 204, None
 
     # Shared steps -----------------------------------------------------------------------------
@@ -296,7 +302,7 @@ class CrmApi:
                     )
                 seen.add(key)
         try:
-            return self._store.create(obj.name, obj.unique_key, records, now_iso())
+            return self._store.create(obj.name, obj.unique_key, records, self._now_iso())
         except KeyConflict as conflict:
             raise _conflict(obj, conflict) from None
 
@@ -306,7 +312,7 @@ class CrmApi:
         if not changes:
             return {}
         try:
-            return self._store.update(obj.name, obj.unique_key, changes, now_iso())
+            return self._store.update(obj.name, obj.unique_key, changes, self._now_iso())
         except KeyConflict as conflict:
             raise _conflict(obj, conflict) from None
 
@@ -487,16 +493,17 @@ def _wanted(obj: ObjectType, requested: Sequence[str]) -> frozenset[str]:
 
 def _batch(
     results: list[dict[str, Any]],
-    started: str,
+    times: tuple[str, str],
     errors: list[dict[str, Any]],
     *,
     success: int = 200,
 ) -> Answer:
+    started, completed = times
     answer: dict[str, Any] = {
         "status": "COMPLETE",
         "results": results,
         "startedAt": started,
-        "completedAt": now_iso(),
+        "completedAt": completed,
     }
     if not errors:
         return success, answer

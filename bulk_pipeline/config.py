@@ -27,6 +27,13 @@ DEFAULT_SANDBOX_TOKEN = "sandbox-local-token"
 
 DEFAULT_MAX_FILE_BYTES = 2 * 1024**3
 DEFAULT_MAX_ROWS = 10_000_000
+DEFAULT_MAX_CELLS = 50_000_000
+"""A million rows of 50 columns; calamine holds 32 bytes per cell of a sheet's range."""
+DEFAULT_MAX_UNPACKED_BYTES = 4 * 1024**3
+DEFAULT_MAX_COMPRESSION_RATIO = 100
+"""Spreadsheet parts compress 3 to 15-fold; Apache POI refuses beyond 100-fold too."""
+DEFAULT_MAX_TEXT_BYTES = 2 * 1024**3
+DEFAULT_MAX_WORKBOOK_PARTS = 10_000
 
 
 def data_home() -> Path:

@@ -26,6 +26,7 @@ from bulk_pipeline.ingest.table import (
     finish_frame,
     unique_headers,
 )
+from bulk_pipeline.ingest.workbook_guard import WorkbookGuard
 
 MIDNIGHT = r"^(\d{4}-\d{2}-\d{2}) 00:00:00(?:\.0+)?$"
 TIMESTAMP = r"^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2}(?:\.\d+)?)$"
@@ -40,11 +41,16 @@ def read_excel(
     chosen_sheet: str | None = None,
 ) -> RawTable:
     """Read the ``chosen_sheet``, else the sheet that holds ``entity`` (or the first sheet that
-    names one), as strings; the other sheets are listed as skipped."""
+    names one), as strings; the other sheets are listed as skipped.
+
+    The workbook, then the sheet, pass ``WorkbookGuard`` before calamine reads them.
+    """
+    guard = WorkbookGuard.open(path, source=source, limits=limits)
     try:
         workbook = fastexcel.read_excel(path)
         names = list(workbook.sheet_names)
         name = pick_sheet(names, entity, source, chosen_sheet)
+        guard.check_sheet(name)
         sheet = workbook.load_sheet(name, header_row=None, skip_rows=0, dtypes="string")
         check_row_count(max(sheet.height - 1, 0), limits, source)
         cells = sheet.to_polars()

@@ -8,6 +8,8 @@ objects; JSON files large enough for that to matter are better exported as NDJSO
 from __future__ import annotations
 
 import json
+import math
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,17 @@ from bulk_pipeline.ingest.table import (
 
 RAW_VALUE = "_raw"
 """Key under which a RowIssue keeps an element or line that is not an object."""
+MAX_INT_DIGITS = 4_000
+"""Longer whole numbers are kept as Decimal: Python refuses to convert ints past 4,300 digits."""
+REPORTED_DEPTH = 500
+"""Nesting beyond Python's recursion limit (about 1,000 levels) cannot be read; the error points
+at the first value nested deeper than this."""
+STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+"""Strings (skipped whole) and brackets: enough to follow the nesting depth through the text."""
+TOO_DEEP = (
+    "values are nested deeper than can be read (arrays or objects inside each other about "
+    "1,000 times)"
+)
 
 
 def read_json(path: Path, *, source: str, limits: Limits, entity: Entity | None = None) -> RawTable:
@@ -40,7 +53,7 @@ def read_json(path: Path, *, source: str, limits: Limits, entity: Entity | None 
     if not text.strip():
         raise InputFileError(f"{source}: the file has no content.")
     try:
-        document = json.loads(text, parse_float=Decimal)
+        document = _loads(text)
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data":
             return _ndjson(text, source, limits, decoded.encoding)
@@ -48,6 +61,8 @@ def read_json(path: Path, *, source: str, limits: Limits, entity: Entity | None 
             f"{source}: line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg}). "
             "Fix the file (a JSON validator shows the spot) or export it again."
         ) from exc
+    except RecursionError as exc:
+        raise _too_deep(text, source) from exc
 
     key: str | None = None
     if isinstance(document, dict):
@@ -58,7 +73,10 @@ def read_json(path: Path, *, source: str, limits: Limits, entity: Entity | None 
             'and hold arrays of objects (e.g. {"persons": [...]}).'
         )
     check_row_count(len(document), limits, source)
-    table = _table(list(enumerate(document, start=1)), source, encoding=decoded.encoding)
+    try:
+        table = _table(list(enumerate(document, start=1)), source, encoding=decoded.encoding)
+    except RecursionError as exc:
+        raise _too_deep(text, source) from exc
     table.entity_hint = entity_from_label(key) if key else None
     table.sheet = key
     return table
@@ -80,18 +98,23 @@ def _ndjson(text: str, source: str, limits: Limits, encoding: str) -> RawTable:
         if not line.strip():
             continue
         try:
-            items.append((number, json.loads(line, parse_float=Decimal)))
+            items.append((number, _loads(line)))
         except json.JSONDecodeError as exc:
             issues.append(
                 RowIssue(number, f"line is not valid JSON ({exc.msg})", {RAW_VALUE: line})
             )
+        except RecursionError:
+            issues.append(RowIssue(number, f"line {TOO_DEEP}", {RAW_VALUE: line}))
         check_row_count(len(items) + len(issues), limits, source)
     if not items and issues:
         raise InputFileError(
             f"{source}: no line holds valid JSON (line {issues[0].line}: {issues[0].reason}). "
             "Expected one JSON object per line."
         )
-    table = _table(items, source, encoding=encoding)
+    try:
+        table = _table(items, source, encoding=encoding)
+    except RecursionError as exc:
+        raise _too_deep(text, source) from exc
     table.rejected = sorted([*issues, *table.rejected], key=lambda issue: issue.line)
     return table
 
@@ -127,22 +150,94 @@ def _table(items: list[tuple[int, Any]], source: str, *, encoding: str) -> RawTa
                 RowIssue(
                     number,
                     f"element is a {_json_type(item)}, not an object with named fields",
-                    {RAW_VALUE: _text(item)},
+                    {RAW_VALUE: _printable(_text(item))},
                 )
             )
     names = list(keys)
-    headers = unique_headers(names)
-    data: dict[str, pl.Series] = {
-        header: pl.Series(header, [_text(row.get(name)) for _, row in rows], dtype=pl.String)
-        for name, header in zip(names, headers, strict=True)
-    }
+    headers = unique_headers([_printable(name) for name in names])
+    columns = [[_text(row.get(name)) for _, row in rows] for name in names]
+    try:
+        data = _series(headers, columns)
+    except UnicodeEncodeError:
+        broken = _rows_with_lone_surrogates(columns)
+        issues.extend(
+            RowIssue(
+                rows[i][0],
+                "a value holds a lone UTF-16 surrogate (an escape such as \\ud800 without its "
+                "pair), which is not a character; fix the value in the exporting tool",
+                {RAW_VALUE: _printable(_text(rows[i][1]))},
+            )
+            for i in sorted(broken)
+        )
+        keep = [i for i in range(len(rows)) if i not in broken]
+        rows = [rows[i] for i in keep]
+        data = _series(headers, [[column[i] for i in keep] for column in columns])
     data[LINE_COLUMN] = pl.Series(LINE_COLUMN, [number for number, _ in rows], dtype=pl.Int64)
     blanks = [headers[i] for i in blank_header_positions(names)]
     return RawTable(
         frame=finish_frame(pl.DataFrame(data), blanks),
         source=source,
-        rejected=issues,
+        rejected=sorted(issues, key=lambda issue: issue.line),
         encoding=encoding,
+    )
+
+
+def _series(headers: list[str], columns: list[list[str | None]]) -> dict[str, pl.Series]:
+    return {
+        header: pl.Series(header, values, dtype=pl.String)
+        for header, values in zip(headers, columns, strict=True)
+    }
+
+
+def _loads(text: str) -> Any:
+    """JSON with numbers kept as written: decimals as Decimal, whole numbers of any length."""
+    return json.loads(text, parse_float=Decimal, parse_int=_whole_number)
+
+
+def _whole_number(text: str) -> int | Decimal:
+    return int(text) if len(text) <= MAX_INT_DIGITS else Decimal(text)
+
+
+def _is_encodable(text: str | None) -> bool:
+    if text is None:
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _rows_with_lone_surrogates(columns: list[list[str | None]]) -> set[int]:
+    return {i for column in columns for i, value in enumerate(column) if not _is_encodable(value)}
+
+
+def _printable(text: str | None) -> str | None:
+    """Text with any lone surrogate written as its escape (``\\ud800``), so it can be stored."""
+    if text is None or _is_encodable(text):
+        return text
+    return text.encode("utf-8", "backslashreplace").decode()
+
+
+def _too_deep(text: str, source: str) -> InputFileError:
+    """Where the nesting first goes past ``REPORTED_DEPTH``, as line and column."""
+    depth = 0
+    for match in STRUCTURE.finditer(text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            if depth > REPORTED_DEPTH:
+                line = text.count("\n", 0, match.start()) + 1
+                column = match.start() - (text.rfind("\n", 0, match.start()) + 1) + 1
+                return InputFileError(
+                    f"{source}: line {line}, column {column}: {TOO_DEEP}. Flatten the data "
+                    "(a CRM record needs one level of fields) or export it as CSV."
+                )
+        elif token in "]}":
+            depth -= 1
+    return InputFileError(
+        f"{source}: {TOO_DEEP}. Flatten the data (a CRM record needs one level of fields) or "
+        "export it as CSV."
     )
 
 
@@ -160,8 +255,10 @@ def _text(value: Any) -> str | None:
 
 
 def _number(value: Any) -> Any:
+    """A number inside a nested value: as a float, or as text when too large for one."""
     if isinstance(value, Decimal):
-        return float(value)
+        number = float(value)
+        return number if math.isfinite(number) else str(value)
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 

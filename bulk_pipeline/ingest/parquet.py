@@ -11,6 +11,9 @@ import json
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from bulk_pipeline.ingest.table import (
     LINE_COLUMN,
@@ -20,30 +23,131 @@ from bulk_pipeline.ingest.table import (
     blank_header_positions,
     check_row_count,
     finish_frame,
+    human_size,
     unique_headers,
 )
 
 EXACT_FLOAT_INTEGER = 2**53
 """Whole floats below this print as integers without losing digits."""
+DICTIONARY_ENCODINGS = {"PLAIN_DICTIONARY", "RLE_DICTIONARY"}
+READ_ERRORS = (pa.ArrowException, OSError, ValueError, pl.exceptions.PolarsError)
 
 
 def read_parquet(path: Path, *, source: str, limits: Limits) -> RawTable:
+    """Read with pyarrow (any Arrow type, repeated column names), then render text with polars.
+
+    What a Parquet file expands to is bounded from its metadata before any page is read (rows,
+    values, decompressed bytes), and string columns are read as dictionaries so that the text
+    they expand to can be counted before it is materialized.
+    """
     try:
-        rows = pl.scan_parquet(path).select(pl.len()).collect().item()
-        check_row_count(int(rows), limits, source)
-        frame = pl.read_parquet(path)
-    except (pl.exceptions.ComputeError, OSError) as exc:
+        parquet = pq.ParquetFile(path)
+        _check_expansion(parquet.metadata, source, limits)
+        strings = _dictionary_text_columns(parquet)
+        parquet = pq.ParquetFile(path, read_dictionary=strings)
+        table = parquet.read()
+    except READ_ERRORS as exc:
         raise InputFileError(
             f"{source}: cannot be read as Parquet ({exc}). Export the file again."
         ) from exc
+    _check_text(table, source, limits)
 
-    names = frame.columns
+    names = table.column_names
     headers = unique_headers(names)
-    text = pl.DataFrame(
-        [_as_text(frame.to_series(i)).alias(header) for i, header in enumerate(headers)]
-    ).with_columns(pl.int_range(1, frame.height + 1, dtype=pl.Int64).alias(LINE_COLUMN))
+    columns = [_column_text(table.column(i), header, source) for i, header in enumerate(headers)]
+    text = pl.DataFrame(columns).with_columns(
+        pl.int_range(1, table.num_rows + 1, dtype=pl.Int64).alias(LINE_COLUMN)
+    )
     blanks = [headers[i] for i in blank_header_positions(names)]
     return RawTable(frame=finish_frame(text, blanks), source=source)
+
+
+def _check_expansion(metadata: pq.FileMetaData, source: str, limits: Limits) -> None:
+    check_row_count(metadata.num_rows, limits, source)
+    unpacked = 0
+    values = 0
+    for group in range(metadata.num_row_groups):
+        row_group = metadata.row_group(group)
+        for column in range(row_group.num_columns):
+            chunk = row_group.column(column)
+            unpacked += chunk.total_uncompressed_size
+            values += chunk.num_values
+    if unpacked > limits.max_unpacked_bytes:
+        raise InputFileError(
+            f"{source}: the file's pages decompress to {human_size(unpacked)}, more than the "
+            f"limit of {human_size(limits.max_unpacked_bytes)} (Limits(max_unpacked_bytes=...)). "
+            "Split the export into smaller files."
+        )
+    if values > limits.max_cells:
+        raise InputFileError(
+            f"{source}: the file holds {values:,} values (nested lists count each element), "
+            f"more than the limit of {limits.max_cells:,} (Limits(max_cells=...)). Split the "
+            "export into smaller files, or leave out list columns the import does not need."
+        )
+
+
+def _dictionary_text_columns(parquet: pq.ParquetFile) -> list[str]:
+    """Top-level text columns stored with a dictionary: read as dictionaries, they cost nothing
+    more, and what they expand to can be counted before it is built."""
+    text = {
+        f.name
+        for f in parquet.schema_arrow
+        if pa.types.is_string(f.type)
+        or pa.types.is_large_string(f.type)
+        or pa.types.is_binary(f.type)
+        or pa.types.is_large_binary(f.type)
+    }
+    metadata = parquet.metadata
+    encoded: set[str] = set()
+    for group in range(metadata.num_row_groups):
+        row_group = metadata.row_group(group)
+        for column in range(row_group.num_columns):
+            chunk = row_group.column(column)
+            if DICTIONARY_ENCODINGS & set(chunk.encodings):
+                encoded.add(chunk.path_in_schema)
+    return sorted(text & encoded)
+
+
+def _check_text(table: pa.Table, source: str, limits: Limits) -> None:
+    """Dictionary-encoded text repeats a value per row: count what it expands to."""
+    total = 0
+    for column in table.columns:
+        if not pa.types.is_dictionary(column.type):
+            total += column.nbytes
+            continue
+        for chunk in column.chunks:
+            lengths = pc.binary_length(chunk.dictionary)
+            total += pc.sum(lengths.take(chunk.indices)).as_py() or 0
+    if total > limits.max_text_bytes:
+        raise InputFileError(
+            f"{source}: the file's values expand to {human_size(total)} of text, more than the "
+            f"limit of {human_size(limits.max_text_bytes)} (Limits(max_text_bytes=...)). Split "
+            "the export into smaller files."
+        )
+
+
+def _column_text(column: pa.ChunkedArray, header: str, source: str) -> pl.Series:
+    """One column as text; a type polars cannot take is rendered by Arrow, or named."""
+    if pa.types.is_dictionary(column.type):
+        column = pc.cast(column, column.type.value_type)
+    try:
+        series = pl.Series(header, column) if not _arrow_renders(column.type) else None
+        if series is not None:
+            return _as_text(series).alias(header)
+    except READ_ERRORS:
+        pass
+    try:
+        return pl.Series(header, pc.cast(column, pa.large_string())).alias(header)
+    except READ_ERRORS as exc:
+        raise InputFileError(
+            f"{source}: column '{header}' holds values of type {column.type}, which cannot be "
+            "read as text. Export that column as text or numbers, or leave it out."
+        ) from exc
+
+
+def _arrow_renders(arrow_type: pa.DataType) -> bool:
+    """Types polars cannot load (wide decimals), which Arrow renders as text itself."""
+    return pa.types.is_decimal(arrow_type) and arrow_type.precision > 38
 
 
 def _as_text(series: pl.Series) -> pl.Series:
@@ -63,6 +167,8 @@ def _as_text(series: pl.Series) -> pl.Series:
         ).to_series()
     if dtype == pl.Date:
         return series.dt.to_string("%Y-%m-%d")
+    if isinstance(dtype, pl.Duration):
+        return series.dt.to_string()
     if isinstance(dtype, pl.Datetime):
         return series.dt.to_string("%Y-%m-%dT%H:%M:%S")
     if dtype == pl.Binary:

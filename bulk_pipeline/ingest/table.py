@@ -42,10 +42,24 @@ ENTITY_LABELS: dict[str, Entity] = {
 
 @dataclass(frozen=True)
 class Limits:
-    """Upper bounds that keep one oversized upload from exhausting the machine."""
+    """Upper bounds that keep one oversized or crafted upload from exhausting the machine.
+
+    The file size says little about what a compressed format expands to, so workbooks and
+    Parquet files are also held to what they unpack to, checked before they are read.
+    """
 
     max_bytes: int = config.DEFAULT_MAX_FILE_BYTES
+    """The file on disk."""
     max_rows: int = config.DEFAULT_MAX_ROWS
+    max_cells: int = config.DEFAULT_MAX_CELLS
+    """A sheet's range (rows x columns, declared or spanned by its values); Parquet values."""
+    max_unpacked_bytes: int = config.DEFAULT_MAX_UNPACKED_BYTES
+    """A workbook's parts, or a Parquet file's pages, once decompressed."""
+    max_compression_ratio: int = config.DEFAULT_MAX_COMPRESSION_RATIO
+    """How many times larger than its compressed form a workbook part (over 1 MB) may be."""
+    max_text_bytes: int = config.DEFAULT_MAX_TEXT_BYTES
+    """Text of a sheet's cells once shared strings (or Parquet dictionaries) are expanded."""
+    max_workbook_parts: int = config.DEFAULT_MAX_WORKBOOK_PARTS
 
 
 @dataclass(frozen=True)
@@ -105,13 +119,15 @@ def unique_headers(names: Sequence[str | None]) -> list[str]:
     cleaned = [clean_header(name) for name in names]
     taken = {name for name in cleaned if name} | {LINE_COLUMN}
     seen: set[str] = {LINE_COLUMN}
+    next_suffix: dict[str, int] = {}  # per repeated name: 40,000 repeats stay linear
     result: list[str] = []
     for position, name in enumerate(cleaned, start=1):
         candidate = name or f"column_{position}"
         if candidate in seen:
-            base, suffix = candidate, 2
+            base, suffix = candidate, next_suffix.get(candidate, 2)
             while f"{base}_{suffix}" in taken or f"{base}_{suffix}" in seen:
                 suffix += 1
+            next_suffix[base] = suffix + 1
             candidate = f"{base}_{suffix}"
         seen.add(candidate)
         result.append(candidate)
@@ -138,17 +154,14 @@ def finish_frame(frame: pl.DataFrame, blank_headers: Collection[str] = ()) -> pl
     columns that had no header and hold no value are dropped (trailing delimiters, formatting
     left in unused spreadsheet columns).
     """
-    sources = [name for name in frame.columns if name != LINE_COLUMN]
-    frame = frame.with_columns(
-        pl.when(pl.col(name).str.len_bytes() > 0).then(pl.col(name)).alias(name) for name in sources
-    )
-    if not sources:
+    sources = pl.exclude(LINE_COLUMN)
+    if frame.width == 1:
         return frame.clear().with_columns(pl.col(LINE_COLUMN).cast(pl.Int64))
-    has_text = pl.any_horizontal(
-        pl.col(name).str.contains(r"\S").fill_null(False) for name in sources
-    )
+    frame = frame.with_columns(sources.replace("", None))
+    has_text = pl.any_horizontal(sources.str.contains(r"\S").fill_null(False))
     frame = frame.filter(has_text)
-    empty = [name for name in blank_headers if frame[name].null_count() == frame.height]
+    nulls = frame.null_count().row(0, named=True)
+    empty = [name for name in blank_headers if nulls[name] == frame.height]
     return frame.drop(empty).with_columns(pl.col(LINE_COLUMN).cast(pl.Int64))
 
 

@@ -101,12 +101,15 @@ def register_import(
     import_id: str | None = None,
     sheet: str | None = None,
     origin: str = ORIGIN_COMMAND,
+    copied_from: Path | None = None,
 ) -> ImportRequest:
     """Copy the file under the data home and record how to import it.
 
     ``import_id`` replaces the content-derived id where the caller names its imports itself (a
     nightly sync's snapshot is ``sync-<source>-<date>`` whatever its content). A chosen ``sheet``
-    is part of the derived id: two sheets of one workbook are two imports.
+    is part of the derived id: two sheets of one workbook are two imports. ``copied_from`` is
+    where the file came from when ``path`` is already the stored copy (the inbox copies a file
+    without following links before registering it).
     """
     if not path.is_file():
         raise UserInputError(f"{path}: no such file")
@@ -128,14 +131,14 @@ def register_import(
             f"{import_id!r} is not a valid import id: use lower-case letters, digits, _ and -"
         )
     stored = config.data_home() / "files" / import_id / path.name
-    if named_by_caller or not stored.exists():
+    if stored != path and (named_by_caller or not stored.exists()):
         # A content-derived id always names the same content; a caller's id may be given a new
         # version of its file (a sync day read again).
         stored.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, stored)
     request = ImportRequest(
         import_id=import_id,
-        source_path=str(path.resolve()),
+        source_path=str(copied_from if copied_from is not None else path.resolve()),
         stored_path=str(stored),
         entity=entity,
         target=target,
@@ -144,7 +147,7 @@ def register_import(
         max_invalid_ratio=max_invalid_ratio,
         max_create_share=max_create_share,
         note=note,
-        given_path=str(path),
+        given_path=str(copied_from if copied_from is not None else path),
         sheet=sheet,
         origin=origin,
     )

@@ -12,22 +12,31 @@ they finish, so it stays as small as the inbox. Nothing depends on modification 
 distinct: files are told apart by name, and a file is requested again only if it changed. When a
 file's run has finished, the file moves to ``inbox/processed/`` or ``inbox/failed/`` (with the
 error in ``<name>.error.txt`` beside it).
+
+Only regular files are taken, and never through a link: an entry is examined without following
+it, anything else (a symbolic link, a folder, a pipe, a device) is moved to ``failed/`` with a
+note and never opened, and a file is copied into the data home from a descriptor opened with
+``O_NOFOLLOW``, so swapping it for a link after the check reads nothing. Each entry is handled on
+its own: one that cannot be moved or noted is reported and never stops the others.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
-import shutil
+import stat
+import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bulk_pipeline import config
+from bulk_pipeline.errors import UserInputError
 from bulk_pipeline.imports import (
     HASH_CHARS,
     ORIGIN_INBOX,
-    file_digest,
     import_id_for,
     register_import,
 )
@@ -46,6 +55,18 @@ DEFAULT_MAX_RUNS_PER_TICK = 10
 PARTIAL_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".download", "~")
 """Suffixes of files still being written; write to such a name, then rename, to skip the wait."""
 CURSOR_VERSION = 1
+NAME_MAX_BYTES = 255
+"""What most file systems allow for one file name, in bytes."""
+NOTE_HASH_CHARS = 8
+COPY_BLOCK_BYTES = 1 << 20
+ENTRY_KINDS = (
+    (stat.S_ISLNK, "a symbolic link"),
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a device"),
+    (stat.S_ISBLK, "a device"),
+)
 
 
 @dataclass(frozen=True)
@@ -125,6 +146,8 @@ class InboxTick:
     """Files left for a later tick: settling, or over the per-tick cap."""
     partial: list[str] = field(default_factory=list)
     """Hidden files and files named as still being written: read once renamed."""
+    errors: list[str] = field(default_factory=list)
+    """Entries that could not even be moved aside, with why; retried on the next tick."""
 
     def describe(self) -> str:
         text = (
@@ -133,7 +156,9 @@ class InboxTick:
             f"{self.waiting} waiting"
         )
         if self.partial:
-            text += f"; not read until renamed: {', '.join(self.partial)}"
+            text += f"; not read until renamed: {', '.join(map(printable, self.partial))}"
+        if self.errors:
+            text += f"; could not be handled: {'; '.join(self.errors)}"
         return text
 
 
@@ -153,27 +178,86 @@ def _signature(stat: os.stat_result) -> str:
     return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
+def printable(name: str) -> str:
+    """A file name fit for one log line or note: control characters (a newline in a name)
+    written as escapes."""
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in name
+    )
+
+
+def fitting_name(name: str, suffix: str = "") -> str:
+    """``name + suffix``, or, when that is longer than a file name may be, ``name`` cut short
+    with a hash of it in place of the rest, so that different long names stay different."""
+    whole = name + suffix
+    if len(whole.encode("utf-8", "surrogateescape")) <= NAME_MAX_BYTES:
+        return whole
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:NOTE_HASH_CHARS]
+    tail = f"~{digest}{suffix}"
+    room = NAME_MAX_BYTES - len(tail.encode("utf-8", "surrogateescape"))
+    head = name.encode("utf-8", "surrogateescape")[:room].decode("utf-8", "ignore")
+    return head + tail
+
+
 def _free_name(folder: Path, name: str) -> Path:
-    """``folder/name``, or ``stem-2.ext``... when a file of that name is already there."""
+    """``folder/name``, or ``stem-2.ext``... when that name is taken (by anything, a dangling
+    link included); always a name the file system accepts."""
     candidate = folder / name
     stem, suffix = Path(name).stem, Path(name).suffix
     number = 2
-    while candidate.exists():
-        candidate = folder / f"{stem}-{number}{suffix}"
+    while os.path.lexists(candidate):
+        candidate = folder / fitting_name(stem, f"-{number}{suffix}")
         number += 1
     return candidate
 
 
-def _move(
-    path: Path, folder: Path, note: str | None = None, note_suffix: str = ".error.txt"
-) -> Path:
-    destination = _free_name(folder, path.name)
-    shutil.move(str(path), destination)
-    if note is not None:
-        destination.with_name(destination.name + note_suffix).write_text(
-            note + "\n", encoding="utf-8"
-        )
-    return destination
+def _entry_kind(mode: int) -> str | None:
+    """What a directory entry is when it is not a regular file ("a symbolic link"...)."""
+    for test, kind in ENTRY_KINDS:
+        if test(mode):
+            return kind
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
+class NotARegularFile(OSError):
+    """The entry turned out not to be a regular file when opened (it was swapped)."""
+
+
+def _snapshot(path: Path, expected: os.stat_result) -> tuple[Path, str]:
+    """Copy the file under the data home from a descriptor opened without following links,
+    hashing it on the way; return the copy and the content's SHA-256.
+
+    Raises:
+        NotARegularFile: what was opened is not the regular file that was listed.
+    """
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    descriptor = os.open(path, flags)
+    with os.fdopen(descriptor, "rb") as source:
+        opened = os.fstat(source.fileno())
+        if not stat.S_ISREG(opened.st_mode) or (opened.st_dev, opened.st_ino) != (
+            expected.st_dev,
+            expected.st_ino,
+        ):
+            raise NotARegularFile(f"{printable(path.name)} changed into something else")
+        incoming = config.data_home() / "work" / "inbox"
+        incoming.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        with tempfile.NamedTemporaryFile(dir=incoming, delete=False) as copy:
+            for block in iter(lambda: source.read(COPY_BLOCK_BYTES), b""):
+                digest.update(block)
+                copy.write(block)
+    return Path(copy.name), digest.hexdigest()
+
+
+def _stored(snapshot: Path, name: str, import_id: str) -> Path:
+    """Where ``register_import`` keeps the file: the snapshot is moved there."""
+    stored = config.data_home() / "files" / import_id / name
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    if stored.exists():
+        snapshot.unlink()
+    else:
+        os.replace(snapshot, stored)
+    return stored
 
 
 def _completed_import(digest: str) -> str | None:
@@ -185,14 +269,45 @@ def _completed_import(digest: str) -> str | None:
     return None
 
 
+def _file_away(
+    result: InboxTick,
+    path: Path,
+    folder: Path,
+    note: str | None = None,
+    note_suffix: str = ".error.txt",
+) -> bool:
+    """Move the entry itself into ``folder`` (a link stays a link: nothing is followed or
+    copied) and write the note beside it, under a name cut short if need be. False, with the
+    reason in ``result.errors``, when the entry could not be moved."""
+    try:
+        destination = _free_name(folder, path.name)
+        os.rename(path, destination)
+    except OSError as exc:
+        result.errors.append(
+            f"{printable(path.name)} could not be moved to {folder.name}/: {exc.strerror or exc}"
+        )
+        return False
+    if note is not None:
+        try:
+            note_path = folder / fitting_name(destination.name, note_suffix)
+            note_path.write_text(note + "\n", encoding="utf-8")
+        except OSError as exc:
+            result.errors.append(
+                f"the note for {printable(destination.name)} could not be written: "
+                f"{exc.strerror or exc}"
+            )
+    return True
+
+
 def _settle(cursor: InboxCursor, finished: Mapping[str, FinishedRun], tick: InboxTick) -> None:
-    """Move the files whose runs finished; forget files that changed or went away."""
+    """Move the files whose runs finished; forget files that changed or went away. A file that
+    cannot be moved stays in the cursor, to be moved on a later tick."""
     inbox = inbox_dir()
     for name, requested in list(cursor.requested.items()):
         path = inbox / name
         try:
-            unchanged = _signature(path.stat()) == requested.signature
-        except FileNotFoundError:
+            unchanged = _signature(path.lstat()) == requested.signature
+        except OSError:
             unchanged = False
         if not unchanged:
             del cursor.requested[name]
@@ -200,17 +315,19 @@ def _settle(cursor: InboxCursor, finished: Mapping[str, FinishedRun], tick: Inbo
         run = finished.get(requested.import_id)
         if run is None:
             continue
-        del cursor.requested[name]
         if run.succeeded:
-            _move(path, inbox / PROCESSED_DIR)
-            tick.processed.append(name)
+            moved = _file_away(tick, path, inbox / PROCESSED_DIR)
+            outcome = tick.processed
         else:
             note = (
-                f"import {requested.import_id} failed (Dagster run {run.run_id}):\n"
-                f"{redact(run.message)}"
+                f"{printable(name)}: import {requested.import_id} failed (Dagster run "
+                f"{run.run_id}):\n{redact(run.message)}"
             )
-            _move(path, inbox / FAILED_DIR, note)
-            tick.failed.append(name)
+            moved = _file_away(tick, path, inbox / FAILED_DIR, note)
+            outcome = tick.failed
+        if moved:
+            del cursor.requested[name]
+            outcome.append(name)
 
 
 def tick(
@@ -228,59 +345,119 @@ def tick(
     result = InboxTick(cursor=InboxCursor(dict(cursor.requested)))
     _settle(result.cursor, finished, result)
     inbox = inbox_dir()
-    files = []
-    for path in inbox.iterdir():
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
-            continue
-        if path.is_file():
-            files.append((stat.st_mtime_ns, path.name, path, stat))
+    entries = []
+    with os.scandir(inbox) as listing:
+        for entry in listing:
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            own_folder = entry.name in (PROCESSED_DIR, FAILED_DIR) and stat.S_ISDIR(info.st_mode)
+            if not own_folder:
+                entries.append((info.st_mtime_ns, entry.name, info))
     in_flight = {r.digest for r in result.cursor.requested.values()}
-    for _mtime, name, path, stat in sorted(files):
+    for _mtime, name, info in sorted(entries):
         if name in result.cursor.requested:
             continue
         if is_partial(name):
             result.partial.append(name)
             continue
-        if now - stat.st_mtime < settings.settle_seconds:
-            result.waiting += 1
-            continue
-        if len(result.runs) >= settings.max_runs_per_tick:
-            result.waiting += 1
-            continue
         try:
-            digest = file_digest(path)
-        except OSError as exc:
-            _move(path, inbox / FAILED_DIR, f"could not be read: {exc}")
-            result.failed.append(name)
-            continue
-        earlier = _completed_import(digest)
-        if earlier is not None:
-            _move(
-                path,
-                inbox / PROCESSED_DIR,
-                f"not imported again: the same content was imported as {earlier} "
-                f"(bulk-pipeline report {earlier})",
-                note_suffix=".skipped.txt",
-            )
-            result.already_imported.append(name)
-            continue
-        if digest in in_flight:
-            result.waiting += 1
-            continue
-        import_id = import_id_for(name, digest)
-        try:
-            register_import(path, target=settings.target, import_id=import_id, origin=ORIGIN_INBOX)
-        except (OSError, ValueError) as exc:
-            _move(path, inbox / FAILED_DIR, f"could not be registered: {exc}")
-            result.failed.append(name)
-            continue
-        result.cursor.requested[name] = Requested(
-            import_id=import_id, signature=_signature(stat), digest=digest, requested_at=now
-        )
-        in_flight.add(digest)
-        result.runs.append(
-            ImportToRun(file_name=name, import_id=import_id, run_key=f"inbox:{import_id}:{now:.0f}")
-        )
+            _take(result, inbox / name, info, now=now, settings=settings, in_flight=in_flight)
+        except Exception as exc:  # one entry must never stop the tick from handling the others
+            note = f"{printable(name)} could not be taken: {printable(str(exc))}"
+            if _file_away(result, inbox / name, inbox / FAILED_DIR, note):
+                result.failed.append(name)
     return result
+
+
+def _take(
+    result: InboxTick,
+    path: Path,
+    info: os.stat_result,
+    *,
+    now: float,
+    settings: InboxSettings,
+    in_flight: set[str],
+) -> None:
+    """Decide about one inbox entry: move it aside, leave it for later, or register it."""
+    name = path.name
+    inbox = path.parent
+    kind = _entry_kind(info.st_mode)
+    if kind is not None:
+        note = (
+            f"{printable(name)} is {kind}; only regular files put in the inbox are imported, "
+            "and this was not opened. Put the file itself in the inbox."
+        )
+        if _file_away(result, path, inbox / FAILED_DIR, note):
+            result.failed.append(name)
+        return
+    if now - info.st_mtime < settings.settle_seconds:
+        result.waiting += 1
+        return
+    if len(result.runs) >= settings.max_runs_per_tick:
+        result.waiting += 1
+        return
+    try:
+        snapshot, digest = _snapshot(path, info)
+    except OSError as exc:
+        note = f"{printable(name)} could not be read: {exc.strerror or exc}"
+        if _file_away(result, path, inbox / FAILED_DIR, note):
+            result.failed.append(name)
+        return
+    try:
+        _register(
+            result, path, snapshot, digest, info, now=now, settings=settings, in_flight=in_flight
+        )
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            snapshot.unlink()
+
+
+def _register(
+    result: InboxTick,
+    path: Path,
+    snapshot: Path,
+    digest: str,
+    info: os.stat_result,
+    *,
+    now: float,
+    settings: InboxSettings,
+    in_flight: set[str],
+) -> None:
+    name = path.name
+    inbox = path.parent
+    earlier = _completed_import(digest)
+    if earlier is not None:
+        note = (
+            f"{printable(name)}: not imported again: the same content was imported as "
+            f"{earlier} (bulk-pipeline report {earlier})"
+        )
+        if _file_away(result, path, inbox / PROCESSED_DIR, note, note_suffix=".skipped.txt"):
+            result.already_imported.append(name)
+        return
+    if digest in in_flight:
+        result.waiting += 1
+        return
+    import_id = import_id_for(name, digest)
+    try:
+        stored = _stored(snapshot, name, import_id)
+        register_import(
+            stored,
+            target=settings.target,
+            import_id=import_id,
+            origin=ORIGIN_INBOX,
+            copied_from=path,
+        )
+    except (OSError, ValueError, UserInputError) as exc:
+        note = f"{printable(name)} could not be registered: {printable(str(exc))}"
+        if _file_away(result, path, inbox / FAILED_DIR, note):
+            result.failed.append(name)
+        return
+    result.cursor.requested[name] = Requested(
+        import_id=import_id, signature=_signature(info), digest=digest, requested_at=now
+    )
+    in_flight.add(digest)
+    result.runs.append(
+        ImportToRun(file_name=name, import_id=import_id, run_key=f"inbox:{import_id}:{now:.0f}")
+    )

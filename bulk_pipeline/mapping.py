@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
+import polars.selectors as cs
 import yaml
 
 from bulk_pipeline.entities import ENTITY_SPECS, Entity
@@ -294,7 +295,7 @@ def map_columns(
     ordered = {name: column_map[name] for name in fields if name in column_map}
     used = set(ordered.values())
     frame = raw.frame.select(
-        *(pl.col(column).cast(pl.String).alias(name) for name, column in ordered.items()),
+        *(cs.by_name(column).cast(pl.String).alias(name) for name, column in ordered.items()),
         pl.col(LINE_COLUMN),
     )
     report_columns = REJECTED_REPORT_COLUMNS if set(columns) >= REJECTED_REPORT_COLUMNS else set()

@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
-from bulk_pipeline import cli, inbox
+from bulk_pipeline import cli, config, inbox
 from bulk_pipeline.defs.partitions import imports_partitions
 from bulk_pipeline.defs.sensors import inbox_sensor
 from bulk_pipeline.runs import LAUNCHED_BY_TAG, FinishedRun
@@ -174,3 +175,134 @@ def test_odd_names_become_valid_partition_keys_and_a_changed_file_is_requested_a
     assert [run.file_name for run in second.runs] == ["a|b.csv"]
     assert second.runs[0].import_id != keys["a|b.csv"]
     assert second.processed == ["report...v2.csv"]
+
+
+def _under(folder: Path) -> str:
+    """Every readable byte of every regular file under ``folder``, as text."""
+    return "".join(
+        path.read_bytes().decode("utf-8", "replace")
+        for path in folder.rglob("*")
+        if path.is_file() and not path.is_symlink()
+    )
+
+
+def test_links_pipes_and_folders_are_moved_aside_unopened(tmp_path: Path) -> None:
+    secret = tmp_path / "outside" / "passwd"
+    secret.parent.mkdir()
+    secret.write_text("root:SECRET-FIRST-LINE:0:0\n", encoding="utf-8")
+    outside_csv = contacts_csv(tmp_path / "outside" / "leads.csv", ["out@example.com"])
+    box = inbox.inbox_dir()
+    (box / "passwd.csv").symlink_to(secret)
+    (box / "leads.csv").symlink_to(outside_csv)
+    (box / "dangling.csv").symlink_to(tmp_path / "nowhere.csv")
+    os.mkfifo(box / "pipe.csv")
+    (box / "folder.csv").mkdir()
+    drop(box / "real.csv", "Email\nreal@example.com\n", seconds_ago=60)
+    for name in ("passwd.csv", "leads.csv", "dangling.csv"):
+        os.utime(box / name, (time.time() - 60, time.time() - 60), follow_symlinks=False)
+
+    result = inbox.tick(inbox.InboxCursor(), {}, now=time.time(), settings=_settings())
+
+    assert [run.file_name for run in result.runs] == ["real.csv"]
+    assert sorted(result.failed) == [
+        "dangling.csv",
+        "folder.csv",
+        "leads.csv",
+        "passwd.csv",
+        "pipe.csv",
+    ]
+    failed = box / "failed"
+    for name, kind in [
+        ("passwd.csv", "a symbolic link"),
+        ("leads.csv", "a symbolic link"),
+        ("dangling.csv", "a symbolic link"),
+        ("pipe.csv", "a named pipe"),
+        ("folder.csv", "a folder"),
+    ]:
+        note = (failed / f"{name}.error.txt").read_text(encoding="utf-8")
+        assert note.startswith(f"{name} is {kind}; only regular files")
+    assert (failed / "passwd.csv").is_symlink()
+    assert (failed / "pipe.csv").is_fifo()
+    assert (failed / "folder.csv").is_dir()
+    home = config.data_home()
+    assert "SECRET-FIRST-LINE" not in _under(home)
+    assert "out@example.com" not in _under(home)
+    assert sorted(p.name for p in (home / "files").iterdir()) == [result.runs[0].import_id]
+
+
+def test_a_file_swapped_for_a_link_after_listing_is_not_read(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.csv"
+    secret.write_text("Email\nsecret@example.com\n", encoding="utf-8")
+    listed = drop(inbox.inbox_dir() / "swap.csv", "Email\nok@example.com\n", seconds_ago=60)
+    info = listed.stat()
+    listed.unlink()
+    listed.symlink_to(secret)
+
+    with pytest.raises(OSError):
+        inbox._snapshot(listed, info)
+
+    assert "secret@example.com" not in _under(config.data_home() / "work")
+
+
+def test_long_names_get_notes_that_fit_and_one_failure_never_blocks_the_others() -> None:
+    box = inbox.inbox_dir()
+    long_names = ["é" * 120 + "-a.csv", "é" * 120 + "-b.csv", "x" * 251 + ".csv"]
+    assert all(len(name.encode()) >= 246 for name in long_names)
+    for number, name in enumerate(long_names):
+        drop(box / name, f"Email\nlong{number}@example.com\n", seconds_ago=60)
+    drop(box / "short.csv", "Email\nshort@example.com\n", seconds_ago=60)
+    (box / ("l" * 251 + ".csv")).symlink_to(box / "short.csv")
+
+    first = inbox.tick(inbox.InboxCursor(), {}, now=time.time(), settings=_settings())
+
+    assert sorted(run.file_name for run in first.runs) == sorted([*long_names, "short.csv"])
+    assert first.failed == ["l" * 251 + ".csv"]
+    ids = {run.file_name: run.import_id for run in first.runs}
+    finished = {
+        ids[name]: FinishedRun(f"run-{n}", succeeded=name == "short.csv", message="no email")
+        for n, name in enumerate(ids)
+    }
+    drop(box / "failed" / long_names[2], "taken already", seconds_ago=0)
+
+    second = inbox.tick(first.cursor, finished, now=time.time(), settings=_settings())
+
+    assert second.errors == []
+    assert second.processed == ["short.csv"]
+    assert sorted(second.failed) == sorted(long_names)
+    assert json.loads(second.cursor.to_json())["requested"] == {}
+    notes = [p for p in (box / "failed").iterdir() if p.name.endswith(".error.txt")]
+    assert len(notes) == 4
+    assert all(len(p.name.encode()) <= 255 for p in (box / "failed").iterdir())
+    texts = [note.read_text(encoding="utf-8") for note in notes]
+    for name in long_names:
+        assert sum(text.startswith(f"{name}: import ") for text in texts) == 1
+    assert [p.name for p in box.iterdir() if not p.is_dir()] == []
+
+
+def test_names_with_dots_newlines_and_leading_dashes_import_and_are_filed(
+    crm: RunningSandbox, instance: dg.DagsterInstance
+) -> None:
+    box = inbox.inbox_dir()
+    names = ["-rf.csv", "--help.csv", "a..b.csv", "new\nline.csv", "q" * 246 + ".csv"]
+    for number, name in enumerate(names):
+        contacts_csv(box / name, [f"odd{number}@example.com"])
+        age(box / name, 60)
+
+    first = _tick(instance, None)
+
+    keys = [request.partition_key or "" for request in first.run_requests]
+    assert len(set(keys)) == len(names)
+    assert all(re.fullmatch(r"[a-z0-9][a-z0-9_-]*", key) for key in keys)
+    instance.add_dynamic_partitions(PARTITIONS, keys)
+    for request in first.run_requests:
+        assert run_import_partition(instance, request.partition_key or "", request.tags).success
+
+    second = _tick(instance, first.cursor)
+
+    assert second.run_requests == []
+    assert sorted(p.name for p in (box / "processed").iterdir()) == sorted(names)
+    emails = sorted(r["properties"]["email"] for r in crm.admin.records("contacts"))
+    assert emails == [f"odd{number}@example.com" for number in range(len(names))]
+    described = inbox.InboxTick(partial=[".new\nname.csv"]).describe()
+    assert "\n" not in described
+    assert ".new\\nname.csv" in described

@@ -29,7 +29,9 @@ def inbox_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     tick = inbox.tick(cursor, finished, now=time.time(), settings=inbox.InboxSettings.from_env())
     context.log.info("inbox: %s", tick.describe())
     for planned in tick.runs:
-        context.log.info("inbox: %s -> partition %s", planned.file_name, planned.import_id)
+        context.log.info(
+            "inbox: %s -> partition %s", inbox.printable(planned.file_name), planned.import_id
+        )
     return dg.SensorResult(
         run_requests=[
             dg.RunRequest(

@@ -80,8 +80,9 @@ def read_csv(path: Path, *, source: str, limits: Limits) -> RawTable:
 
     names = unique_headers(table.header)
     blanks = [names[i] for i in blank_header_positions(table.header)]
-    frame = table.frame.rename({f"c{i}": name for i, name in enumerate(names)}).select(
-        *names, LINE_COLUMN
+    internal = [f"c{i}" for i in range(len(names))]
+    frame = table.frame.select(*internal, LINE_COLUMN).rename(
+        dict(zip(internal, names, strict=True))
     )
     return RawTable(
         frame=finish_frame(frame, blanks),

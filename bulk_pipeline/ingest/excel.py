@@ -78,12 +78,14 @@ def read_excel(
     header_cells: list[str | None] = list(non_blank.row(0)[1:])
     headers = unique_headers(header_cells)
     blanks = [headers[i] for i in blank_header_positions(header_cells)]
-    rows = cells.filter(pl.col(LINE_COLUMN) > header_line).rename(
-        dict(zip(sources, headers, strict=True))
+    rows = (
+        cells.filter(pl.col(LINE_COLUMN) > header_line)
+        .with_columns(
+            pl.col(sources).str.replace(MIDNIGHT, "$1").str.replace(TIMESTAMP, "${1}T${2}")
+        )
+        .select(*sources, LINE_COLUMN)
+        .rename(dict(zip(sources, headers, strict=True)))
     )
-    rows = rows.with_columns(
-        pl.col(headers).str.replace(MIDNIGHT, "$1").str.replace(TIMESTAMP, "${1}T${2}")
-    ).select(*headers, LINE_COLUMN)
     return RawTable(
         frame=finish_frame(rows, blanks),
         source=source,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -191,11 +191,20 @@ def _series(headers: list[str], columns: list[list[str | None]]) -> dict[str, pl
 
 def _loads(text: str) -> Any:
     """JSON with numbers kept as written: decimals as Decimal, whole numbers of any length."""
-    return json.loads(text, parse_float=Decimal, parse_int=_whole_number)
+    return json.loads(text, parse_float=_decimal, parse_int=_whole_number)
 
 
 def _whole_number(text: str) -> int | Decimal:
     return int(text) if len(text) <= MAX_INT_DIGITS else Decimal(text)
+
+
+def _decimal(text: str) -> Decimal | str:
+    """A decimal number; one whose exponent no Decimal can hold (``1e99999999999999999999``) is
+    kept as the text it was written as."""
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        return text
 
 
 def _is_encodable(text: str | None) -> bool:

@@ -26,6 +26,7 @@ Legacy .xls files (an OLE2 container, not a zip) are bounded only by the file si
 
 from __future__ import annotations
 
+import contextlib
 import html
 import re
 import struct
@@ -170,7 +171,11 @@ class WorkbookGuard:
         guard = cls(path=path, source=source, limits=limits)
         if not zipfile.is_zipfile(path):
             return guard
-        with _open_zip(path, source) as archive, path.open("rb") as handle:
+        with (
+            _damaged_zip(source),
+            _open_zip(path, source) as archive,
+            path.open("rb") as handle,
+        ):
             guard._index(archive.infolist())
             folder = guard._main_folder(handle)
             if folder is not None:
@@ -192,7 +197,7 @@ class WorkbookGuard:
         """
         if self.shared_strings is None:
             return
-        with self.path.open("rb") as handle:
+        with _damaged_zip(self.source), self.path.open("rb") as handle:
             key = self.sheet_parts.get(name)
             if key is not None and key in self.parts:
                 self._scan_sheet(handle, self.parts[key], name)
@@ -569,6 +574,19 @@ class WorkbookGuard:
         found = indices.filter(indices < count)
         unreadable = values.height - indexed.height
         return int(self.string_lengths.gather(found).sum()) + unreadable * longest
+
+
+@contextlib.contextmanager
+def _damaged_zip(source: str) -> Iterator[None]:
+    """A zip too damaged to follow (offsets out of the file, truncated headers) is an input
+    error like any other."""
+    try:
+        yield
+    except (OSError, ValueError, EOFError, struct.error, zipfile.BadZipFile, zlib.error) as exc:
+        raise InputFileError(
+            f"{source}: the workbook is damaged ({exc}). Open it in Excel or LibreOffice, save "
+            "it again, and import that."
+        ) from exc
 
 
 def _open_zip(path: Path, source: str) -> zipfile.ZipFile:

@@ -8,6 +8,7 @@ one by one in ``test_crafted.py``.
 
 from __future__ import annotations
 
+import io
 import struct
 import zipfile
 from collections.abc import Callable
@@ -56,6 +57,28 @@ def workbook(
     compression: int = zipfile.ZIP_DEFLATED,
 ) -> Path:
     """A minimal SpreadsheetML package with one sheet, as calamine and Excel read it."""
+    path.write_bytes(
+        workbook_bytes(
+            sheet,
+            strings,
+            folder=folder,
+            sheet_name=sheet_name,
+            extra=extra,
+            compression=compression,
+        )
+    )
+    return path
+
+
+def workbook_bytes(
+    sheet: str,
+    strings: str | None = None,
+    *,
+    folder: str = "xl",
+    sheet_name: str = "Contacts",
+    extra: dict[str, bytes] | None = None,
+    compression: int = zipfile.ZIP_DEFLATED,
+) -> bytes:
     parts: dict[str, str | bytes] = {
         "[Content_Types].xml": (
             '<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats'
@@ -84,10 +107,11 @@ def workbook(
         f"{folder}/sharedStrings.xml": strings or shared_strings(["Email", "Name"]),
         **(extra or {}),
     }
-    with zipfile.ZipFile(path, "w", compression) as archive:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
         for name, content in parts.items():
             archive.writestr(name, content)
-    return path
+    return buffer.getvalue()
 
 
 def declare_size(path: Path, part: str, size: int) -> Path:
@@ -158,10 +182,8 @@ def _cells_without_reference(path: Path) -> Path:
 
 def _inflation_bomb(path: Path) -> Path:
     """A part that inflates 1,000-fold (honestly declared)."""
-    path = workbook(path, sheet_xml(HEADER_ROW), compression=zipfile.ZIP_DEFLATED)
-    with zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("xl/media/filler.xml", b" " * (64 << 20))
-    return path
+    filler = {"xl/media/filler.xml": b" " * (64 << 20)}
+    return workbook(path, sheet_xml(HEADER_ROW), extra=filler)
 
 
 def _lying_size(path: Path) -> Path:

@@ -19,6 +19,7 @@ from typing import Any
 import polars as pl
 
 from bulk_pipeline import config
+from bulk_pipeline.csv_export import write_frame
 from bulk_pipeline.entities import Entity
 from bulk_pipeline.errors import UserInputError
 from bulk_pipeline.imports import ORIGIN_INBOX, ImportRequest
@@ -365,7 +366,7 @@ def dry_run(request: ImportRequest, store: StagingStore, target: Target) -> DryR
     report_phase(progress_path(request.import_id), Phase.PLANNING)
     planned, summary = plan(request, store, target)
     folder = config.reports_dir(request.import_id)
-    pl.DataFrame(
+    plan_rows = pl.DataFrame(
         {
             "line": [p.line for p in planned],
             "key": [p.key for p in planned],
@@ -377,7 +378,8 @@ def dry_run(request: ImportRequest, store: StagingStore, target: Target) -> DryR
             "reason": [p.reason for p in planned],
         },
         schema_overrides={"line": pl.Int64, "crm_id": pl.String, "reason": pl.String},
-    ).write_csv(folder / "plan.csv")
+    )
+    write_frame(folder / "plan.csv", plan_rows)
     counts = store.outcome_counts(request.import_id)
     budget = target.budget()
     daily = [s for s in budget if s.resets_at is not None and s.remaining is not None]
@@ -530,7 +532,7 @@ def write_results(request: ImportRequest, store: StagingStore) -> ImportSummary:
     duplicates = lines.filter(pl.col("outcome") == LineOutcome.DUPLICATE.value).select(
         "line", "key", "reason"
     )
-    duplicates.write_csv(folder / "duplicates.csv")
+    write_frame(folder / "duplicates.csv", duplicates)
     batches = _work(request.import_id, BATCHES_FILE)
     if batches.exists():
         shutil.copyfile(batches, folder / BATCHES_FILE)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import phonenumbers
 import polars as pl
 
+from bulk_pipeline.csv_export import UNQUOTE_PATTERN
 from bulk_pipeline.entities import ENTITY_SPECS, Entity
 from bulk_pipeline.ingest import LINE_COLUMN
 
@@ -71,7 +72,10 @@ def normalize(frame: pl.DataFrame, entity: Entity, *, default_region: str = "US"
     present = [c for c in frame.columns if c != LINE_COLUMN and frame.schema[c] == pl.String]
 
     frame = frame.with_columns(
-        _blank_to_null(_unquote_formula(pl.col(c).str.strip_chars(WHITESPACE))) for c in present
+        _blank_to_null(
+            _unquote_formula(pl.col(c).str.strip_chars(WHITESPACE)).str.strip_chars(WHITESPACE)
+        )
+        for c in present
     )
     frame = frame.with_columns(
         *(_collapse_spaces(c) for c in present if c in fields and c in NAME_FIELDS),
@@ -89,9 +93,9 @@ def normalize(frame: pl.DataFrame, entity: Entity, *, default_region: str = "US"
 
 
 def _unquote_formula(value: pl.Expr) -> pl.Expr:
-    """Drop the apostrophe that rejected.csv (and spreadsheet users) put before = + - @, so a
-    corrected rejected.csv imports with its original values."""
-    return value.str.replace(r"^'([=+\-@])", "$1")
+    """Drop the apostrophe that our CSV files (and spreadsheet users) put before a formula-like
+    value, so a corrected rejected.csv imports with its original values."""
+    return value.str.replace(UNQUOTE_PATTERN, "$1")
 
 
 def _blank_to_null(value: pl.Expr) -> pl.Expr:

@@ -12,7 +12,6 @@ Rows that vanished since the source's last successful sync are listed in ``vanis
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
@@ -24,6 +23,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bulk_pipeline import config, import_steps
+from bulk_pipeline.csv_export import write_rows
 from bulk_pipeline.errors import BudgetExhausted, BulkPipelineError, TransientError, UserInputError
 from bulk_pipeline.imports import ORIGIN_SYNC, ImportRequest, register_import
 from bulk_pipeline.outcomes import ChangeState
@@ -213,12 +213,11 @@ def handle_vanished(
 
 
 def _write_vanished(import_id: str, previous: str, vanished: list[Vanished]) -> None:
-    folder = config.reports_dir(import_id)
-    with (folder / VANISHED_FILE).open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["key", "crm_id", "created_by", "action", "since"])
-        for v in vanished:
-            writer.writerow([v.key, v.crm_id or "", v.created_by or "", v.action, previous])
+    write_rows(
+        config.reports_dir(import_id) / VANISHED_FILE,
+        ["key", "crm_id", "created_by", "action", "since"],
+        ([v.key, v.crm_id or "", v.created_by or "", v.action, previous] for v in vanished),
+    )
 
 
 def sync_source(

@@ -226,7 +226,7 @@ def test_vanished_rows_are_reported_and_only_mirrored_sources_archive_what_we_cr
 
 def _vanished(source: str, day: str) -> dict[str, str]:
     path = config.data_home() / "reports" / f"sync-{source}-{day}" / sync.VANISHED_FILE
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8-sig") as handle:
         return {row["key"]: row["action"] for row in csv.DictReader(handle)}
 
 

@@ -7,11 +7,12 @@ rates then average to the push's overall rate instead of flattering it.
 
 from __future__ import annotations
 
-import csv
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+
+from bulk_pipeline.csv_export import append_rows, write_rows
 
 BATCH_LOG_COLUMNS = ("batch", "records", "seconds", "records_per_second", "finished_at")
 
@@ -25,8 +26,7 @@ class BatchLog:
         self._clock = clock
         self._last = clock()
         if path is not None:
-            with path.open("w", newline="", encoding="utf-8") as handle:
-                csv.writer(handle).writerow(BATCH_LOG_COLUMNS)
+            write_rows(path, BATCH_LOG_COLUMNS, [])
 
     def add(self, records: int) -> None:
         now = self._clock()
@@ -36,7 +36,4 @@ class BatchLog:
             return
         rate = records / seconds if seconds > 0 else 0.0
         finished = datetime.now(UTC).isoformat(timespec="seconds")
-        with self.path.open("a", newline="", encoding="utf-8") as handle:
-            csv.writer(handle).writerow(
-                [self.count, records, round(seconds, 4), round(rate, 1), finished]
-            )
+        append_rows(self.path, [[self.count, records, round(seconds, 4), round(rate, 1), finished]])

@@ -9,7 +9,8 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from bulk_pipeline.reports.rejected import neutralize_formula, write_rejected_csv
+from bulk_pipeline.csv_export import neutralize
+from bulk_pipeline.reports.rejected import write_rejected_csv
 
 
 def _rows(
@@ -36,14 +37,18 @@ def _read(path: Path) -> pl.DataFrame:
         ("\r=1+1", "'\r=1+1"),
         ("bob@example.com", "bob@example.com"),
         ("a=b", "a=b"),
-        (" =1", " =1"),
+        (" =1", "' =1"),
+        (" \t@x", "' \t@x"),
+        ("\n-1", "'\n-1"),
+        ("\tplain", "'\tplain"),
+        ("1-2", "1-2"),
         ("'=1", "'=1"),
         ("", ""),
         (None, None),
     ],
 )
 def test_neutralize_formula(value: str | None, expected: str | None) -> None:
-    assert neutralize_formula(value) == expected
+    assert neutralize(value) == expected
 
 
 def test_rejected_rows_round_trip_with_line_and_reason_last(tmp_path: Path) -> None:
@@ -96,7 +101,7 @@ def test_the_vectorized_path_agrees_with_neutralize_formula(tmp_path: Path) -> N
     rows = _rows({"cell": values}, lines=list(range(len(values))), reasons=["r"] * len(values))
     path = tmp_path / "rejected.csv"
     write_rejected_csv(path, rows)
-    assert _read(path)["cell"].to_list() == [neutralize_formula(value) for value in values]
+    assert _read(path)["cell"].to_list() == [neutralize(value) for value in values]
 
 
 def test_zero_rows_still_write_the_header(tmp_path: Path) -> None:

@@ -27,6 +27,8 @@ DEFAULT_SANDBOX_TOKEN = "sandbox-local-token"
 
 DEFAULT_MAX_FILE_BYTES = 2 * 1024**3
 DEFAULT_MAX_ROWS = 10_000_000
+DEFAULT_MAX_COLUMNS = 50_000
+"""Spreadsheets stop at 16,384; wide files cost per column in every reader."""
 DEFAULT_MAX_CELLS = 50_000_000
 """A million rows of 50 columns; calamine holds 32 bytes per cell of a sheet's range."""
 DEFAULT_MAX_UNPACKED_BYTES = 4 * 1024**3

@@ -32,6 +32,7 @@ from bulk_pipeline.ingest.table import (
     RawTable,
     RowIssue,
     blank_header_positions,
+    check_column_count,
     check_row_count,
     empty_frame,
     finish_frame,
@@ -182,6 +183,7 @@ def _read_fast(
     header_stop = records["stop"][header_row]
     header = _parse_record(data[header_start:header_stop].decode("utf-8"), delimiter)
     _check_header(header, int(records["line"][header_row]), source)
+    check_column_count(len(header), limits, source, "the header has ")
     width = len(header)
 
     body = records.slice(header_row + 1)
@@ -196,6 +198,9 @@ def _read_fast(
         delimiters.search_sorted(body["stop"].cast(delimiters.dtype))
         - delimiters.search_sorted(body["start"].cast(delimiters.dtype))
     ).cast(pl.Int64) + 1
+    widest = int(fields.arg_max() or 0)
+    line = int(body["line"][widest])
+    check_column_count(int(fields[widest]), limits, source, f"line {line} has ")
 
     columns = [f"c{i}" for i in range(width)]
     # A first line of `width` empty fields fixes the column count polars sees, whatever the
@@ -269,8 +274,12 @@ def _read_careful(text: str, delimiter: str, skip: int, source: str, limits: Lim
                 header = row
                 width = len(header)
                 _check_header(header, line + skipped_lines, source)
+                check_column_count(width, limits, source, "the header has ")
             continue
         count += 1
+        if len(row) > limits.max_columns:
+            where = f"line {line + skipped_lines} has "
+            check_column_count(len(row), limits, source, where)
         if len(row) > width:
             issue = _ragged_issue(row, header, line + skipped_lines)
             if issue is not None:

@@ -28,6 +28,9 @@ from bulk_pipeline.ingest.table import (
 )
 from bulk_pipeline.ingest.workbook_guard import WorkbookGuard
 
+RUST_PANIC = "PanicException"
+"""What a panic inside calamine surfaces as (pyo3's, a BaseException): a reader bug on a damaged
+file, not a reason to crash the run."""
 MIDNIGHT = r"^(\d{4}-\d{2}-\d{2}) 00:00:00(?:\.0+)?$"
 TIMESTAMP = r"^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2}(?:\.\d+)?)$"
 
@@ -59,12 +62,19 @@ def read_excel(
             f"{source}: cannot be read as a workbook ({exc}). If it is password-protected or "
             "damaged, open it in Excel, save an unprotected copy, and import that."
         ) from exc
+    except BaseException as exc:
+        if type(exc).__name__ != RUST_PANIC:
+            raise
+        raise InputFileError(
+            f"{source}: cannot be read as a workbook: the reader failed on it ({exc}). Open it "
+            "in Excel or LibreOffice, save it again (as .xlsx), and import that."
+        ) from exc
 
     cells = cells.with_row_index(LINE_COLUMN, offset=1)
     sources = [column for column in cells.columns if column != LINE_COLUMN]
     non_blank = (
         cells.filter(
-            pl.any_horizontal(pl.col(c).str.contains(r"\S").fill_null(False) for c in sources)
+            pl.any_horizontal(pl.exclude(LINE_COLUMN).str.contains(r"\S").fill_null(False))
         )
         if sources
         else cells

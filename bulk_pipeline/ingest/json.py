@@ -25,6 +25,7 @@ from bulk_pipeline.ingest.table import (
     RawTable,
     RowIssue,
     blank_header_positions,
+    check_column_count,
     check_row_count,
     entity_from_label,
     finish_frame,
@@ -74,7 +75,9 @@ def read_json(path: Path, *, source: str, limits: Limits, entity: Entity | None 
         )
     check_row_count(len(document), limits, source)
     try:
-        table = _table(list(enumerate(document, start=1)), source, encoding=decoded.encoding)
+        table = _table(
+            list(enumerate(document, start=1)), source, limits, encoding=decoded.encoding
+        )
     except RecursionError as exc:
         raise _too_deep(text, source) from exc
     table.entity_hint = entity_from_label(key) if key else None
@@ -112,7 +115,7 @@ def _ndjson(text: str, source: str, limits: Limits, encoding: str) -> RawTable:
             "Expected one JSON object per line."
         )
     try:
-        table = _table(items, source, encoding=encoding)
+        table = _table(items, source, limits, encoding=encoding)
     except RecursionError as exc:
         raise _too_deep(text, source) from exc
     table.rejected = sorted([*issues, *table.rejected], key=lambda issue: issue.line)
@@ -137,7 +140,7 @@ def _pick_list(document: dict[str, Any], entity: Entity | None, source: str) -> 
     )
 
 
-def _table(items: list[tuple[int, Any]], source: str, *, encoding: str) -> RawTable:
+def _table(items: list[tuple[int, Any]], source: str, limits: Limits, *, encoding: str) -> RawTable:
     keys: dict[str, None] = {}
     rows: list[tuple[int, dict[str, Any]]] = []
     issues: list[RowIssue] = []
@@ -154,6 +157,7 @@ def _table(items: list[tuple[int, Any]], source: str, *, encoding: str) -> RawTa
                 )
             )
     names = list(keys)
+    check_column_count(len(names), limits, source, "the objects have ")
     headers = unique_headers([_printable(name) for name in names])
     columns = [[_text(row.get(name)) for _, row in rows] for name in names]
     try:

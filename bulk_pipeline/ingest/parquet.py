@@ -21,6 +21,7 @@ from bulk_pipeline.ingest.table import (
     Limits,
     RawTable,
     blank_header_positions,
+    check_column_count,
     check_row_count,
     finish_frame,
     human_size,
@@ -64,6 +65,7 @@ def read_parquet(path: Path, *, source: str, limits: Limits) -> RawTable:
 
 def _check_expansion(metadata: pq.FileMetaData, source: str, limits: Limits) -> None:
     check_row_count(metadata.num_rows, limits, source)
+    check_column_count(metadata.num_columns, limits, source, "the file has ")
     unpacked = 0
     values = 0
     for group in range(metadata.num_row_groups):

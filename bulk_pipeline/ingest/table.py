@@ -51,6 +51,8 @@ class Limits:
     max_bytes: int = config.DEFAULT_MAX_FILE_BYTES
     """The file on disk."""
     max_rows: int = config.DEFAULT_MAX_ROWS
+    max_columns: int = config.DEFAULT_MAX_COLUMNS
+    """Columns of a file, and fields of any one row of a CSV."""
     max_cells: int = config.DEFAULT_MAX_CELLS
     """A sheet's range (rows x columns, declared or spanned by its values); Parquet values."""
     max_unpacked_bytes: int = config.DEFAULT_MAX_UNPACKED_BYTES
@@ -172,6 +174,17 @@ def check_row_count(rows: int, limits: Limits, source: str) -> None:
             f"{source}: the file has {rows:,} rows, more than the limit of {limits.max_rows:,} "
             "rows for one file. Split it into smaller files, or raise the limit "
             "(Limits(max_rows=...))."
+        )
+
+
+def check_column_count(columns: int, limits: Limits, source: str, where: str = "") -> None:
+    """Stop before building a frame wider than one import may take (each column costs time in
+    every reader, whatever it holds)."""
+    if columns > limits.max_columns:
+        raise InputFileError(
+            f"{source}: {where}{columns:,} columns, more than the limit of "
+            f"{limits.max_columns:,} (a spreadsheet holds at most 16,384). Leave out the columns "
+            "the import does not need, or raise the limit (Limits(max_columns=...))."
         )
 
 

@@ -13,7 +13,8 @@ here, with the bounds in :class:`~bulk_pipeline.ingest.table.Limits`:
   inflated, that it yields no more than it declared;
 * SpreadsheetML (.xlsx, .xlsm): the shared strings' declared count against the strings really
   there, and for the sheet about to be read its declared ``<dimension>``, the rows x columns its
-  valued cells span, and the text its cells hold once shared strings are expanded.
+  valued cells span, and the text its cells hold once shared strings are expanded;
+* .xlsb: the same for its binary sheets.
 
 The scan reads the XML with regular expressions run by polars over 16 MB slices, not with an XML
 parser: a parser in Python would take longer than calamine itself. The expressions follow the
@@ -21,7 +22,8 @@ XML grammar where a crafted file could hide from them (attribute values holding 
 quote, namespace prefixes, whitespace around ``=``); where they are not exact they count more
 than calamine would (a cell inside a comment), never less.
 
-Legacy .xls files (an OLE2 container, not a zip) are bounded only by the file size here.
+.xlsb sheets are walked record by record the same way (cell reach, shared text, shared-string
+indexes in range); legacy .xls files, an OLE2 container rather than a zip, in ``xls_guard``.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ from typing import BinaryIO
 
 import polars as pl
 
-from bulk_pipeline.ingest.table import InputFileError, Limits, human_size
+from bulk_pipeline.ingest.table import InputFileError, Limits, check_column_count, human_size
+from bulk_pipeline.ingest.xls_guard import check_legacy_workbook
 
 SLICE_BYTES = 16 * 1024 * 1024
 """Inflated XML is scanned in slices of about this size, cut before a ``<``."""
@@ -78,6 +81,19 @@ UNIQUE_COUNT = re.compile(
 SHEET_ENTRY = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?sheet(" + ATTRIBUTES.encode() + rb")/?>")
 RELATIONSHIP = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?Relationship(" + ATTRIBUTES.encode() + rb")/?>")
 MAX_INDEX_PART_BYTES = 64 * 1024 * 1024
+XLSB_WORKBOOK = "xl/workbook.bin"
+XLSB_STRINGS = "xl/sharedstrings.bin"
+XLSB_SHEETS = "xl/worksheets/"
+XLSB_ROW = 0x0000
+XLSB_CELLS = frozenset(range(0x0002, 0x000C))
+"""BrtCellRk to BrtFmlaError; BrtCellBlank (1) holds no value and is not kept."""
+XLSB_SHARED_CELL = 0x0007
+XLSB_STRING = 0x0013
+XLSB_DIMENSION = 0x0094
+XLSB_END_SHEET_DATA = 0x0092
+XLSB_LAST_ROW = 0x0010_0000
+RECORD_HEAD = 16
+"""Bytes kept of each .xlsb record: enough for a cell's column, style and value or index."""
 CELL_NAME = re.compile(r"([A-Za-z]*)(\d*)")
 DIGITS = "0123456789"
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -157,6 +173,8 @@ class WorkbookGuard:
     """Parts already inflated in full (each is inflated once at open, sheets at check)."""
     shared_strings: str | None = None
     """Lookup key of the shared-string table; None for a workbook that is not SpreadsheetML."""
+    binary_sheets: list[str] = field(default_factory=list)
+    """The worksheet parts of an .xlsb (calamine reads sheets from ``xl/worksheets/`` only)."""
     string_lengths: pl.Series = field(default_factory=lambda: pl.Series([], dtype=pl.Int64))
     """Bytes of each shared string (its whole ``<si>`` element, so never less than its text)."""
 
@@ -170,6 +188,7 @@ class WorkbookGuard:
         """
         guard = cls(path=path, source=source, limits=limits)
         if not zipfile.is_zipfile(path):
+            check_legacy_workbook(path, source=source, limits=limits)
             return guard
         with (
             _damaged_zip(source),
@@ -177,13 +196,18 @@ class WorkbookGuard:
             path.open("rb") as handle,
         ):
             guard._index(archive.infolist())
-            folder = guard._main_folder(handle)
-            if folder is not None:
-                guard.sheet_parts = guard._sheet_parts(handle, folder)
-                guard.shared_strings = _key(f"{folder}sharedStrings.xml")
-                if guard.shared_strings in guard.parts:
-                    guard._scan_shared_strings(handle, guard.parts[guard.shared_strings])
-            sheets = set(guard.sheet_parts.values())
+            if XLSB_WORKBOOK in guard.parts:
+                guard.binary_sheets = [k for k in guard.parts if k.startswith(XLSB_SHEETS)]
+                if XLSB_STRINGS in guard.parts:
+                    guard._scan_binary_strings(handle, guard.parts[XLSB_STRINGS])
+            else:
+                folder = guard._main_folder(handle)
+                if folder is not None:
+                    guard.sheet_parts = guard._sheet_parts(handle, folder)
+                    guard.shared_strings = _key(f"{folder}sharedStrings.xml")
+                    if guard.shared_strings in guard.parts:
+                        guard._scan_shared_strings(handle, guard.parts[guard.shared_strings])
+            sheets = {*guard.sheet_parts.values(), *guard.binary_sheets}
             for key, info in guard.parts.items():
                 if key not in sheets and key not in guard.checked:
                     guard._drain(handle, key, info)
@@ -195,6 +219,11 @@ class WorkbookGuard:
         Raises:
             InputFileError: the sheet would expand past the limits.
         """
+        if self.binary_sheets:
+            with _damaged_zip(self.source), self.path.open("rb") as handle:
+                for part in self.binary_sheets:
+                    self._scan_binary_sheet(handle, self.parts[part], name)
+            return
         if self.shared_strings is None:
             return
         with _damaged_zip(self.source), self.path.open("rb") as handle:
@@ -408,6 +437,92 @@ class WorkbookGuard:
                 f"{count:,}; a reader would reserve memory for all {declared:,}"
             )
 
+    def _records(self, handle: BinaryIO, info: zipfile.ZipInfo) -> Iterator[tuple[int, int, bytes]]:
+        """Each record of an .xlsb part, as calamine reads it: type, size and the first
+        ``RECORD_HEAD`` bytes of its data (the rest of a long record is skipped, not kept)."""
+        buffer = bytearray()
+        skip = 0
+        for piece in self._inflate(handle, info):
+            if skip >= len(piece):
+                skip -= len(piece)
+                continue
+            buffer += memoryview(piece)[skip:]
+            skip = 0
+            position = 0
+            while (header := _record_header(buffer, position)) is not None:
+                kind, size, start = header
+                available = len(buffer) - start
+                if available < min(size, RECORD_HEAD):
+                    break
+                yield kind, size, bytes(buffer[start : start + min(size, RECORD_HEAD)])
+                if available < size:
+                    skip = size - available
+                    position = len(buffer)
+                    break
+                position = start + size
+            del buffer[:position]
+
+    def _scan_binary_strings(self, handle: BinaryIO, info: zipfile.ZipInfo) -> None:
+        """The size of each shared string of an .xlsb (its whole record, UTF-16: never less
+        than the text it becomes)."""
+        lengths = [size for kind, size, _ in self._records(handle, info) if kind == XLSB_STRING]
+        self.string_lengths = pl.Series(lengths, dtype=pl.Int64)
+        self.checked.add(_key(info.filename))
+
+    def _scan_binary_sheet(self, handle: BinaryIO, info: zipfile.ZipInfo, sheet: str) -> None:
+        """How far an .xlsb sheet's cells reach and the shared text they refer to. Rows past
+        1,048,576 end calamine's reading, so they end the scan too. calamine reads every record
+        into one buffer that only grows, and takes a cell's column from its first four bytes
+        even when the record is shorter: the bytes left by earlier records count, here too."""
+        lengths = self.string_lengths.to_list()
+        row = rows = columns = shared_text = 0
+        buffer = bytearray(RECORD_HEAD)
+        for kind, _, head in self._records(handle, info):
+            buffer[: len(head)] = head
+            if kind == XLSB_ROW:
+                row = int.from_bytes(buffer[:4], "little")
+                if row > XLSB_LAST_ROW:
+                    break
+            elif kind in XLSB_CELLS:
+                rows = max(rows, row + 1)
+                columns = max(columns, int.from_bytes(buffer[:4], "little") + 1)
+                if kind == XLSB_SHARED_CELL:
+                    index = int.from_bytes(buffer[8:12], "little")
+                    if index >= len(lengths):
+                        raise InputFileError(
+                            f"{self.source}: the workbook is damaged (a cell of sheet "
+                            f"'{sheet}' refers to shared string {index:,}, but there are "
+                            f"{len(lengths):,}). Open it in Excel, save it again, and import that."
+                        )
+                    shared_text += lengths[index]
+            elif kind == XLSB_DIMENSION:
+                first_row, last_row, first_column, last_column = struct.unpack("<4I", buffer)
+                declared = (abs(last_row - first_row) + 1) * (abs(last_column - first_column) + 1)
+                self._check_cells(sheet, declared, "declares a used range of")
+            elif kind == XLSB_END_SHEET_DATA:
+                break
+        check_column_count(columns, self.limits, self.source, f"sheet '{sheet}' spans ")
+        self._check_cells(
+            sheet, rows * columns, f"has values up to row {rows:,}, column {columns:,}, a range of"
+        )
+        self._check_shared_text(sheet, shared_text)
+
+    def _check_cells(self, sheet: str, cells: int, what: str) -> None:
+        if cells > self.limits.max_cells:
+            raise self._refuse(
+                f"sheet '{sheet}' {what} {cells:,} cells (about "
+                f"{human_size(cells * EXCEL_CELL_BYTES)} to read), more than the limit of "
+                f"{self.limits.max_cells:,} cells (Limits(max_cells=...))"
+            )
+
+    def _check_shared_text(self, sheet: str, shared_text: int) -> None:
+        if shared_text > self.limits.max_text_bytes:
+            raise self._refuse(
+                f"the cells of sheet '{sheet}' refer to {human_size(shared_text)} of shared "
+                f"text, more than the limit of {human_size(self.limits.max_text_bytes)} "
+                "(Limits(max_text_bytes=...))"
+            )
+
     def _scan_sheet(self, handle: BinaryIO, info: zipfile.ZipInfo, sheet: str) -> None:
         """A quick pass over the cell references, then token-by-token passes only when the
         quick one cannot vouch for the sheet: cells without a reference, or shared strings long
@@ -424,6 +539,7 @@ class WorkbookGuard:
                 self._scan_rows(text, extent)
         limits = self.limits
         rows, columns = extent.rows(), extent.columns()
+        check_column_count(columns, limits, self.source, f"sheet '{sheet}' spans ")
         if rows * columns > limits.max_cells:
             raise self._refuse(
                 f"sheet '{sheet}' has values from A1 to {column_letters(columns)}{rows}, a range "
@@ -433,13 +549,9 @@ class WorkbookGuard:
             )
         if _largest(self.string_lengths) * shared_cells <= limits.max_text_bytes:
             return
-        shared_text = sum(self._shared_text(text) for text in self._texts(handle, info))
-        if shared_text > limits.max_text_bytes:
-            raise self._refuse(
-                f"the cells of sheet '{sheet}' refer to {human_size(shared_text)} of shared "
-                f"text, more than the limit of {human_size(limits.max_text_bytes)} "
-                "(Limits(max_text_bytes=...))"
-            )
+        self._check_shared_text(
+            sheet, sum(self._shared_text(text) for text in self._texts(handle, info))
+        )
 
     def _texts(self, handle: BinaryIO, info: zipfile.ZipInfo) -> Iterator[str]:
         for data, _ in self._slices(handle, info):
@@ -597,6 +709,32 @@ def _open_zip(path: Path, source: str) -> zipfile.ZipFile:
             f"{source}: the workbook is damaged ({exc}). Open it in Excel or LibreOffice, save "
             "it again, and import that."
         ) from exc
+
+
+def _record_header(buffer: bytearray, position: int) -> tuple[int, int, int] | None:
+    """Type, size and data offset of the .xlsb record at ``position``, read as calamine reads
+    them (a type of one or two bytes, a size of up to four, seven bits each); None when the
+    header is not all in ``buffer`` yet."""
+    end = len(buffer)
+    if position >= end:
+        return None
+    kind = buffer[position]
+    position += 1
+    if kind & 0x80:
+        if position >= end:
+            return None
+        kind = (kind & 0x7F) + ((buffer[position] & 0x7F) << 7)
+        position += 1
+    size = 0
+    for shift in range(0, 28, 7):
+        if position >= end:
+            return None
+        byte = buffer[position]
+        position += 1
+        size += (byte & 0x7F) << shift
+        if not byte & 0x80:
+            break
+    return kind, size, position
 
 
 def _key(name: str) -> str:

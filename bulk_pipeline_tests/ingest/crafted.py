@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -114,6 +115,202 @@ def workbook_bytes(
     return buffer.getvalue()
 
 
+def record(kind: int, data: bytes = b"") -> bytes:
+    """One .xlsb record: its type and size as 7-bit groups, then its data."""
+    head = bytes([kind]) if kind < 0x80 else bytes([(kind & 0x7F) | 0x80, kind >> 7])
+    size, length = len(data), bytearray()
+    while True:
+        length.append((size & 0x7F) | (0x80 if size > 0x7F else 0))
+        size >>= 7
+        if not size:
+            break
+    return head + bytes(length) + data
+
+
+def wide(text: str) -> bytes:
+    return struct.pack("<I", len(text)) + text.encode("utf-16-le")
+
+
+def text_cell(column: int, text: str) -> bytes:
+    return record(0x0006, struct.pack("<II", column, 0) + wide(text))
+
+
+def number_cell(column: int, number: float) -> bytes:
+    return record(0x0005, struct.pack("<IId", column, 0, number))
+
+
+def shared_cell(column: int, index: int) -> bytes:
+    return record(0x0007, struct.pack("<III", column, 0, index))
+
+
+def row_record(number: int) -> bytes:
+    """A row header (0-based row number)."""
+    return record(0x0000, struct.pack("<IIH", number, 0, 0) + bytes(5))
+
+
+def binary_workbook(
+    path: Path | BinaryIO,
+    cells: bytes,
+    strings: list[str] | None = None,
+    *,
+    sheet_name: str = "Contacts",
+) -> Path | BinaryIO:
+    """A minimal .xlsb (written to a path or a buffer): one sheet of these row and cell
+    records."""
+    workbook_bin = (
+        record(0x0083)
+        + record(0x008F)
+        + record(0x009C, struct.pack("<II", 0, 1) + wide("rId1") + wide(sheet_name))
+        + record(0x0090)
+        + record(0x0084)
+    )
+    sheet_bin = (
+        record(0x0081)
+        + record(0x0094, struct.pack("<IIII", 0, 1, 0, 1))
+        + record(0x0091)
+        + cells
+        + record(0x0092)
+        + record(0x0082)
+    )
+    parts: dict[str, bytes] = {
+        "[Content_Types].xml": b'<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats'
+        b'.org/package/2006/content-types"/>',
+        "_rels/.rels": (
+            f'<?xml version="1.0"?><Relationships xmlns="{RELATIONSHIPS}"><Relationship '
+            f'Id="rId1" Type="{DOCUMENT}/officeDocument" Target="xl/workbook.bin"/>'
+            "</Relationships>"
+        ).encode(),
+        "xl/workbook.bin": workbook_bin,
+        "xl/_rels/workbook.bin.rels": (
+            f'<?xml version="1.0"?><Relationships xmlns="{RELATIONSHIPS}"><Relationship '
+            f'Id="rId1" Type="{DOCUMENT}/worksheet" Target="worksheets/sheet1.bin"/>'
+            "</Relationships>"
+        ).encode(),
+        "xl/worksheets/sheet1.bin": sheet_bin,
+    }
+    if strings is not None:
+        items = b"".join(record(0x0013, b"\x00" + wide(text)) for text in strings)
+        count = struct.pack("<II", len(strings), len(strings))
+        parts["xl/sharedStrings.bin"] = record(0x009F, count) + items + record(0x00A0)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in parts.items():
+            archive.writestr(name, content)
+    return path
+
+
+def biff(kind: int, body: bytes = b"") -> bytes:
+    """One BIFF record of a legacy .xls workbook stream."""
+    return struct.pack("<HH", kind, len(body)) + body
+
+
+def biff_number(row: int, column: int, value: float) -> bytes:
+    return biff(0x0203, struct.pack("<HHHd", row, column, 0, value))
+
+
+def biff_label(row: int, column: int, text: str) -> bytes:
+    encoded = text.encode("utf-16-le")
+    return biff(0x0204, struct.pack("<HHHHB", row, column, 0, len(text), 1) + encoded)
+
+
+def biff_shared_cell(row: int, column: int, index: int) -> bytes:
+    return biff(0x00FD, struct.pack("<HHHI", row, column, 0, index))
+
+
+def biff_shared_strings(strings: list[str], *, split_at: int | None = None) -> bytes:
+    """An SST record of 8-bit strings; with ``split_at``, the table goes on in a CONTINUE record
+    from that byte, which repeats the flag byte when it cuts a string's characters."""
+    table = struct.pack("<II", len(strings), len(strings))
+    ends = []
+    for text in strings:
+        table += struct.pack("<HB", len(text), 0)
+        ends.append((len(table), len(table) + len(text)))
+        table += text.encode("latin-1")
+    if split_at is None:
+        return biff(0x00FC, table)
+    inside = any(start <= split_at < end for start, end in ends)
+    rest = (b"\x00" if inside else b"") + table[split_at:]
+    return biff(0x00FC, table[:split_at]) + biff(0x003C, rest)
+
+
+def legacy_workbook(
+    path: Path,
+    cells: bytes,
+    *,
+    dimensions: tuple[int, int, int, int] = (0, 3, 0, 2),
+    sheet_name: str = "Contacts",
+    strings: bytes = b"",
+) -> Path:
+    path.write_bytes(
+        legacy_workbook_bytes(cells, dimensions=dimensions, sheet_name=sheet_name, strings=strings)
+    )
+    return path
+
+
+def legacy_workbook_bytes(
+    cells: bytes,
+    *,
+    dimensions: tuple[int, int, int, int] = (0, 3, 0, 2),
+    sheet_name: str = "Contacts",
+    strings: bytes = b"",
+) -> bytes:
+    """A minimal .xls: an OLE2 compound file whose Workbook stream (BIFF8) holds one sheet of
+    these cell records, declaring ``dimensions`` (first row, row after the last, first column,
+    column after the last)."""
+    bof_globals = biff(0x0809, struct.pack("<HHHHII", 0x0600, 0x0005, 0, 0, 0, 0))
+    filler = biff(0x0FFF, bytes(4096))
+    """An unknown record the reader skips: it makes the stream too long for the mini stream."""
+    name = bytes([len(sheet_name), 0]) + sheet_name.encode("latin-1")
+    globals_length = len(bof_globals) + len(filler) + len(strings) + 4 + 6 + len(name) + 4
+    sheet = (
+        biff(0x0809, struct.pack("<HHHHII", 0x0600, 0x0010, 0, 0, 0, 0))
+        + biff(0x0200, struct.pack("<IIHHH", *dimensions, 0))
+        + cells
+        + biff(0x000A)
+    )
+    stream = (
+        bof_globals
+        + filler
+        + strings
+        + biff(0x0085, struct.pack("<IBB", globals_length, 0, 0) + name)
+        + biff(0x000A)
+        + sheet
+    )
+    return _compound_file(stream)
+
+
+def _compound_file(stream: bytes) -> bytes:
+    """An OLE2 compound file of 512-byte sectors: FAT, directory, then the Workbook stream."""
+    sectors = (len(stream) + 511) // 512
+    fat = [0xFFFFFFFD, 0xFFFFFFFE, *range(3, 2 + sectors), 0xFFFFFFFE]
+    fat += [0xFFFFFFFF] * (128 - len(fat))
+
+    def entry(name: str, kind: int, child: int, start: int, length: int) -> bytes:
+        encoded = (name + "\0").encode("utf-16-le")
+        links = struct.pack("<HBBIII", len(encoded), kind, 1, 0xFFFFFFFF, 0xFFFFFFFF, child)
+        return encoded.ljust(64, b"\0") + links + bytes(36) + struct.pack("<III", start, length, 0)
+
+    directory = entry("Root Entry", 5, 1, 0xFFFFFFFE, 0) + entry(
+        "Workbook", 2, 0xFFFFFFFF, 2, len(stream)
+    )
+    header = (
+        bytes.fromhex("d0cf11e0a1b11ae1")
+        + bytes(16)
+        + struct.pack("<HHHHH", 0x3E, 3, 0xFFFE, 9, 6)
+        + bytes(6)
+        + struct.pack("<9I", 0, 1, 1, 0, 4096, 0xFFFFFFFE, 0, 0xFFFFFFFE, 0)
+        + struct.pack("<109I", 0, *[0xFFFFFFFF] * 108)
+    )
+    return (
+        header
+        + struct.pack("<128I", *fat)
+        + directory.ljust(512, b"\0")
+        + stream.ljust(sectors * 512, b"\0")
+    )
+
+
+BINARY_HEADER = row_record(0) + text_cell(0, "Email") + text_cell(1, "Name")
+
+
 def declare_size(path: Path, part: str, size: int) -> Path:
     """Rewrite the uncompressed size a zip declares for ``part`` (local and central headers)."""
     data = bytearray(path.read_bytes())
@@ -175,8 +372,8 @@ def _attribute_tricks(path: Path) -> Path:
 
 
 def _cells_without_reference(path: Path) -> Path:
-    """Cells without ``r`` sit after the previous cell: 60,000 of them in a row far down."""
-    row = '<row r="1000">' + "<c><v>1</v></c>" * 60_000 + "</row>"
+    """Cells without ``r`` sit after the previous cell: 20,000 of them in a row far down."""
+    row = '<row r="5000">' + "<c><v>1</v></c>" * 20_000 + "</row>"
     return workbook(path, sheet_xml(HEADER_ROW + row))
 
 
@@ -204,6 +401,47 @@ def _declared_huge(path: Path) -> Path:
 def _comment_in_shared_strings(path: Path) -> Path:
     strings = shared_strings(["Email", "Name"]).replace("<si><t>Name", "<si><!-- <si> --><t>Name")
     return workbook(path, sheet_xml(HEADER_ROW), strings)
+
+
+def _binary_far_cell(path: Path) -> Path:
+    """An .xlsb with one value in row 1,000,001, column 10,001: a grid of 10 billion cells."""
+    binary_workbook(path, BINARY_HEADER + row_record(1_000_000) + number_cell(10_000, 1.0))
+    return path
+
+
+def _binary_shared_expansion(path: Path) -> Path:
+    """An .xlsb whose 100,000 cells all refer to one 30,000-character shared string."""
+    cells = b"".join(row_record(r) + shared_cell(0, 0) for r in range(1, 100_001))
+    binary_workbook(path, BINARY_HEADER + cells, ["x" * 30_000])
+    return path
+
+
+def _binary_string_out_of_range(path: Path) -> Path:
+    """A shared-string index past the table: calamine panics on it."""
+    binary_workbook(path, BINARY_HEADER + row_record(1) + shared_cell(0, 7), ["only"])
+    return path
+
+
+def _legacy_declared_range(path: Path) -> Path:
+    """An .xls whose DIMENSIONS declares four billion rows: calamine reserves 43 TB for them."""
+    header = biff_label(0, 0, "Email") + biff_label(0, 1, "Name")
+    return legacy_workbook(path, header, dimensions=(0, 0xFFFFFFFF, 0, 255))
+
+
+def _legacy_far_cell(path: Path) -> Path:
+    """An .xls with a value in row 65,536, column 65,536: a grid of 4 billion cells."""
+    header = biff_label(0, 0, "Email") + biff_label(0, 1, "Name")
+    return legacy_workbook(path, header + biff_number(65_535, 65_535, 1.0))
+
+
+def _legacy_shared_expansion(path: Path) -> Path:
+    """An .xls whose 196,608 cells all refer to one 4,000-character shared string."""
+    cells = b"".join(
+        biff_shared_cell(row, column, 2) for row in range(1, 65_536) for column in range(3)
+    )
+    header = biff_shared_cell(0, 0, 0) + biff_shared_cell(0, 1, 1)
+    strings = biff_shared_strings(["Email", "Name", "x" * 4_000])
+    return legacy_workbook(path, header + cells, dimensions=(0, 65_536, 0, 3), strings=strings)
 
 
 def _not_a_zip(path: Path) -> Path:
@@ -300,6 +538,23 @@ CRAFTED: tuple[Crafted, ...] = (
     Crafted("declared huge", "huge.xlsx", _declared_huge, "refused", r"max_unpacked_bytes"),
     Crafted("comment in strings", "comment.xlsx", _comment_in_shared_strings, "refused", "comm"),
     Crafted("not a zip", "broken.xlsx", _not_a_zip, "refused", r"cannot be read as a workbook"),
+    Crafted(
+        "xlsb far cell", "far.xlsb", _binary_far_cell, "refused", r"row 1,000,001, column 10,001"
+    ),
+    Crafted(
+        "xlsb shared string expansion",
+        "expand.xlsb",
+        _binary_shared_expansion,
+        "refused",
+        r"shared text.*max_text_bytes",
+    ),
+    Crafted(
+        "xlsb string out of range",
+        "range.xlsb",
+        _binary_string_out_of_range,
+        "refused",
+        r"refers to shared string 7, but there are 1",
+    ),
     Crafted("deep json", "deep.json", _deep_json, "refused", r"line 1, column \d+: .*nested"),
     Crafted("huge number", "number.json", _huge_number, "imports"),
     Crafted("huge number ndjson", "number.ndjson", _huge_number_ndjson, "imports"),

@@ -2,10 +2,10 @@
 
 The parent (``test_fuzz.py``) writes one path per line; this process answers each with one JSON
 line: what ``read_file`` gave (a table, or an ``InputFileError`` and its message, or anything
-else with its traceback) and the peak memory the case used. The address space is capped with
-``RLIMIT_AS``, so an input that makes a reader allocate gigabytes kills or fails this process
-instead of the machine; the parent enforces the time cap, since a reader stuck in native code
-cannot be interrupted from inside.
+else with its traceback) and how far the resident memory grew above where the case began. The
+address space is capped with ``RLIMIT_AS``, so an input that makes a reader allocate gigabytes
+kills or fails this process instead of the machine; the parent enforces the time cap, since a
+reader stuck in native code cannot be interrupted from inside.
 
     python -m bulk_pipeline_tests.ingest.fuzz_worker <address space bytes> <limits as JSON>
 """
@@ -25,11 +25,12 @@ RESET_PEAK = "5"
 """Writing 5 to clear_refs resets the peak resident set size (VmHWM) of the process."""
 
 
-def peak_rss() -> int | None:
-    """Peak resident memory since the last reset, in bytes (Linux); None elsewhere."""
+def memory(field: str) -> int | None:
+    """``VmRSS`` (resident now) or ``VmHWM`` (peak since the last reset), in bytes (Linux);
+    None elsewhere."""
     try:
         for line in STATUS.read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         return None
@@ -50,6 +51,7 @@ def main() -> None:
     for line in sys.stdin:
         path = line.rstrip("\n")
         reset_peak()
+        before = memory("VmRSS")
         answer: dict[str, object]
         try:
             table = read_file(Path(path), limits=limits)
@@ -58,7 +60,8 @@ def main() -> None:
             answer = {"outcome": "input_error", "message": str(exc)}
         except BaseException:  # anything else is what the fuzz suite looks for
             answer = {"outcome": "crash", "message": traceback.format_exc()}
-        answer["peak_rss"] = peak_rss()
+        peak = memory("VmHWM")
+        answer["grew"] = None if peak is None or before is None else peak - before
         sys.stdout.write(json.dumps(answer) + "\n")
         sys.stdout.flush()
 

@@ -17,6 +17,9 @@ from bulk_pipeline_tests.ingest.crafted import (
     CRAFTED,
     HEADER_ROW,
     Crafted,
+    biff_shared_cell,
+    biff_shared_strings,
+    legacy_workbook,
     shared_strings,
     sheet_xml,
     workbook,
@@ -124,7 +127,41 @@ def test_a_prefixed_sheet_is_guarded(tmp_path: Path) -> None:
         read_file(path)
 
 
+def test_xls_shared_strings_are_counted_across_continue_records(tmp_path: Path) -> None:
+    notes = "n" * 5_000
+    strings = biff_shared_strings(["Email", "Name", "a@x.com", notes], split_at=2_000)
+    cells = biff_shared_cell(0, 0, 0) + biff_shared_cell(0, 1, 1)
+    cells += b"".join(
+        biff_shared_cell(row, 0, 2) + biff_shared_cell(row, 1, 3) for row in range(1, 101)
+    )
+    path = legacy_workbook(
+        tmp_path / "notes.xls", cells, dimensions=(0, 101, 0, 2), strings=strings
+    )
+    table = read_file(path, limits=Limits(max_text_bytes=2_000_000))
+    assert table.frame["Name"].to_list() == [notes] * 100
+    with pytest.raises(InputFileError, match=r"refer to 1\.4 MB of shared text"):
+        read_file(path, limits=Limits(max_text_bytes=1_000_000))
+
+
 def test_limits_are_adjustable(tmp_path: Path) -> None:
     path = _case("far cell").build(tmp_path / "far.xlsx")
     with pytest.raises(InputFileError, match=r"17,179,869,184 cells"):
         read_file(path, limits=Limits(max_cells=10**10))
+
+
+def test_files_wider_than_the_column_limit_are_refused_naming_where(tmp_path: Path) -> None:
+    limits = Limits(max_columns=5)
+    wide_header = tmp_path / "header.csv"
+    wide_header.write_text("a,b,c,d,e,f\n1,2,3,4,5,6\n", encoding="utf-8")
+    wide_row = tmp_path / "row.csv"
+    wide_row.write_text('a,b\n1,2\n"x\n",' + ",".join("9" * 6) + "\n", encoding="utf-8")
+    objects = tmp_path / "wide.json"
+    objects.write_text('[{"a": 1, "b": 2, "c": 3}, {"d": 4, "e": 5, "f": 6}]', encoding="utf-8")
+    for path, where in [
+        (wide_header, "the header has 6 columns"),
+        (wide_row, "line 3 has 7 columns"),
+        (objects, "the objects have 6 columns"),
+    ]:
+        with pytest.raises(InputFileError, match=rf"{where}, more than the limit of 5"):
+            read_file(path, limits=limits)
+    assert read_file(wide_header, limits=Limits(max_columns=6)).frame.width == 7

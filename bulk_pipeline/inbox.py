@@ -299,6 +299,12 @@ def _file_away(
     return True
 
 
+def _fail(result: InboxTick, path: Path, note: str) -> None:
+    """Move the entry to ``failed/`` with the note and count it as failed."""
+    if _file_away(result, path, path.parent / FAILED_DIR, note):
+        result.failed.append(path.name)
+
+
 def _settle(cursor: InboxCursor, finished: Mapping[str, FinishedRun], tick: InboxTick) -> None:
     """Move the files whose runs finished; forget files that changed or went away. A file that
     cannot be moved stays in the cursor, to be moved on a later tick."""
@@ -366,8 +372,7 @@ def tick(
             _take(result, inbox / name, info, now=now, settings=settings, in_flight=in_flight)
         except Exception as exc:  # one entry must never stop the tick from handling the others
             note = f"{printable(name)} could not be taken: {printable(str(exc))}"
-            if _file_away(result, inbox / name, inbox / FAILED_DIR, note):
-                result.failed.append(name)
+            _fail(result, inbox / name, note)
     return result
 
 
@@ -382,15 +387,13 @@ def _take(
 ) -> None:
     """Decide about one inbox entry: move it aside, leave it for later, or register it."""
     name = path.name
-    inbox = path.parent
     kind = _entry_kind(info.st_mode)
     if kind is not None:
         note = (
             f"{printable(name)} is {kind}; only regular files put in the inbox are imported, "
             "and this was not opened. Put the file itself in the inbox."
         )
-        if _file_away(result, path, inbox / FAILED_DIR, note):
-            result.failed.append(name)
+        _fail(result, path, note)
         return
     if now - info.st_mtime < settings.settle_seconds:
         result.waiting += 1
@@ -402,8 +405,7 @@ def _take(
         snapshot, digest = _snapshot(path, info)
     except OSError as exc:
         note = f"{printable(name)} could not be read: {exc.strerror or exc}"
-        if _file_away(result, path, inbox / FAILED_DIR, note):
-            result.failed.append(name)
+        _fail(result, path, note)
         return
     try:
         _register(
@@ -451,8 +453,7 @@ def _register(
         )
     except (OSError, ValueError, UserInputError) as exc:
         note = f"{printable(name)} could not be registered: {printable(str(exc))}"
-        if _file_away(result, path, inbox / FAILED_DIR, note):
-            result.failed.append(name)
+        _fail(result, path, note)
         return
     result.cursor.requested[name] = Requested(
         import_id=import_id, signature=_signature(info), digest=digest, requested_at=now

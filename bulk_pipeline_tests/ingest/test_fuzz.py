@@ -36,6 +36,7 @@ import xlsxwriter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bulk_pipeline.ingest.workbook_guard import column_letters
 from bulk_pipeline_tests.ingest.crafted import (
     BINARY_HEADER,
     CRAFTED,
@@ -306,14 +307,6 @@ def xlsxwriter_books(draw: st.DrawFn) -> tuple[str, bytes]:
     return name, buffer.getvalue()
 
 
-def _column_name(number: int) -> str:
-    letters = ""
-    while number > 0:
-        number, rest = divmod(number - 1, 26)
-        letters = chr(ord("A") + rest) + letters
-    return letters
-
-
 @st.composite
 def raw_cells(draw: st.DrawFn) -> str:
     """One hand-written cell: any type, with or without a reference, near or far."""
@@ -321,7 +314,12 @@ def raw_cells(draw: st.DrawFn) -> str:
     column = draw(st.integers(1, 12) | st.integers(1, 16_384) | st.just(10**6))
     reference = draw(
         st.sampled_from(
-            [f' r="{_column_name(column)}{row}"', f" r='{_column_name(column)}{row}'", "", ' r=""']
+            [
+                f' r="{column_letters(column)}{row}"',
+                f" r='{column_letters(column)}{row}'",
+                "",
+                ' r=""',
+            ]
         )
     )
     kind = draw(st.sampled_from(["n", "s", "str", "inlineStr", "b", "e", "d", "bogus"]))

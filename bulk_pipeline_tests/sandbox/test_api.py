@@ -256,9 +256,7 @@ def test_single_record_lifecycle_and_archived_records_disappear(
 
     patched = crm.patch(f"{COMPANIES}/{company_id}", json={"properties": {"industry": "Tools"}})
     assert patched.status_code == 200
-    fetched = crm.get(
-        f"{COMPANIES}/acme.com", params={"idProperty": "domain", "properties": "industry,name"}
-    )
+    fetched = crm.get(f"{COMPANIES}/{company_id}", params={"properties": "industry,name"})
     assert fetched.json()["properties"]["industry"] == "Tools"
     assert fetched.json()["properties"]["name"] == "Acme"
 
@@ -267,8 +265,11 @@ def test_single_record_lifecycle_and_archived_records_disappear(
     search = crm.post(f"{COMPANIES}/search", json={"filterGroups": []})
     assert search.json()["total"] == 0
     assert sandbox.admin.counts() == {}
-    recreated = crm.post(COMPANIES, json={"properties": {"name": "Acme", "domain": "acme.com"}})
-    assert recreated.status_code == 201, "an archived record's key is free again"
+    recreated = upsert(crm, "a@example.com")
+    contact_id = recreated.json()["results"][0]["id"]
+    assert crm.delete(f"{CONTACTS}/{contact_id}").status_code == 204
+    again = crm.post(CONTACTS, json={"properties": {"email": "A@example.com"}})
+    assert again.status_code == 201, "an archived record's key is free again"
 
 
 def test_batch_archive(crm: httpx.Client, sandbox: RunningSandbox) -> None:
@@ -387,3 +388,66 @@ def test_unknown_paths_and_bad_json(crm: httpx.Client) -> None:
     )
     assert bad.status_code == 400
     assert bad.json()["category"] == "VALIDATION_ERROR"
+
+
+def test_company_domains_are_not_unique(crm: httpx.Client, sandbox: RunningSandbox) -> None:
+    """HubSpot does not deduplicate companies created through the API by domain."""
+    first = crm.post(COMPANIES, json={"properties": {"name": "Acme", "domain": "acme.com"}})
+    second = crm.post(COMPANIES, json={"properties": {"name": "Acme EU", "domain": "ACME.com"}})
+    batch = crm.post(
+        f"{COMPANIES}/batch/create",
+        json={"inputs": [{"properties": {"domain": "acme.com"}, "associations": []}] * 2},
+    )
+    assert (first.status_code, second.status_code, batch.status_code) == (201, 201, 201)
+    assert sandbox.admin.counts() == {"companies": 4}
+    found = crm.post(
+        f"{COMPANIES}/search",
+        json={
+            "filterGroups": [
+                {"filters": [{"propertyName": "domain", "operator": "EQ", "value": "acme.com"}]}
+            ]
+        },
+    ).json()
+    assert found["total"] == 4
+
+
+def test_id_property_must_name_a_unique_property(crm: httpx.Client) -> None:
+    company = crm.post(COMPANIES, json={"properties": {"domain": "acme.com"}}).json()["id"]
+    expected = "Unable to perform {} by non-unique 0-2 property domain in portal ID 1000001"
+    answers = {
+        "read": crm.post(
+            f"{COMPANIES}/batch/read",
+            json={"idProperty": "domain", "properties": [], "inputs": [{"id": "acme.com"}]},
+        ),
+        "get": crm.get(f"{COMPANIES}/acme.com", params={"idProperty": "domain"}),
+        "upsert": crm.post(
+            f"{COMPANIES}/batch/upsert",
+            json={"inputs": [{"id": "acme.com", "idProperty": "domain", "properties": {}}]},
+        ),
+        "update": crm.post(
+            f"{COMPANIES}/batch/update",
+            json={"inputs": [{"id": "acme.com", "idProperty": "domain", "properties": {}}]},
+        ),
+    }
+    for operation, answer in answers.items():
+        assert answer.status_code == 400, operation
+        verb = "read" if operation in ("read", "get") else "update/upsert"
+        assert answer.json()["message"] == expected.format(verb), operation
+        assert answer.json()["category"] == "VALIDATION_ERROR"
+
+    by_object_id = crm.post(
+        f"{COMPANIES}/batch/read",
+        json={"idProperty": "hs_object_id", "properties": [], "inputs": [{"id": company}]},
+    )
+    assert by_object_id.status_code == 200
+    assert [result["id"] for result in by_object_id.json()["results"]] == [company]
+    update_by_object_id = crm.post(
+        f"{COMPANIES}/batch/update",
+        json={"inputs": [{"id": company, "idProperty": "hs_object_id", "properties": {}}]},
+    )
+    assert update_by_object_id.status_code == 400
+    assert "non-unique 0-2 property hs_object_id" in update_by_object_id.json()["message"]
+    upsert_without_id_property = crm.post(
+        f"{CONTACTS}/batch/upsert", json={"inputs": [{"id": "a@example.com", "properties": {}}]}
+    )
+    assert upsert_without_id_property.status_code == 400

@@ -68,7 +68,7 @@ class CheckedClient:
 
 CASES = [
     ("contacts.json", "contacts", "email", {"firstname": "Ada"}),
-    ("companies.json", "companies", "domain", {"name": "Acme"}),
+    ("companies.json", "companies", None, {"name": "Acme", "domain": "acme.example"}),
     ("deals.json", "0-3", None, {"dealname": "Big one", "amount": "100"}),
     (
         "notes.json",
@@ -80,7 +80,11 @@ CASES = [
         "tasks.json",
         "tasks",
         None,
-        {"hs_task_subject": "Call back", "hs_task_status": "NOT_STARTED"},
+        {
+            "hs_task_subject": "Call back",
+            "hs_task_status": "NOT_STARTED",
+            "hs_timestamp": "2024-05-01T10:00:00Z",
+        },
     ),
     ("objects.json", "contacts", "email", {"lastname": "Lovelace"}),
 ]
@@ -103,7 +107,7 @@ def specs() -> dict[str, tuple[OpenAPI, dict[str, Any]]]:
 
 
 def key_value(key: str, n: int) -> str:
-    return f"person{n}@example.com" if key == "email" else f"company{n}.example.com"
+    return f"person{n}@example.com"
 
 
 def props(key: str | None, base: dict[str, str], n: int) -> dict[str, str]:

@@ -18,6 +18,8 @@ from bulk_pipeline.sandbox.dialect import Answer, ApiError, Query, Request
 from bulk_pipeline.sandbox.hubspot.errors import (
     hubspot_error,
     invalid_properties,
+    missing_required,
+    non_unique_id_property,
     object_not_found,
     standard_error,
     validation_error,
@@ -27,6 +29,7 @@ from bulk_pipeline.sandbox.hubspot.objects import (
     ObjectType,
     clean_properties,
     object_type,
+    unset_required,
 )
 from bulk_pipeline.sandbox.hubspot.store import Filter, HubSpotRecords, KeyConflict, StoredRecord
 
@@ -131,12 +134,12 @@ class CrmApi:
         return 201, public(record)
 
     def _get(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
-        record = self._find_one(route, query)
+        record = self._find_one(route, query, writing=False)
         return 200, public(record, _wanted(route.obj, _query_list(query, "properties")))
 
     def _update(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
         (patch,) = _all_properties(route.obj, [_json_object(body)])
-        record = self._find_one(route, query)
+        record = self._find_one(route, query, writing=True)
         written = self._apply_updates(route.obj, [(int(record.id), patch)])
         if record.id not in written:
             raise object_not_found(route.obj.label, record.id)
@@ -146,10 +149,10 @@ class CrmApi:
         self._store.archive(route.obj.name, _numeric_ids([route.record_id or ""]), self._now_iso())
         return 204, None
 
-    def _find_one(self, route: HubSpotRoute, query: Query) -> StoredRecord:
+    def _find_one(self, route: HubSpotRoute, query: Query, *, writing: bool) -> StoredRecord:
         record_id = route.record_id or ""
         id_property = _query_list(query, "idProperty")
-        by = _id_property(route.obj, id_property[0] if id_property else None)
+        by = _id_property(route.obj, id_property[0] if id_property else None, writing=writing)
         (record,) = self._resolve(route.obj, by, [record_id])
         if record is None:
             raise object_not_found(route.obj.label, record_id)
@@ -214,7 +217,7 @@ class CrmApi:
         started = self._now_iso()
         payload = _json_object(body)
         asked = _input_ids(_inputs(payload))
-        by = _id_property(route.obj, payload.get("idProperty"))
+        by = _id_property(route.obj, payload.get("idProperty"), writing=False)
         targets = self._resolve(route.obj, by, asked)
         wanted = _wanted(route.obj, _string_list(payload.get("properties"), "properties"))
         unique = {record.id: record for record in targets if record is not None}
@@ -231,7 +234,7 @@ class CrmApi:
         inputs = _inputs(_json_object(body))
         patches = _all_properties(route.obj, inputs)
         asked = _input_ids(inputs)
-        by = _id_property(route.obj, _common(inputs, "idProperty"))
+        by = _id_property(route.obj, _common(inputs, "idProperty"), writing=True)
         _refuse_duplicates(asked if by is None else [value.lower() for value in asked])
         targets = self._resolve(route.obj, by, asked)
         changes = [
@@ -254,11 +257,13 @@ class CrmApi:
         started = self._now_iso()
         obj = route.obj
         inputs = _inputs(_json_object(body))
-        key_property = obj.unique_key
+        if not inputs:
+            return _batch([], (started, self._now_iso()), [])
+        key_property = _id_property(
+            obj, _common(inputs, "idProperty") or "hs_object_id", writing=True
+        )
         if key_property is None:
-            raise validation_error(f"{obj.name} have no unique property to upsert by.")
-        if inputs and _common(inputs, "idProperty") != key_property:
-            raise validation_error(f"Upserting {obj.name} needs idProperty {key_property!r}.")
+            raise non_unique_id_property("update/upsert", obj.type_id, "hs_object_id")
         ids = _input_ids(inputs)
         patches = _all_properties(
             obj,
@@ -288,6 +293,9 @@ class CrmApi:
     def _insert(
         self, obj: ObjectType, patches: Sequence[dict[str, str | None]]
     ) -> list[StoredRecord]:
+        unset = unset_required(obj, patches)
+        if unset:
+            raise missing_required(obj.singular, unset)
         records = [{name: value for name, value in p.items() if value is not None} for p in patches]
         if obj.unique_key is not None:
             seen: set[str] = set()
@@ -379,15 +387,20 @@ def _common(inputs: Sequence[Mapping[str, Any]], field: str) -> Any:
     return values.pop() if values else None
 
 
-def _id_property(obj: ObjectType, id_property: object) -> str | None:
-    """``None`` for record ids, else the unique property that identifies records."""
-    if id_property in (None, "", "hs_object_id"):
+def _id_property(obj: ObjectType, id_property: object, *, writing: bool) -> str | None:
+    """``None`` for record ids, else the unique property that identifies records.
+
+    HubSpot reads by record id when ``idProperty`` is absent or ``hs_object_id``; it refuses any
+    property whose values are not unique (company ``domain`` is not), and refuses
+    ``hs_object_id`` as an ``idProperty`` for updates and upserts.
+    """
+    if id_property in (None, ""):
         return None
-    if id_property != obj.unique_key:
-        raise validation_error(
-            f"idProperty {id_property} is not a unique property of {obj.name}.",
-            idProperty=[str(id_property)],
-        )
+    if id_property == "hs_object_id" and not writing:
+        return None
+    if obj.unique_key is None or id_property != obj.unique_key:
+        verb = "update/upsert" if writing else "read"
+        raise non_unique_id_property(verb, obj.type_id, str(id_property))
     return obj.unique_key
 
 

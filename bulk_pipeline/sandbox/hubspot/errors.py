@@ -9,6 +9,9 @@ from typing import Any
 
 from bulk_pipeline.sandbox.dialect import ApiError
 
+PORTAL_ID = 1000001
+"""The sandbox's HubSpot account id, which some of HubSpot's messages name."""
+
 
 def hubspot_error(
     status: int,
@@ -37,6 +40,22 @@ def invalid_properties(issues: Sequence[Mapping[str, Any]]) -> ApiError:
     """HubSpot packs per-property problems as a JSON list inside the message string."""
     listed = json.dumps(list(issues), separators=(",", ":"))
     return validation_error(f"Property values were not valid: {listed}")
+
+
+def missing_required(singular: str, names: Sequence[str]) -> ApiError:
+    """HubSpot's refusal of a create that leaves required properties unset (two spaces, sic)."""
+    return validation_error(
+        f"Error creating {singular.upper()}.  Some required properties were not set.",
+        properties=names,
+    )
+
+
+def non_unique_id_property(verb: str, type_id: str, name: str) -> ApiError:
+    """HubSpot finds records by ``idProperty`` only when the property holds unique values; it
+    names the type by id and the portal, e.g. "... by non-unique 0-2 property domain ..."."""
+    return validation_error(
+        f"Unable to perform {verb} by non-unique {type_id} property {name} in portal ID {PORTAL_ID}"
+    )
 
 
 def object_not_found(label: str, record_id: str) -> ApiError:

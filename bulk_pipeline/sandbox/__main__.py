@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from bulk_pipeline.sandbox.server import serve
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bulk_pipeline.sandbox",
-        description="A local CRM that speaks HubSpot's CRM v3 and Pipedrive's API v2/v1.",
+        description="A local CRM that speaks HubSpot's CRM v3/v4 and Pipedrive's API v2/v1.",
     )
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     parser.add_argument("--host", default="127.0.0.1")
@@ -31,6 +32,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--drop-rate", type=float, default=0.0, help="fraction done, then cut")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay added per call")
     parser.add_argument("--seed", type=int, help="seed of the fault-injection RNG")
+    hubspot = parser.add_argument_group("HubSpot dialect")
+    hubspot.add_argument(
+        "--hubspot-pipelines",
+        type=Path,
+        metavar="FILE",
+        help='JSON list of extra deal pipelines: [{"id", "label", "stages": [{"id", "label", '
+        '"probability", "closed"}]}]',
+    )
     pipedrive = parser.add_argument_group("Pipedrive dialect")
     pipedrive.add_argument(
         "--pipedrive-plan",
@@ -64,6 +73,8 @@ def _config(args: argparse.Namespace) -> SandboxConfig:
         config = replace(config, search_rate_limit=RateLimit.parse(args.search_rate_limit))
     if args.daily_limit is not None:
         config = replace(config, daily_limit=args.daily_limit or None)
+    if args.hubspot_pipelines is not None:
+        config = config.changed({"deal_pipelines": _json_file(args.hubspot_pipelines)})
     pipedrive: dict[str, object] = {}
     if args.pipedrive_plan is not None or args.pipedrive_seats is not None:
         pipedrive["plan"] = args.pipedrive_plan or DEFAULT_PLAN
@@ -81,6 +92,13 @@ def _config(args: argparse.Namespace) -> SandboxConfig:
             "pipedrive": pipedrive,
         }
     )
+
+
+def _json_file(path: Path) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as problem:
+        raise ValueError(f"cannot read {path}: {problem}") from None
 
 
 if __name__ == "__main__":

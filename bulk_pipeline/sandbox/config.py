@@ -1,8 +1,8 @@
 """The sandbox's configuration: fault injection shared by every dialect, and each dialect's limits.
 
-HubSpot's limits sit at the top level (``rate_limit``, ``search_rate_limit``, ``daily_limit``),
-where they were before the sandbox spoke other dialects; every other dialect has its own block
-(``pipedrive``), which the admin view changes with a nested object:
+HubSpot's settings sit at the top level (``rate_limit``, ``search_rate_limit``, ``daily_limit``,
+``deal_pipelines``), where they were before the sandbox spoke other dialects; every other dialect
+has its own block (``pipedrive``), which the admin view changes with a nested object:
 ``POST /_sandbox/config {"pipedrive": {"daily_budget": 500}}``.
 """
 
@@ -19,6 +19,7 @@ from bulk_pipeline.sandbox.hubspot.limits import (
     HUBSPOT_RATE_LIMIT,
     HUBSPOT_SEARCH_RATE_LIMIT,
 )
+from bulk_pipeline.sandbox.hubspot.pipelines import Pipeline, parse_pipelines
 from bulk_pipeline.sandbox.pipedrive.settings import PipedriveSettings
 from bulk_pipeline.sandbox.ratelimit import RateLimit
 
@@ -37,6 +38,8 @@ class SandboxConfig:
     """HubSpot: the search window."""
     daily_limit: int | None = HUBSPOT_DAILY_LIMIT
     """HubSpot: requests per UTC day."""
+    deal_pipelines: tuple[Pipeline, ...] = ()
+    """HubSpot: deal pipelines beside the default "Sales Pipeline" every account has."""
     error_rate: float = 0.0
     """Fraction of calls answered 500/502/503/504 before any work is done (every dialect)."""
     drop_rate: float = 0.0
@@ -80,6 +83,7 @@ class SandboxConfig:
         if limit is None:
             return replace(
                 SandboxConfig.unlimited(),
+                deal_pipelines=self.deal_pipelines,
                 error_rate=self.error_rate,
                 drop_rate=self.drop_rate,
                 latency_ms=self.latency_ms,
@@ -109,6 +113,7 @@ class SandboxConfig:
             "rate_limit": limit(self.rate_limit),
             "search_rate_limit": limit(self.search_rate_limit),
             "daily_limit": self.daily_limit,
+            "deal_pipelines": [pipeline.as_setting() for pipeline in self.deal_pipelines],
             "error_rate": self.error_rate,
             "drop_rate": self.drop_rate,
             "latency_ms": self.latency_ms,
@@ -130,6 +135,7 @@ _PARSERS: dict[str, settings.Parser] = {
     "rate_limit": settings.rate_limit,
     "search_rate_limit": settings.rate_limit,
     "daily_limit": settings.positive_int_or_none,
+    "deal_pipelines": parse_pipelines,
     "error_rate": settings.fraction,
     "drop_rate": settings.fraction,
     "latency_ms": settings.non_negative,

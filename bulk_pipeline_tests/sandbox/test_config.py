@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from bulk_pipeline.sandbox.__main__ import main as sandbox_main
@@ -80,3 +83,25 @@ def test_default_pipedrive_limits_are_a_growth_plan() -> None:
     assert pipedrive.oauth_burst_limit == RateLimit(160, 2_000)
     assert pipedrive.search_limit == RateLimit(10, 2_000)
     assert SandboxConfig.unlimited().pipedrive.daily_budget is None
+
+
+def test_hubspot_pipelines_flag_reads_a_json_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(
+        "bulk_pipeline.sandbox.__main__.serve",
+        lambda port, host, *, db_path, config: seen.update(config=config),
+    )
+    pipelines = tmp_path / "pipelines.json"
+    stages = [{"id": "new", "label": "New", "probability": 0.1}]
+    pipelines.write_text(json.dumps([{"id": "renewals", "label": "Renewals", "stages": stages}]))
+    sandbox_main(["--hubspot-pipelines", str(pipelines), "--rate-limit", "0"])
+    config = seen["config"]
+    assert isinstance(config, SandboxConfig)
+    assert [p.id for p in config.deal_pipelines] == ["renewals"]
+    assert config.deal_pipelines[0].stages[0].probability == 0.1
+    assert config.rate_limit is None, "and the other flags still apply"
+    pipelines.write_text("[{")
+    with pytest.raises(SystemExit):
+        sandbox_main(["--hubspot-pipelines", str(pipelines)])

@@ -229,16 +229,19 @@ def test_companies_and_deals_upsert_by_their_keys(sandbox: RunningSandbox) -> No
         existing = conflict.failed[0].existing
         assert existing is not None and existing.id == first.successful[7].id
 
-        deals = [{"name": f"Deal {i}", "amount": str(i * 100), "stage": "open"} for i in range(120)]
+        deals = [
+            {"name": f"Deal {i}", "amount": str(i * 100), "stage": "qualifiedtobuy"}
+            for i in range(120)
+        ]
         assert all(w.created for w in target.upsert(Entity.DEALS, deals).successful)
-        changed = target.upsert(Entity.DEALS, [{**d, "stage": "won"} for d in deals])
+        changed = target.upsert(Entity.DEALS, [{**d, "stage": "closedwon"} for d in deals])
         assert not any(w.created for w in changed.successful)
     finally:
         target.close()
     counts = sandbox.admin.counts()
     assert (counts["companies"], counts["deals"]) == (150, 120)
     stages = {r["properties"].get("dealstage") for r in sandbox.admin.records("deals")}
-    assert stages == {"won"}
+    assert stages == {"closedwon"}
     requests = sandbox.admin.stats()["requests"]
     assert requests["rate_limited"] == 0
 

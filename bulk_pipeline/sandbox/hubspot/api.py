@@ -25,11 +25,17 @@ from bulk_pipeline.sandbox.hubspot.errors import (
     validation_error,
 )
 from bulk_pipeline.sandbox.hubspot.objects import (
+    DEALS,
     DEFAULT_PROPERTIES,
     ObjectType,
     clean_properties,
     object_type,
     unset_required,
+)
+from bulk_pipeline.sandbox.hubspot.pipelines import (
+    Pipeline,
+    deal_stage_issues,
+    in_default_pipeline,
 )
 from bulk_pipeline.sandbox.hubspot.store import Filter, HubSpotRecords, KeyConflict, StoredRecord
 
@@ -104,10 +110,18 @@ def public(record: StoredRecord, wanted: Iterable[str] | None = None) -> dict[st
 class CrmApi:
     """The operations of one store connection; one instance per client connection."""
 
-    def __init__(self, store: HubSpotRecords, *, now_iso: Callable[[], str]) -> None:
+    def __init__(
+        self,
+        store: HubSpotRecords,
+        *,
+        now_iso: Callable[[], str],
+        pipelines: Callable[[], Sequence[Pipeline]],
+    ) -> None:
         self._store = store
         self._now_iso = now_iso
         """The CRM's clock: when records are created and updated, and batch times."""
+        self._pipelines = pipelines
+        """The account's deal pipelines now, which deals' ``pipeline`` and ``dealstage`` name."""
         self._operations: dict[str, Callable[[HubSpotRoute, Query, bytes], Answer]] = {
             "create": self._create,
             "get": self._get,
@@ -130,7 +144,7 @@ class CrmApi:
 
     def _create(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
         payload = _json_object(body)
-        (record,) = self._insert(route.obj, _all_properties(route.obj, [payload]))
+        (record,) = self._insert(route.obj, self._new_properties(route.obj, [payload]))
         return 201, public(record)
 
     def _get(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
@@ -140,6 +154,7 @@ class CrmApi:
     def _update(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
         (patch,) = _all_properties(route.obj, [_json_object(body)])
         record = self._find_one(route, query, writing=True)
+        self._check_deals(route.obj, [(patch, record.properties)])
         written = self._apply_updates(route.obj, [(int(record.id), patch)])
         if record.id not in written:
             raise object_not_found(route.obj.label, record.id)
@@ -208,7 +223,7 @@ class CrmApi:
     def _batch_create(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
         started = self._now_iso()
         inputs = _inputs(_json_object(body))
-        records = self._insert(route.obj, _all_properties(route.obj, inputs))
+        records = self._insert(route.obj, self._new_properties(route.obj, inputs))
         return _batch(
             [public(record) for record in records], (started, self._now_iso()), [], success=201
         )
@@ -237,11 +252,13 @@ class CrmApi:
         by = _id_property(route.obj, _common(inputs, "idProperty"), writing=True)
         _refuse_duplicates(asked if by is None else [value.lower() for value in asked])
         targets = self._resolve(route.obj, by, asked)
-        changes = [
-            (int(record.id), patch)
+        found = [
+            (record, patch)
             for record, patch in zip(targets, patches, strict=True)
             if record is not None
         ]
+        self._check_deals(route.obj, [(patch, record.properties) for record, patch in found])
+        changes = [(int(record.id), patch) for record, patch in found]
         written = self._apply_updates(route.obj, changes)
         missing = [
             value
@@ -289,6 +306,32 @@ class CrmApi:
         return 204, None
 
     # Shared steps -----------------------------------------------------------------------------
+
+    def _new_properties(
+        self, obj: ObjectType, inputs: Sequence[Mapping[str, Any]]
+    ) -> list[dict[str, str | None]]:
+        """The properties of records to create, checked as a create checks them."""
+        patches = _all_properties(obj, inputs)
+        if obj is not DEALS:
+            return patches
+        self._check_deals(obj, [(patch, None) for patch in patches])
+        return [in_default_pipeline(patch) for patch in patches]
+
+    def _check_deals(
+        self,
+        obj: ObjectType,
+        changes: Sequence[tuple[Mapping[str, str | None], Mapping[str, str] | None]],
+    ) -> None:
+        """Refuse deal writes whose pipeline or stage does not exist, every problem at once."""
+        if obj is not DEALS:
+            return
+        issues = [
+            problem
+            for patch, current in changes
+            for problem in deal_stage_issues(self._pipelines(), patch, current)
+        ]
+        if issues:
+            raise invalid_properties(issues)
 
     def _insert(
         self, obj: ObjectType, patches: Sequence[dict[str, str | None]]

@@ -7,7 +7,6 @@ follow the schemas of the official specs (``SimplePublicObject``,
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from bulk_pipeline.sandbox.dialect import Answer, ApiError, Query, Request
+from bulk_pipeline.sandbox.hubspot import payloads
 from bulk_pipeline.sandbox.hubspot.errors import (
     hubspot_error,
     invalid_properties,
@@ -39,10 +39,8 @@ from bulk_pipeline.sandbox.hubspot.pipelines import (
 )
 from bulk_pipeline.sandbox.hubspot.store import Filter, HubSpotRecords, KeyConflict, StoredRecord
 
-MAX_BATCH_INPUTS = 100
 MAX_SEARCH_LIMIT = 200
 MAX_LIST_LIMIT = 100
-DEFAULT_PAGE_SIZE = 10
 SEARCH_OPERATORS = frozenset(("EQ", "NEQ", "IN", "NOT_IN", "HAS_PROPERTY", "NOT_HAS_PROPERTY"))
 WRITE_ROUTES = frozenset(
     ("create", "update", "archive", "batch/create", "batch/update", "batch/upsert", "batch/archive")
@@ -143,16 +141,16 @@ class CrmApi:
     # Single records ---------------------------------------------------------------------------
 
     def _create(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
-        payload = _json_object(body)
+        payload = payloads.json_object(body)
         (record,) = self._insert(route.obj, self._new_properties(route.obj, [payload]))
         return 201, public(record)
 
     def _get(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
         record = self._find_one(route, query, writing=False)
-        return 200, public(record, _wanted(route.obj, _query_list(query, "properties")))
+        return 200, public(record, _wanted(route.obj, payloads.query_list(query, "properties")))
 
     def _update(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
-        (patch,) = _all_properties(route.obj, [_json_object(body)])
+        (patch,) = _all_properties(route.obj, [payloads.json_object(body)])
         record = self._find_one(route, query, writing=True)
         self._check_deals(route.obj, [(patch, record.properties)])
         written = self._apply_updates(route.obj, [(int(record.id), patch)])
@@ -161,12 +159,14 @@ class CrmApi:
         return 200, public(written[record.id])
 
     def _archive(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
-        self._store.archive(route.obj.name, _numeric_ids([route.record_id or ""]), self._now_iso())
+        self._store.archive(
+            route.obj.name, payloads.numeric_ids([route.record_id or ""]), self._now_iso()
+        )
         return 204, None
 
     def _find_one(self, route: HubSpotRoute, query: Query, *, writing: bool) -> StoredRecord:
         record_id = route.record_id or ""
-        id_property = _query_list(query, "idProperty")
+        id_property = payloads.query_list(query, "idProperty")
         by = _id_property(route.obj, id_property[0] if id_property else None, writing=writing)
         (record,) = self._resolve(route.obj, by, [record_id])
         if record is None:
@@ -176,12 +176,12 @@ class CrmApi:
     # Listing and search -----------------------------------------------------------------------
 
     def _list(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
-        limit = min(_limit(_first(query, "limit")), MAX_LIST_LIMIT)
-        after = _after(_first(query, "after"))
+        limit = min(payloads.limit(payloads.first(query, "limit")), MAX_LIST_LIMIT)
+        after = payloads.after(payloads.first(query, "after"))
         records, _, more = self._store.search(
             route.obj.name, route.obj.unique_key, [], after=after, limit=limit
         )
-        wanted = _wanted(route.obj, _query_list(query, "properties"))
+        wanted = _wanted(route.obj, payloads.query_list(query, "properties"))
         answer: dict[str, Any] = {"results": [public(record, wanted) for record in records]}
         if more:
             answer["paging"] = {"next": {"after": records[-1].id}}
@@ -193,10 +193,10 @@ class CrmApi:
         Results always come in id order (``sorts`` is accepted and not applied); a free-text
         ``query`` is refused rather than ignored, since ignoring it would return everything.
         """
-        payload = _json_object(body)
+        payload = payloads.json_object(body)
         if payload.get("query"):
             raise validation_error("The sandbox does not support free-text 'query' searches.")
-        limit = _limit(payload.get("limit"))
+        limit = payloads.limit(payload.get("limit"))
         if limit > MAX_SEARCH_LIMIT:
             raise validation_error(
                 f"limit must be at most {MAX_SEARCH_LIMIT}, got {limit}.", limit=[str(limit)]
@@ -206,7 +206,7 @@ class CrmApi:
             route.obj.name,
             route.obj.unique_key,
             groups,
-            after=_after(payload.get("after")),
+            after=payloads.after(payload.get("after")),
             limit=limit,
         )
         wanted = _wanted(route.obj, _string_list(payload.get("properties"), "properties"))
@@ -222,23 +222,23 @@ class CrmApi:
 
     def _batch_create(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
         started = self._now_iso()
-        inputs = _inputs(_json_object(body))
+        inputs = payloads.inputs(payloads.json_object(body))
         records = self._insert(route.obj, self._new_properties(route.obj, inputs))
-        return _batch(
+        return payloads.batch(
             [public(record) for record in records], (started, self._now_iso()), [], success=201
         )
 
     def _batch_read(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
         started = self._now_iso()
-        payload = _json_object(body)
-        asked = _input_ids(_inputs(payload))
+        payload = payloads.json_object(body)
+        asked = _input_ids(payloads.inputs(payload))
         by = _id_property(route.obj, payload.get("idProperty"), writing=False)
         targets = self._resolve(route.obj, by, asked)
         wanted = _wanted(route.obj, _string_list(payload.get("properties"), "properties"))
         unique = {record.id: record for record in targets if record is not None}
         missing = [value for value, record in zip(asked, targets, strict=True) if record is None]
         errors = [_not_found("get", route.obj, missing)] if missing else []
-        return _batch(
+        return payloads.batch(
             [public(record, wanted) for record in unique.values()],
             (started, self._now_iso()),
             errors,
@@ -246,7 +246,7 @@ class CrmApi:
 
     def _batch_update(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
         started = self._now_iso()
-        inputs = _inputs(_json_object(body))
+        inputs = payloads.inputs(payloads.json_object(body))
         patches = _all_properties(route.obj, inputs)
         asked = _input_ids(inputs)
         by = _id_property(route.obj, _common(inputs, "idProperty"), writing=True)
@@ -267,15 +267,15 @@ class CrmApi:
         ]
         results = [public(record) for record in written.values()]
         errors = [_not_found("update", route.obj, missing)] if missing else []
-        return _batch(results, (started, self._now_iso()), errors)
+        return payloads.batch(results, (started, self._now_iso()), errors)
 
     def _batch_upsert(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
         """Create or update by the type's unique key; the input's ``id`` is the key's value."""
         started = self._now_iso()
         obj = route.obj
-        inputs = _inputs(_json_object(body))
+        inputs = payloads.inputs(payloads.json_object(body))
         if not inputs:
-            return _batch([], (started, self._now_iso()), [])
+            return payloads.batch([], (started, self._now_iso()), [])
         key_property = _id_property(
             obj, _common(inputs, "idProperty") or "hs_object_id", writing=True
         )
@@ -294,15 +294,15 @@ class CrmApi:
         results = self._store.upsert(
             obj.name, key_property, list(zip(keys, patches, strict=True)), self._now_iso()
         )
-        return _batch(
+        return payloads.batch(
             [{**public(record), "new": new} for record, new in results],
             (started, self._now_iso()),
             [],
         )
 
     def _batch_archive(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
-        asked = _input_ids(_inputs(_json_object(body)))
-        self._store.archive(route.obj.name, _numeric_ids(asked), self._now_iso())
+        asked = _input_ids(payloads.inputs(payloads.json_object(body)))
+        self._store.archive(route.obj.name, payloads.numeric_ids(asked), self._now_iso())
         return 204, None
 
     # Shared steps -----------------------------------------------------------------------------
@@ -372,36 +372,13 @@ class CrmApi:
     ) -> list[StoredRecord | None]:
         """The active record each value names (``None`` if none): ids, or unique-key values."""
         if by is None:
-            by_id = self._store.by_ids(obj.name, _numeric_ids(values))
+            by_id = self._store.by_ids(obj.name, payloads.numeric_ids(values))
             return [by_id.get(value) for value in values]
         by_key = self._store.by_keys(obj.name, [value.lower() for value in values])
         return [by_key.get(value.lower()) for value in values]
 
 
 # Parsing ------------------------------------------------------------------------------------
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        payload = json.loads(body or b"{}")
-    except json.JSONDecodeError as error:
-        raise validation_error(
-            f"Invalid input JSON on line {error.lineno}, column {error.colno}: {error.msg}"
-        ) from None
-    if not isinstance(payload, dict):
-        raise validation_error("Invalid input JSON: expected an object.")
-    return payload
-
-
-def _inputs(payload: Mapping[str, Any]) -> list[dict[str, Any]]:
-    inputs = payload.get("inputs")
-    if not isinstance(inputs, list) or not all(isinstance(item, dict) for item in inputs):
-        raise validation_error("'inputs' must be a list of objects.")
-    if len(inputs) > MAX_BATCH_INPUTS:
-        raise validation_error(
-            f"Too many inputs: {len(inputs)}. A batch takes at most {MAX_BATCH_INPUTS}."
-        )
-    return inputs
 
 
 def _all_properties(
@@ -456,50 +433,12 @@ def _refuse_duplicates(ids: Sequence[str]) -> None:
         )
 
 
-def _numeric_ids(values: Iterable[str]) -> list[int]:
-    """Record ids are numeric; anything else names no record."""
-    return [int(value) for value in values if value.isdigit()]
-
-
-def _query_list(query: Query, name: str) -> list[str]:
-    """A list parameter, given repeated or comma separated (HubSpot takes both)."""
-    return [item for value in query.get(name, ()) for item in value.split(",") if item]
-
-
-def _first(query: Query, name: str) -> str | None:
-    values = query.get(name)
-    return values[0] if values else None
-
-
 def _string_list(value: object, name: str) -> list[str]:
     if value is None:
         return []
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise validation_error(f"'{name}' must be a list of strings.")
     return value
-
-
-def _limit(value: object) -> int:
-    if value is None:
-        return DEFAULT_PAGE_SIZE
-    try:
-        limit = int(str(value))
-    except ValueError:
-        raise validation_error(f"limit must be an integer, got {value!r}.") from None
-    if limit < 1:
-        raise validation_error(f"limit must be at least 1, got {limit}.")
-    return limit
-
-
-def _after(value: object) -> int:
-    """Paging cursors are the last id of the previous page."""
-    if value in (None, ""):
-        return 0
-    if not str(value).isdigit():
-        raise validation_error(
-            f"after must be a paging cursor from a previous page, got {value!r}."
-        )
-    return int(str(value))
 
 
 def _filter_groups(obj: ObjectType, raw: object) -> list[list[Filter]]:
@@ -545,27 +484,6 @@ def _filter(obj: ObjectType, raw: object) -> Filter:
 def _wanted(obj: ObjectType, requested: Sequence[str]) -> frozenset[str]:
     """What a read returns: the requested properties, or the type's defaults, plus the CRM's own."""
     return frozenset(requested or obj.default_read).union(DEFAULT_PROPERTIES)
-
-
-def _batch(
-    results: list[dict[str, Any]],
-    times: tuple[str, str],
-    errors: list[dict[str, Any]],
-    *,
-    success: int = 200,
-) -> Answer:
-    started, completed = times
-    answer: dict[str, Any] = {
-        "status": "COMPLETE",
-        "results": results,
-        "startedAt": started,
-        "completedAt": completed,
-    }
-    if not errors:
-        return success, answer
-    answer["numErrors"] = len(errors)
-    answer["errors"] = errors
-    return 207, answer
 
 
 def _not_found(verb: str, obj: ObjectType, ids: Sequence[str]) -> dict[str, Any]:

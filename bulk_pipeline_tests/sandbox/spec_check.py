@@ -40,11 +40,13 @@ def _json(value: bytes, **parameters: str) -> Any:
     return json.loads(value)
 
 
-def corrected(spec: dict[str, Any]) -> dict[str, Any]:
-    """The spec with ``CORRECTIONS`` applied to whichever of those schemas it has."""
+def corrected(
+    spec: dict[str, Any], corrections: dict[str, dict[str, dict[str, Any]]] = CORRECTIONS
+) -> dict[str, Any]:
+    """The spec with the corrections applied to whichever of those schemas it has."""
     fixed = copy.deepcopy(spec)
     schemas = fixed["components"]["schemas"]
-    for schema, replacements in CORRECTIONS.items():
+    for schema, replacements in corrections.items():
         if schema in schemas:
             for name, replacement in replacements.items():
                 assert name in schemas[schema]["properties"], (schema, name)

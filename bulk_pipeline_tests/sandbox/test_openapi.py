@@ -10,10 +10,18 @@ import json
 
 import httpx
 import pytest
+from openapi_core import OpenAPI
 from openapi_core.exceptions import OpenAPIError
 from openapi_core.testing import MockRequest, MockResponse
 
-from bulk_pipeline_tests.sandbox.spec_check import HUBSPOT, CheckedClient, spec
+from bulk_pipeline_tests.sandbox.spec_check import (
+    CORRECTIONS,
+    HUBSPOT,
+    CheckedClient,
+    corrected,
+    spec,
+)
+from bulk_pipeline_tests.specs import load_spec
 
 CASES = [
     ("contacts.json", "contacts", "email", {"firstname": "Ada"}),
@@ -134,3 +142,23 @@ def test_the_check_rejects_a_wrong_shape() -> None:
     response = MockResponse(json.dumps(wrong).encode(), status_code=200)
     with pytest.raises(OpenAPIError):
         contacts.validate_response(request, response)
+
+
+def test_each_spec_correction_is_needed(crm: httpx.Client) -> None:
+    """``spec_check.CORRECTIONS`` name real contradictions: HubSpot's answer (which the sandbox
+    gives) passes the corrected spec and fails it when any one correction is left out."""
+    contact = crm.post("/crm/v3/objects/contacts", json={"properties": {}}).json()["id"]
+    company = crm.post("/crm/v3/objects/companies", json={"properties": {}}).json()["id"]
+    put = f"/crm/v4/objects/contacts/{contact}/associations/default/companies/{company}"
+    assert crm.put(put).status_code == 200
+    path = "/crm/v4/associations/contacts/companies/batch/read"
+    answer = crm.post(path, json={"inputs": [{"id": contact}, {"id": "424242"}]})
+    assert answer.status_code == 207
+    request = MockRequest(HUBSPOT, "POST", path, data=answer.request.content)
+    response = MockResponse(answer.content, status_code=207, content_type="application/json")
+    published = load_spec("hubspot", "associations-v4.json")
+    OpenAPI.from_dict(corrected(published)).validate_response(request, response)
+    for left_out in CORRECTIONS:
+        others = {name: fix for name, fix in CORRECTIONS.items() if name != left_out}
+        with pytest.raises(OpenAPIError):
+            OpenAPI.from_dict(corrected(published, others)).validate_response(request, response)

@@ -18,6 +18,13 @@ from typing import TYPE_CHECKING, Any
 from bulk_pipeline.sandbox.dialect import Answer, ApiError, Dialect, Gate, Request, Route
 from bulk_pipeline.sandbox.hubspot import pipelines
 from bulk_pipeline.sandbox.hubspot.api import CrmApi, HubSpotRoute, parse_route, public
+from bulk_pipeline.sandbox.hubspot.association_store import SCHEMA as ASSOCIATIONS_SCHEMA
+from bulk_pipeline.sandbox.hubspot.association_store import HubSpotAssociations
+from bulk_pipeline.sandbox.hubspot.associations_api import (
+    AssociationRoute,
+    AssociationsApi,
+    parse_association_route,
+)
 from bulk_pipeline.sandbox.hubspot.errors import (
     hubspot_error,
     rate_limited,
@@ -43,7 +50,7 @@ class HubSpotDialect(Dialect):
     name = "hubspot"
     title = "HubSpot CRM v3"
     prefixes = ("/crm/v3/", "/crm/v4/")
-    schema = SCHEMA
+    schema = SCHEMA + ASSOCIATIONS_SCHEMA
     record_types = tuple(OBJECT_TYPES)
 
     def __init__(self, token: str) -> None:
@@ -68,7 +75,11 @@ class HubSpotDialect(Dialect):
         return self.deal_pipelines
 
     def route(self, method: str, path: str) -> Route | None:
-        return parse_route(method, path) or parse_pipeline_route(method, path)
+        return (
+            parse_route(method, path)
+            or parse_association_route(method, path)
+            or parse_pipeline_route(method, path)
+        )
 
     def gate(self, request: Request, route: Route | None, now: float) -> Gate:
         search = isinstance(route, HubSpotRoute) and route.is_search
@@ -89,10 +100,12 @@ class HubSpotDialect(Dialect):
         return hubspot_error(404, "OBJECT_NOT_FOUND", message)
 
     def open_api(self, conn: StoreConnection) -> HubSpotApi:
-        objects = CrmApi(
-            HubSpotRecords(conn), now_iso=self.now_iso, pipelines=self.current_pipelines
+        records, links = HubSpotRecords(conn), HubSpotAssociations(conn)
+        return HubSpotApi(
+            CrmApi(records, links, now_iso=self.now_iso, pipelines=self.current_pipelines),
+            AssociationsApi(records, links, now_iso=self.now_iso),
+            self.current_pipelines,
         )
-        return HubSpotApi(objects, self.current_pipelines)
 
     def counts(self, conn: StoreConnection) -> dict[str, int]:
         return HubSpotRecords(conn).counts()
@@ -104,6 +117,7 @@ class HubSpotDialect(Dialect):
 
     def reset(self, conn: StoreConnection) -> None:
         HubSpotRecords(conn).reset()
+        HubSpotAssociations(conn).reset()
 
     def seed(self, conn: StoreConnection) -> None:
         """A fresh HubSpot portal has no records the sandbox models."""
@@ -115,11 +129,21 @@ class HubSpotDialect(Dialect):
 class HubSpotApi:
     """The dialect's operations on one store connection, each route to its own API."""
 
-    def __init__(self, objects: CrmApi, deal_pipelines: Callable[[], tuple[Pipeline, ...]]):
+    def __init__(
+        self,
+        objects: CrmApi,
+        associations: AssociationsApi,
+        deal_pipelines: Callable[[], tuple[Pipeline, ...]],
+    ) -> None:
         self._objects = objects
+        self._associations = associations
         self._deal_pipelines = deal_pipelines
 
-    def handle(self, route: HubSpotRoute | PipelineRoute, request: Request) -> Answer:
+    def handle(
+        self, route: HubSpotRoute | AssociationRoute | PipelineRoute, request: Request
+    ) -> Answer:
         if isinstance(route, PipelineRoute):
             return pipelines.answer(self._deal_pipelines(), route)
+        if isinstance(route, AssociationRoute):
+            return self._associations.handle(route, request)
         return self._objects.handle(route, request)

@@ -7,6 +7,7 @@ follow the schemas of the official specs (``SimplePublicObject``,
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -15,6 +16,17 @@ from urllib.parse import unquote
 
 from bulk_pipeline.sandbox.dialect import Answer, ApiError, Query, Request
 from bulk_pipeline.sandbox.hubspot import payloads
+from bulk_pipeline.sandbox.hubspot.association_store import (
+    HubSpotAssociations,
+    Link,
+    UnknownRecords,
+    link,
+)
+from bulk_pipeline.sandbox.hubspot.associations_api import (
+    create_links,
+    unknown_records,
+    v3_associations,
+)
 from bulk_pipeline.sandbox.hubspot.errors import (
     hubspot_error,
     invalid_properties,
@@ -111,11 +123,13 @@ class CrmApi:
     def __init__(
         self,
         store: HubSpotRecords,
+        links: HubSpotAssociations,
         *,
         now_iso: Callable[[], str],
         pipelines: Callable[[], Sequence[Pipeline]],
     ) -> None:
         self._store = store
+        self._links = links
         self._now_iso = now_iso
         """The CRM's clock: when records are created and updated, and batch times."""
         self._pipelines = pipelines
@@ -141,13 +155,15 @@ class CrmApi:
     # Single records ---------------------------------------------------------------------------
 
     def _create(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
-        payload = payloads.json_object(body)
-        (record,) = self._insert(route.obj, self._new_properties(route.obj, [payload]))
+        (record,) = self._insert(route.obj, [payloads.json_object(body)])
         return 201, public(record)
 
     def _get(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
+        """``SimplePublicObjectWithAssociations``."""
         record = self._find_one(route, query, writing=False)
-        return 200, public(record, _wanted(route.obj, payloads.query_list(query, "properties")))
+        wanted = _wanted(route.obj, payloads.query_list(query, "properties"))
+        (answer,) = self._with_associations([public(record, wanted)], query)
+        return 200, answer
 
     def _update(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
         (patch,) = _all_properties(route.obj, [payloads.json_object(body)])
@@ -182,10 +198,32 @@ class CrmApi:
             route.obj.name, route.obj.unique_key, [], after=after, limit=limit
         )
         wanted = _wanted(route.obj, payloads.query_list(query, "properties"))
-        answer: dict[str, Any] = {"results": [public(record, wanted) for record in records]}
+        results = self._with_associations([public(record, wanted) for record in records], query)
+        answer: dict[str, Any] = {"results": results}
         if more:
             answer["paging"] = {"next": {"after": records[-1].id}}
         return 200, answer
+
+    def _with_associations(
+        self, answers: list[dict[str, Any]], query: Query
+    ) -> list[dict[str, Any]]:
+        """Records with the ``associations`` the query's ``associations`` asks for; object types
+        HubSpot does not know are ignored, as the spec says, and so are types without any."""
+        kinds = dict.fromkeys(
+            found
+            for found in map(object_type, payloads.query_list(query, "associations"))
+            if found is not None
+        )
+        if not kinds:
+            return answers
+        ids = [int(answer["id"]) for answer in answers]
+        found = {obj.name: self._links.of_records(ids, obj) for obj in kinds}
+        for answer in answers:
+            mine = {name: by_id.get(int(answer["id"]), []) for name, by_id in found.items()}
+            associations = v3_associations(mine)
+            if associations:
+                answer["associations"] = associations
+        return answers
 
     def _search(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
         """Filters EQ, NEQ, IN, NOT_IN, HAS_PROPERTY, NOT_HAS_PROPERTY, case-insensitive.
@@ -222,8 +260,7 @@ class CrmApi:
 
     def _batch_create(self, route: HubSpotRoute, query: Query, body: bytes) -> Answer:
         started = self._now_iso()
-        inputs = payloads.inputs(payloads.json_object(body))
-        records = self._insert(route.obj, self._new_properties(route.obj, inputs))
+        records = self._insert(route.obj, payloads.inputs(payloads.json_object(body)))
         return payloads.batch(
             [public(record) for record in records], (started, self._now_iso()), [], success=201
         )
@@ -333,29 +370,34 @@ class CrmApi:
         if issues:
             raise invalid_properties(issues)
 
-    def _insert(
-        self, obj: ObjectType, patches: Sequence[dict[str, str | None]]
-    ) -> list[StoredRecord]:
+    def _insert(self, obj: ObjectType, inputs: Sequence[Mapping[str, Any]]) -> list[StoredRecord]:
+        """Create records with their associations, or refuse the whole call."""
+        patches = self._new_properties(obj, inputs)
         unset = unset_required(obj, patches)
         if unset:
             raise missing_required(obj.singular, unset)
+        wanted = [create_links(obj, item.get("associations")) for item in inputs]
         records = [{name: value for name, value in p.items() if value is not None} for p in patches]
-        if obj.unique_key is not None:
-            seen: set[str] = set()
-            for props in records:
-                key = (props.get(obj.unique_key) or "").lower()
-                if key and key in seen:
-                    raise hubspot_error(
-                        409,
-                        "CONFLICT",
-                        f"Duplicate {obj.unique_key} {key} in batch input: "
-                        f"each {obj.label.lower()} must appear once.",
-                    )
-                seen.add(key)
+        _refuse_repeated_keys(obj, records)
+
+        def associate(db: sqlite3.Connection, created: list[StoredRecord]) -> None:
+            link(
+                db,
+                [
+                    Link(record.id, target, kind)
+                    for record, links in zip(created, wanted, strict=True)
+                    for target, kind in links
+                ],
+            )
+
         try:
-            return self._store.create(obj.name, obj.unique_key, records, self._now_iso())
+            return self._store.create(
+                obj.name, obj.unique_key, records, self._now_iso(), then=associate
+            )
         except KeyConflict as conflict:
             raise _conflict(obj, conflict) from None
+        except UnknownRecords as unknown:
+            raise unknown_records(unknown) from None
 
     def _apply_updates(
         self, obj: ObjectType, changes: Sequence[tuple[int, dict[str, str | None]]]
@@ -493,6 +535,23 @@ def _not_found(verb: str, obj: ObjectType, ids: Sequence[str]) -> dict[str, Any]
         "Check that ids are valid.",
         ids,
     )
+
+
+def _refuse_repeated_keys(obj: ObjectType, records: Sequence[Mapping[str, str]]) -> None:
+    """A batch create naming one unique key twice conflicts with itself."""
+    if obj.unique_key is None:
+        return
+    seen: set[str] = set()
+    for props in records:
+        key = (props.get(obj.unique_key) or "").lower()
+        if key and key in seen:
+            raise hubspot_error(
+                409,
+                "CONFLICT",
+                f"Duplicate {obj.unique_key} {key} in batch input: "
+                f"each {obj.label.lower()} must appear once.",
+            )
+        seen.add(key)
 
 
 def _conflict(obj: ObjectType, conflict: KeyConflict) -> ApiError:

@@ -74,6 +74,40 @@ def standard_error(category: str, message: str, ids: Sequence[str]) -> dict[str,
     }
 
 
+def invalid_associations(context: Mapping[str, Sequence[str]]) -> ApiError:
+    """HubSpot's refusal of associations naming records or types it does not have; ``context``
+    says which (``INVALID_OBJECT_IDS``, or ``INVALID_ASSOCIATION_TYPE_ID``)."""
+    return hubspot_error(
+        400, "VALIDATION_ERROR", "One or more associations are invalid", context=context
+    )
+
+
+def wrong_from_type(given: str, expected: str, type_id: int) -> ApiError:
+    """A create carrying an association type that starts from another object type."""
+    return validation_error(
+        f"invalid from object type {given} for associations to be created. expected: "
+        f"{expected}. For definition 0-{type_id}"
+    )
+
+
+def no_associations(from_name: str, to_name: str, from_id: str) -> dict[str, Any]:
+    """The ``errors`` entry of a v4 batch read for a record without associations of the type
+    (or no such record): HubSpot says the same for both."""
+    return {
+        "status": "error",
+        "category": "OBJECT_NOT_FOUND",
+        "subCategory": "crm.associations.NO_ASSOCIATIONS_FOUND",
+        "message": f"No {to_name} is associated with {from_name} {from_id}.",
+        "context": {
+            "fromObjectId": [from_id],
+            "fromObjectType": [from_name],
+            "toObjectType": [to_name],
+        },
+        "errors": [],
+        "links": {},
+    }
+
+
 def unauthorized() -> ApiError:
     return hubspot_error(
         401,

@@ -14,14 +14,19 @@ MAX_BATCH_INPUTS = 100
 DEFAULT_PAGE_SIZE = 10
 
 
-def json_object(body: bytes) -> dict[str, Any]:
-    """A request body that must be a JSON object, or HubSpot's 400 for bad JSON."""
+def json_value(body: bytes) -> Any:
+    """A JSON request body, or HubSpot's 400 for bad JSON."""
     try:
-        payload = json.loads(body or b"{}")
+        return json.loads(body or b"{}")
     except json.JSONDecodeError as error:
         raise validation_error(
             f"Invalid input JSON on line {error.lineno}, column {error.colno}: {error.msg}"
         ) from None
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """A request body that must be a JSON object."""
+    payload = json_value(body)
     if not isinstance(payload, dict):
         raise validation_error("Invalid input JSON: expected an object.")
     return payload

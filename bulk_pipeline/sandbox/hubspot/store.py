@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bulk_pipeline.sandbox.store import StoreConnection
@@ -137,15 +137,24 @@ class HubSpotRecords:
         key_property: str | None,
         records: Sequence[dict[str, str]],
         now: str,
+        *,
+        then: Callable[[sqlite3.Connection, list[StoredRecord]], None] | None = None,
     ) -> list[StoredRecord]:
-        """Insert new records; raises ``KeyConflict`` naming the first key already taken."""
+        """Insert new records; raises ``KeyConflict`` naming the first key already taken.
+
+        ``then`` runs in the same transaction with the new records (to associate them): what it
+        raises undoes the creation, so a create is refused whole.
+        """
         keys = [_key(props, key_property) for props in records]
         with self._conn.write() as db:
             taken = _active_by_key(db, type_, [key for key in keys if key is not None])
             for key in keys:
                 if key in taken:
                     raise KeyConflict(key, str(taken[key][0]))
-            return _insert(db, type_, list(zip(keys, records, strict=True)), now)
+            created = _insert(db, type_, list(zip(keys, records, strict=True)), now)
+            if then is not None:
+                then(db, created)
+            return created
 
     def upsert(
         self,

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import json
-
 import httpx
 import pytest
 
 from bulk_pipeline.sandbox.server import RunningSandbox
+from bulk_pipeline_tests.sandbox.answers import invalid_values
 
 TASKS = "/crm/v3/objects/tasks"
 NOTES = "/crm/v3/objects/notes"
-
-
-def invalid_values(answer: httpx.Response) -> list[dict[str, object]]:
-    prefix = "Property values were not valid: "
-    message = answer.json()["message"]
-    assert message.startswith(prefix), message
-    return json.loads(message.removeprefix(prefix))
 
 
 @pytest.mark.parametrize(("path", "singular"), [(TASKS, "TASK"), (NOTES, "NOTE")])

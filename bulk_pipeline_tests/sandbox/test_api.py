@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import httpx
 
 from bulk_pipeline.sandbox.server import RunningSandbox
+from bulk_pipeline_tests.sandbox.answers import invalid_values
 
 CONTACTS = "/crm/v3/objects/contacts"
 COMPANIES = "/crm/v3/objects/companies"
@@ -17,14 +16,6 @@ def upsert(crm: httpx.Client, *emails: str, **properties: str) -> httpx.Response
         {"id": email, "idProperty": "email", "properties": dict(properties)} for email in emails
     ]
     return crm.post(f"{CONTACTS}/batch/upsert", json={"inputs": inputs})
-
-
-def invalid_values(answer: httpx.Response) -> list[dict[str, object]]:
-    """The list HubSpot packs into the message of a VALIDATION_ERROR about property values."""
-    body = answer.json()
-    prefix = "Property values were not valid: "
-    assert body["message"].startswith(prefix), body
-    return json.loads(body["message"].removeprefix(prefix))
 
 
 def test_missing_or_wrong_token_is_refused(sandbox: RunningSandbox) -> None:

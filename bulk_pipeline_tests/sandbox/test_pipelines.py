@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import httpx
 import pytest
 
 from bulk_pipeline.sandbox.config import SandboxConfig
 from bulk_pipeline.sandbox.server import RunningSandbox
+from bulk_pipeline_tests.sandbox.answers import invalid_values
 from bulk_pipeline_tests.sandbox.spec_check import CheckedClient
 
 DEALS = "/crm/v3/objects/deals"
@@ -29,14 +28,6 @@ DEFAULT_STAGES = [
     ("closedwon", "Closed Won", "1.0", "true"),
     ("closedlost", "Closed Lost", "0.0", "true"),
 ]
-
-
-def invalid_values(answer: httpx.Response) -> list[dict[str, object]]:
-    assert answer.status_code == 400, answer.text
-    prefix = "Property values were not valid: "
-    message = answer.json()["message"]
-    assert message.startswith(prefix), message
-    return json.loads(message.removeprefix(prefix))
 
 
 def test_the_default_deal_pipeline_answers_like_hubspot(crm: httpx.Client) -> None:

@@ -102,3 +102,25 @@ def test_two_servers_on_one_file_never_duplicate_a_key(tmp_path: Path, other_pro
 
         with ThreadPoolExecutor(max_workers=2) as pool:
             assert sorted(pool.map(create, urls)) == [201, 409]
+
+
+def test_associations_survive_a_restart(tmp_path: Path) -> None:
+    db = tmp_path / "crm.sqlite3"
+    with (
+        start_in_thread(db_path=db, config=SandboxConfig.unlimited()) as first,
+        client(first.url) as crm,
+    ):
+        company = crm.post("/crm/v3/objects/companies", json={"properties": {}}).json()["id"]
+        association = {
+            "to": {"id": company},
+            "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 279}],
+        }
+        contact = crm.post(CONTACTS, json={"properties": {}, "associations": [association]}).json()[
+            "id"
+        ]
+    with (
+        start_in_thread(db_path=db, config=SandboxConfig.unlimited()) as second,
+        client(second.url) as crm,
+    ):
+        answer = crm.get(f"/crm/v4/objects/companies/{company}/associations/contacts")
+        assert [r["toObjectId"] for r in answer.json()["results"]] == [contact]

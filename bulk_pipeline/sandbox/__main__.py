@@ -16,7 +16,8 @@ from bulk_pipeline.sandbox.server import serve
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bulk_pipeline.sandbox",
-        description="A local CRM that speaks HubSpot's CRM v3/v4 and Pipedrive's API v2/v1.",
+        description="A local CRM that speaks HubSpot's CRM v3/v4, Pipedrive's API v2/v1 and "
+        "Attio's REST API v2.",
     )
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     parser.add_argument("--host", default="127.0.0.1")
@@ -55,6 +56,13 @@ def main(argv: list[str] | None = None) -> None:
     pipedrive.add_argument(
         "--pipedrive-search-lag", type=float, metavar="SECONDS", help="search index lag"
     )
+    attio = parser.add_argument_group("Attio dialect")
+    attio.add_argument(
+        "--attio-read-limit", metavar="MAX/INTERVAL_MS", help="default 100/1000; 0 for none"
+    )
+    attio.add_argument(
+        "--attio-write-limit", metavar="MAX/INTERVAL_MS", help="default 25/1000; 0 for none"
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -83,6 +91,11 @@ def _config(args: argparse.Namespace) -> SandboxConfig:
         pipedrive["daily_budget"] = args.pipedrive_daily_budget
     if args.pipedrive_search_lag is not None:
         pipedrive["search_lag_s"] = args.pipedrive_search_lag
+    attio: dict[str, object] = {}
+    if args.attio_read_limit is not None:
+        attio["read_limit"] = args.attio_read_limit
+    if args.attio_write_limit is not None:
+        attio["write_limit"] = args.attio_write_limit
     return config.changed(
         {
             "error_rate": args.error_rate,
@@ -90,6 +103,7 @@ def _config(args: argparse.Namespace) -> SandboxConfig:
             "latency_ms": args.latency_ms,
             "seed": args.seed,
             "pipedrive": pipedrive,
+            "attio": attio,
         }
     )
 

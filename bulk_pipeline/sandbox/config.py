@@ -2,7 +2,7 @@
 
 HubSpot's settings sit at the top level (``rate_limit``, ``search_rate_limit``, ``daily_limit``,
 ``deal_pipelines``), where they were before the sandbox spoke other dialects; every other dialect
-has its own block (``pipedrive``), which the admin view changes with a nested object:
+has its own block (``pipedrive``, ``attio``), which the admin view changes with a nested object:
 ``POST /_sandbox/config {"pipedrive": {"daily_budget": 500}}``.
 """
 
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bulk_pipeline.sandbox import settings
+from bulk_pipeline.sandbox.attio.settings import AttioSettings
 from bulk_pipeline.sandbox.hubspot.limits import (
     HUBSPOT_DAILY_LIMIT,
     HUBSPOT_RATE_LIMIT,
@@ -53,6 +54,8 @@ class SandboxConfig:
     answer): a CRM whose clock runs behind or ahead of its clients'."""
     pipedrive: PipedriveSettings = field(default_factory=PipedriveSettings)
     """Pipedrive: token budget, burst and search windows, block, search lag."""
+    attio: AttioSettings = field(default_factory=AttioSettings)
+    """Attio: reads and writes per rolling second."""
 
     @classmethod
     def unlimited(cls) -> SandboxConfig:
@@ -62,6 +65,7 @@ class SandboxConfig:
             search_rate_limit=None,
             daily_limit=None,
             pipedrive=PipedriveSettings.unlimited(),
+            attio=AttioSettings.unlimited(),
         )
 
     @classmethod
@@ -100,10 +104,13 @@ class SandboxConfig:
         flat = dict(changes)
         hubspot = _block(flat.pop("hubspot", None), "hubspot")
         pipedrive = _block(flat.pop("pipedrive", None), "pipedrive")
+        attio = _block(flat.pop("attio", None), "attio")
         config = settings.changed(self, {**flat, **hubspot}, _PARSERS)
-        return (
-            replace(config, pipedrive=config.pipedrive.changed(pipedrive)) if pipedrive else config
-        )
+        if pipedrive:
+            config = replace(config, pipedrive=config.pipedrive.changed(pipedrive))
+        if attio:
+            config = replace(config, attio=config.attio.changed(attio))
+        return config
 
     def as_json(self) -> dict[str, Any]:
         def limit(value: RateLimit | None) -> dict[str, int] | None:
@@ -120,6 +127,7 @@ class SandboxConfig:
             "seed": self.seed,
             "clock_offset_s": self.clock_offset_s,
             "pipedrive": self.pipedrive.as_json(),
+            "attio": self.attio.as_json(),
         }
 
 

@@ -1,6 +1,6 @@
 """The dialects one sandbox serves, and how a request path picks one.
 
-To add a vendor (Attio's ``/v2/...`` is next): write ``sandbox/<vendor>/`` with a ``Dialect``
+To add a vendor: write ``sandbox/<vendor>/`` with a ``Dialect``
 subclass (see ``dialect.py`` for what the server asks of it, and ``pipedrive/`` for a complete
 one), give ``SandboxConfig`` a field for its settings, and add the class to ``DIALECTS``.
 """
@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bulk_pipeline.sandbox.attio import AttioDialect
 from bulk_pipeline.sandbox.dialect import Dialect
 from bulk_pipeline.sandbox.hubspot import HubSpotDialect
 from bulk_pipeline.sandbox.pipedrive import PipedriveDialect
 
-DIALECTS: tuple[type[Dialect], ...] = (HubSpotDialect, PipedriveDialect)
+DIALECTS: tuple[type[Dialect], ...] = (HubSpotDialect, PipedriveDialect, AttioDialect)
 
 
 class DialectRouter:

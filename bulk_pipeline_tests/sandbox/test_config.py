@@ -105,3 +105,18 @@ def test_hubspot_pipelines_flag_reads_a_json_file(
     pipelines.write_text("[{")
     with pytest.raises(SystemExit):
         sandbox_main(["--hubspot-pipelines", str(pipelines)])
+
+
+def test_attio_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(
+        "bulk_pipeline.sandbox.__main__.serve",
+        lambda port, host, *, db_path, config: seen.update(config=config),
+    )
+    sandbox_main(["--attio-write-limit", "5/1000"])
+    config = seen["config"]
+    assert isinstance(config, SandboxConfig)
+    assert config.attio.write_limit == RateLimit(5, 1_000)
+    assert config.attio.read_limit == RateLimit(100, 1_000), "Attio's documented read limit"
+    sandbox_main(["--attio-read-limit", "0"])
+    assert isinstance(seen["config"], SandboxConfig) and seen["config"].attio.read_limit is None

@@ -339,7 +339,8 @@ def test_users(pipedrive: httpx.Client) -> None:
 def test_unknown_paths_answer_in_pipedrives_shape(pipedrive: httpx.Client) -> None:
     assert error(pipedrive.get("/api/v2/products"), 404)
     assert error(pipedrive.put(f"{PERSONS}/1", json={}), 404), "v2 updates with PATCH, not PUT"
-    assert pipedrive.get("/v2/objects").status_code == 404, "no dialect serves /v2 yet"
+    assert pipedrive.get("/v3/objects").status_code == 404, "no dialect serves /v3"
+    assert pipedrive.get("/v2/objects").json()["code"] == "unauthorized", "Attio's, by Bearer"
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])

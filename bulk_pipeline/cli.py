@@ -23,7 +23,7 @@ from rich.table import Table
 
 from bulk_pipeline import config
 from bulk_pipeline.entities import Entity
-from bulk_pipeline.errors import BulkPipelineError
+from bulk_pipeline.errors import BulkPipelineError, UserInputError
 from bulk_pipeline.imports import (
     DEFAULT_MAX_INVALID_RATIO,
     ImportRequest,
@@ -34,6 +34,7 @@ from bulk_pipeline.imports import (
 from bulk_pipeline.instance import ensure_dagster_home, open_instance
 from bulk_pipeline.outcomes import OnDuplicate
 from bulk_pipeline.redaction import redact
+from bulk_pipeline.targets.base import DeleteKind
 from bulk_pipeline.targets.registry import DEFAULT_TARGET, TARGET_NAMES, entry, open_target
 
 if TYPE_CHECKING:
@@ -82,6 +83,15 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument(
         "--note", action="store_true", help="write the summary to the CRM as a note when done"
+    )
+    imp.add_argument(
+        "--list",
+        metavar="NAME",
+        dest="list_name",
+        help="add every imported record to this list of the CRM (once, however often you run it)",
+    )
+    imp.add_argument(
+        "--create-list", action="store_true", help="create the --list when the CRM has none"
     )
     _verbose(imp)
 
@@ -163,7 +173,7 @@ def run_import(args: argparse.Namespace) -> int:
     ensure_dagster_home()
     try:
         with _announcing_background_sandbox(args.target):
-            preflight(args.target)
+            preflight(args.target, list_name=args.list_name)
         request = register_import(
             args.path,
             entity=Entity(args.entity) if args.entity else None,
@@ -173,6 +183,8 @@ def run_import(args: argparse.Namespace) -> int:
             max_invalid_ratio=args.max_invalid_ratio,
             max_create_share=args.max_create_share,
             note=args.note,
+            list_name=args.list_name,
+            create_list=args.create_list,
             sheet=args.sheet,
         )
     except BulkPipelineError as exc:
@@ -203,12 +215,16 @@ def run_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def preflight(target: str) -> None:
+def preflight(target: str, *, list_name: str | None = None) -> None:
     """The target's credentials are present and accepted and the CRM answers (one cheap
-    call), before any file is read."""
+    call), and it can do what the options ask (lists), before any file is read."""
     opened = open_target(target)
     try:
         opened.check()
+        if list_name and not opened.capabilities.lists:
+            raise UserInputError(
+                f"the {target} target has no lists to add records to; import without --list"
+            )
     finally:
         opened.close()
 
@@ -321,14 +337,48 @@ def _print_plan(plan: dict[str, Any]) -> None:
 
 
 def run_rollback(args: argparse.Namespace) -> int:
-    from bulk_pipeline import command_runs
-
+    """Undo an import. Where the CRM deletes for good, a rollback on a terminal shows its dry run
+    and asks before deleting; scripts confirm with ``--yes`` (without it, nothing is deleted)."""
     ensure_dagster_home()
     try:
         request = load_import(args.import_id)
-    except UnknownImportError as exc:
-        _tell(f"error: {exc}")
+        permanent = not (args.yes or args.dry_run) and _deletes_for_good(request.target)
+    except BulkPipelineError as exc:
+        _tell(f"error: {redact(str(exc))}")
         return EXIT_USAGE
+    confirmed = args.yes
+    if permanent and sys.stdin.isatty():
+        if _rollback(args, request, dry_run=True, confirmed=False, asking=True) != 0:
+            return EXIT_FAILED
+        answer = Console(stderr=True).input(
+            f"{request.target} deletes records for good. Delete the records this import "
+            "created? [y/N] "
+        )
+        if answer.strip().lower() not in ("y", "yes"):
+            _tell("nothing was changed")
+            return EXIT_FAILED
+        confirmed = True
+    return _rollback(args, request, dry_run=args.dry_run, confirmed=confirmed)
+
+
+def _deletes_for_good(target: str) -> bool:
+    opened = open_target(target)
+    try:
+        return opened.capabilities.delete is DeleteKind.PERMANENT
+    finally:
+        opened.close()
+
+
+def _rollback(
+    args: argparse.Namespace,
+    request: ImportRequest,
+    *,
+    dry_run: bool,
+    confirmed: bool,
+    asking: bool = False,
+) -> int:
+    from bulk_pipeline import command_runs
+
     run = command_runs.run_job(
         "rollback_job",
         partition_key=args.import_id,
@@ -339,20 +389,20 @@ def run_rollback(args: argparse.Namespace) -> int:
                 "rollback_import": {
                     "config": {
                         "force": args.force,
-                        "dry_run": args.dry_run,
-                        "confirm_permanent_delete": args.yes,
+                        "dry_run": dry_run,
+                        "confirm_permanent_delete": confirmed,
                     }
                 }
             }
         },
     )
-    _print_rollback(args.import_id, dry_run=args.dry_run)
+    _print_rollback(args.import_id, dry_run=dry_run, asking=asking)
     if not run.success:
         return _report_failure(f"rollback of {args.import_id}", run)
     return 0
 
 
-def _print_rollback(import_id: str, *, dry_run: bool) -> None:
+def _print_rollback(import_id: str, *, dry_run: bool, asking: bool = False) -> None:
     from bulk_pipeline.import_steps import ROLLBACK_FILE, ROLLBACK_PLAN_FILE
 
     path = config.reports_dir(import_id) / (ROLLBACK_PLAN_FILE if dry_run else ROLLBACK_FILE)
@@ -368,10 +418,11 @@ def _print_rollback(import_id: str, *, dry_run: bool) -> None:
         + (f", {len(done['failed'])} failed" if done["failed"] else "")
         + ("; nothing was changed" if dry_run else "")
     )
-    if dry_run and done["delete"] == "permanent" and done["removed"]:
+    if dry_run and done["delete"] == "permanent" and done["removed"] and not asking:
         _say(
-            "This CRM deletes records for good: confirm with `bulk-pipeline rollback "
-            f"{import_id} --yes`."
+            f"This CRM deletes records for good: the {done['removed']} records cannot be "
+            f"restored after the rollback. Confirm with `bulk-pipeline rollback {import_id} "
+            "--yes`."
         )
     conflicts = done["conflicts"]
     if conflicts:

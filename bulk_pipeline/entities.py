@@ -98,7 +98,7 @@ ENTITY_SPECS: dict[Entity, EntitySpec] = {
     Entity.DEALS: EntitySpec(
         entity=Entity.DEALS,
         key_field="name",
-        fields=("name", "amount", "stage", "pipeline", "close_date", "description"),
+        fields=("name", "amount", "stage", "pipeline", "close_date", "description", "owner"),
         required=("name",),
     ),
 }

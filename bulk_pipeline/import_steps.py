@@ -21,7 +21,7 @@ import polars as pl
 from bulk_pipeline import config
 from bulk_pipeline.csv_export import write_frame
 from bulk_pipeline.entities import Entity
-from bulk_pipeline.errors import UserInputError
+from bulk_pipeline.errors import CrmRefused, UserInputError
 from bulk_pipeline.imports import ORIGIN_INBOX, ImportRequest
 from bulk_pipeline.ingest import InputFileError, read_file
 from bulk_pipeline.mapping import infer_entity, load_mapping, map_columns
@@ -45,7 +45,7 @@ from bulk_pipeline.push import (
 )
 from bulk_pipeline.reports.rejected import write_rejected_csv
 from bulk_pipeline.staging import StagingStore
-from bulk_pipeline.targets.base import NoteParent, Target, Work
+from bulk_pipeline.targets.base import ListResult, NoteParent, Target, Work
 from bulk_pipeline.validate import validate_rows
 
 INVALID_SCHEMA = {"_line": pl.Int64, "column": pl.String, "value": pl.String, "reason": pl.String}
@@ -53,6 +53,13 @@ REJECTED_OUTCOMES = (LineOutcome.INVALID.value, LineOutcome.FAILED.value)
 BATCHES_FILE = "push_batches.csv"
 ROLLBACK_FILE = "rollback.json"
 ROLLBACK_PLAN_FILE = "rollback_plan.json"
+LIST_FILE = "list.json"
+LISTED_OUTCOMES = (
+    LineOutcome.CREATED.value,
+    LineOutcome.UPDATED.value,
+    LineOutcome.UNCHANGED.value,
+)
+"""Records a list option adds: those the import wrote, and those it found as they were."""
 
 
 @dataclass(frozen=True)
@@ -112,8 +119,24 @@ def import_entity(import_id: str) -> Entity:
     return Entity(_ingest_info(import_id)["entity"])
 
 
-def ingest(request: ImportRequest) -> IngestReport:
-    """Read the file, map its columns to our fields and normalize the values."""
+def preflight(request: ImportRequest, target: Target) -> None:
+    """The CRM answers and accepts the credentials (one cheap call), and can do what the
+    import's options ask, before the file is read."""
+    target.check()
+    if request.list_name and not target.capabilities.lists:
+        raise UserInputError(
+            f"the {request.target} target has no lists to add records to; import without a list"
+        )
+
+
+def ingest(
+    request: ImportRequest, accepted: Callable[[Entity], frozenset[str]] | None = None
+) -> IngestReport:
+    """Read the file, map its columns to our fields and normalize the values.
+
+    ``accepted`` says which of an entity's fields the target CRM has a place for (a workspace
+    without a birthday attribute); columns feeding the others are reported as not sent.
+    """
     started = time.monotonic()
     progress = progress_path(request.import_id)
     report_phase(progress, Phase.READING)
@@ -131,7 +154,9 @@ def ingest(request: ImportRequest) -> IngestReport:
     entity = request.entity or infer_entity(raw.frame.columns, raw.entity_hint, mapping)
     if entity is None:
         raise InputFileError(_entity_unknown(request, raw.frame.columns))
-    mapped = map_columns(raw, entity, mapping)
+    mapped = map_columns(
+        raw, entity, mapping, accepted=None if accepted is None else accepted(entity)
+    )
     normalized = normalize(mapped.frame, entity)
     unreadable = pl.DataFrame(
         [{**issue.values, "_line": issue.line} for issue in raw.rejected],
@@ -305,6 +330,50 @@ def push(
         )
     finally:
         _record_timing(request.import_id, "push", started)
+
+
+def check_list(request: ImportRequest, target: Target) -> None:
+    """Before anything is written: the import's list exists (or is created, when asked) and
+    takes records of the import's entity; a clear error otherwise."""
+    if request.list_name:
+        target.find_list(
+            request.list_name, import_entity(request.import_id), create=request.create_list
+        )
+
+
+def add_to_list(request: ImportRequest, store: StagingStore, target: Target) -> ListResult | None:
+    """Add every record the import wrote or found to its list, each once however often the
+    import runs (records already in the list are not added again); writes ``list.json``."""
+    if not request.list_name:
+        return None
+    lines = store.line_outcomes(request.import_id).filter(
+        pl.col("outcome").is_in(LISTED_OUTCOMES) & pl.col("crm_id").is_not_null()
+    )
+    ids = lines["crm_id"].unique(maintain_order=True).to_list()
+    result = target.add_to_list(
+        request.list_name, import_entity(request.import_id), ids, create=request.create_list
+    )
+    (config.reports_dir(request.import_id) / LIST_FILE).write_text(
+        json.dumps(
+            {
+                "name": result.name,
+                "added": result.added,
+                "already": result.already,
+                "failed": [f"{ids[f.index]}: {f.message}" for f in result.failed],
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
+    if result.exhausted is not None:
+        raise result.exhausted
+    if result.failed:
+        raise CrmRefused(
+            f"{len(result.failed)} of {len(ids)} records could not be added to the list "
+            f"{result.name} (first: {result.failed[0].message}); running the import again adds "
+            "them without adding any record twice"
+        )
+    return result
 
 
 def plan(
@@ -538,6 +607,8 @@ def write_results(request: ImportRequest, store: StagingStore) -> ImportSummary:
         shutil.copyfile(batches, folder / BATCHES_FILE)
     timings_path = _work(request.import_id, "timings.json")
     timings = json.loads(timings_path.read_text("utf-8")) if timings_path.exists() else {}
+    listed = folder / LIST_FILE
+    extra = {"list": json.loads(listed.read_text("utf-8"))} if listed.exists() else {}
     summary = ImportSummary(
         import_id=request.import_id,
         file=request.source_path,
@@ -561,6 +632,7 @@ def write_results(request: ImportRequest, store: StagingStore) -> ImportSummary:
             "sheet": info.get("sheet"),
             "skipped_sheets": info.get("skipped_sheets", []),
             "warnings": info.get("warnings", []),
+            **extra,
         },
     )
     if counts.accounted != summary.rows:

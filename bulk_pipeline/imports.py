@@ -54,6 +54,10 @@ class ImportRequest:
     origin: str = ORIGIN_COMMAND
     """Who registered the import (``command``, ``inbox`` or ``sync``): what a person can do
     about a problem differs (a dropped file has no command line to add an option to)."""
+    list_name: str | None = None
+    """Add every record the import wrote or found to this list of the CRM, once."""
+    create_list: bool = False
+    """Create the list when the CRM has none of that name (else that is an error)."""
 
     @property
     def file_name(self) -> str:
@@ -98,6 +102,8 @@ def register_import(
     max_invalid_ratio: float = DEFAULT_MAX_INVALID_RATIO,
     max_create_share: float | None = None,
     note: bool = False,
+    list_name: str | None = None,
+    create_list: bool = False,
     import_id: str | None = None,
     sheet: str | None = None,
     origin: str = ORIGIN_COMMAND,
@@ -123,6 +129,9 @@ def register_import(
     if mapping_path is not None and not mapping_path.is_file():
         raise UserInputError(f"{mapping_path}: mapping file not found")
     named_by_caller = import_id is not None
+    list_name = (list_name or "").strip() or None
+    if create_list and list_name is None:
+        raise UserInputError("creating a list needs its name (--list NAME)")
     if import_id is None:
         name = f"{path.stem}_{sheet}{path.suffix}" if sheet else path.name
         import_id = import_id_for(name, file_digest(path))
@@ -150,6 +159,8 @@ def register_import(
         given_path=str(copied_from if copied_from is not None else path),
         sheet=sheet,
         origin=origin,
+        list_name=list_name,
+        create_list=create_list,
     )
     manifest = _manifest_path(import_id)
     manifest.parent.mkdir(parents=True, exist_ok=True)
@@ -179,4 +190,6 @@ def load_import(import_id: str) -> ImportRequest:
         given_path=data.get("given_path"),
         sheet=data.get("sheet"),
         origin=data.get("origin", ORIGIN_COMMAND),
+        list_name=data.get("list_name"),
+        create_list=bool(data.get("create_list", False)),
     )

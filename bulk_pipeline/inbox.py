@@ -50,6 +50,8 @@ FAILED_DIR = "failed"
 SETTLE_SECONDS_ENV = "BULK_PIPELINE_INBOX_SETTLE_SECONDS"
 MAX_RUNS_PER_TICK_ENV = "BULK_PIPELINE_INBOX_MAX_RUNS_PER_TICK"
 TARGET_ENV = "BULK_PIPELINE_INBOX_TARGET"
+LIST_ENV = "BULK_PIPELINE_INBOX_LIST"
+"""A list of the target CRM every inbox import adds its records to (where the CRM has lists)."""
 DEFAULT_SETTLE_SECONDS = 30.0
 DEFAULT_MAX_RUNS_PER_TICK = 10
 PARTIAL_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".download", "~")
@@ -75,6 +77,7 @@ class InboxSettings:
     """A file must be unchanged this long before it is read."""
     max_runs_per_tick: int = DEFAULT_MAX_RUNS_PER_TICK
     target: str = DEFAULT_TARGET
+    list_name: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> InboxSettings:
@@ -87,7 +90,8 @@ class InboxSettings:
             )
         if target not in TARGET_NAMES:
             raise ValueError(f"{TARGET_ENV}={target!r}: choose one of {', '.join(TARGET_NAMES)}")
-        return cls(settle_seconds=settle, max_runs_per_tick=cap, target=target)
+        list_name = (environ.get(LIST_ENV) or "").strip() or None
+        return cls(settle_seconds=settle, max_runs_per_tick=cap, target=target, list_name=list_name)
 
 
 @dataclass(frozen=True)
@@ -447,6 +451,7 @@ def _register(
         register_import(
             stored,
             target=settings.target,
+            list_name=settings.list_name,
             import_id=import_id,
             origin=ORIGIN_INBOX,
             copied_from=path,

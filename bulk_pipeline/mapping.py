@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import difflib
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,6 +134,7 @@ ALIASES: dict[Entity, dict[str, tuple[str, ...]]] = {
         "pipeline": ("Pipeline", "Deal Pipeline"),
         "close_date": ("Close Date", "Expected Close Date", "Closing Date"),
         "description": ("Description", "Deal Description", "Summary"),
+        "owner": ("Owner", "Deal Owner", "Owner Email", "Deal Owner Email"),
     },
 }
 """Headers people use for our fields, per entity (compared with ``header_key``)."""
@@ -253,26 +254,36 @@ def _entity(section: object, source: str) -> Entity:
 
 
 def map_columns(
-    raw: RawTable, entity: Entity, mapping: Mapping[str, Mapping[str, str | None]] | None = None
+    raw: RawTable,
+    entity: Entity,
+    mapping: Mapping[str, Mapping[str, str | None]] | None = None,
+    *,
+    accepted: Collection[str] | None = None,
 ) -> MappedTable:
     """Rename the source columns that feed the entity's fields; list the others as unmapped.
 
     Precedence: the mapping file, then a header spelled exactly like a field ("first_name"),
     then the built-in aliases (which include each field name in any case and punctuation). When
     two columns claim one field, the first column wins and the other is listed as unmapped.
+    ``accepted`` are the fields the CRM has a place for: a column feeding another field is
+    unmapped too (the entity's key and required fields are always kept).
     """
     explicit = dict(check_mapping(mapping or {}, "mapping").get(entity.value, {}))
     explicit_by_key = {header_key(column): target for column, target in explicit.items()}
     columns = [name for name in raw.frame.columns if name != LINE_COLUMN]
-    fields = ENTITY_SPECS[entity].fields
+    spec = ENTITY_SPECS[entity]
+    fields = spec.fields
     aliases = _ALIAS_INDEX[entity]
+    allowed = (
+        set(fields) if accepted is None else set(accepted) | set(spec.required) | {spec.key_field}
+    )
 
     column_map: dict[str, str] = {}
     ignored: list[str] = []
     claimed: set[str] = set()
 
     def claim(target: str, column: str) -> None:
-        if target not in column_map and column not in claimed:
+        if target in allowed and target not in column_map and column not in claimed:
             column_map[target] = column
             claimed.add(column)
 

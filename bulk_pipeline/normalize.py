@@ -26,7 +26,7 @@ RUNS_OF_SPACE = r"\s\s+|[^\S ]"
 which would also rewrite every single space.)"""
 PHONE_SEPARATORS = [" ", "-", ".", "/", "(", ")"]
 
-NAME_FIELDS = ("first_name", "last_name", "company", "name", "job_title")
+NAME_FIELDS = ("first_name", "last_name", "company", "name", "job_title", "owner")
 EMAIL_FIELDS = ("email",)
 PHONE_FIELDS = ("phone", "mobile_phone")
 DATE_FIELDS = ("date_of_birth", "close_date")

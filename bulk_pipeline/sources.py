@@ -56,6 +56,8 @@ KNOWN_KEYS = {
     "mirror_max_share",
     "max_invalid_ratio",
     "headers",
+    "list",
+    "create_list",
     *ORIGIN_KEYS,
 }
 
@@ -233,6 +235,9 @@ class Source:
     """Archive nothing when more than this share of the last sync's records vanished at once:
     an empty or truncated export must not wipe the CRM."""
     max_invalid_ratio: float = DEFAULT_MAX_INVALID_RATIO
+    list_name: str | None = None
+    """Add every record of each sync to this list of the CRM (once each)."""
+    create_list: bool = False
 
     def snapshot_dir(self) -> Path:
         return config.data_home() / SNAPSHOTS_DIR / self.name
@@ -323,6 +328,12 @@ def parse_source(spec: Any, position: int) -> Source:
     mirror = spec.get("mirror", False)
     if not isinstance(mirror, bool):
         raise SourceError(f"{where}: mirror must be true or false")
+    list_name = spec.get("list")
+    if list_name is not None and (not isinstance(list_name, str) or not list_name.strip()):
+        raise SourceError(f"{where}: list must be the name of a list in the CRM")
+    create_list = spec.get("create_list", False)
+    if not isinstance(create_list, bool) or (create_list and list_name is None):
+        raise SourceError(f"{where}: create_list must be true or false, and needs list")
     return Source(
         name=name,
         entity=Entity(entity),
@@ -344,6 +355,8 @@ def parse_source(spec: Any, position: int) -> Source:
         max_invalid_ratio=_share(
             spec.get("max_invalid_ratio", DEFAULT_MAX_INVALID_RATIO), where, "max_invalid_ratio"
         ),
+        list_name=list_name.strip() if list_name else None,
+        create_list=create_list,
     )
 
 

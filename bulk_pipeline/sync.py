@@ -275,10 +275,14 @@ def _run(
         on_duplicate=source.on_duplicate,
         mapping_path=source.mapping,
         max_invalid_ratio=source.max_invalid_ratio,
+        list_name=source.list_name,
+        create_list=source.create_list,
         import_id=import_id,
         origin=ORIGIN_SYNC,
     )
-    import_steps.ingest(request)
+    with closing(open_target(source.target)) as target:
+        import_steps.preflight(request, target)
+        import_steps.ingest(request, target.fields)
     validation = import_steps.validate(request)
     if validation.invalid_ratio > source.max_invalid_ratio:
         rejected = import_steps.write_validation_rejects(request)
@@ -289,7 +293,9 @@ def _run(
         )
     import_steps.stage(request, store, account)
     with closing(open_target(source.target)) as target:
+        import_steps.check_list(request, target)
         import_steps.push(request, store, target, log)
+        import_steps.add_to_list(request, store, target)
         vanished = handle_vanished(source, request, store, target)
     summary = import_steps.write_results(request, store)
     folder = config.reports_dir(import_id)

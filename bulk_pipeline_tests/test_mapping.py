@@ -113,6 +113,21 @@ def test_mapping_overrides_aliases_and_ignores_columns() -> None:
     assert mapped.ignored == ["notes"]
 
 
+def test_columns_for_fields_the_crm_has_no_place_for_are_not_sent() -> None:
+    mapped = map_columns(
+        raw("E-mail", "Date of birth", "Job Title"),
+        Entity.CONTACTS,
+        accepted=frozenset({"first_name", "job_title"}),
+    )
+    assert mapped.column_map == {"email": "E-mail", "job_title": "Job Title"}
+    assert mapped.unmapped == ["Date of birth"]
+
+
+def test_deal_owners_have_aliases() -> None:
+    for header in ("Owner", "Deal Owner", "Owner Email"):
+        assert map_columns(raw("Deal Name", header), Entity.DEALS).column_map["owner"] == header
+
+
 def test_mapping_for_another_entity_does_not_apply() -> None:
     mapping = {"companies": {"Mail": "name"}}
     assert map_columns(raw("Mail"), Entity.CONTACTS, mapping).column_map == {"email": "Mail"}

@@ -24,7 +24,24 @@ def test_identical_values_are_unchanged_and_blanks_never_clear_the_crm() -> None
     assert plan_record("ada@example.com", 2, {**OURS, "company": ""}, existing).action is (
         Action.UNCHANGED
     )
-    assert changed_fields({"company": ""}, {"company": "Analytical Engines"}) == {}
+    assert changed_fields({"company": ""}, CrmRecord("17", {"company": "Analytical Engines"})) == {}
+
+
+def test_numbers_are_compared_as_numbers_and_codes_as_text() -> None:
+    existing = CrmRecord("17", {"amount": "1200.5", "zip": "1234"})
+    assert changed_fields({"amount": "1200.50", "zip": "01234"}, existing) == {"zip": "01234"}
+    assert changed_fields({"amount": "1200.51"}, existing) == {"amount": "1200.51"}
+
+
+def test_a_value_among_the_crms_several_is_held_and_case_counts_only_where_the_crm_cares() -> None:
+    existing = CrmRecord(
+        "17",
+        {"phone": "+33142685300", "stage": "In Progress", "first_name": "Ada"},
+        also={"phone": ("+442079460018",)},
+        case_blind=frozenset({"stage"}),
+    )
+    ours = {"phone": "+442079460018", "stage": "in progress", "first_name": "ADA"}
+    assert changed_fields(ours, existing) == {"first_name": "ADA"}
 
 
 def test_a_record_recreated_under_another_id_is_a_conflict_not_a_write() -> None:

@@ -72,13 +72,13 @@ def source_rows(
     context: dg.AssetExecutionContext, crm: CrmResource, staging: StagingResource
 ) -> dg.MaterializeResult:
     """The file's rows, mapped to our fields and normalized; first, a preflight of the CRM
-    (credentials accepted, CRM answering), so a wrong token fails before the file is read."""
+    (credentials accepted, CRM answering, the import's options possible there), so a wrong token
+    fails before the file is read. Columns the CRM has no place for are reported, not sent."""
     request = _request(context)
     store = staging.store
     with _target(crm, request, store) as target:
-        target.check()
-    with import_failures(store, request.import_id):
-        report = import_steps.ingest(request)
+        import_steps.preflight(request, target)
+        report = import_steps.ingest(request, target.fields)
     context.log.info("read %d rows of %s from %s", report.rows, report.entity, request.file_name)
     for skipped in report.skipped_sheets:
         context.log.warning(
@@ -232,6 +232,8 @@ def crm_push(
     request = _request(context)
     store = staging.store
     with _target(crm, request, store) as target:
+        if not (config.dry_run and request.create_list):
+            import_steps.check_list(request, target)
         if config.dry_run:
             plan = import_steps.dry_run(request, store, target)
             context.log.info(
@@ -251,6 +253,11 @@ def crm_push(
             return
         with stop_between_batches() as stop:
             report = import_steps.push(request, store, target, context.log.info, stop)
+        listed = import_steps.add_to_list(request, store, target)
+    if listed is not None:
+        context.log.info(
+            "list %s: %d records added, %d already in it", listed.name, listed.added, listed.already
+        )
     yield dg.MaterializeResult(
         metadata={
             "target": request.target,

@@ -7,8 +7,10 @@ changed fields, skip records the CRM already holds, capture the values it is abo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import StrEnum
 
 from bulk_pipeline.outcomes import Change, Proof
@@ -36,21 +38,43 @@ class PlannedRecord:
     reason: str | None = None
 
 
+PLAIN_NUMBER = re.compile(r"^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?$")
+"""A number as our normalizer writes it; a leading zero (a code such as 01234) is not one."""
+
+
 def same_value(ours: str | None, theirs: str | None) -> bool:
-    """Values a person would call equal: surrounding white space aside, blanks alike."""
-    return (ours or "").strip() == (theirs or "").strip()
+    """Values a person would call equal: surrounding white space aside, blanks alike, numbers
+    equal as numbers (1200.50 and 1200.5, where a CRM stores numbers, not their writing)."""
+    mine, held = (ours or "").strip(), (theirs or "").strip()
+    if mine == held:
+        return True
+    return bool(PLAIN_NUMBER.match(mine) and PLAIN_NUMBER.match(held)) and (
+        Decimal(mine) == Decimal(held)
+    )
 
 
-def _same(ours: str, theirs: str | None) -> bool:
-    return theirs is not None and same_value(ours, theirs)
+def holds(record: CrmRecord, name: str, value: str | None, *, current_only: bool = False) -> bool:
+    """Whether the CRM record holds ``value`` in field ``name``: as its value, as one of the
+    further values of a field the CRM holds several of (unless ``current_only``: whether it is
+    still the most recent), or differing in case only where the CRM ignores case."""
+    held = [record.fields.get(name)]
+    if not current_only:
+        held += record.also.get(name, ())
+    folded = name in record.case_blind
+    mine = (value or "").strip().casefold()
+    return any(
+        same_value(value, theirs) or (folded and mine == (theirs or "").strip().casefold())
+        for theirs in held
+    )
 
 
-def changed_fields(ours: Mapping[str, str], theirs: Mapping[str, str | None]) -> dict[str, str]:
-    """Fields whose value differs; a blank of ours never counts (it would clear the CRM)."""
+def changed_fields(ours: Mapping[str, str], existing: CrmRecord) -> dict[str, str]:
+    """Fields whose value the CRM does not hold; a blank of ours never counts (it would clear
+    the CRM)."""
     return {
         name: value
         for name, value in ours.items()
-        if value not in (None, "") and not _same(value, theirs.get(name))
+        if value not in (None, "") and not holds(existing, name, value)
     }
 
 
@@ -81,7 +105,7 @@ def plan_record(
                 f"record {known_crm_id}; it was merged or recreated in the CRM"
             ),
         )
-    diff = changed_fields(fields, existing.fields)
+    diff = changed_fields(fields, existing)
     if not diff:
         return PlannedRecord(key, line, Action.UNCHANGED, {}, crm_id=existing.id)
     before = {name: existing.fields.get(name) for name in diff}

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from bulk_pipeline.entities import ENTITY_SPECS, Entity
 from bulk_pipeline.errors import BudgetExhausted, TransientError
 from bulk_pipeline.outcomes import Change, ChangeAction, ChangeState
-from bulk_pipeline.push.plan import created_by, same_value
+from bulk_pipeline.push.plan import created_by, holds
 from bulk_pipeline.staging import StagingStore
 from bulk_pipeline.targets.base import CrmRecord, DeleteKind, Target
 
@@ -64,17 +64,18 @@ def decide(change: Change, record: CrmRecord | None, *, force: bool) -> Undo:
     """Compare what the CRM holds with what the change wrote, and decide what to undo."""
     if record is None:
         return Undo(change, None, {}, [])
-    now = record.fields
     written = {n: v for n, v in change.after.items() if v is not None}
     if change.action is ChangeAction.CREATE:
-        changed = [n for n, v in written.items() if not same_value(v, now.get(n))]
+        changed = [n for n, v in written.items() if not holds(record, n, v, current_only=True)]
         if changed and not force:
             return Undo(change, record, {}, changed)
         return Undo(change, record, {}, [], remove=True)
-    restored = {n for n, v in change.before.items() if same_value(v, now.get(n))}
+    restored = {n for n, v in change.before.items() if holds(record, n, v, current_only=True)}
     """Fields that hold their value from before already (an earlier, partial rollback)."""
     changed = [
-        n for n, v in change.after.items() if n not in restored and not same_value(v, now.get(n))
+        n
+        for n, v in change.after.items()
+        if n not in restored and not holds(record, n, v, current_only=True)
     ]
     keep = set() if force else set(changed)
     restore = {n: v for n, v in change.before.items() if n not in keep and n not in restored}

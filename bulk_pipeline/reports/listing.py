@@ -265,7 +265,7 @@ def _finished(summary: dict[str, Any]) -> datetime | None:
 
 def summary_notes(summary: dict[str, Any]) -> list[str]:
     """What a person must know beyond the counts: columns not sent, the sheet read and the
-    sheets not read, warnings."""
+    sheets not read, the list the records were added to, warnings."""
     notes: list[str] = []
     if summary.get("unmapped_columns"):
         notes.append("Columns not sent (no CRM field): " + ", ".join(summary["unmapped_columns"]))
@@ -275,6 +275,12 @@ def summary_notes(summary: dict[str, Any]) -> list[str]:
         notes.append(
             f"Sheet '{skipped['sheet']}' was not imported: {skipped['reason']}. "
             f"To import it: {skipped['to_import']}"
+        )
+    listed = summary.get("list")
+    if listed:
+        notes.append(
+            f"List {listed['name']}: {listed['added']} records added, {listed['already']} were "
+            "in it already"
         )
     notes += [f"warning: {warning}" for warning in summary.get("warnings", [])]
     return notes

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from bulk_pipeline.entities import Entity
+from bulk_pipeline.entities import ENTITY_SPECS, Entity
 from bulk_pipeline.errors import BudgetExhausted
 from bulk_pipeline.targets.http.exchange import Operation
 from bulk_pipeline.targets.http.limits import LimitState
@@ -68,6 +68,8 @@ class Capabilities:
     links: LinkStyle
     note_needs_parent: bool
     """Notes must be attached to a record."""
+    lists: bool = False
+    """Records can be added to named lists of the CRM (``add_to_list``)."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,12 @@ class CrmRecord:
     fields: dict[str, str | None]
     created_at: datetime | None = None
     """The CRM's own time of creation (its clock, not ours)."""
+    also: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Further values of fields the CRM holds several of (``fields`` has the most recent): a
+    value of ours that is one of them is held already."""
+    case_blind: frozenset[str] = frozenset()
+    """Fields whose values the CRM matches regardless of case (select options, statuses, user
+    emails): a value of ours differing only in case is held already."""
 
 
 class FailureKind(StrEnum):
@@ -161,6 +169,27 @@ class NoteParent:
 
 
 @dataclass(frozen=True)
+class CrmList:
+    """A named list of records in the CRM."""
+
+    id: str
+    name: str
+
+
+@dataclass
+class ListResult:
+    """What adding records to a list did."""
+
+    name: str
+    added: int = 0
+    already: int = 0
+    """Records the list held before (never added twice)."""
+    failed: list[Failed] = field(default_factory=list)
+    """Indexes are positions in the ids given."""
+    exhausted: BudgetExhausted | None = None
+
+
+@dataclass(frozen=True)
 class Estimate:
     """What some work would cost in the CRM's budget unit."""
 
@@ -223,6 +252,30 @@ class Dialect(ABC):
     def upsert(self, entity: Entity, items: Sequence[Item]) -> Operation[BatchResult]:
         """Create or update by key in one call (only for ``capabilities.native_upsert``)."""
         raise TypeError(f"this CRM has no native upsert for {entity}")
+
+    def fields(self, entity: Entity) -> Operation[frozenset[str]]:
+        """Our fields of ``entity`` the CRM has a place for (columns feeding the others are
+        reported as not sent); a CRM whose places depend on the account may ask it."""
+        yield from ()
+        spec = ENTITY_SPECS[entity]
+        missing = set(self.unmapped(entity, dict.fromkeys(spec.fields, "")))
+        return frozenset(name for name in spec.fields if name not in missing)
+
+    def find_list(self, name: str, entity: Entity, *, create: bool) -> Operation[CrmList]:
+        """The list called ``name`` (created when absent and ``create``) that holds records of
+        ``entity`` (only for ``capabilities.lists``); ``UserInputError`` when there is none."""
+        raise TypeError("this CRM has no lists")
+
+    def list_members(self, crm_list: CrmList, entity: Entity) -> Operation[frozenset[str]]:
+        """CRM ids of the records the list holds."""
+        raise TypeError("this CRM has no lists")
+
+    def add_to_list(
+        self, crm_list: CrmList, entity: Entity, items: Sequence[Item]
+    ) -> Operation[BatchResult]:
+        """Add the records (``Item.id``) to the list; safe to repeat: a record is never in it
+        twice."""
+        raise TypeError("this CRM has no lists")
 
     @abstractmethod
     def remove(self, entity: Entity, items: Sequence[Item]) -> Operation[BatchResult]:
@@ -295,6 +348,20 @@ class Target(ABC):
     @abstractmethod
     def remove(self, entity: Entity, ids: Sequence[str]) -> BatchResult:
         """Delete or archive by id (see ``capabilities.delete``)."""
+
+    @abstractmethod
+    def fields(self, entity: Entity) -> frozenset[str]:
+        """Our fields of ``entity`` the CRM has a place for."""
+
+    @abstractmethod
+    def find_list(self, name: str, entity: Entity, *, create: bool = False) -> CrmList:
+        """The named list for records of ``entity`` (see ``capabilities.lists``)."""
+
+    @abstractmethod
+    def add_to_list(
+        self, name: str, entity: Entity, ids: Sequence[str], *, create: bool = False
+    ) -> ListResult:
+        """Add records to a named list, each once however often this is called."""
 
     @abstractmethod
     def add_note(self, body: str, parent: NoteParent | None = None) -> str: ...

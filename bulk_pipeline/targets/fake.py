@@ -19,11 +19,12 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from bulk_pipeline.entities import ENTITY_SPECS, Entity, normalize_key
-from bulk_pipeline.errors import TransientError
+from bulk_pipeline.errors import TransientError, UserInputError
 from bulk_pipeline.targets.base import (
     BatchResult,
     Capabilities,
     CreateResult,
+    CrmList,
     CrmRecord,
     DeleteKind,
     Dialect,
@@ -84,6 +85,8 @@ class FakeCrm:
     clock_offset: timedelta = timedelta(0)
     records: dict[Entity, dict[str, FakeRecord]] = field(default_factory=dict)
     notes: list[tuple[str, NoteParent | None]] = field(default_factory=list)
+    lists: dict[str, list[str]] = field(default_factory=dict)
+    """List name -> record ids in it, in the order added (where ``capabilities.lists``)."""
     calls: dict[str, int] = field(default_factory=dict)
     """Calls by operation (``create``, ``update``, ``lookup``...)."""
 
@@ -262,6 +265,28 @@ class FakeDialect(Dialect):
         yield from self._call("note", "write")
         self.crm.notes.append((body, parent))
         return str(len(self.crm.notes))
+
+    def find_list(self, name: str, entity: Entity, *, create: bool) -> Operation[CrmList]:
+        yield from self._call("find_list", "read")
+        with self.crm.lock:
+            if name not in self.crm.lists:
+                if not create:
+                    raise UserInputError(f"the fake CRM has no list named {name!r}")
+                self.crm.lists[name] = []
+        return CrmList(name, name)
+
+    def list_members(self, crm_list: CrmList, entity: Entity) -> Operation[frozenset[str]]:
+        yield from self._call("list_members", "read")
+        return frozenset(self.crm.lists[crm_list.id])
+
+    def add_to_list(
+        self, crm_list: CrmList, entity: Entity, items: Sequence[Item]
+    ) -> Operation[BatchResult]:
+        yield from self._call("add_to_list", "write")
+        with self.crm.lock:
+            members = self.crm.lists[crm_list.id]
+            members += [it.id or "" for it in items if it.id not in members]
+        return BatchResult(successful=[Written(it.index, it.id or "", False) for it in items])
 
 
 def fake_target(

@@ -24,16 +24,18 @@ from datetime import datetime
 from typing import TypeVar
 
 from bulk_pipeline.entities import ENTITY_SPECS, Entity, normalize_key
-from bulk_pipeline.errors import BudgetExhausted
+from bulk_pipeline.errors import BudgetExhausted, UserInputError
 from bulk_pipeline.targets.base import (
     BatchResult,
     Capabilities,
+    CrmList,
     CrmRecord,
     Dialect,
     Estimate,
     Failed,
     FailureKind,
     Item,
+    ListResult,
     NoteParent,
     Record,
     Target,
@@ -279,6 +281,38 @@ class _TargetBase:
         batches = self.ops.write_batches(items)
         return refused, batches, [make(batch) for batch in batches]
 
+    def _lists(self) -> None:
+        if not self.capabilities.lists:
+            raise UserInputError(
+                f"the {self.name} target has no lists to add records to; drop the list option"
+            )
+
+    def _list_plan(
+        self, crm_list: CrmList, entity: Entity, ids: Sequence[str], members: frozenset[str]
+    ) -> tuple[ListResult, list[list[Item]], list[Operation[BatchResult]]]:
+        """The records the list lacks (each once), in write batches."""
+        seen: set[str] = set()
+        missing: list[Item] = []
+        already = 0
+        for index, record_id in enumerate(ids):
+            if not record_id or record_id in seen:
+                continue
+            seen.add(record_id)
+            if record_id in members:
+                already += 1
+            else:
+                missing.append(Item(index, {}, id=record_id))
+        batches = self.ops.write_batches(missing)
+        operations = [self.dialect.add_to_list(crm_list, entity, batch) for batch in batches]
+        return ListResult(crm_list.name, already=already), batches, operations
+
+    @staticmethod
+    def _list_result(result: ListResult, written: BatchResult) -> ListResult:
+        result.added = len(written.successful)
+        result.failed = written.failed
+        result.exhausted = written.exhausted
+        return result
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, account={self.account!r})"
 
@@ -416,6 +450,21 @@ class SyncTarget(_TargetBase, Target):
 
     def add_note(self, body: str, parent: NoteParent | None = None) -> str:
         return self._driver.run(self.dialect.add_note(body, parent))
+
+    def fields(self, entity: Entity) -> frozenset[str]:
+        return self._driver.run(self.dialect.fields(entity))
+
+    def find_list(self, name: str, entity: Entity, *, create: bool = False) -> CrmList:
+        self._lists()
+        return self._driver.run(self.dialect.find_list(name, entity, create=create))
+
+    def add_to_list(
+        self, name: str, entity: Entity, ids: Sequence[str], *, create: bool = False
+    ) -> ListResult:
+        crm_list = self.find_list(name, entity, create=create)
+        members = self._driver.run(self.dialect.list_members(crm_list, entity))
+        result, batches, operations = self._list_plan(crm_list, entity, ids, members)
+        return self._list_result(result, self._writes([], batches, operations))
 
     def close(self) -> None:
         self._driver.close()
@@ -559,6 +608,21 @@ class AsyncTarget(_TargetBase):
 
     async def add_note(self, body: str, parent: NoteParent | None = None) -> str:
         return await self._driver.run(self.dialect.add_note(body, parent))
+
+    async def fields(self, entity: Entity) -> frozenset[str]:
+        return await self._driver.run(self.dialect.fields(entity))
+
+    async def find_list(self, name: str, entity: Entity, *, create: bool = False) -> CrmList:
+        self._lists()
+        return await self._driver.run(self.dialect.find_list(name, entity, create=create))
+
+    async def add_to_list(
+        self, name: str, entity: Entity, ids: Sequence[str], *, create: bool = False
+    ) -> ListResult:
+        crm_list = await self.find_list(name, entity, create=create)
+        members = await self._driver.run(self.dialect.list_members(crm_list, entity))
+        result, batches, operations = self._list_plan(crm_list, entity, ids, members)
+        return self._list_result(result, await self._writes([], batches, operations))
 
     async def aclose(self) -> None:
         await self._driver.aclose()

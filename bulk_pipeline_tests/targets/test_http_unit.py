@@ -363,6 +363,39 @@ def test_a_429_without_headers_fills_the_window() -> None:
     assert search.in_window() == 0
 
 
+def test_a_429_without_headers_teaches_a_learning_window_the_lower_limit() -> None:
+    """A CRM that lowered its limit (5 a second where 25 are advertised) and announces no
+    window: the first refusal sets the limit to what went through before it; after the
+    recovery time without a refusal it grows back one request at a time, to the advertised
+    limit at most."""
+    clock = FakeClock()
+    window = RollingWindow("writes", 25, 1.0, clock=clock, learn_from_refusals=True, recovery=30.0)
+    slots = [window.take() for _ in range(6)]
+    assert all(isinstance(s, Slot) for s in slots)
+    for slot in slots[:5]:
+        window.settle(slot, httpx.Response(200))
+    window.settle(slots[5], httpx.Response(429))
+    assert window.state().limit == 5
+    clock.now += 1.0
+    sent = [window.take() for _ in range(6)]
+    assert [isinstance(s, Slot) for s in sent] == [True] * 5 + [False]
+    clock.now += 31.0
+    window.take()
+    assert window.state().limit == 6
+    for _ in range(100):
+        clock.now += 31.0
+        window.take()
+    assert window.state().limit == 25
+
+
+def test_a_window_that_does_not_learn_keeps_its_limit_after_a_429() -> None:
+    clock = FakeClock()
+    window = RollingWindow("w", 25, 1.0, clock=clock)
+    slot = window.take()
+    window.settle(slot, httpx.Response(429))
+    assert window.state().limit == 25
+
+
 def test_a_long_push_runs_at_the_ceiling_without_exceeding_it() -> None:
     """300 requests through exchange() on a fake clock: the window is never exceeded and the
     push takes as long as the limit requires, not longer."""

@@ -122,6 +122,13 @@ class RollingWindow(Limit):
     server's. An answer's remaining-requests header is compared with what the window held when
     that request was sent: requests the server counted beyond ours (another process using the same
     account) fill the window as placeholders.
+
+    A CRM that announces no window in its headers may still lower its limit (during an
+    incident, or for an account shared with other clients): with ``learn_from_refusals``, a 429
+    lowers the limit to the requests the window let through before the refused one, and after
+    ``recovery`` seconds without a 429 the limit grows back by one request at a time, up to the
+    advertised one. A push then meets a lowered limit with a 429 or two, not one in every few
+    calls.
     """
 
     def __init__(
@@ -132,11 +139,17 @@ class RollingWindow(Limit):
         *,
         headers: WindowHeaders | None = None,
         clock: Callable[[], float] = time.monotonic,
+        learn_from_refusals: bool = False,
+        recovery: float = 30.0,
     ) -> None:
         if max_requests < 1 or interval <= 0:
             raise ValueError("a rate limit needs max_requests >= 1 and interval > 0")
         self.name = name
         self._max = max_requests
+        self._ceiling = max_requests
+        self._learns = learn_from_refusals
+        self._recovery = recovery
+        self._refused_at: float | None = None
         self._interval = interval
         self._headers = headers
         self._clock = clock
@@ -173,6 +186,7 @@ class RollingWindow(Limit):
         """A slot when a request may go now, else the seconds to wait before asking again."""
         with self._lock:
             now = self._clock()
+            self._recover(now)
             self._purge(now)
             if self._live >= self._max:
                 return max(self._window[0].at + self._interval - now, 0.001)
@@ -195,7 +209,23 @@ class RollingWindow(Limit):
             if response.status_code == 429 and (
                 self._headers is None or self._headers.remaining not in response.headers
             ):
+                if self._learns:
+                    self._lower(token)
                 self.observe(remaining=0, sent=token)
+
+    def _lower(self, refused: Slot) -> None:
+        """A 429 without headers: the CRM let through at most the requests before this one."""
+        with self._lock:
+            self._max = max(1, min(self._max, refused.seen - 1))
+            self._refused_at = self._clock()
+
+    def _recover(self, now: float) -> None:
+        """One request more per ``recovery`` seconds without a 429, up to the advertised limit."""
+        refused_at = self._refused_at
+        recovered = refused_at is not None and now - refused_at >= self._recovery
+        if recovered and self._max < self._ceiling:
+            self._max += 1
+            self._refused_at = now
 
     def give_back(self, token: object) -> None:
         assert isinstance(token, Slot)
@@ -231,7 +261,7 @@ class RollingWindow(Limit):
         """
         with self._lock:
             if max_requests is not None and max_requests >= 1:
-                self._max = max_requests
+                self._max = self._ceiling = max_requests
             if interval is not None and interval > 0:
                 self._interval = interval
             if remaining is None:

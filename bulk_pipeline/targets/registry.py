@@ -2,8 +2,9 @@
 offer, and the one place that opens a target from its settings.
 
 Each entry is a CRM package's :class:`~bulk_pipeline.targets.crm.Crm`, reached either at its own
-URL with the user's token (``hubspot``) or on the embedded sandbox, which speaks every dialect
-(``sandbox`` for HubSpot's). Adding a CRM is a package plus its entries here.
+URL with the user's token (``hubspot``, ``attio``) or on the embedded sandbox, which speaks every
+dialect (``sandbox`` for HubSpot's, ``sandbox-attio``). Adding a CRM is a package plus its
+entries here.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import httpx
 from bulk_pipeline import config
 from bulk_pipeline.errors import TargetConfigError, UserInputError
 from bulk_pipeline.redaction import Secret, redact
+from bulk_pipeline.targets.attio import ATTIO
 from bulk_pipeline.targets.crm import Crm, Settings
 from bulk_pipeline.targets.http.clock import CrmClock
 from bulk_pipeline.targets.http.drivers import AsyncDriver, ClientSettings, SyncDriver
@@ -83,6 +85,8 @@ REGISTRY: dict[str, TargetEntry] = {
     for entry in (
         TargetEntry("sandbox", HUBSPOT, sandbox=True),
         TargetEntry("hubspot", HUBSPOT),
+        TargetEntry("sandbox-attio", ATTIO, sandbox=True),
+        TargetEntry("attio", ATTIO),
     )
 }
 TARGET_NAMES: tuple[str, ...] = tuple(REGISTRY)

@@ -2,8 +2,8 @@
 
 Every harness opens a fresh target on a fresh CRM and can say what the CRM holds (in our field
 names), how many writes it received, and arrange for answers to creates to be lost after the CRM
-applied them. In-memory combinations cover capabilities no real CRM of ours has yet; HubSpot runs
-against a spec-checked fake transport and against the sandbox over loopback.
+applied them. In-memory combinations cover capabilities no real CRM of ours has yet; HubSpot and
+Attio run against a spec-checked fake transport and against the sandbox over loopback.
 """
 
 from __future__ import annotations
@@ -17,17 +17,22 @@ from bulk_pipeline.config import SANDBOX_TOKEN_ENV, SANDBOX_URL_ENV
 from bulk_pipeline.entities import Entity
 from bulk_pipeline.sandbox.server import SandboxConfig, start_in_thread
 from bulk_pipeline.targets import open_target
+from bulk_pipeline.targets.attio import attio_budget
 from bulk_pipeline.targets.base import Target
 from bulk_pipeline.targets.fake import FakeCrm, Faults, fake_target, with_capabilities
 from bulk_pipeline.targets.http import Budget, RetryPolicy
 from bulk_pipeline.targets.hubspot.dialect import hubspot_budget
 from bulk_pipeline.targets.hubspot.properties import OBJECT_TYPES, from_properties
+from bulk_pipeline_tests.targets import fake_attio
 from bulk_pipeline_tests.targets.fake_hubspot import BASE_URL, FakeHubSpot
 
 Records = dict[str, dict[str, str]]
 """CRM id -> our non-blank fields."""
 
 QUICK = RetryPolicy(max_attempts=6, base_delay=0.01, max_delay=0.05)
+PATIENT = RetryPolicy(max_attempts=10, base_delay=0.01, max_delay=0.05)
+"""For a CRM without batches, whose push makes a call per record: more calls meet the dropped
+connections of ``lose_create_answers`` (reads too), so each call is retried longer."""
 
 
 @dataclass
@@ -67,7 +72,41 @@ FAKE_COMBINATIONS: dict[str, dict[str, object]] = {
         "native_upsert": frozenset(),
     },
 }
-HARNESSES = [*FAKE_COMBINATIONS, "hubspot-fake-transport", "hubspot-sandbox"]
+HARNESSES = [
+    *FAKE_COMBINATIONS,
+    "hubspot-fake-transport",
+    "hubspot-sandbox",
+    "attio-fake-transport",
+    "attio-sandbox",
+]
+
+ATTIO_OBJECTS = {Entity.CONTACTS: "people", Entity.COMPANIES: "companies", Entity.DEALS: "deals"}
+ATTIO_VIEW: dict[Entity, dict[str, tuple[str, str]]] = {
+    Entity.CONTACTS: {
+        "email": ("email_addresses", "email_address"),
+        "first_name": ("name", "first_name"),
+        "last_name": ("name", "last_name"),
+        "city": ("primary_location", "locality"),
+    },
+    Entity.COMPANIES: {"name": ("name", "value"), "domain": ("domains", "domain")},
+    Entity.DEALS: {"name": ("name", "value"), "amount": ("value", "currency_value")},
+}
+"""Where the suite's fields are in an Attio record, read straight from Attio's answer."""
+
+
+def _attio_records(entity: Entity, records: list[dict[str, object]]) -> Records:
+    """Our non-blank fields of Attio records (the most recent value of each attribute)."""
+    view: Records = {}
+    for record in records:
+        values = record["values"]
+        assert isinstance(values, dict)
+        fields: dict[str, str] = {}
+        for name, (slug, key) in ATTIO_VIEW[entity].items():
+            held = values.get(slug) or []
+            if held and held[0].get(key) not in (None, ""):
+                fields[name] = str(held[0][key])
+        view[str(record["id"]["record_id"])] = fields  # type: ignore[index]
+    return view
 
 
 @contextmanager
@@ -117,6 +156,53 @@ def open_harness(name: str, tmp_path: Path) -> Iterator[Harness]:
             )
         finally:
             target.close()
+    elif name == "attio-fake-transport":
+        attio = fake_attio.FakeAttio(tmp_path / "fake-attio.sqlite3")
+        target = open_target(
+            "attio",
+            {"ATTIO_ACCESS_TOKEN": fake_attio.TOKEN, "ATTIO_BASE_URL": fake_attio.BASE_URL},
+            retry=QUICK,
+            budget=Budget({"*": ()}),
+            transport=attio.transport(),
+        )
+
+        def lose_attio() -> None:
+            attio.lose_create_answers = 3
+
+        try:
+            yield Harness(
+                name,
+                target,
+                lambda entity: _attio_records(entity, attio.records(ATTIO_OBJECTS[entity])),
+                attio.writes,
+                lose_attio,
+            )
+        finally:
+            target.close()
+            attio.close()
+    elif name == "attio-sandbox":
+        sandbox = start_in_thread(
+            db_path=tmp_path / "contract-attio.sqlite3", config=SandboxConfig.unlimited()
+        )
+        target = open_target(
+            "sandbox-attio",
+            {SANDBOX_URL_ENV: sandbox.url, SANDBOX_TOKEN_ENV: sandbox.token},
+            retry=PATIENT,
+            budget=attio_budget(),
+        )
+        try:
+            yield Harness(
+                name,
+                target,
+                lambda entity: _attio_records(
+                    entity, sandbox.admin.records(ATTIO_OBJECTS[entity], dialect="attio")
+                ),
+                lambda: int(sandbox.admin.requests("attio")["writes"]),
+                lambda: sandbox.admin.configure(drop_rate=0.3, seed=3),
+            )
+        finally:
+            target.close()
+            sandbox.stop()
     else:
         sandbox = start_in_thread(
             db_path=tmp_path / "contract-crm.sqlite3", config=SandboxConfig.unlimited()

@@ -1,7 +1,8 @@
 """The Attio dialect's answers, checked against Attio's OpenAPI file (as a spec fixture).
 
 Every operation the sandbox serves is called, its request validated and its answer validated
-with openapi-core against ``attio/api-00.json``. Four adjustments, explained in ``conftest.py``:
+with openapi-core against ``attio/api-00.json``. Four adjustments, explained in
+``bulk_pipeline_tests/specs/attio_spec.py``:
 3.0-style ``nullable: true`` is read as 3.1's ``null`` type (Attio's examples answer ``null``
 there), a timestamp value is a ``date-time`` as Attio's documentation shows it (the spec says
 ``date``), error ``code``s beyond the one the spec names per status are allowed (Attio answers

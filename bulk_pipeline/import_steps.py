@@ -11,7 +11,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from bulk_pipeline.entities import Entity
 from bulk_pipeline.errors import CrmRefused, UserInputError
 from bulk_pipeline.imports import ORIGIN_INBOX, ImportRequest
 from bulk_pipeline.ingest import InputFileError, read_file
-from bulk_pipeline.mapping import infer_entity, load_mapping, map_columns
+from bulk_pipeline.mapping import infer_entity, keep_fields, load_mapping, map_columns
 from bulk_pipeline.normalize import normalize
 from bulk_pipeline.outcomes import (
     ImportState,
@@ -154,10 +154,12 @@ def ingest(
     entity = request.entity or infer_entity(raw.frame.columns, raw.entity_hint, mapping)
     if entity is None:
         raise InputFileError(_entity_unknown(request, raw.frame.columns))
-    mapped = map_columns(
-        raw, entity, mapping, accepted=None if accepted is None else accepted(entity)
-    )
-    normalized = normalize(mapped.frame, entity)
+    mapped = map_columns(raw, entity, mapping)
+    mapped = replace(mapped, frame=normalize(mapped.frame, entity))
+    columns = [c for c in raw.frame.columns if c != "_line"]
+    if accepted is not None:
+        mapped = keep_fields(mapped, entity, accepted(entity), columns)
+    normalized = mapped.frame
     unreadable = pl.DataFrame(
         [{**issue.values, "_line": issue.line} for issue in raw.rejected],
         schema_overrides={"_line": pl.Int64},
@@ -165,7 +167,6 @@ def ingest(
     source_rows = pl.concat([raw.frame, unreadable], how="diagonal_relaxed").sort("_line")
     source_rows.write_parquet(_work(request.import_id, "source.parquet"))
     normalized.write_parquet(_work(request.import_id, "mapped.parquet"))
-    columns = [c for c in raw.frame.columns if c != "_line"]
     skipped = [
         {"sheet": s.name, "reason": s.reason, "to_import": _sheet_choice(request, s.name)}
         for s in raw.skipped_sheets

@@ -168,6 +168,26 @@ class MappedTable:
     """The subset of ``unmapped`` that the mapping file deliberately ignores (``null``)."""
 
 
+def keep_fields(
+    mapped: MappedTable, entity: Entity, accepted: Collection[str], columns: Sequence[str]
+) -> MappedTable:
+    """Only the fields the CRM has a place for (the entity's key and required fields always):
+    the columns that fed the others become unmapped, in the file's ``columns`` order. Applied
+    after normalizing, so a website still gives a company its domain."""
+    spec = ENTITY_SPECS[entity]
+    keep = set(accepted) | set(spec.required) | {spec.key_field}
+    dropped = [name for name in mapped.column_map if name not in keep]
+    if not dropped:
+        return mapped
+    unmapped = set(mapped.unmapped) | {mapped.column_map[name] for name in dropped}
+    return MappedTable(
+        frame=mapped.frame.drop(dropped),
+        column_map={n: c for n, c in mapped.column_map.items() if n not in dropped},
+        unmapped=[column for column in columns if column in unmapped],
+        ignored=mapped.ignored,
+    )
+
+
 def header_key(header: str) -> str:
     """The comparable form of a header: accents, case, spaces and punctuation removed."""
     decomposed = unicodedata.normalize("NFKD", header)
@@ -254,36 +274,26 @@ def _entity(section: object, source: str) -> Entity:
 
 
 def map_columns(
-    raw: RawTable,
-    entity: Entity,
-    mapping: Mapping[str, Mapping[str, str | None]] | None = None,
-    *,
-    accepted: Collection[str] | None = None,
+    raw: RawTable, entity: Entity, mapping: Mapping[str, Mapping[str, str | None]] | None = None
 ) -> MappedTable:
     """Rename the source columns that feed the entity's fields; list the others as unmapped.
 
     Precedence: the mapping file, then a header spelled exactly like a field ("first_name"),
     then the built-in aliases (which include each field name in any case and punctuation). When
     two columns claim one field, the first column wins and the other is listed as unmapped.
-    ``accepted`` are the fields the CRM has a place for: a column feeding another field is
-    unmapped too (the entity's key and required fields are always kept).
     """
     explicit = dict(check_mapping(mapping or {}, "mapping").get(entity.value, {}))
     explicit_by_key = {header_key(column): target for column, target in explicit.items()}
     columns = [name for name in raw.frame.columns if name != LINE_COLUMN]
-    spec = ENTITY_SPECS[entity]
-    fields = spec.fields
+    fields = ENTITY_SPECS[entity].fields
     aliases = _ALIAS_INDEX[entity]
-    allowed = (
-        set(fields) if accepted is None else set(accepted) | set(spec.required) | {spec.key_field}
-    )
 
     column_map: dict[str, str] = {}
     ignored: list[str] = []
     claimed: set[str] = set()
 
     def claim(target: str, column: str) -> None:
-        if target in allowed and target not in column_map and column not in claimed:
+        if target not in column_map and column not in claimed:
             column_map[target] = column
             claimed.add(column)
 

@@ -9,7 +9,7 @@ import pytest
 
 from bulk_pipeline.entities import Entity
 from bulk_pipeline.ingest import RawTable
-from bulk_pipeline.mapping import MappingError, infer_entity, load_mapping, map_columns
+from bulk_pipeline.mapping import MappingError, infer_entity, keep_fields, load_mapping, map_columns
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "mappings" / "example.yaml"
 
@@ -114,13 +114,12 @@ def test_mapping_overrides_aliases_and_ignores_columns() -> None:
 
 
 def test_columns_for_fields_the_crm_has_no_place_for_are_not_sent() -> None:
-    mapped = map_columns(
-        raw("E-mail", "Date of birth", "Job Title"),
-        Entity.CONTACTS,
-        accepted=frozenset({"first_name", "job_title"}),
-    )
-    assert mapped.column_map == {"email": "E-mail", "job_title": "Job Title"}
-    assert mapped.unmapped == ["Date of birth"]
+    columns = ["Shoe Size", "E-mail", "Date of birth", "Job Title"]
+    mapped = map_columns(raw(*columns), Entity.CONTACTS)
+    kept = keep_fields(mapped, Entity.CONTACTS, frozenset({"first_name", "job_title"}), columns)
+    assert kept.column_map == {"email": "E-mail", "job_title": "Job Title"}
+    assert kept.unmapped == ["Shoe Size", "Date of birth"]
+    assert kept.frame.columns == ["email", "job_title", "_line"]
 
 
 def test_deal_owners_have_aliases() -> None:

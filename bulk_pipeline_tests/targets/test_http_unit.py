@@ -370,7 +370,7 @@ def test_a_429_without_headers_teaches_a_learning_window_the_lower_limit() -> No
     limit at most."""
     clock = FakeClock()
     window = RollingWindow("writes", 25, 1.0, clock=clock, learn_from_refusals=True, recovery=30.0)
-    slots = [window.take() for _ in range(6)]
+    slots: list[Any] = [window.take() for _ in range(6)]
     assert all(isinstance(s, Slot) for s in slots)
     for slot in slots[:5]:
         window.settle(slot, httpx.Response(200))
@@ -386,6 +386,17 @@ def test_a_429_without_headers_teaches_a_learning_window_the_lower_limit() -> No
         clock.now += 31.0
         window.take()
     assert window.state().limit == 25
+
+
+def test_refusals_of_requests_sent_together_teach_the_limit_whatever_their_order() -> None:
+    """Eight requests in flight, five let through: the refused ones may have left in any order
+    and their 429s come back before the answers of the others."""
+    clock = FakeClock()
+    window = RollingWindow("writes", 25, 1.0, clock=clock, learn_from_refusals=True)
+    slots: list[Any] = [window.take() for _ in range(8)]
+    for refused in (slots[1], slots[6], slots[7]):
+        window.settle(refused, httpx.Response(429))
+    assert window.state().limit == 5
 
 
 def test_a_window_that_does_not_learn_keeps_its_limit_after_a_429() -> None:

@@ -74,7 +74,6 @@ from bulk_pipeline.targets.base import (
     Work,
     Written,
 )
-from bulk_pipeline.targets.http.clock import DATE_RESOLUTION
 from bulk_pipeline.targets.http.exchange import (
     PREFLIGHT_SECONDS,
     ApiRequest,
@@ -440,17 +439,18 @@ class AttioDialect(Dialect):
 
     def upsert(self, entity: Entity, items: Sequence[Item]) -> Operation[BatchResult]:
         """Assert by the unique attribute (PUT ``?matching_attribute=``): created or updated in
-        one call, safe to repeat. Created means: created after the call was sent, by Attio's
-        clock."""
+        one write, safe to repeat. Attio's answer does not say which; a read of the keys just
+        before does (reads are plentiful)."""
         workspace = yield from self.workspace(entity)
-        matching = workspace.slots[ENTITY_SPECS[entity].key_field].attribute.slug
+        key_field = ENTITY_SPECS[entity].key_field
+        matching = workspace.slots[key_field].attribute.slug
+        held = yield from self.lookup(entity, [str(it.record.get(key_field) or "") for it in items])
         result = BatchResult()
         for item in items:
             values = self._values(workspace, item)
             if isinstance(values, Failed):
                 result.failed.append(values)
                 continue
-            sent_at = self.exchange.clock.now()
             request = ApiRequest(
                 "PUT",
                 self._records_path(workspace),
@@ -463,12 +463,7 @@ class AttioDialect(Dialect):
                 result.failed.append(self._failed(item, outcome, workspace))
                 continue
             record = self._remember(workspace, self._body(outcome)["data"])
-            created = (
-                sent_at is not None
-                and record.created_at is not None
-                and record.created_at >= sent_at - 2 * DATE_RESOLUTION
-            )
-            result.successful.append(Written(item.index, record.id, created=created))
+            result.successful.append(Written(item.index, record.id, created=item.key not in held))
         return result
 
     def update(

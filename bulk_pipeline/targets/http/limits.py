@@ -125,10 +125,11 @@ class RollingWindow(Limit):
 
     A CRM that announces no window in its headers may still lower its limit (during an
     incident, or for an account shared with other clients): with ``learn_from_refusals``, a 429
-    lowers the limit to the requests the window let through before the refused one, and after
-    ``recovery`` seconds without a 429 the limit grows back by one request at a time, up to the
-    advertised one. A push then meets a lowered limit with a 429 or two, not one in every few
-    calls.
+    sets the limit to the requests the window let through before the refused one (those sent
+    before it, less those refused too; of several refusals in one interval, the highest count,
+    since requests in flight together may arrive out of order), and after ``recovery`` seconds
+    without a 429 the limit grows back by one request at a time, up to the advertised one. A push
+    then meets a lowered limit with a few 429s, not one in every few calls.
     """
 
     def __init__(
@@ -140,7 +141,7 @@ class RollingWindow(Limit):
         headers: WindowHeaders | None = None,
         clock: Callable[[], float] = time.monotonic,
         learn_from_refusals: bool = False,
-        recovery: float = 30.0,
+        recovery: float = 60.0,
     ) -> None:
         if max_requests < 1 or interval <= 0:
             raise ValueError("a rate limit needs max_requests >= 1 and interval > 0")
@@ -150,6 +151,9 @@ class RollingWindow(Limit):
         self._learns = learn_from_refusals
         self._recovery = recovery
         self._refused_at: float | None = None
+        self._refusals: list[tuple[float, int, int]] = []
+        """Recent 429s: when, the refused request's sequence, and how many requests the window
+        held when it was sent (itself included)."""
         self._interval = interval
         self._headers = headers
         self._clock = clock
@@ -214,10 +218,19 @@ class RollingWindow(Limit):
                 self.observe(remaining=0, sent=token)
 
     def _lower(self, refused: Slot) -> None:
-        """A 429 without headers: the CRM let through at most the requests before this one."""
+        """A 429 without headers: the CRM let through the requests sent before the refused one
+        in its interval, less those it refused too (counted over every refusal of the interval,
+        whichever order their answers came back in)."""
         with self._lock:
-            self._max = max(1, min(self._max, refused.seen - 1))
-            self._refused_at = self._clock()
+            now = self._clock()
+            self._refusals = [r for r in self._refusals if r[0] > now - self._interval]
+            self._refusals.append((now, refused.sequence, refused.seen))
+            sequences = sorted(sequence for _, sequence, _ in self._refusals)
+            suggested = [
+                seen - 1 - sequences.index(sequence) for _, sequence, seen in self._refusals
+            ]
+            self._max = min(self._ceiling, max(1, *suggested))
+            self._refused_at = now
 
     def _recover(self, now: float) -> None:
         """One request more per ``recovery`` seconds without a 429, up to the advertised limit."""

@@ -4,7 +4,8 @@ The harness (``python -m bench.run``) starts each of these in a fresh interprete
 JSON object it prints (``bench.worker``):
 
     python -m bench.measure stages FILE --home DIR                  # time and RSS per stage
-    python -m bench.measure import FILE --home DIR --url URL        # stages, then push_import
+    python -m bench.measure import FILE --home DIR --url URL [--target sandbox-attio]
+                                                                    # stages, then push_import
     python -m bench.measure upsert N --url URL [--concurrency C]    # raw upsert_many
 
 The floor (``bench/floor.py``) and the peers (``bench/peers.py``) are separate modules, so that
@@ -21,7 +22,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -34,7 +35,7 @@ from bulk_pipeline.entities import Entity
 from bulk_pipeline.errors import BudgetExhausted, TransientError
 from bulk_pipeline.imports import file_digest, import_id_for
 from bulk_pipeline.ingest import read_file
-from bulk_pipeline.mapping import infer_entity, map_columns
+from bulk_pipeline.mapping import infer_entity, keep_fields, map_columns
 from bulk_pipeline.normalize import normalize
 from bulk_pipeline.outcomes import ImportState, LineOutcome, OnDuplicate
 from bulk_pipeline.push import push_import
@@ -82,8 +83,17 @@ class Stages:
         }
 
 
-def local_stages(path: Path, db_path: Path, import_id: str) -> tuple[Entity, dict[str, Any]]:
-    """Read, map, normalize, validate and stage one file; the figures of each stage."""
+def local_stages(
+    path: Path,
+    db_path: Path,
+    import_id: str,
+    *,
+    account: str = TARGET_ID,
+    accepted: Callable[[Entity], frozenset[str]] | None = None,
+) -> tuple[Entity, dict[str, Any]]:
+    """Read, map, normalize, validate and stage one file; the figures of each stage. With
+    ``accepted``, the fields the target has no place for are dropped after normalizing, as the
+    import does."""
     stages = Stages()
     raw = stages.run("read", read_file, path)
     rows = raw.frame.height + len(raw.rejected)
@@ -97,6 +107,10 @@ def local_stages(path: Path, db_path: Path, import_id: str) -> tuple[Entity, dic
     mapped = stages.run("map", map_columns, raw, entity)
     del raw
     normalized = stages.run("normalize", normalize, mapped.frame, entity)
+    if accepted is not None:
+        mapped = replace(mapped, frame=normalized)
+        columns = [c for c in mapped.frame.columns if c != "_line"]
+        normalized = keep_fields(mapped, entity, accepted(entity), columns).frame
     del mapped
     checked = stages.run("validate", validate_rows, normalized, entity, source=str(path))
     del normalized
@@ -110,7 +124,7 @@ def local_stages(path: Path, db_path: Path, import_id: str) -> tuple[Entity, dic
         entity,
         checked.valid,
         invalid,
-        account=TARGET_ID,
+        account=account,
         source_file=str(path),
         on_duplicate=OnDuplicate.SKIP,
     )
@@ -129,14 +143,17 @@ def measure_stages(path: Path, home: Path) -> dict[str, Any]:
     return figures
 
 
-def measure_import(path: Path, home: Path, url: str) -> dict[str, Any]:
+def measure_import(path: Path, home: Path, url: str, target_name: str) -> dict[str, Any]:
     """Stage the file into ``home``'s staging file (kept between runs, so a second file is a
-    re-sync), then push it with the pipeline's own push."""
+    re-sync), then push it with the pipeline's own push to the sandbox's dialect of the target
+    (``sandbox``, ``sandbox-attio``)."""
     db_path = home / STAGING_FILE
     import_id = import_id_for(path.name, file_digest(path))
-    entity, figures = local_stages(path, db_path, import_id)
+    target = open_target(target_name, {SANDBOX_URL_ENV: url, SANDBOX_TOKEN_ENV: TOKEN})
+    entity, figures = local_stages(
+        path, db_path, import_id, account=target.account, accepted=target.fields
+    )
     store = open_store(db_path)
-    target = open_target("sandbox", {SANDBOX_URL_ENV: url, SANDBOX_TOKEN_ENV: TOKEN})
     error = None
     started = time.perf_counter()
     try:
@@ -149,6 +166,7 @@ def measure_import(path: Path, home: Path, url: str) -> dict[str, Any]:
         target.close()
     counts = store.outcome_counts(import_id)
     store.set_state(import_id, ImportState.COMPLETED)
+    reasons = store.line_outcomes(import_id).filter(pl.col("outcome") == LineOutcome.FAILED.value)
     return {
         **figures,
         "import_id": import_id,
@@ -156,6 +174,7 @@ def measure_import(path: Path, home: Path, url: str) -> dict[str, Any]:
         "written": counts[LineOutcome.CREATED] + counts[LineOutcome.UPDATED],
         "outcomes": {outcome.value: counts[outcome] for outcome in LineOutcome},
         "push_error": error,
+        "failure_reasons": reasons["reason"].value_counts(sort=True).head(3).rows(),
         "peak_rss_mib": max(figures["peak_rss_mib"], status_mib("VmHWM")),
     }
 
@@ -183,6 +202,7 @@ def _parser() -> argparse.ArgumentParser:
     imported.add_argument("file", type=Path)
     imported.add_argument("--home", type=Path, required=True)
     imported.add_argument("--url", required=True)
+    imported.add_argument("--target", default=TARGET_ID, help="a sandbox target of the registry")
     upsert = kinds.add_parser("upsert")
     upsert.add_argument("records", type=int)
     upsert.add_argument("--url", required=True)
@@ -196,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.kind == "stages":
         emit(measure_stages(args.file, args.home))
     elif args.kind == "import":
-        emit(measure_import(args.file, args.home, args.url))
+        emit(measure_import(args.file, args.home, args.url, args.target))
     else:
         emit(measure_upsert(args.records, args.url, args.concurrency, args.prefix))
 

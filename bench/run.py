@@ -37,6 +37,9 @@ RATE_LIMIT = {"max": 100, "interval_ms": 10_000}
 SEARCH_RATE_LIMIT = {"max": 4, "interval_ms": 1_000}
 """HubSpot's search limit (the sandbox's default), which the per-row peer meets."""
 RESYNC_CHANGED_SHARE = 0.01
+ATTIO_LIMITS = {"read_limit": "100/1000", "write_limit": "25/1000"}
+"""Attio's documented limits: 100 reads and 25 writes per second."""
+ATTIO_WRITES_PER_S = 25
 WORKER_TIMEOUT_S = 3_600.0
 
 
@@ -59,6 +62,9 @@ class Profile:
     records per 10k rows at 100 records per request make the pipeline's push last about 8 s per
     10k rows, so 200k rows give the >= 2 minute push of the full profile."""
     per_row_budget_s: float
+    attio_rows: int
+    """An import into the sandbox's Attio at its documented limits, then its re-sync: about
+    40 s per 1,000 rows at 25 writes a second."""
     e2e_rows: int = 10_000
 
 
@@ -72,6 +78,7 @@ QUICK = Profile(
     throttled_seconds=30,
     peers_rows=40_000,
     per_row_budget_s=45.0,
+    attio_rows=1_000,
 )
 FULL = Profile(
     name="full",
@@ -83,6 +90,7 @@ FULL = Profile(
     throttled_seconds=120,
     peers_rows=200_000,
     per_row_budget_s=120.0,
+    attio_rows=5_000,
 )
 
 
@@ -243,13 +251,17 @@ class Bench:
         )
 
     def counted(
-        self, sandbox: SandboxProcess, measure: Callable[[], dict[str, Any]]
+        self,
+        sandbox: SandboxProcess,
+        measure: Callable[[], dict[str, Any]],
+        dialect: str = "hubspot",
     ) -> dict[str, Any]:
         """A measurement with the requests it cost and the records the CRM holds after it."""
         before = Requests.of(sandbox)
         result = measure()
         result["requests"] = asdict(Requests.of(sandbox) - before)
-        result["crm_records"] = sandbox.admin.counts().get("contacts", 0)
+        kind = "contacts" if dialect == "hubspot" else "people"
+        result["crm_records"] = sandbox.admin.counts(dialect).get(kind, 0)
         return result
 
     def pushes(self, sandbox: SandboxProcess) -> None:
@@ -357,6 +369,35 @@ class Bench:
         )
         self.results["peers"] = {"rows": profile.peers_rows, "per_row": per_row, "dlt": dlt}
 
+    # Attio: writes against its write limit, calls per row
+
+    def attio(self, sandbox: SandboxProcess) -> None:
+        """An import into the sandbox's Attio at Attio's documented limits, then a re-sync."""
+        sandbox.admin.reset()
+        sandbox.admin.configure(attio=ATTIO_LIMITS)
+        rows = self.profile.attio_rows
+        path, label = input_file(rows), size_label(rows)
+        home = self.home("attio")
+
+        def imported(file: Path) -> dict[str, Any]:
+            args = ("import", file, "--home", home, "--url", sandbox.url, "--target")
+            return self.counted(
+                sandbox, lambda: worker("bench.measure", *args, "sandbox-attio"), dialect="attio"
+            )
+
+        first = attempt(f"Attio import, {label} rows, 25 writes/s", lambda: imported(path))
+        changed, changed_rows = changed_copy(path, RESYNC_CHANGED_SHARE)
+        resync = attempt(
+            f"Attio re-sync, {label} rows of which {changed_rows:,} changed",
+            lambda: imported(changed),
+        )
+        sandbox.admin.configure(attio={"read_limit": None, "write_limit": None})
+        self.results["attio"] = {
+            "write_limit": ATTIO_WRITES_PER_S,
+            "first": first,
+            "resync": {**resync, "changed_rows": changed_rows},
+        }
+
     # 7: end to end
 
     def end_to_end(self, sandbox: SandboxProcess) -> None:
@@ -413,6 +454,7 @@ def main(argv: list[str] | None = None) -> None:
         sandbox = SandboxProcess(bench.home("sandbox"))
         try:
             bench.pushes(sandbox)
+            bench.attio(sandbox)
             bench.end_to_end(sandbox)
         finally:
             sandbox.stop()

@@ -350,15 +350,20 @@ def run_rollback(args: argparse.Namespace) -> int:
     if permanent and sys.stdin.isatty():
         if _rollback(args, request, dry_run=True, confirmed=False, asking=True) != 0:
             return EXIT_FAILED
-        answer = Console(stderr=True).input(
+        if not _confirm(
             f"{request.target} deletes records for good. Delete the records this import "
-            "created? [y/N] "
-        )
-        if answer.strip().lower() not in ("y", "yes"):
+            "created? [y/N]"
+        ):
             _tell("nothing was changed")
             return EXIT_FAILED
         confirmed = True
     return _rollback(args, request, dry_run=args.dry_run, confirmed=confirmed)
+
+
+def _confirm(question: str) -> bool:
+    """Ask the person at the terminal; only a typed yes counts."""
+    print(question, end=" ", file=sys.stderr, flush=True)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
 
 
 def _deletes_for_good(target: str) -> bool:

@@ -18,6 +18,7 @@ import pytest
 from bulk_pipeline import cli, config, inbox
 from bulk_pipeline.defs.partitions import imports_partitions
 from bulk_pipeline.defs.sensors import inbox_sensor
+from bulk_pipeline.imports import load_import
 from bulk_pipeline.runs import LAUNCHED_BY_TAG, FinishedRun
 from bulk_pipeline.sandbox.server import RunningSandbox
 from bulk_pipeline_tests.recurring import age, contacts_csv, drop, run_import_partition
@@ -306,3 +307,19 @@ def test_names_with_dots_newlines_and_leading_dashes_import_and_are_filed(
     described = inbox.InboxTick(partial=[".new\nname.csv"]).describe()
     assert "\n" not in described
     assert ".new\\nname.csv" in described
+
+
+def test_inbox_imports_add_their_records_to_the_list_the_settings_name() -> None:
+    settings = inbox.InboxSettings.from_env(
+        {inbox.TARGET_ENV: "sandbox-attio", inbox.LIST_ENV: " Event signups "}
+    )
+    assert (settings.target, settings.list_name) == ("sandbox-attio", "Event signups")
+    assert inbox.InboxSettings.from_env({}).list_name is None
+    box = inbox.inbox_dir()
+    drop(box / "signups.csv", "Email\nada@example.com\n", seconds_ago=120)
+
+    result = inbox.tick(inbox.InboxCursor(), {}, now=time.time(), settings=settings)
+
+    (run,) = result.runs
+    request = load_import(run.import_id)
+    assert (request.target, request.list_name) == ("sandbox-attio", "Event signups")

@@ -371,6 +371,8 @@ def test_a_broken_source_fails_its_day_naming_it_while_the_others_sync(
         ({"name": "a", "entity": "contacts", "url": "ftp://h/x.csv"}, "http:// or https://"),
         ({"name": "a", "entity": "contacts", "path": "x", "mirror": "yes"}, "true or false"),
         ({"name": "a", "entity": "contacts", "path": "x", "colour": "red"}, "unknown keys colour"),
+        ({"name": "a", "entity": "contacts", "path": "x", "list": ""}, "name of a list"),
+        ({"name": "a", "entity": "contacts", "path": "x", "create_list": True}, "needs list"),
     ],
 )
 def test_mistakes_in_sources_yaml_name_the_source_and_the_field(
@@ -392,6 +394,9 @@ def test_the_shipped_example_declares_valid_sources() -> None:
         "UrlOrigin",
     }
     assert any(s.mirror for s in sources)
+    assert [(s.target, s.list_name, s.create_list) for s in sources if s.list_name] == [
+        ("attio", "Event signups", True)
+    ]
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ over loopback and a real DuckDB file."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections import Counter
 from pathlib import Path
@@ -25,6 +26,13 @@ from bulk_pipeline_tests.test_import_end_to_end import LENIENT, VALID_EMAILS, wr
 
 ATTIO = ["--target", "sandbox-attio", "--no-progress"]
 MEMBER_IDS = {m.id: m.email for m in MEMBERS}
+
+
+class Terminal(io.StringIO):
+    """What a person types at a terminal."""
+
+    def isatty(self) -> bool:
+        return True
 
 
 def import_id_of(path: Path) -> str:
@@ -236,11 +244,11 @@ def test_a_rollback_deletes_for_good_only_when_confirmed(
 
     assert cli.main(["rollback", import_id]) == 1, "not confirmed: nothing deleted"
     assert len(records(crm, "people")) == 5
-    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
-    monkeypatch.setattr(cli.console, "input", lambda prompt: "n")
+    monkeypatch.setattr("sys.stdin", Terminal("n\n"))
     assert cli.main(["rollback", import_id]) == 1
+    assert "Delete the records this import created?" in capsys.readouterr().err
     assert len(records(crm, "people")) == 5
-    monkeypatch.setattr(cli.console, "input", lambda prompt: "yes")
+    monkeypatch.setattr("sys.stdin", Terminal("yes\n"))
 
     assert cli.main(["rollback", import_id]) == 0
 

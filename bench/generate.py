@@ -37,6 +37,9 @@ LAST_NAMES = np.array(
 DOMAINS = np.array(["example.com", "example.org", "mail.example.net", "corp.example.io"])
 COMPANIES = np.array(["Acme Inc", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay"])
 STAGES = np.array(["lead", "subscriber", "customer", "opportunity"])
+AREA_CODES = np.array(["206", "212", "303", "305", "312", "404", "415", "503", "512", "617"])
+"""Real North American area codes, so that phone numbers are valid ones (a CRM that checks
+numbers, as Attio does, takes them)."""
 DUPLICATE_SHARE = 0.10
 INVALID_SHARE = 0.08
 
@@ -53,7 +56,10 @@ def generate_contacts(rows: int, seed: int = 7) -> pl.DataFrame:
             "First Name": first,
             "Last Name": last,
             "domain": domain,
-            "Phone": rng.integers(2_000_000_000, 9_999_999_999, rows).astype(str),
+            "Phone": np.char.add(
+                AREA_CODES[rng.integers(0, len(AREA_CODES), rows)],
+                rng.integers(2_000_000, 9_999_999, rows).astype(str),
+            ),
             "Company": COMPANIES[rng.integers(0, len(COMPANIES), rows)],
             "Lifecycle Stage": STAGES[rng.integers(0, len(STAGES), rows)],
             "Favourite Colour": np.where(rng.random(rows) < 0.5, "blue", "green"),

@@ -576,8 +576,8 @@ def _attio(results: dict[str, Any]) -> Table:
                 f"{label} ({_label(run['rows'])} rows)",
                 _s(run["push_seconds"]),
                 _n(counts["writes"]),
-                f"{figures['writes_per_s']:.1f}",
-                f"{figures['write_share']:.2f}",
+                f"{figures['writes_per_s']:.1f}" if key == "first" else "",
+                f"{figures['write_share']:.2f}" if key == "first" else "",
                 _n(counts["reads"]),
                 f"{figures['calls_per_row']:.3f}",
                 _n(counts["rate_limited"]),
@@ -587,12 +587,13 @@ def _attio(results: dict[str, Any]) -> Table:
         reasons = run.get("failure_reasons") or []
         if reasons and key == "first":
             shown = "; ".join(f"{count} x {reason}" for reason, count in reasons)
-            table.notes.append(f"Failed rows of the first import (Attio's own refusals): {shown}.")
+            table.notes.append(f"Failed rows of the first import: {shown}.")
     table.notes.append(
         "One record per write (Attio has no batch writes), eight in flight, paced by the "
         "target's write window; a first import looks nothing up (Attio refuses an email that "
-        "exists), a re-sync reads the records it wrote by id, 50 per query. Calls per row count "
-        "reads and writes over the file's rows (duplicates and invalid rows included). The "
+        "exists), a re-sync reads the records it wrote by id, 50 per query, and patches the "
+        "last names that changed. Calls per row count reads and writes over the file's rows "
+        "(duplicates and invalid rows included). The "
         "machine is shared with other work: figures move from run to run."
     )
     return table

@@ -115,17 +115,21 @@ def input_file(rows: int) -> Path:
     return path
 
 
-def changed_copy(path: Path, share: float) -> tuple[Path, int]:
-    """The same file with ``share`` of its rows given another company; and how many rows."""
+def changed_copy(
+    path: Path, share: float, column: str = "Company", value: str = "Changed Company Ltd"
+) -> tuple[Path, int]:
+    """The same file with ``share`` of its rows given another value in ``column``; and how
+    many rows."""
     frame = pl.read_csv(path, infer_schema=False)
     picked = np.random.default_rng(SEED).choice(frame.height, int(frame.height * share), False)
     changed = frame.with_columns(
         pl.when(pl.int_range(pl.len()).is_in(pl.Series(picked).implode()))
-        .then(pl.lit("Changed Company Ltd"))
-        .otherwise(pl.col("Company"))
-        .alias("Company")
+        .then(pl.lit(value))
+        .otherwise(pl.col(column))
+        .alias(column)
     )
-    out = path.with_name(f"{path.stem}_changed.csv")
+    suffix = "changed" if column == "Company" else f"changed_{column.lower().replace(' ', '_')}"
+    out = path.with_name(f"{path.stem}_{suffix}.csv")
     changed.write_csv(out)
     return out, len(picked)
 
@@ -386,9 +390,9 @@ class Bench:
             )
 
         first = attempt(f"Attio import, {label} rows, 25 writes/s", lambda: imported(path))
-        changed, changed_rows = changed_copy(path, RESYNC_CHANGED_SHARE)
+        changed, changed_rows = changed_copy(path, RESYNC_CHANGED_SHARE, "Last Name", "Changed")
         resync = attempt(
-            f"Attio re-sync, {label} rows of which {changed_rows:,} changed",
+            f"Attio re-sync, {label} rows of which {changed_rows:,} changed (last name)",
             lambda: imported(changed),
         )
         sandbox.admin.configure(attio={"read_limit": None, "write_limit": None})

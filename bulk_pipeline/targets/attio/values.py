@@ -108,17 +108,20 @@ def scalar_value(name: str, attribute: Attribute, text: str, workspace: Workspac
 
 
 def _phone_country(name: str, text: str) -> str:
-    """The country of an E.164 number, as the normalizer found it."""
+    """The country of an E.164 number, as the normalizer found it; a number no country has
+    (Attio would refuse it) fails here, without a call."""
     try:
         number = phonenumbers.parse(text, None)
     except phonenumbers.NumberParseException:
         number = None
-    region = phonenumbers.region_code_for_number(number) if number is not None else None
-    if number is None or not text.startswith("+") or number.extension or not region:
+    if number is None or not text.startswith("+") or number.extension:
         raise ValueProblem(
             f"{name}: {text!r} is not a phone number in international form (such as "
             "+442079460018), which Attio needs; add the country code in the file"
         )
+    region = phonenumbers.region_code_for_number(number)
+    if not region or not phonenumbers.is_valid_number(number):
+        raise ValueProblem(f"{name}: {text!r} is not a valid phone number in any country")
     return str(region)
 
 

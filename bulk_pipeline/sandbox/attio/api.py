@@ -43,6 +43,7 @@ from bulk_pipeline.sandbox.attio.workspace import (
     standard_spec,
 )
 from bulk_pipeline.sandbox.dialect import Answer, Request
+from bulk_pipeline.sandbox.routing import literal_first, path_params
 
 DEFAULT_LIMIT = 500
 ATTRIBUTE_TYPES = (
@@ -105,26 +106,16 @@ ROUTES: tuple[tuple[str, str, str], ...] = (
     ("GET", "/v2/notes/{note_id}", "note"),
     ("DELETE", "/v2/notes/{note_id}", "delete_note"),
 )
-_TEMPLATES = sorted(
-    ((method, template.split("/"), operation) for method, template, operation in ROUTES),
-    key=lambda route: sum(part.startswith("{") for part in route[1]),
-)
-"""Literal segments win over parameters: ``/v2/objects/{object}`` before ``/v2/{target}/...``."""
+_IN_ORDER = literal_first(ROUTES, lambda route: route[1])
 
 
 def parse_route(method: str, path: str) -> AttioRoute | None:
-    parts = path.rstrip("/").split("/")
-    for route_method, template, operation in _TEMPLATES:
-        if route_method != method or len(template) != len(parts):
-            continue
-        params: dict[str, str] = {}
-        for expected, given in zip(template, parts, strict=True):
-            if expected.startswith("{"):
-                params[expected[1:-1]] = given
-            elif expected != given:
-                break
-        else:
-            return AttioRoute(method, "/".join(template), operation, params)
+    """The operation a method and path name; literal segments win over parameters
+    (``/v2/objects/{object}`` before ``/v2/{target}/{identifier}/...``)."""
+    for route_method, template, operation in _IN_ORDER:
+        params = path_params(template, path) if route_method == method else None
+        if params is not None:
+            return AttioRoute(method, template, operation, params)
     return None
 
 

@@ -40,6 +40,7 @@ from bulk_pipeline.sandbox.pipedrive.entities import (
 from bulk_pipeline.sandbox.pipedrive.errors import bad_request, not_found
 from bulk_pipeline.sandbox.pipedrive.store import Item, Order, PipedriveStore
 from bulk_pipeline.sandbox.pipedrive.writes import NOTE_PARENTS, prepare
+from bulk_pipeline.sandbox.routing import literal_first, path_params
 
 TRASH_DAYS = 30
 MAX_LIMIT = 500
@@ -124,30 +125,15 @@ ROUTES: tuple[tuple[str, str, str, Entity | None], ...] = (
 _MISSING_COSTS = [f"{m} {t}" for m, t, *_ in ROUTES if (m, t) not in TOKEN_COSTS]
 if _MISSING_COSTS:
     raise RuntimeError(f"costs.py has no token cost for {_MISSING_COSTS}; re-derive it")
-_TEMPLATES = sorted(
-    (
-        (method, template.split("/"), operation, entity)
-        for method, template, operation, entity in ROUTES
-    ),
-    key=lambda route: sum(part.startswith("{") for part in route[1]),
-)
-"""Literal segments win over parameters: ``/persons/search`` before ``/persons/{id}``."""
+_IN_ORDER = literal_first(ROUTES, lambda route: route[1])
 
 
 def parse_route(method: str, path: str) -> PipedriveRoute | None:
     """The operation a method and path name, or ``None`` when the sandbox serves none."""
-    parts = path.rstrip("/").split("/")
-    for route_method, template, operation, entity in _TEMPLATES:
-        if route_method != method or len(template) != len(parts):
-            continue
-        params: dict[str, str] = {}
-        for expected, given in zip(template, parts, strict=True):
-            if expected.startswith("{"):
-                params[expected[1:-1]] = given
-            elif expected != given:
-                break
-        else:
-            return PipedriveRoute(method, "/".join(template), operation, entity, params)
+    for route_method, template, operation, entity in _IN_ORDER:
+        params = path_params(template, path) if route_method == method else None
+        if params is not None:
+            return PipedriveRoute(method, template, operation, entity, params)
     return None
 
 

@@ -18,7 +18,13 @@ from bulk_pipeline.targets.attio import attio_budget
 from bulk_pipeline.targets.base import FailureKind
 from bulk_pipeline.targets.http import ApiRequest, Budget, RetryPolicy
 from bulk_pipeline.targets.runner import SyncTarget
-from bulk_pipeline_tests.targets.fake_attio import BASE_URL, TOKEN, FakeAttio, answer
+from bulk_pipeline_tests.targets.fake_attio import (
+    BASE_URL,
+    TOKEN,
+    FakeAttio,
+    answer,
+    apply_then,
+)
 
 FAST = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.02)
 PEOPLE = "/v2/objects/people/records"
@@ -356,6 +362,19 @@ def test_lists_are_found_created_and_hold_each_record_once(
     assert len(attio.api.all_entries()) == 2
     with pytest.raises(UserInputError, match="holds people records, not companies"):
         target.add_to_list("Q3 leads", Entity.COMPANIES, ids)
+
+
+def test_a_list_whose_creation_answer_was_lost_is_made_once(
+    target: SyncTarget, attio: FakeAttio
+) -> None:
+    ids = [w.id for w in target.create(Entity.CONTACTS, [ADA]).successful]
+    attio.faults = [None, apply_then(httpx.ReadTimeout)]
+
+    result = target.add_to_list("Q3 leads", Entity.CONTACTS, ids, create=True)
+
+    assert result.added == 1
+    assert [d["api_slug"] for d in attio.api.store.lists()] == ["q3_leads"]
+    assert len(attio.bodies("POST", "/v2/lists")) == 1
 
 
 def test_a_429_waits_until_its_retry_after_date(target: SyncTarget, attio: FakeAttio) -> None:

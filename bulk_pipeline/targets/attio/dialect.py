@@ -614,6 +614,8 @@ class AttioDialect(Dialect):
         return CrmList(str(found["id"]["list_id"]), str(found["name"]))
 
     def _create_list(self, name: str, object_slug: str) -> Operation[dict[str, Any]]:
+        """A new list open to the workspace; when the answer is lost, the lists are read to
+        see whether it was made (its slug is unique), never created blindly again."""
         request = ApiRequest(
             "POST",
             "/v2/lists",
@@ -632,11 +634,14 @@ class AttioDialect(Dialect):
         outcome = yield from self._send(request)
         if outcome.verdict is Verdict.OK:
             return dict(self._body(outcome)["data"])
+        if outcome.verdict is not Verdict.AMBIGUOUS:
+            self._body(outcome)
         lists = yield from self._get("/v2/lists")
         made = next((d for d in lists or [] if d["api_slug"] == _slug(name)), None)
         if made is None:
-            self._body(outcome)
-            raise CrmRefused(f"the list {name!r} could not be created: {outcome.failure}")
+            raise TransientError(
+                f"the list {name!r} was not created ({outcome.failure}); import again to create it"
+            )
         return dict(made)
 
     def list_members(self, crm_list: CrmList, entity: Entity) -> Operation[frozenset[str]]:
@@ -648,6 +653,7 @@ class AttioDialect(Dialect):
     ) -> Operation[BatchResult]:
         """Assert each record's entry by parent record: a record is never in the list twice,
         and a repeated call after a lost answer adds nothing more."""
+        workspace = yield from self.workspace(entity)
         result = BatchResult()
         for item in items:
             request = ApiRequest(
@@ -666,5 +672,5 @@ class AttioDialect(Dialect):
             if outcome.verdict is Verdict.OK or error_code(outcome) == "multiple_match_results":
                 result.successful.append(Written(item.index, item.id or "", created=True))
             else:
-                result.failed.append(self._failed(item, outcome, self._workspaces[entity]))
+                result.failed.append(self._failed(item, outcome, workspace))
         return result

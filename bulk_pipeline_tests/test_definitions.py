@@ -77,3 +77,17 @@ def test_a_bad_pool_limit_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 
     with pytest.raises(ValueError, match=CRM_POOL_LIMIT_ENV):
         open_instance()
+
+
+def test_the_crm_resource_reads_every_registered_targets_token_as_an_env_var(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bulk_pipeline.defs.resources import crm_settings
+
+    monkeypatch.setenv("ATTIO_ACCESS_TOKEN", "attio-secret-token")
+    monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "hubspot-secret-token")
+
+    settings = crm_settings()
+
+    assert settings["ATTIO_ACCESS_TOKEN"] == dg.EnvVar("ATTIO_ACCESS_TOKEN")
+    assert settings["HUBSPOT_ACCESS_TOKEN"] == dg.EnvVar("HUBSPOT_ACCESS_TOKEN")

@@ -311,16 +311,22 @@ def test_a_lost_deal_create_lists_the_deals_again(target: SyncTarget, attio: Fak
     assert len(attio.bodies("POST", "/query")) == 2, "the index was listed again to settle it"
 
 
-def test_upsert_asserts_on_the_unique_attribute(target: SyncTarget, attio: FakeAttio) -> None:
+def test_upsert_asserts_what_is_absent_and_patches_what_it_found(
+    target: SyncTarget, attio: FakeAttio
+) -> None:
     first = target.upsert(Entity.CONTACTS, [ADA])
-    second = target.upsert(Entity.CONTACTS, [{**ADA, "job_title": "Countess"}])
+    second = target.upsert(Entity.CONTACTS, [{**ADA, "phone": "+33142685300"}])
 
     assert [w.created for w in first.successful] == [True]
     assert [w.created for w in second.successful] == [False]
     assert first.successful[0].id == second.successful[0].id
-    assert [r.url.params["matching_attribute"] for r in attio.requests if r.method == "PUT"] == [
-        "email_addresses"
-    ] * 2
+    (put,) = [r for r in attio.requests if r.method == "PUT"]
+    assert put.url.params["matching_attribute"] == "email_addresses"
+    numbers = target.read(Entity.CONTACTS, [first.successful[0].id])[first.successful[0].id]
+    assert (numbers.fields["phone"], numbers.also["phone"]) == (
+        "+33142685300",
+        ("+442079460018",),
+    ), "the number Attio held is kept, not replaced"
 
 
 def test_remove_deletes_for_good_and_a_repeated_delete_is_no_failure(

@@ -8,7 +8,8 @@ What Attio needs that a loop of POSTs does not give:
 - people and companies are created by POST, which Attio refuses for a unique value (email,
   domain) that exists: a first import needs no lookup, a record that exists is never overwritten
   by a create, and the runner settles refusals and lost answers by reading the keys back.
-  ``upsert`` asserts on the unique attribute (PUT, safe to repeat);
+  ``upsert`` asserts the records it did not find on the unique attribute (PUT, safe to repeat)
+  and patches those it found;
 - deals have no unique attribute: they are found through a match index by name (``index.py``);
 - updates PATCH only the changed values: a multiselect attribute (phone numbers, emails,
   domains) gets our value added in front, nothing removed; a rollback PUTs the attribute back as
@@ -438,9 +439,10 @@ class AttioDialect(Dialect):
         return result
 
     def upsert(self, entity: Entity, items: Sequence[Item]) -> Operation[BatchResult]:
-        """Assert by the unique attribute (PUT ``?matching_attribute=``): created or updated in
-        one write, safe to repeat. Attio's answer does not say which; a read of the keys just
-        before does (reads are plentiful)."""
+        """Create or update by the unique attribute, the keys read first (reads are plentiful):
+        a record absent is asserted (``PUT ?matching_attribute=``: created, and safe to repeat
+        after a lost answer), one found is PATCHed, so that its multiselect values (other
+        emails, phone numbers) are added to, never replaced as an assert would replace them."""
         workspace = yield from self.workspace(entity)
         key_field = ENTITY_SPECS[entity].key_field
         matching = workspace.slots[key_field].attribute.slug
@@ -451,19 +453,29 @@ class AttioDialect(Dialect):
             if isinstance(values, Failed):
                 result.failed.append(values)
                 continue
-            request = ApiRequest(
-                "PUT",
-                self._records_path(workspace),
-                json={"data": {"values": values}},
-                params={"matching_attribute": matching},
-                kind=WRITE,
+            found = held.get(item.key or "")
+            request = (
+                ApiRequest(
+                    "PATCH",
+                    self._records_path(workspace, f"/{found.id}"),
+                    json={"data": {"values": values}},
+                    kind=WRITE,
+                )
+                if found is not None
+                else ApiRequest(
+                    "PUT",
+                    self._records_path(workspace),
+                    json={"data": {"values": values}},
+                    params={"matching_attribute": matching},
+                    kind=WRITE,
+                )
             )
             outcome = yield from self._send(request)
             if outcome.verdict is not Verdict.OK:
                 result.failed.append(self._failed(item, outcome, workspace))
                 continue
             record = self._remember(workspace, self._body(outcome)["data"])
-            result.successful.append(Written(item.index, record.id, created=item.key not in held))
+            result.successful.append(Written(item.index, record.id, created=found is None))
         return result
 
     def update(

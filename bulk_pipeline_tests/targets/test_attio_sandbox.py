@@ -7,6 +7,7 @@ import csv
 import io
 import json
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import dagster as dg
 import pytest
 
 from bulk_pipeline import cli, config
+from bulk_pipeline.config import SANDBOX_TOKEN_ENV, SANDBOX_URL_ENV
 from bulk_pipeline.defs.assets import import_assets
 from bulk_pipeline.defs.partitions import imports_partitions
 from bulk_pipeline.defs.resources import default_resources
@@ -22,6 +24,8 @@ from bulk_pipeline.imports import file_digest, import_id_for, register_import
 from bulk_pipeline.sandbox.attio.workspace import MEMBERS, TOKEN_OWNER
 from bulk_pipeline.sandbox.server import RunningSandbox
 from bulk_pipeline.targets import open_target
+from bulk_pipeline.targets.attio import attio_budget
+from bulk_pipeline.targets.http import RetryPolicy
 from bulk_pipeline_tests.test_import_end_to_end import LENIENT, VALID_EMAILS, write_messy_csv
 
 ATTIO = ["--target", "sandbox-attio", "--no-progress"]
@@ -286,3 +290,34 @@ def test_600_rows_with_writes_limited_to_5_a_second_fail_none_and_meet_few_429s(
     assert (done["created"], done["failed"]) == (600, 0)
     asked = crm.admin.requests("attio")
     assert asked["rate_limited"] <= 0.02 * asked["total"], asked
+
+
+@pytest.mark.parametrize("offset", [-600.0, 600.0])
+def test_creates_whose_answers_were_lost_are_claimed_on_the_crms_own_clock(
+    sandbox: RunningSandbox, offset: float
+) -> None:
+    """The sandbox's clock 10 minutes behind or ahead of ours: records made by creates whose
+    answers were lost are still ours (Attio's created_at against its own Date), none twice."""
+    sandbox.admin.configure(clock_offset_s=offset)
+    target = open_target(
+        "sandbox-attio",
+        {SANDBOX_URL_ENV: sandbox.url, SANDBOX_TOKEN_ENV: sandbox.token},
+        retry=RetryPolicy(max_attempts=12, base_delay=0.01, max_delay=0.05),
+        budget=attio_budget(),
+    )
+    try:
+        target.check()
+        sandbox.admin.configure(drop_rate=0.3, seed=5)
+        result = target.create(Entity.CONTACTS, [{"email": f"p{i}@example.com"} for i in range(30)])
+    finally:
+        target.close()
+
+    assert (len(result.successful), result.failed) == (30, [])
+    assert all(w.created for w in result.successful)
+    assert sandbox.admin.requests("attio")["dropped"] > 0
+    emails = Counter(
+        first(r, "email_addresses")["email_address"] for r in records(sandbox, "people")
+    )
+    assert len(emails) == 30 and set(emails.values()) == {1}
+    created = datetime.fromisoformat(records(sandbox, "people")[0]["created_at"][:19] + "+00:00")
+    assert abs((created - datetime.now(UTC)).total_seconds() - offset) < 120, "on its clock"

@@ -18,6 +18,7 @@ from bulk_pipeline.sandbox.attio.errors import attio_error, server_error, unauth
 from bulk_pipeline.sandbox.attio.limits import AttioLimits
 from bulk_pipeline.sandbox.attio.settings import AttioSettings
 from bulk_pipeline.sandbox.attio.store import SCHEMA, AttioStore
+from bulk_pipeline.sandbox.attio.values import now_text
 from bulk_pipeline.sandbox.attio.workspace import OBJECTS
 from bulk_pipeline.sandbox.dialect import ApiError, Dialect, Gate, Request, Route
 
@@ -37,9 +38,15 @@ class AttioDialect(Dialect):
         super().__init__(token)
         self._bearer = f"Bearer {token}".encode()
         self.limits = AttioLimits(AttioSettings())
+        self.clock_offset_s = 0.0
 
     def apply(self, config: SandboxConfig) -> None:
         self.limits = self.limits.with_settings(config.attio)
+        self.clock_offset_s = config.clock_offset_s
+
+    def now_text(self) -> str:
+        """Attio's timestamp format, on the sandbox's clock."""
+        return now_text(self.clock_offset_s)
 
     def route(self, method: str, path: str) -> AttioRoute | None:
         return parse_route(method, path)
@@ -60,7 +67,7 @@ class AttioDialect(Dialect):
         )
 
     def open_api(self, conn: StoreConnection) -> AttioApi:
-        return AttioApi(AttioStore(conn))
+        return AttioApi(AttioStore(conn), now=self.now_text)
 
     def counts(self, conn: StoreConnection) -> dict[str, int]:
         return AttioStore(conn).counts()

@@ -154,8 +154,10 @@ def _count(value: Any, name: str, default: int) -> int:
 class AttioApi:
     """The operations on one store connection; one instance per client connection."""
 
-    def __init__(self, store: AttioStore) -> None:
+    def __init__(self, store: AttioStore, now: Callable[[], str] = now_text) -> None:
         self.store = store
+        self.now = now
+        """The sandbox's clock, in Attio's timestamp format (record and value times)."""
         self._operations: dict[str, Callable[[AttioRoute, Request], Answer]] = {
             name: getattr(self, f"_{name}") for _, _, name in ROUTES
         }
@@ -294,7 +296,7 @@ class AttioApi:
                 currency=((config.get("currency") or {}).get("default_currency_code") or "USD")
                 if kind == "currency"
                 else None,
-                created_at=now_text(),
+                created_at=self.now(),
             )
             definition = spec.definition()
             if kind == "record-reference":
@@ -545,7 +547,7 @@ class AttioApi:
             if attribute.multiselect and appends:
                 new_keys = {value_key(attribute, v) for v in parsed}
                 parsed = parsed + [v for v in previous if value_key(attribute, v) not in new_keys]
-            values[attribute.id] = stamped(attribute, parsed, previous)
+            values[attribute.id] = stamped(attribute, parsed, previous, self.now())
         record_id = existing.id if existing else str(uuid.uuid4())
         if existing is None:
             self._apply_defaults(attributes, values)
@@ -573,7 +575,7 @@ class AttioApi:
                         f"Conflicting record IDs: {holder}.",
                     )
         if existing is None:
-            row = Row(record_id, standard.slug, now_text(), values)
+            row = Row(record_id, standard.slug, self.now(), values)
             self.store.insert_record(standard.slug, record_id, row.created_at, values)
         else:
             row = Row(record_id, standard.slug, existing.created_at, values)
@@ -594,13 +596,14 @@ class AttioApi:
                     attribute,
                     [{"referenced_actor_type": "api-token", "referenced_actor_id": TOKEN_ID}],
                     [],
+                    self.now(),
                 )
             elif default and not values.get(attribute.id):
                 raw: Any = default.get("choice")
                 if default["type"] == "dynamic":
                     raw = {"workspace_member_email_address": TOKEN_OWNER.email}
                 values[attribute.id] = stamped(
-                    attribute, [parse_one(attribute, raw, self._resolver)], []
+                    attribute, [parse_one(attribute, raw, self._resolver)], [], self.now()
                 )
 
     # Lists and entries ------------------------------------------------------------------------
@@ -656,7 +659,7 @@ class AttioApi:
                 "workspace_access": access,
                 "workspace_member_access": members,
                 "created_by_actor": WRITER,
-                "created_at": now_text(),
+                "created_at": self.now(),
             }
             self.store.add_list(answer)
         return 200, {"data": answer}
@@ -729,7 +732,7 @@ class AttioApi:
             attributes = self.attributes_of(list_id)
             values = self._entry_values(attributes, {}, given, overwrite=True)
             row = Row(
-                str(uuid.uuid4()), list_id, now_text(), values, parent_record_id, parent_object
+                str(uuid.uuid4()), list_id, self.now(), values, parent_record_id, parent_object
             )
             self.store.insert_entry(row)
         return 200, {"data": self._entry_answer(row, attributes)}
@@ -756,7 +759,7 @@ class AttioApi:
             else:
                 values = self._entry_values(attributes, {}, given, overwrite=True)
                 row = Row(
-                    str(uuid.uuid4()), list_id, now_text(), values, parent_record_id, parent_object
+                    str(uuid.uuid4()), list_id, self.now(), values, parent_record_id, parent_object
                 )
                 self.store.insert_entry(row)
         return 200, {"data": self._entry_answer(row, attributes)}
@@ -778,7 +781,7 @@ class AttioApi:
             parsed = distinct(
                 attribute, [parse_one(attribute, item, self._resolver) for item in items]
             )
-            values[attribute.id] = stamped(attribute, parsed, old.get(attribute.id, []))
+            values[attribute.id] = stamped(attribute, parsed, old.get(attribute.id, []), self.now())
         return values
 
     def _get_entry(self, route: AttioRoute, request: Request) -> Answer:
@@ -837,7 +840,7 @@ class AttioApi:
                 "content_markdown": content,
                 "tags": [],
                 "created_by_actor": WRITER,
-                "created_at": str(data.get("created_at") or now_text()),
+                "created_at": str(data.get("created_at") or self.now()),
             }
             self.store.insert_note(note)
         return 200, {"data": note}

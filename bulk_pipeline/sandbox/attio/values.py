@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -53,9 +53,10 @@ BOOKKEEPING = frozenset({"active_from", "active_until", "created_by_actor", "att
 """Keys of a stored or shown value that say when and by whom, not what."""
 
 
-def now_text() -> str:
-    """Attio's timestamps: UTC with nanoseconds."""
-    moment = datetime.now(UTC)
+def now_text(offset_s: float = 0.0) -> str:
+    """Attio's timestamps: UTC with nanoseconds, on the sandbox's clock (``offset_s`` off the
+    real time)."""
+    moment = datetime.now(UTC) + timedelta(seconds=offset_s)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}000Z"
 
 
@@ -359,11 +360,11 @@ def value_key(attribute: Attribute, value: Mapping[str, Any]) -> str:
 
 
 def stamped(
-    attribute: Attribute, values: list[dict[str, Any]], previous: list[dict[str, Any]]
+    attribute: Attribute, values: list[dict[str, Any]], previous: list[dict[str, Any]], now: str
 ) -> list[dict[str, Any]]:
-    """New values with their history: a value held before keeps its ``active_from``."""
+    """New values with their history: a value held before keeps its ``active_from``, a new
+    one is active from ``now``."""
     before = {value_key(attribute, v): v for v in previous}
-    now = now_text()
     result = []
     for value in values:
         old = before.get(value_key(attribute, value))

@@ -1,7 +1,8 @@
 """No token shows in a repr, a log record, a Dagster event, a metadata value or a file.
 
-Real imports run through Dagster with canary tokens: one against the sandbox over loopback, one
-against a hostile server that echoes the Authorization header back in its error message. Then
+Real imports run through Dagster with canary tokens: one against the sandbox over loopback, and
+one per CRM (HubSpot, Attio) against a hostile server that echoes the Authorization header back
+in its error message. Then
 every place a token could leak to is searched for the canaries.
 """
 
@@ -25,12 +26,14 @@ from bulk_pipeline.defs.partitions import imports_partitions
 from bulk_pipeline.defs.resources import CrmResource, default_resources
 from bulk_pipeline.imports import register_import
 from bulk_pipeline.sandbox.server import SandboxConfig, start_in_thread
+from bulk_pipeline.targets.attio import ATTIO
 from bulk_pipeline.targets.hubspot import HUBSPOT
 from bulk_pipeline_tests.recurring import QUIET, contacts_csv
 
 SANDBOX_CANARY = f"canary-sandbox-{secrets.token_hex(8)}"
 HUBSPOT_CANARY = f"canary-hubspot-{secrets.token_hex(8)}"
-CANARIES = (SANDBOX_CANARY, HUBSPOT_CANARY)
+ATTIO_CANARY = f"canary-attio-{secrets.token_hex(8)}"
+CANARIES = (SANDBOX_CANARY, HUBSPOT_CANARY, ATTIO_CANARY)
 
 
 class _EchoingServer(BaseHTTPRequestHandler):
@@ -106,18 +109,25 @@ def test_tokens_never_leave_the_environment(
         monkeypatch.setenv(config.SANDBOX_TOKEN_ENV, SANDBOX_CANARY)
         monkeypatch.setenv(HUBSPOT.token_env, HUBSPOT_CANARY)
         monkeypatch.setenv(HUBSPOT.base_url_env, hostile_server)
+        monkeypatch.setenv(ATTIO.token_env, ATTIO_CANARY)
+        monkeypatch.setenv(ATTIO.base_url_env, hostile_server)
         caplog.set_level(logging.DEBUG)
         resources = default_resources()
         good = register_import(contacts_csv(tmp_path / "good.csv", ["ann@example.com"]))
         hostile = register_import(
             contacts_csv(tmp_path / "hostile.csv", ["bob@example.com"]), target="hubspot"
         )
+        hostile_attio = register_import(
+            contacts_csv(tmp_path / "hostile attio.csv", ["eve@example.com"]), target="attio"
+        )
         instance.add_dynamic_partitions(
-            imports_partitions.name or "imports", [good.import_id, hostile.import_id]
+            imports_partitions.name or "imports",
+            [good.import_id, hostile.import_id, hostile_attio.import_id],
         )
 
         imported = _materialize(instance, good.import_id, dict(resources))
         refused = _materialize(instance, hostile.import_id, dict(resources))
+        refused_attio = _materialize(instance, hostile_attio.import_id, dict(resources))
 
         assert imported.success
         assert [r["properties"]["email"] for r in sandbox.admin.records("contacts")] == [
@@ -127,10 +137,16 @@ def test_tokens_never_leave_the_environment(
         assert any(HUBSPOT_CANARY in header for header in _EchoingServer.seen)
         failure = runs.failure_message(instance, refused.run_id)
         assert "Invalid request from client with header" in failure
+        assert not refused_attio.success
+        assert any(ATTIO_CANARY in header for header in _EchoingServer.seen)
+        attio_failure = runs.failure_message(instance, refused_attio.run_id)
+        assert "Invalid request from client with header" in attio_failure
+        failure += attio_failure
 
         opened = resources["crm"].open("sandbox")  # type: ignore[attr-defined]
         literal_tokens = {
             HUBSPOT.token_env: HUBSPOT_CANARY,
+            ATTIO.token_env: ATTIO_CANARY,
             config.SANDBOX_TOKEN_ENV: SANDBOX_CANARY,
         }
         reprs = [

@@ -158,7 +158,7 @@ def measure_import(path: Path, home: Path, url: str, target_name: str) -> dict[s
     started = time.perf_counter()
     try:
         run = store.begin_run(import_id)
-        push_import(store, target, entity, import_id=import_id, run=run)
+        push_import(store, target, [entity], import_id=import_id, run=run)
     except (TransientError, BudgetExhausted) as exc:
         error = str(exc)
     finally:

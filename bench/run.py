@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ import polars as pl
 from bench import report
 from bench.bench_push import TOKEN, SandboxProcess
 from bench.worker import parse
+from bulk_pipeline.imports import file_digest, import_id_for
 
 OUT = Path(__file__).resolve().parent / "out"
 SEED = 7
@@ -41,6 +43,8 @@ ATTIO_LIMITS = {"read_limit": "100/1000", "write_limit": "25/1000"}
 """Attio's documented limits: 100 reads and 25 writes per second."""
 ATTIO_WRITES_PER_S = 25
 WORKER_TIMEOUT_S = 3_600.0
+LINK_COMPANIES = 100
+"""Companies the contacts of the links benchmark work at."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,7 @@ class Profile:
     """An import into the sandbox's Attio at its documented limits, then its re-sync: about
     40 s per 1,000 rows at 25 writes a second."""
     e2e_rows: int = 10_000
+    link_rows: int = 10_000
 
 
 QUICK = Profile(
@@ -112,6 +117,20 @@ def input_file(rows: int) -> Path:
         generator = Path(__file__).resolve().parent / "generate.py"
         command = [sys.executable, str(generator), str(rows), str(path), "--seed", str(SEED)]
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return path
+
+
+def links_file(rows: int, companies: int) -> Path:
+    """Contacts with the Company and Company Website of one of ``companies`` companies each."""
+    path = OUT / f"linked_{size_label(rows)}_{companies}.csv"
+    if not path.exists():
+        index = pl.int_range(rows)
+        pl.select(
+            pl.format("person{}@example.com", index).alias("Email"),
+            pl.format("First{}", index).alias("First Name"),
+            pl.format("Company {}", index % companies).alias("Company"),
+            pl.format("https://company{}.example.com", index % companies).alias("Company Website"),
+        ).write_csv(path)
     return path
 
 
@@ -404,6 +423,72 @@ class Bench:
 
     # 7: end to end
 
+    # 8: links (HubSpot associations)
+
+    def links(self, sandbox: SandboxProcess) -> None:
+        """HubSpot API calls per link: contacts linked to the companies their Company columns
+        name, (a) all new (links ride on creates), (b) contacts and companies that exist without
+        their links (links made apart: read, then create), (c) the same file again."""
+        rows, companies = self.profile.link_rows, LINK_COMPANIES
+        linked = links_file(rows, companies)
+        unlinked = linked.with_name(f"{linked.stem}_unlinked.csv")
+        pl.read_csv(linked).drop("Company", "Company Website").write_csv(unlinked)
+        firms = linked.with_name(f"{linked.stem}_companies.csv")
+        pl.read_csv(linked).select(
+            pl.col("Company").alias("Name"), pl.col("Company Website").alias("Website")
+        ).unique(maintain_order=True).write_csv(firms)
+        self.fresh(sandbox, limited=False)
+        runs: dict[str, Any] = {"rows": rows, "companies": companies}
+        home = self.home("links-new")
+        runs["new"] = attempt(
+            f"links on creates, {size_label(rows)} contacts",
+            lambda: self.association_calls(sandbox, home, linked),
+        )
+        runs["again"] = attempt(
+            "links, the same file again",
+            lambda: self.association_calls(sandbox, home, linked),
+        )
+        self.fresh(sandbox, limited=False)
+        home = self.home("links-existing")
+        for path in (firms, unlinked):
+            attempt(f"seed {path.name}", partial(self.association_calls, sandbox, home, path))
+        runs["existing"] = attempt(
+            f"links to existing records, {size_label(rows)} contacts",
+            lambda: self.association_calls(sandbox, home, linked),
+        )
+        self.results["links"] = runs
+
+    def association_calls(self, sandbox: SandboxProcess, home: Path, path: Path) -> dict[str, Any]:
+        """``bulk-pipeline import`` of one file: the calls it cost, by route, and its links."""
+        before = sandbox.admin.requests("hubspot")["by_route"]
+        summary = self.import_command(sandbox, home, path)
+        after = sandbox.admin.requests("hubspot")["by_route"]
+        calls = {route: after[route] - before.get(route, 0) for route in after}
+        return {
+            "calls": {route: n for route, n in calls.items() if n},
+            "links": summary.get("links", {}),
+            "entities": summary.get("entities", {}),
+        }
+
+    def import_command(self, sandbox: SandboxProcess, home: Path, path: Path) -> dict[str, Any]:
+        """Run ``bulk-pipeline import`` on ``path`` into the sandbox; its summary."""
+        env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+        env |= {
+            "BULK_PIPELINE_HOME": str(home),
+            "BULK_PIPELINE_SANDBOX_URL": sandbox.url,
+            "BULK_PIPELINE_SANDBOX_TOKEN": TOKEN,
+        }
+        command = [str(Path(sys.executable).parent / "bulk-pipeline"), "import", str(path)]
+        done = subprocess.run(
+            [*command, "--no-progress"], env=env, capture_output=True, text=True, check=False
+        )
+        if done.returncode != 0:
+            raise BenchError(
+                f"bulk-pipeline import exited {done.returncode}: {done.stderr[-2000:]}"
+            )
+        import_id = import_id_for(path.name, file_digest(path))
+        return report.read_json(home / "reports" / import_id / "summary.json")
+
     def end_to_end(self, sandbox: SandboxProcess) -> None:
         self.fresh(sandbox, limited=False)
         path = input_file(self.profile.e2e_rows)
@@ -460,6 +545,7 @@ def main(argv: list[str] | None = None) -> None:
             bench.pushes(sandbox)
             bench.attio(sandbox)
             bench.end_to_end(sandbox)
+            bench.links(sandbox)
         finally:
             sandbox.stop()
     results = bench.results

@@ -293,12 +293,25 @@ def _print_summary(request: ImportRequest, summary: dict[str, Any]) -> None:
         markup=False,
         highlight=False,
     )
+    entities: dict[str, dict[str, Any]] = summary.get("entities") or {}
     table = Table()
     table.add_column("outcome")
-    table.add_column("rows", justify="right")
-    for key in ("created", "updated", "unchanged", "duplicates", "invalid", "failed", "rows"):
-        table.add_row(key, f"{summary[key]:,}")
+    if len(entities) > 1:
+        for entity in entities:
+            table.add_column(entity, justify="right")
+        for key in ("created", "updated", "unchanged", "duplicates", "invalid", "failed", "rows"):
+            table.add_row(key, *(f"{counts[key]:,}" for counts in entities.values()))
+    else:
+        table.add_column("rows", justify="right")
+        for key in ("created", "updated", "unchanged", "duplicates", "invalid", "failed", "rows"):
+            table.add_row(key, f"{summary[key]:,}")
     out.print(table)
+    links = summary.get("links") or {}
+    if links.get("made") or links.get("found"):
+        _say(
+            f"Links: {links['made']:,} made, {links['found']:,} already in the CRM "
+            "(left as they were)."
+        )
     from bulk_pipeline.reports.listing import summary_notes
 
     for line in summary_notes(summary):
@@ -314,12 +327,24 @@ def _print_plan(plan: dict[str, Any]) -> None:
         markup=False,
         highlight=False,
     )
+    entities: dict[str, dict[str, int]] = plan.get("entities") or {}
     table = Table()
     table.add_column("would")
-    table.add_column("records", justify="right")
-    for key in ("creates", "updates", "unchanged", "conflicts", "duplicates", "invalid"):
-        table.add_row(key, f"{plan[key]:,}")
-    out.print(table)
+    if len(entities) > 1:
+        for entity in entities:
+            table.add_column(entity, justify="right")
+        for key in ("creates", "updates", "unchanged", "conflicts", "rejected", "links"):
+            table.add_row(key, *(f"{counts[key]:,}" for counts in entities.values()))
+        out.print(table)
+        _say(f"Not sent: {plan['duplicates']:,} duplicate and {plan['invalid']:,} invalid lines.")
+    else:
+        table.add_column("records", justify="right")
+        for key in ("creates", "updates", "unchanged", "conflicts", "duplicates", "invalid"):
+            table.add_row(key, f"{plan[key]:,}")
+        for key in ("rejected", "links"):
+            if plan.get(key):
+                table.add_row(key, f"{plan[key]:,}")
+        out.print(table)
     for name, count in sorted(plan["changed_fields"].items()):
         _say(f"  updates would change {name} on {count} records")
     cost = plan.get("cost")
@@ -419,7 +444,8 @@ def _print_rollback(import_id: str, *, dry_run: bool, asking: bool = False) -> N
         f"{'dry run of the ' if dry_run else ''}rollback of {import_id}: "
         f"{done['removed']} records {would}removed ({done['delete']}), "
         f"{done['restored']} {would}restored to previous values, "
-        f"{done['already_rolled_back']} already rolled back before"
+        + (f"{done['unlinked']} links {would}removed, " if done.get("unlinked") else "")
+        + f"{done['already_rolled_back']} already rolled back before"
         + (f", {len(done['failed'])} failed" if done["failed"] else "")
         + ("; nothing was changed" if dry_run else "")
     )

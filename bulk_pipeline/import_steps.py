@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,16 +20,25 @@ import polars as pl
 
 from bulk_pipeline import config
 from bulk_pipeline.csv_export import write_frame
-from bulk_pipeline.entities import Entity
+from bulk_pipeline.entities import DEPENDENCY_ORDER, Entity, describe_key
 from bulk_pipeline.errors import CrmRefused, UserInputError
+from bulk_pipeline.import_parts import (
+    DERIVED_COMPANY_FIELDS,
+    Part,
+    derived_companies,
+    table_path,
+)
 from bulk_pipeline.imports import ORIGIN_INBOX, ImportRequest
-from bulk_pipeline.ingest import InputFileError, read_file
+from bulk_pipeline.ingest import InputFileError, read_tables
 from bulk_pipeline.mapping import infer_entity, keep_fields, load_mapping, map_columns
 from bulk_pipeline.normalize import normalize
 from bulk_pipeline.outcomes import (
+    SUMMARY_KEYS,
+    SUMMARY_OUTCOMES,
     ImportState,
     ImportSummary,
     LineOutcome,
+    LinkState,
     StageResult,
 )
 from bulk_pipeline.progress import Phase, report_phase
@@ -45,7 +54,7 @@ from bulk_pipeline.push import (
 )
 from bulk_pipeline.reports.rejected import write_rejected_csv
 from bulk_pipeline.staging import StagingStore
-from bulk_pipeline.targets.base import ListResult, NoteParent, Target, Work
+from bulk_pipeline.targets.base import Estimate, ListResult, NoteParent, Target, Work
 from bulk_pipeline.validate import validate_rows
 
 INVALID_SCHEMA = {"_line": pl.Int64, "column": pl.String, "value": pl.String, "reason": pl.String}
@@ -65,7 +74,9 @@ LISTED_OUTCOMES = (
 @dataclass(frozen=True)
 class IngestReport:
     entity: Entity
+    """The first part's entity (the only one, for most files)."""
     rows: int
+    """Lines read, over every table."""
     columns: list[str]
     column_map: dict[str, str]
     unmapped: list[str]
@@ -75,11 +86,17 @@ class IngestReport:
     """The workbook's sheets not read: ``sheet``, ``reason`` and ``to_import`` (a command)."""
     warnings: list[str] = field(default_factory=list)
     """What a person should know although the import goes on (a file with no data rows)."""
+    parts: list[Part] = field(default_factory=list)
+
+    @property
+    def entities(self) -> list[Entity]:
+        return [e for e in DEPENDENCY_ORDER if any(p.entity is e for p in self.parts)]
 
 
 @dataclass(frozen=True)
 class ValidationReport:
     rows: int
+    """Outcomes to come: one per line and entity the line carries."""
     valid: int
     invalid: int
     sample: list[dict[str, Any]]
@@ -114,9 +131,20 @@ def _ingest_info(import_id: str) -> dict[str, Any]:
     return info
 
 
+def import_parts(import_id: str) -> list[Part]:
+    """The parts the ingest step found, in reading order."""
+    return [Part.from_json(part) for part in _ingest_info(import_id)["parts"]]
+
+
 def import_entity(import_id: str) -> Entity:
-    """The entity the ingest step settled on."""
+    """The entity of the file's first table: what a list option adds to its list."""
     return Entity(_ingest_info(import_id)["entity"])
+
+
+def import_entities(import_id: str) -> list[Entity]:
+    """The entities the import holds, in dependency order."""
+    held = {part.entity for part in import_parts(import_id)}
+    return [e for e in DEPENDENCY_ORDER if e in held]
 
 
 def preflight(request: ImportRequest, target: Target) -> None:
@@ -132,7 +160,7 @@ def preflight(request: ImportRequest, target: Target) -> None:
 def ingest(
     request: ImportRequest, accepted: Callable[[Entity], frozenset[str]] | None = None
 ) -> IngestReport:
-    """Read the file, map its columns to our fields and normalize the values.
+    """Read every table of the file, map its columns to our fields and normalize the values.
 
     ``accepted`` says which of an entity's fields the target CRM has a place for (a workspace
     without a birthday attribute); columns feeding the others are reported as not sent.
@@ -142,7 +170,7 @@ def ingest(
     report_phase(progress, Phase.READING)
     mapping = load_mapping(Path(request.mapping_path)) if request.mapping_path else None
     try:
-        raw = read_file(
+        tables = read_tables(
             Path(request.stored_path),
             entity=request.entity,
             source=request.source,
@@ -151,83 +179,146 @@ def ingest(
     except InputFileError as exc:
         # A library's own message may name the internal copy; people know the file they gave.
         raise InputFileError(str(exc).replace(request.stored_path, request.source)) from exc
-    entity = request.entity or infer_entity(raw.frame.columns, raw.entity_hint, mapping)
-    if entity is None:
-        raise InputFileError(_entity_unknown(request, raw.frame.columns))
-    mapped = map_columns(raw, entity, mapping)
-    mapped = replace(mapped, frame=normalize(mapped.frame, entity))
-    columns = [c for c in raw.frame.columns if c != "_line"]
-    if accepted is not None:
-        mapped = keep_fields(mapped, entity, accepted(entity), columns)
-    normalized = mapped.frame
-    unreadable = pl.DataFrame(
-        [{**issue.values, "_line": issue.line} for issue in raw.rejected],
-        schema_overrides={"_line": pl.Int64},
-    )
-    source_rows = pl.concat([raw.frame, unreadable], how="diagonal_relaxed").sort("_line")
-    source_rows.write_parquet(_work(request.import_id, "source.parquet"))
-    normalized.write_parquet(_work(request.import_id, "mapped.parquet"))
+    shutil.rmtree(config.work_dir(request.import_id) / "parts", ignore_errors=True)
+    parts: list[Part] = []
+    unreadable: dict[str, list[dict[str, Any]]] = {}
+    lines = 0
+    for index, raw in enumerate(tables):
+        sheet = raw.sheet or ""
+        entity = request.entity or infer_entity(raw.frame.columns, raw.entity_hint, mapping)
+        if entity is None:
+            raise InputFileError(_entity_unknown(request, raw.frame.columns, sheet))
+        mapped = map_columns(raw, entity, mapping)
+        mapped = replace(mapped, frame=normalize(mapped.frame, entity))
+        if accepted is not None:
+            columns = [c for c in raw.frame.columns if c != "_line"]
+            mapped = keep_fields(mapped, entity, accepted(entity), columns)
+        normalized = mapped.frame
+        issues = pl.DataFrame(
+            [{**issue.values, "_line": issue.line} for issue in raw.rejected],
+            schema_overrides={"_line": pl.Int64},
+        )
+        source_rows = pl.concat([raw.frame, issues], how="diagonal_relaxed").sort("_line")
+        source_rows.write_parquet(table_path(request.import_id, index))
+        lines += source_rows.height
+        part = Part(
+            id=str(index),
+            table=index,
+            sheet=sheet,
+            entity=entity,
+            rows=source_rows.height,
+            column_map=mapped.column_map,
+            unmapped=mapped.unmapped,
+        )
+        normalized.write_parquet(part.path(request.import_id, "mapped.parquet"))
+        unreadable[part.id] = [{"_line": i.line, "reason": i.reason} for i in raw.rejected]
+        parts.append(part)
+    parts += _company_parts(request.import_id, parts)
     skipped = [
         {"sheet": s.name, "reason": s.reason, "to_import": _sheet_choice(request, s.name)}
-        for s in raw.skipped_sheets
+        for table in tables
+        for s in table.skipped_sheets
     ]
-    warnings = [f"{request.source}: 0 data rows (only a header); nothing to import"] * (
-        source_rows.height == 0
-    )
-    info = {
-        "entity": entity.value,
-        "rows": source_rows.height,
+    warnings = [
+        f"{request.source}{f' sheet {p.sheet!r}' if p.sheet else ''}: 0 data rows (only a "
+        "header); nothing to import"
+        for p in parts
+        if p.rows == 0 and not p.derived
+    ]
+    first = parts[0]
+    columns = [c for c in tables[0].frame.columns if c != "_line"]
+    unmapped = sorted({c for p in parts if not p.derived for c in p.unmapped})
+    info: dict[str, Any] = {
+        "entity": first.entity.value,
+        "entities": [e.value for e in DEPENDENCY_ORDER if any(p.entity is e for p in parts)],
+        "rows": lines,
         "columns": columns,
-        "column_map": mapped.column_map,
-        "unmapped": mapped.unmapped,
-        "encoding": raw.encoding,
-        "delimiter": raw.delimiter,
-        "sheet": raw.sheet,
+        "column_map": first.column_map,
+        "unmapped": unmapped,
+        "encoding": tables[0].encoding,
+        "delimiter": tables[0].delimiter,
+        "sheet": tables[0].sheet,
         "skipped_sheets": skipped,
         "warnings": warnings,
-        "unreadable": [{"_line": i.line, "reason": i.reason} for i in raw.rejected],
+        "parts": [p.as_json() for p in parts],
+        "unreadable": unreadable,
     }
     _work(request.import_id, "ingest.json").write_text(json.dumps(info, indent=2), "utf-8")
     _record_timing(request.import_id, "ingest", started)
     report_phase(
         progress,
         Phase.READING,
-        processed=source_rows.height,
-        total=source_rows.height,
+        processed=lines,
+        total=lines,
         elapsed_seconds=time.monotonic() - started,
         done=True,
     )
     return IngestReport(
-        entity=entity,
-        rows=source_rows.height,
+        entity=first.entity,
+        rows=lines,
         columns=columns,
-        column_map=mapped.column_map,
-        unmapped=mapped.unmapped,
-        unreadable_rows=len(raw.rejected),
-        sheet=raw.sheet,
+        column_map=first.column_map,
+        unmapped=unmapped,
+        unreadable_rows=sum(len(issues) for issues in unreadable.values()),
+        sheet=tables[0].sheet,
         skipped_sheets=skipped,
         warnings=warnings,
+        parts=parts,
     )
 
 
-def _entity_unknown(request: ImportRequest, columns: list[str]) -> str:
+def _company_parts(import_id: str, parts: list[Part]) -> list[Part]:
+    """Where the file holds no companies of its own, the companies its contacts' company
+    columns name: found or created once each, and linked to their contacts."""
+    if any(p.entity is Entity.COMPANIES for p in parts):
+        return []
+    derived: list[Part] = []
+    for part in parts:
+        if part.entity is not Entity.CONTACTS:
+            continue
+        contacts = pl.read_parquet(part.path(import_id, "mapped.parquet"))
+        companies = derived_companies(contacts)
+        if companies.height == 0:
+            continue
+        company = Part(
+            id=f"{part.id}-companies",
+            table=part.table,
+            sheet=part.sheet,
+            entity=Entity.COMPANIES,
+            rows=companies.height,
+            column_map={
+                name: part.column_map[ours]
+                for ours, name in DERIVED_COMPANY_FIELDS.items()
+                if ours in part.column_map
+            },
+            derived=True,
+        )
+        companies.write_parquet(company.path(import_id, "mapped.parquet"))
+        derived.append(company)
+    return derived
+
+
+def _entity_unknown(request: ImportRequest, columns: list[str], sheet: str = "") -> str:
     """Why the entity is unknown, and what this person can do about it where the file came from."""
     listed = ", ".join(c for c in columns if c != "_line") or "(none)"
+    where = f"{request.source} sheet '{sheet}'" if sheet else request.source
+    entities = ", ".join(e.value for e in Entity)
     problem = (
-        f"{request.source}: cannot tell whether the rows are contacts, companies or deals from "
-        f"the columns {listed}"
+        f"{where}: cannot tell which entity ({entities}) the rows are from the columns {listed}"
     )
     if request.origin == ORIGIN_INBOX:
         failed = config.data_home() / "inbox" / "failed" / request.file_name
         return (
-            f"{problem}. A dropped file is recognised by its columns: an Email column means "
-            "contacts, a company name with a Domain or Website column means companies, a Deal "
-            "Name column means deals. Rename the columns and drop the file again, or import it "
-            f"by hand: bulk-pipeline import '{failed}' --entity contacts (or companies, deals)"
+            f"{problem}. A dropped file is recognised by its sheet names or columns: an Email "
+            "column means contacts, a company name with a Domain or Website column means "
+            "companies, a Deal Name column means deals. Rename the sheets or columns and drop "
+            f"the file again, or import it by hand: bulk-pipeline import '{failed}' --entity "
+            "contacts (or another entity)"
         )
     return (
-        f"{problem}. Pass --entity contacts (or companies, deals), or --mapping with a file "
-        "whose section names the entity (contacts:, companies: or deals:)"
+        f"{problem}. Name the sheet after the entity, pass --entity contacts (or another "
+        "entity), or --mapping with a file whose section names the entity (contacts:, "
+        "companies:, deals:, activities: or notes:)"
     )
 
 
@@ -240,69 +331,94 @@ def _sheet_choice(request: ImportRequest, sheet: str) -> str:
 
 
 def validate(request: ImportRequest) -> ValidationReport:
-    """Split the normalized rows into valid rows and quarantined rows with reasons."""
+    """Split each part's normalized rows into valid rows and quarantined rows with reasons."""
     started = time.monotonic()
     info = _ingest_info(request.import_id)
-    frame = pl.read_parquet(_work(request.import_id, "mapped.parquet"))
+    parts = import_parts(request.import_id)
     progress = progress_path(request.import_id)
-    report_phase(progress, Phase.VALIDATING, total=frame.height)
-    result = validate_rows(frame, Entity(info["entity"]), source=request.source)
-    unreadable = pl.DataFrame(info["unreadable"], schema={"_line": pl.Int64, "reason": pl.String})
-    invalid = pl.concat(
-        [
-            result.rejected.select(INVALID_SCHEMA.keys()).cast(INVALID_SCHEMA),  # type: ignore[arg-type]
-            unreadable.with_columns(
-                pl.lit(None, pl.String).alias("column"), pl.lit(None, pl.String).alias("value")
-            ).select(INVALID_SCHEMA.keys()),
+    total = sum(p.rows for p in parts)
+    report_phase(progress, Phase.VALIDATING, total=total)
+    valid = invalid = 0
+    samples: list[dict[str, Any]] = []
+    for part in parts:
+        frame = pl.read_parquet(part.path(request.import_id, "mapped.parquet"))
+        source = f"{request.source} sheet '{part.sheet}'" if part.sheet else request.source
+        result = validate_rows(frame, part.entity, source=source)
+        unreadable = pl.DataFrame(
+            info["unreadable"].get(part.id, []), schema={"_line": pl.Int64, "reason": pl.String}
+        )
+        rejected = pl.concat(
+            [
+                result.rejected.select(INVALID_SCHEMA.keys()).cast(INVALID_SCHEMA),  # type: ignore[arg-type]
+                unreadable.with_columns(
+                    pl.lit(None, pl.String).alias("column"), pl.lit(None, pl.String).alias("value")
+                ).select(INVALID_SCHEMA.keys()),
+            ]
+        ).sort("_line")
+        result.valid.write_parquet(part.path(request.import_id, "valid.parquet"))
+        rejected.write_parquet(part.path(request.import_id, "invalid.parquet"))
+        valid += result.valid.height
+        invalid += rejected.height
+        samples += [
+            {**row, "sheet": part.sheet, "entity": part.entity.value}
+            for row in rejected.head(5).to_dicts()
         ]
-    ).sort("_line")
-    result.valid.write_parquet(_work(request.import_id, "valid.parquet"))
-    invalid.write_parquet(_work(request.import_id, "invalid.parquet"))
     _record_timing(request.import_id, "validate", started)
     report_phase(
         progress,
         Phase.VALIDATING,
-        processed=frame.height,
-        total=frame.height,
+        processed=total,
+        total=total,
         elapsed_seconds=time.monotonic() - started,
         done=True,
     )
-    return ValidationReport(
-        rows=int(info["rows"]),
-        valid=result.valid.height,
-        invalid=invalid.height,
-        sample=invalid.head(5).to_dicts(),
-    )
+    return ValidationReport(rows=total, valid=valid, invalid=invalid, sample=samples[:5])
 
 
 def stage(request: ImportRequest, store: StagingStore, account: str) -> StageResult:
-    """Deduplicate by key and stage the records with their sync state; starts (or resumes)
-    the import's run."""
+    """Deduplicate by key and stage the records with their sync state, entity by entity (rows
+    of every sheet holding the entity together); starts (or resumes) the import's run."""
     started = time.monotonic()
-    valid = pl.read_parquet(_work(request.import_id, "valid.parquet"))
-    invalid = pl.read_parquet(_work(request.import_id, "invalid.parquet"))
+    parts = import_parts(request.import_id)
     progress = progress_path(request.import_id)
-    report_phase(progress, Phase.STAGING, total=valid.height)
+    total = sum(p.rows for p in parts)
+    report_phase(progress, Phase.STAGING, total=total)
     store.begin_run(request.import_id)
-    result = store.stage(
-        request.import_id,
-        import_entity(request.import_id),
-        valid,
-        invalid,
-        account=account,
-        source_file=request.source_path,
-        on_duplicate=request.on_duplicate,
-    )
+    staged = duplicates = 0
+    for entity in import_entities(request.import_id):
+        held = [p for p in parts if p.entity is entity]
+        result = store.stage(
+            request.import_id,
+            entity,
+            _sheeted(request.import_id, held, "valid.parquet"),
+            _sheeted(request.import_id, held, "invalid.parquet"),
+            account=account,
+            source_file=request.source_path,
+            on_duplicate=request.on_duplicate,
+        )
+        staged += result.staged
+        duplicates += result.duplicates
     _record_timing(request.import_id, "stage", started)
     report_phase(
         progress,
         Phase.STAGING,
-        processed=valid.height,
-        total=valid.height,
+        processed=total,
+        total=total,
         elapsed_seconds=time.monotonic() - started,
         done=True,
     )
-    return result
+    return StageResult(staged=staged, duplicates=duplicates)
+
+
+def _sheeted(import_id: str, parts: Sequence[Part], name: str) -> pl.DataFrame:
+    """The parts' frames as one, each row with its sheet, in the parts' order."""
+    return pl.concat(
+        [
+            pl.read_parquet(p.path(import_id, name)).with_columns(pl.lit(p.sheet).alias("_sheet"))
+            for p in parts
+        ],
+        how="diagonal_relaxed",
+    )
 
 
 def push(
@@ -320,7 +436,7 @@ def push(
         return push_import(
             store,
             target,
-            import_entity(request.import_id),
+            import_entities(request.import_id),
             import_id=request.import_id,
             run=run,
             progress_path=progress_path(request.import_id),
@@ -335,7 +451,8 @@ def push(
 
 def check_list(request: ImportRequest, target: Target) -> None:
     """Before anything is written: the import's list exists (or is created, when asked) and
-    takes records of the import's entity; a clear error otherwise."""
+    takes records of the import's entity (its first table's, for files of several); a clear
+    error otherwise."""
     if request.list_name:
         target.find_list(
             request.list_name, import_entity(request.import_id), create=request.create_list
@@ -347,13 +464,14 @@ def add_to_list(request: ImportRequest, store: StagingStore, target: Target) -> 
     import runs (records already in the list are not added again); writes ``list.json``."""
     if not request.list_name:
         return None
+    entity = import_entity(request.import_id)
     lines = store.line_outcomes(request.import_id).filter(
-        pl.col("outcome").is_in(LISTED_OUTCOMES) & pl.col("crm_id").is_not_null()
+        pl.col("outcome").is_in(LISTED_OUTCOMES)
+        & pl.col("crm_id").is_not_null()
+        & (pl.col("entity") == entity.value)
     )
     ids = lines["crm_id"].unique(maintain_order=True).to_list()
-    result = target.add_to_list(
-        request.list_name, import_entity(request.import_id), ids, create=request.create_list
-    )
+    result = target.add_to_list(request.list_name, entity, ids, create=request.create_list)
     (config.reports_dir(request.import_id) / LIST_FILE).write_text(
         json.dumps(
             {
@@ -379,15 +497,35 @@ def add_to_list(request: ImportRequest, store: StagingStore, target: Target) -> 
 
 def plan(
     request: ImportRequest, store: StagingStore, target: Target
-) -> tuple[list[PlannedRecord], PlanSummary]:
+) -> tuple[dict[Entity, list[PlannedRecord]], PlanSummary]:
     """What pushing the import would do, record by record, with its split and its cost; reads
     only (the dry run, and the check that blocks imports that would create too much)."""
-    entity = import_entity(request.import_id)
-    planned = plan_import(store, target, entity, import_id=request.import_id)
-    summary = PlanSummary.of(planned)
-    summary.estimate = target.estimate(
-        entity, Work(lookups=len(planned), creates=summary.creates, updates=summary.updates)
+    planned = plan_import(
+        store, target, import_entities(request.import_id), import_id=request.import_id
     )
+    summary = PlanSummary.of([p for records in planned.values() for p in records])
+    estimates = [
+        target.estimate(
+            entity,
+            Work(
+                lookups=len(records),
+                creates=part.creates,
+                updates=part.updates,
+                links=part.links,
+            ),
+        )
+        for entity, records in planned.items()
+        if (part := PlanSummary.of(records))
+    ]
+    if estimates:
+        summary.estimate = Estimate(
+            requests=sum(e.requests for e in estimates),
+            units=sum(e.units for e in estimates),
+            unit=estimates[0].unit,
+        )
+    summary.entities = {
+        entity.value: PlanSummary.of(records) for entity, records in planned.items()
+    }
     return planned, summary
 
 
@@ -414,10 +552,8 @@ class DryRunReport:
             "import_id": self.import_id,
             "file": self.file,
             "target": self.target,
-            "creates": self.summary.creates,
-            "updates": self.summary.updates,
-            "unchanged": self.summary.unchanged,
-            "conflicts": self.summary.conflicts,
+            **self.summary.as_json(),
+            "entities": {name: s.as_json() for name, s in self.summary.entities.items()},
             "changed_fields": self.summary.changed_field_counts,
             "duplicates": self.duplicates,
             "invalid": self.invalid,
@@ -436,19 +572,28 @@ def dry_run(request: ImportRequest, store: StagingStore, target: Target) -> DryR
     report_phase(progress_path(request.import_id), Phase.PLANNING)
     planned, summary = plan(request, store, target)
     folder = config.reports_dir(request.import_id)
+    rows = [(entity, p) for entity, records in planned.items() for p in records]
     plan_rows = pl.DataFrame(
         {
-            "line": [p.line for p in planned],
-            "key": [p.key for p in planned],
-            "action": [p.action.value for p in planned],
-            "crm_id": [p.crm_id for p in planned],
+            "sheet": [p.sheet for _, p in rows],
+            "line": [p.line for _, p in rows],
+            "entity": [entity.value for entity, _ in rows],
+            "key": [describe_key(p.key) for _, p in rows],
+            "action": [p.action.value for _, p in rows],
+            "crm_id": [p.crm_id for _, p in rows],
             "changed_fields": [
-                ", ".join(sorted(p.fields)) if p.action is Action.UPDATE else "" for p in planned
+                ", ".join(sorted(p.fields)) if p.action is Action.UPDATE else "" for _, p in rows
             ],
-            "reason": [p.reason for p in planned],
+            "new_links": [", ".join(p.new_links) for _, p in rows],
+            "reason": [p.reason for _, p in rows],
         },
-        schema_overrides={"line": pl.Int64, "crm_id": pl.String, "reason": pl.String},
-    )
+        schema_overrides={
+            "sheet": pl.String,
+            "line": pl.Int64,
+            "crm_id": pl.String,
+            "reason": pl.String,
+        },
+    ).sort("sheet", "line", "entity", maintain_order=True)
     write_frame(folder / "plan.csv", plan_rows)
     counts = store.outcome_counts(request.import_id)
     budget = target.budget()
@@ -548,6 +693,7 @@ def rollback(
                 "import_id": request.import_id,
                 "dry_run": dry_run,
                 "removed": report.removed,
+                "unlinked": report.unlinked,
                 "delete": report.delete.value,
                 "restored": report.restored,
                 "already_rolled_back": report.already_rolled_back,
@@ -570,9 +716,24 @@ def progress_path(import_id: str) -> Path:
 
 
 def _write_rejected(import_id: str, rejected_lines: pl.DataFrame) -> Path:
-    """rejected.csv: the original columns of each rejected line, with its line and reason."""
-    source_rows = pl.read_parquet(_work(import_id, "source.parquet"))
-    rejected = source_rows.join(rejected_lines, on="_line", how="inner").sort("_line")
+    """rejected.csv: the original columns of each rejected line, with its sheet (when the file
+    has named sheets), entity (when the import holds several), line and reason.
+
+    ``rejected_lines`` holds ``_sheet``, ``_line``, ``_entity`` and ``reason``."""
+    parts = import_parts(import_id)
+    tables = {p.table: p.sheet for p in parts}
+    rows = []
+    for table, sheet in sorted(tables.items()):
+        source_rows = pl.read_parquet(table_path(import_id, table))
+        lines = rejected_lines.filter(pl.col("_sheet") == sheet)
+        rows.append(source_rows.join(lines, on="_line", how="inner"))
+    rejected = pl.concat(rows, how="diagonal_relaxed").sort(
+        "_sheet", "_line", "_entity", maintain_order=True
+    )
+    if not any(tables.values()):
+        rejected = rejected.drop("_sheet")
+    if len({p.entity for p in parts}) == 1:
+        rejected = rejected.drop("_entity")
     path = config.reports_dir(import_id) / "rejected.csv"
     write_rejected_csv(path, rejected)
     return path
@@ -580,13 +741,24 @@ def _write_rejected(import_id: str, rejected_lines: pl.DataFrame) -> Path:
 
 def write_validation_rejects(request: ImportRequest) -> Path:
     """For an import stopped by its checks: the invalid rows, so the file can be fixed."""
-    invalid = pl.read_parquet(_work(request.import_id, "invalid.parquet"))
-    return _write_rejected(request.import_id, invalid.select("_line", "reason"))
+    invalid = pl.concat(
+        [
+            pl.read_parquet(p.path(request.import_id, "invalid.parquet")).select(
+                pl.lit(p.sheet).alias("_sheet"),
+                "_line",
+                pl.lit(p.entity.value).alias("_entity"),
+                "reason",
+            )
+            for p in import_parts(request.import_id)
+        ]
+    )
+    return _write_rejected(request.import_id, invalid)
 
 
 def write_results(request: ImportRequest, store: StagingStore) -> ImportSummary:
     """Write summary.json and rejected.csv; the import is then completed."""
     info = _ingest_info(request.import_id)
+    parts = import_parts(request.import_id)
     counts = store.outcome_counts(request.import_id)
     pending = counts[LineOutcome.PENDING]
     if pending:
@@ -595,12 +767,15 @@ def write_results(request: ImportRequest, store: StagingStore) -> ImportSummary:
         )
     lines = store.line_outcomes(request.import_id)
     rejected_lines = lines.filter(pl.col("outcome").is_in(REJECTED_OUTCOMES)).select(
-        pl.col("line").alias("_line"), "reason"
+        pl.col("sheet").alias("_sheet"),
+        pl.col("line").alias("_line"),
+        pl.col("entity").alias("_entity"),
+        "reason",
     )
     folder = config.reports_dir(request.import_id)
     _write_rejected(request.import_id, rejected_lines)
     duplicates = lines.filter(pl.col("outcome") == LineOutcome.DUPLICATE.value).select(
-        "line", "key", "reason"
+        "sheet", "line", "entity", pl.col("key").map_elements(describe_key, pl.String), "reason"
     )
     write_frame(folder / "duplicates.csv", duplicates)
     batches = _work(request.import_id, BATCHES_FILE)
@@ -610,10 +785,11 @@ def write_results(request: ImportRequest, store: StagingStore) -> ImportSummary:
     timings = json.loads(timings_path.read_text("utf-8")) if timings_path.exists() else {}
     listed = folder / LIST_FILE
     extra = {"list": json.loads(listed.read_text("utf-8"))} if listed.exists() else {}
+    entities = import_entities(request.import_id)
     summary = ImportSummary(
         import_id=request.import_id,
         file=request.source_path,
-        entity=info["entity"],
+        entity=", ".join(e.value for e in entities),
         target=request.target,
         on_duplicate=request.on_duplicate.value,
         rows=int(info["rows"]),
@@ -633,14 +809,49 @@ def write_results(request: ImportRequest, store: StagingStore) -> ImportSummary:
             "sheet": info.get("sheet"),
             "skipped_sheets": info.get("skipped_sheets", []),
             "warnings": info.get("warnings", []),
+            "entities": _entity_counts(lines, parts),
+            "parts": [
+                {"sheet": p.sheet, "entity": p.entity.value, "derived": p.derived, "rows": p.rows}
+                for p in parts
+            ],
+            "links": _link_counts(store, request.import_id),
             **extra,
         },
     )
-    if counts.accounted != summary.rows:
+    expected = sum(p.rows for p in parts)
+    if counts.accounted != expected:
         raise RuntimeError(
-            f"import {request.import_id}: {summary.rows} rows read but {counts.accounted} "
-            "outcomes recorded; refusing to write a summary that does not add up"
+            f"import {request.import_id}: {expected} outcomes expected (a line has one per "
+            f"entity it carries) but {counts.accounted} recorded; refusing to write a summary "
+            "that does not add up"
         )
     (folder / "summary.json").write_text(json.dumps(summary.as_json(), indent=2), encoding="utf-8")
     store.set_state(request.import_id, ImportState.COMPLETED)
     return summary
+
+
+def _entity_counts(lines: pl.DataFrame, parts: Sequence[Part]) -> dict[str, dict[str, Any]]:
+    """Per entity: the lines that carry it, and their outcomes."""
+    counted = lines.group_by("entity", "outcome").len().to_dicts()
+    result: dict[str, dict[str, Any]] = {}
+    for entity in DEPENDENCY_ORDER:
+        held = [p for p in parts if p.entity is entity]
+        if not held:
+            continue
+        per = {row["outcome"]: int(row["len"]) for row in counted if row["entity"] == entity.value}
+        result[entity.value] = {
+            "rows": sum(p.rows for p in held),
+            "sheets": [p.sheet for p in held if p.sheet],
+            "derived": any(p.derived for p in held),
+            **{SUMMARY_KEYS[o]: per.get(o.value, 0) for o in SUMMARY_OUTCOMES},
+        }
+    return result
+
+
+def _link_counts(store: StagingStore, import_id: str) -> dict[str, int]:
+    """Links the import made (on creates, or by separate calls), and links it found made."""
+    links = store.links(import_id)
+    return {
+        "made": sum(link.state is LinkState.DONE for link in links),
+        "found": sum(link.state is LinkState.FOUND for link in links),
+    }

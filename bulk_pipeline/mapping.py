@@ -31,6 +31,47 @@ from bulk_pipeline.ingest import LINE_COLUMN, RawTable
 MappingSpec = dict[str, dict[str, str | None]]
 """Per entity name: source column -> our field, or None to ignore the column."""
 
+_COMPANY_DOMAIN_ALIASES = (
+    "Company Domain",
+    "Company Domain Name",
+    "Company Website",
+    "Company Web Site",
+    "Company URL",
+    "Organization Domain",
+    "Organization Website",
+    "Organisation Website",
+    "Account Domain",
+    "Account Website",
+)
+_COMPANY_NAME_ALIASES = (
+    "Company",
+    "Company Name",
+    "Organization",
+    "Organisation",
+    "Organization Name",
+    "Account",
+    "Account Name",
+)
+_CONTACT_EMAIL_ALIASES = (
+    "Contact Email",
+    "Contact E-mail",
+    "Contact Email Address",
+    "Person Email",
+    "Email",
+    "E-mail",
+    "Email Address",
+)
+_DEAL_ID_ALIASES = ("Deal ID", "Deal Number", "Deal No", "Opportunity ID")
+_DEAL_NAME_ALIASES = ("Deal", "Deal Name", "Opportunity", "Opportunity Name")
+_PARENT_ALIASES: dict[str, tuple[str, ...]] = {
+    "contact_email": _CONTACT_EMAIL_ALIASES,
+    "company_domain": _COMPANY_DOMAIN_ALIASES,
+    "company": _COMPANY_NAME_ALIASES,
+    "deal_id": _DEAL_ID_ALIASES,
+    "deal_name": _DEAL_NAME_ALIASES,
+}
+"""Columns saying which contact, company and deal an activity or note is about."""
+
 _ADDRESS_ALIASES: dict[str, tuple[str, ...]] = {
     "address": ("Address", "Street", "Street Address", "Address 1", "Address Line 1", "Strasse"),
     "city": ("City", "Town", "Ort", "Ville"),
@@ -94,6 +135,7 @@ ALIASES: dict[Entity, dict[str, tuple[str, ...]]] = {
             "Account Name",
             "Firma",
         ),
+        "company_domain": _COMPANY_DOMAIN_ALIASES,
         "job_title": ("Job Title", "Title", "Position", "Role", "Job Role"),
         "website": ("Website", "URL", "Web", "Homepage", "Website URL", "Web Site"),
         **_ADDRESS_ALIASES,
@@ -128,6 +170,7 @@ ALIASES: dict[Entity, dict[str, tuple[str, ...]]] = {
         "annual_revenue": ("Annual Revenue", "Revenue", "Turnover"),
     },
     Entity.DEALS: {
+        "external_id": (*_DEAL_ID_ALIASES, "ID", "External ID"),
         "name": ("Deal Name", "Deal", "Name", "Opportunity", "Opportunity Name", "Title"),
         "amount": ("Amount", "Deal Amount", "Deal Value", "Value"),
         "stage": ("Stage", "Deal Stage", "Sales Stage"),
@@ -135,6 +178,25 @@ ALIASES: dict[Entity, dict[str, tuple[str, ...]]] = {
         "close_date": ("Close Date", "Expected Close Date", "Closing Date"),
         "description": ("Description", "Deal Description", "Summary"),
         "owner": ("Owner", "Deal Owner", "Owner Email", "Deal Owner Email"),
+        "company_domain": _COMPANY_DOMAIN_ALIASES,
+        "company": _COMPANY_NAME_ALIASES,
+        "contact_email": _CONTACT_EMAIL_ALIASES,
+    },
+    Entity.ACTIVITIES: {
+        "external_id": ("Activity ID", "Task ID", "ID", "External ID"),
+        "subject": ("Subject", "Title", "Task", "Activity", "Task Title", "Activity Subject"),
+        "type": ("Type", "Activity Type", "Task Type", "Kind"),
+        "due_date": ("Due Date", "Due", "Due On", "Date", "Activity Date", "Scheduled Date"),
+        "done": ("Done", "Completed", "Complete", "Is Done", "Status"),
+        "priority": ("Priority",),
+        "body": ("Body", "Notes", "Note", "Description", "Details"),
+        **_PARENT_ALIASES,
+    },
+    Entity.NOTES: {
+        "external_id": ("Note ID", "ID", "External ID"),
+        "body": ("Body", "Note", "Notes", "Content", "Text", "Comment"),
+        "date": ("Date", "Created", "Created At", "Created Date", "Timestamp", "Note Date"),
+        **_PARENT_ALIASES,
     },
 }
 """Headers people use for our fields, per entity (compared with ``header_key``)."""
@@ -151,6 +213,8 @@ class MappingError(UserInputError, ValueError):
 
 
 REJECTED_REPORT_COLUMNS = frozenset({"line", "reason"})
+REJECTED_PLACE_COLUMNS = frozenset({"sheet", "entity"})
+"""Also added by rejected.csv, for imports of several sheets or entities."""
 """Added by rejected.csv; a corrected rejected.csv imports as it is, without them."""
 
 
@@ -171,11 +235,18 @@ class MappedTable:
 def keep_fields(
     mapped: MappedTable, entity: Entity, accepted: Collection[str], columns: Sequence[str]
 ) -> MappedTable:
-    """Only the fields the CRM has a place for (the entity's key and required fields always):
-    the columns that fed the others become unmapped, in the file's ``columns`` order. Applied
-    after normalizing, so a website still gives a company its domain."""
+    """Only the fields the CRM has a place for (the entity's identities, required fields, fields
+    kept only in staging and the fields references name other records by, always): the columns
+    that fed the others become unmapped, in the file's ``columns`` order. Applied after
+    normalizing, so a website still gives a company its domain."""
     spec = ENTITY_SPECS[entity]
-    keep = set(accepted) | set(spec.required) | {spec.key_field}
+    keep = (
+        set(accepted)
+        | set(spec.required)
+        | {identity.field for identity in spec.identities}
+        | set(spec.local)
+        | {ours for reference in spec.references for ours, _ in reference.by}
+    )
     dropped = [name for name in mapped.column_map if name not in keep]
     if not dropped:
         return mapped
@@ -319,7 +390,11 @@ def map_columns(
         *(cs.by_name(column).cast(pl.String).alias(name) for name, column in ordered.items()),
         pl.col(LINE_COLUMN),
     )
-    report_columns = REJECTED_REPORT_COLUMNS if set(columns) >= REJECTED_REPORT_COLUMNS else set()
+    report_columns = (
+        REJECTED_REPORT_COLUMNS | REJECTED_PLACE_COLUMNS
+        if set(columns) >= REJECTED_REPORT_COLUMNS
+        else set()
+    )
     return MappedTable(
         frame=frame,
         column_map=ordered,

@@ -26,11 +26,40 @@ RUNS_OF_SPACE = r"\s\s+|[^\S ]"
 which would also rewrite every single space.)"""
 PHONE_SEPARATORS = [" ", "-", ".", "/", "(", ")"]
 
-NAME_FIELDS = ("first_name", "last_name", "company", "name", "job_title", "owner")
-EMAIL_FIELDS = ("email",)
+NAME_FIELDS = (
+    "first_name",
+    "last_name",
+    "company",
+    "name",
+    "job_title",
+    "owner",
+    "subject",
+    "deal_name",
+)
+EMAIL_FIELDS = ("email", "contact_email")
 PHONE_FIELDS = ("phone", "mobile_phone")
-DATE_FIELDS = ("date_of_birth", "close_date")
+DATE_FIELDS = ("date_of_birth", "close_date", "due_date", "date")
 NUMBER_FIELDS = ("amount", "annual_revenue", "number_of_employees")
+DOMAIN_FIELDS = ("company_domain",)
+"""A company named by its domain or website: the bare host, as the companies' key is."""
+YES_NO_FIELDS = ("done",)
+LOWER_CASE_FIELDS = ("priority",)
+YES = ("true", "yes", "y", "1", "done", "completed", "complete", "closed", "x", "✓", "✔")
+NO = (
+    "false",
+    "no",
+    "n",
+    "0",
+    "open",
+    "not done",
+    "pending",
+    "to do",
+    "todo",
+    "not started",
+    "in progress",
+    "waiting",
+    "deferred",
+)
 
 NANP_REGIONS = frozenset({"US", "CA"})
 """Regions whose 10-digit national numbers take the vectorized "+1" path."""
@@ -81,6 +110,11 @@ def normalize(frame: pl.DataFrame, entity: Entity, *, default_region: str = "US"
         *(_collapse_spaces(c) for c in present if c in fields and c in NAME_FIELDS),
         *(_email(c) for c in present if c in fields and c in EMAIL_FIELDS),
         *(_number(c) for c in present if c in fields and c in NUMBER_FIELDS),
+        *(_yes_no(c) for c in present if c in fields and c in YES_NO_FIELDS),
+        *(pl.col(c).str.to_lowercase() for c in present if c in fields and c in LOWER_CASE_FIELDS),
+    )
+    frame = frame.with_columns(
+        _host(frame[c]) for c in present if c in fields and c in DOMAIN_FIELDS
     )
     if entity == Entity.COMPANIES:
         frame = _company_domain(frame)
@@ -124,6 +158,27 @@ def domain_of(value: pl.Expr) -> pl.Expr:
     """The bare host of a URL, website or email, lower-case, without www.; null if none."""
     host = value.str.to_lowercase().str.extract(DOMAIN_IN_URL, 1).str.strip_chars(".")
     return pl.when(host.str.contains(f"^{HOST}$")).then(host)
+
+
+def _yes_no(column: str) -> pl.Expr:
+    """``true``/``false`` from the ways sheets say it (yes, done, 1, x...); others kept for
+    validation to reject."""
+    lowered = pl.col(column).str.to_lowercase()
+    return (
+        pl.when(lowered.is_in(YES))
+        .then(pl.lit("true"))
+        .when(lowered.is_in(NO))
+        .then(pl.lit("false"))
+        .otherwise(pl.col(column))
+        .alias(column)
+    )
+
+
+def _host(values: pl.Series) -> pl.Series:
+    """A website, URL or email made its host (punycode for international names); a value
+    that holds none is kept for validation to reject."""
+    hosts = pl.select(pl.coalesce(domain_of(pl.lit(values)), pl.lit(values))).to_series()
+    return _punycode(hosts).alias(values.name)
 
 
 def _company_domain(frame: pl.DataFrame) -> pl.DataFrame:

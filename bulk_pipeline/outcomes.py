@@ -143,6 +143,55 @@ class PendingRecord:
     fields: dict[str, str]
     crm_id: str | None
     """The id this pipeline last wrote the key to in this account, if any."""
+    sheet: str = ""
+    """The sheet (or JSON key) of ``line``; empty for a file with one table."""
+
+    @property
+    def where(self) -> str:
+        """Where the record comes from, as a person finds it: ``Contacts line 7``."""
+        return f"{self.sheet} line {self.line}" if self.sheet else f"line {self.line}"
+
+
+class LinkState(StrEnum):
+    INTENDED = "intended"
+    """About to be sent (an association call): rollback removes it if it was made."""
+    DONE = "done"
+    """Made by this import: rollback removes it (unless its record is removed anyway)."""
+    FOUND = "found"
+    """The CRM held it already: never written, never removed."""
+    ROLLED_BACK = "rolled_back"
+
+
+@dataclass(frozen=True)
+class LinkChange:
+    """A link between two CRM records that an import made, or found made (ASSOCIATION style:
+    CRMs that link through fields keep links in the change log, as values)."""
+
+    entity: Entity
+    key: str
+    """The dedupe key of the record linked from."""
+    reference: str
+    """The reference's name (``company``)."""
+    to_entity: Entity
+    from_id: str
+    to_id: str
+    state: LinkState = LinkState.INTENDED
+    run: int = 1
+    with_create: bool = False
+    """Made by the create of its record: removing the record removes it."""
+
+
+@dataclass(frozen=True)
+class ReferenceMatch:
+    """A staged record a reference value names."""
+
+    key: str
+    crm_id: str | None
+    outcome: LineOutcome | None
+    """Its outcome in the import asking (None: another import staged it)."""
+    reason: str | None
+    where: str
+    """Its sheet and line in the import asking, or the import that staged it."""
 
 
 @dataclass(frozen=True)

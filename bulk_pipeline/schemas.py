@@ -42,6 +42,9 @@ INVALID_DOMAIN = "is not a valid domain (expected a host name such as acme.com)"
 INVALID_DATE = "is not a valid date (expected YYYY-MM-DD)"
 NOT_A_NUMBER = "is not a number"
 NEGATIVE = "is negative"
+NOT_YES_OR_NO = "is not yes or no (expected true or false)"
+UNKNOWN_PRIORITY = "is not a priority (expected low, medium or high)"
+PRIORITIES = ("low", "medium", "high")
 
 
 def _when_present(value: pl.Expr, passed: pl.Expr) -> pl.Expr:
@@ -79,6 +82,15 @@ def is_non_negative(value: pl.Expr) -> pl.Expr:
     return _when_present(value, negative.not_())
 
 
+def is_boolean(value: pl.Expr) -> pl.Expr:
+    """``true`` or ``false``: what normalization makes of yes/no, done/open, 1/0."""
+    return _when_present(value, value.is_in(["true", "false"]))
+
+
+def is_priority(value: pl.Expr) -> pl.Expr:
+    return _when_present(value, value.is_in(list(PRIORITIES)))
+
+
 def _apply(check: Callable[[pl.Expr], pl.Expr], data: PolarsData) -> pl.LazyFrame:
     """Run one of the expression checks above on the column pandera hands over."""
     return data.lazyframe.select(check(pl.col(data.key)))
@@ -93,6 +105,7 @@ class ContactSchema(pa.DataFrameModel):
     phone: Series[str] | None = pa.Field(nullable=True)
     mobile_phone: Series[str] | None = pa.Field(nullable=True)
     company: Series[str] | None = pa.Field(nullable=True)
+    company_domain: Series[str] | None = pa.Field(nullable=True)
     job_title: Series[str] | None = pa.Field(nullable=True)
     website: Series[str] | None = pa.Field(nullable=True)
     address: Series[str] | None = pa.Field(nullable=True)
@@ -115,12 +128,16 @@ class ContactSchema(pa.DataFrameModel):
     def _date_of_birth(cls, data: PolarsData) -> pl.LazyFrame:
         return _apply(is_iso_date, data)
 
+    @pa.check("company_domain", error=INVALID_DOMAIN)
+    def _company_domain(cls, data: PolarsData) -> pl.LazyFrame:
+        return _apply(is_domain, data)
+
 
 class CompanySchema(pa.DataFrameModel):
-    """A company is keyed by its domain and needs a name to be created."""
+    """A company needs a name; it is keyed by its domain, or by its name when it has none."""
 
     name: Series[str] = pa.Field(nullable=False)
-    domain: Series[str] = pa.Field(nullable=False)
+    domain: Series[str] | None = pa.Field(nullable=True)
     website: Series[str] | None = pa.Field(nullable=True)
     phone: Series[str] | None = pa.Field(nullable=True)
     industry: Series[str] | None = pa.Field(nullable=True)
@@ -147,8 +164,10 @@ class CompanySchema(pa.DataFrameModel):
 
 
 class DealSchema(pa.DataFrameModel):
-    """A deal is keyed by its name; its amount, when given, is a non-negative number."""
+    """A deal needs a name; its amount, when given, is a non-negative number. It is keyed by
+    its id in the source system when the file has one, else by its name and company."""
 
+    external_id: Series[str] | None = pa.Field(nullable=True)
     name: Series[str] = pa.Field(nullable=False)
     amount: Series[str] | None = pa.Field(nullable=True)
     stage: Series[str] | None = pa.Field(nullable=True)
@@ -157,6 +176,9 @@ class DealSchema(pa.DataFrameModel):
     description: Series[str] | None = pa.Field(nullable=True)
     owner: Series[str] | None = pa.Field(nullable=True)
     """Who owns the deal in the CRM, as the CRM knows its users (an email, for most)."""
+    company_domain: Series[str] | None = pa.Field(nullable=True)
+    company: Series[str] | None = pa.Field(nullable=True)
+    contact_email: Series[str] | None = pa.Field(nullable=True)
 
     class Config:
         strict = False
@@ -174,9 +196,90 @@ class DealSchema(pa.DataFrameModel):
     def _close_date(cls, data: PolarsData) -> pl.LazyFrame:
         return _apply(is_iso_date, data)
 
+    @pa.check("company_domain", error=INVALID_DOMAIN)
+    def _company_domain(cls, data: PolarsData) -> pl.LazyFrame:
+        return _apply(is_domain, data)
+
+    @pa.check("contact_email", error=INVALID_EMAIL)
+    def _contact_email(cls, data: PolarsData) -> pl.LazyFrame:
+        return _apply(is_email, data)
+
+
+class ActivitySchema(pa.DataFrameModel):
+    """An activity (a task, call or meeting) needs a subject; what it is about is given by its
+    contact's email, its company and its deal."""
+
+    external_id: Series[str] | None = pa.Field(nullable=True)
+    subject: Series[str] = pa.Field(nullable=False)
+    type: Series[str] | None = pa.Field(nullable=True)
+    due_date: Series[str] | None = pa.Field(nullable=True)
+    done: Series[str] | None = pa.Field(nullable=True)
+    priority: Series[str] | None = pa.Field(nullable=True)
+    body: Series[str] | None = pa.Field(nullable=True)
+    contact_email: Series[str] | None = pa.Field(nullable=True)
+    company_domain: Series[str] | None = pa.Field(nullable=True)
+    company: Series[str] | None = pa.Field(nullable=True)
+    deal_id: Series[str] | None = pa.Field(nullable=True)
+    deal_name: Series[str] | None = pa.Field(nullable=True)
+
+    class Config:
+        strict = False
+        coerce = False
+
+    @pa.check("due_date", error=INVALID_DATE)
+    def _due_date(cls, data: PolarsData) -> pl.LazyFrame:
+        return _apply(is_iso_date, data)
+
+    @pa.check("done", error=NOT_YES_OR_NO)
+    def _done(cls, data: PolarsData) -> pl.LazyFrame:
+        return _apply(is_boolean, data)
+
+    @pa.check("priority", error=UNKNOWN_PRIORITY)
+    def _priority(cls, data: PolarsData) -> pl.LazyFrame:
+        return _apply(is_priority, data)
+
+    @pa.check("contact_email", error=INVALID_EMAIL)
+    def _contact_email(cls, data: PolarsData) -> pl.LazyFrame:
+        return _apply(is_email, data)
+
+    @pa.check("company_domain", error=INVALID_DOMAIN)
+    def _company_domain(cls, data: PolarsData) -> pl.LazyFrame:
+        return _apply(is_domain, data)
+
+
+class NoteSchema(pa.DataFrameModel):
+    """A note needs a body; what it is about is given like an activity's."""
+
+    external_id: Series[str] | None = pa.Field(nullable=True)
+    body: Series[str] = pa.Field(nullable=False)
+    date: Series[str] | None = pa.Field(nullable=True)
+    contact_email: Series[str] | None = pa.Field(nullable=True)
+    company_domain: Series[str] | None = pa.Field(nullable=True)
+    company: Series[str] | None = pa.Field(nullable=True)
+    deal_id: Series[str] | None = pa.Field(nullable=True)
+    deal_name: Series[str] | None = pa.Field(nullable=True)
+
+    class Config:
+        strict = False
+        coerce = False
+
+    @pa.check("date", error=INVALID_DATE)
+    def _date(cls, data: PolarsData) -> pl.LazyFrame:
+        return _apply(is_iso_date, data)
+
+    @pa.check("contact_email", error=INVALID_EMAIL)
+    def _contact_email(cls, data: PolarsData) -> pl.LazyFrame:
+        return _apply(is_email, data)
+
+    @pa.check("company_domain", error=INVALID_DOMAIN)
+    def _company_domain(cls, data: PolarsData) -> pl.LazyFrame:
+        return _apply(is_domain, data)
+
 
 SCHEMAS: dict[Entity, type[pa.DataFrameModel]] = {
     Entity.CONTACTS: ContactSchema,
     Entity.COMPANIES: CompanySchema,
     Entity.DEALS: DealSchema,
+    Entity.ACTIVITIES: ActivitySchema,
+    Entity.NOTES: NoteSchema,
 }

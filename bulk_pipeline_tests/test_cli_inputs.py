@@ -34,29 +34,30 @@ def test_every_sheet_is_imported_or_listed_with_the_command_that_imports_it(
 ) -> None:
     book = workbook(
         tmp_path / "book.xlsx",
-        {"Contacts": PEOPLE, "Organizations": COMPANIES, "Notes": [["remark"], ["hello"]]},
+        {"Contacts": PEOPLE, "Organizations": COMPANIES, "Remarks": [["remark"], ["hello"]]},
     )
 
     assert cli.main(["import", str(book), "--no-progress"]) == 0
 
     shown = capsys.readouterr().out
     assert "Sheet 'Contacts' was imported as contacts." in shown
+    assert "Sheet 'Organizations' was imported as companies." in shown
     assert (
-        "Sheet 'Organizations' was not imported: holds companies (by its name); one sheet is "
-        f"read per import. To import it: bulk-pipeline import '{book}' --sheet 'Organizations'"
+        "Sheet 'Remarks' was not imported: its name names no entity. To import it: "
+        f"bulk-pipeline import '{book}' --sheet 'Remarks'"
     ) in shown
-    assert "Sheet 'Notes' was not imported: its name names no entity" in shown
     summary = _summary(book)
-    assert summary["sheet"] == "Contacts"
-    assert [s["sheet"] for s in summary["skipped_sheets"]] == ["Organizations", "Notes"]
-    assert all(s["reason"] and "--sheet" in s["to_import"] for s in summary["skipped_sheets"])
+    assert summary["entities"]["companies"]["created"] == 1
+    assert summary["entities"]["contacts"]["created"] == 2
+    assert [s["sheet"] for s in summary["skipped_sheets"]] == ["Remarks"]
+    assert [r["properties"]["name"] for r in crm.admin.records("companies")] == ["Acme"]
 
     assert cli.main(["import", str(book), "--sheet", "Organizations", "--no-progress"]) == 0
 
     companies = _summary(book, "Organizations")
-    assert (companies["entity"], companies["created"]) == ("companies", 1)
-    assert [s["sheet"] for s in companies["skipped_sheets"]] == ["Contacts", "Notes"]
-    assert [r["properties"]["name"] for r in crm.admin.records("companies")] == ["Acme"]
+    assert (companies["entity"], companies["unchanged"]) == ("companies", 1)
+    assert [s["sheet"] for s in companies["skipped_sheets"]] == ["Contacts", "Remarks"]
+    assert len(crm.admin.records("companies")) == 1
     assert len(crm.admin.records("contacts")) == 2
 
 
@@ -108,5 +109,5 @@ def test_without_entity_or_mapping_the_error_says_both_ways_out(
     assert cli.main(["import", str(path), "--no-progress"]) == 1
 
     err = capsys.readouterr().err
-    assert "cannot tell whether the rows are contacts, companies or deals" in err
-    assert "Pass --entity contacts (or companies, deals), or --mapping" in err
+    assert "cannot tell which entity" in err
+    assert "pass --entity contacts (or another entity), or --mapping" in err

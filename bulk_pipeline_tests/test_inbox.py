@@ -76,8 +76,10 @@ def test_three_dropped_files_one_invalid_are_imported_once_then_filed(
     ]
     error = (box / "failed" / "notes.csv.error.txt").read_text(encoding="utf-8")
     assert "notes.csv" in error
-    assert "cannot tell whether the rows are contacts" in error
-    assert "A dropped file is recognised by its columns" in error, "advice for a dropped file"
+    assert "cannot tell which entity" in error
+    assert "A dropped file is recognised by its sheet names or columns" in error, (
+        "advice for a dropped file"
+    )
     assert f"bulk-pipeline import '{box / 'failed' / 'notes.csv'}' --entity contacts" in error
     assert "--mapping" not in error
     assert [p.name for p in box.iterdir() if p.is_file()] == []

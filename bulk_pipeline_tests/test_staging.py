@@ -81,16 +81,16 @@ def test_duplicates_follow_the_strategy_and_are_each_counted(
 
 def test_keys_that_differ_only_in_case_spacing_or_folding_are_one_record(tmp_path: Path) -> None:
     store = DuckDBStore(tmp_path / "staging.duckdb")
-    deals = pl.DataFrame(
+    companies = pl.DataFrame(
         {"_line": [2, 3, 4, 5], "name": ["Straße Pilot", "STRASSE  pilot", "ΣΊΣΥΦΟΣ", "σίσυφος"]},
         schema={"_line": pl.Int64, "name": pl.String},
     )
-    _stage(store, deals, OnDuplicate.SKIP, entity=Entity.DEALS)
+    _stage(store, companies, OnDuplicate.SKIP, entity=Entity.COMPANIES)
 
-    pending = store.pending("imp-1", Entity.DEALS, account="sandbox")
+    pending = store.pending("imp-1", Entity.COMPANIES, account="sandbox")
     assert [(p.key, p.fields["name"]) for p in pending] == [
-        ("strasse pilot", "Straße Pilot"),
-        ("σίσυφοσ", "ΣΊΣΥΦΟΣ"),
+        ("name:strasse pilot", "Straße Pilot"),
+        ("name:σίσυφοσ", "ΣΊΣΥΦΟΣ"),
     ]
     assert store.outcome_counts("imp-1")[LineOutcome.DUPLICATE] == 2
 

@@ -79,7 +79,8 @@ def source_rows(
     with _target(crm, request, store) as target:
         import_steps.preflight(request, target)
         report = import_steps.ingest(request, target.fields)
-    context.log.info("read %d rows of %s from %s", report.rows, report.entity, request.file_name)
+    entities = ", ".join(e.value for e in report.entities)
+    context.log.info("read %d rows of %s from %s", report.rows, entities, request.file_name)
     for skipped in report.skipped_sheets:
         context.log.warning(
             "sheet %r not imported: %s; to import it: %s",
@@ -92,8 +93,18 @@ def source_rows(
     return dg.MaterializeResult(
         metadata={
             "file": request.source_path,
-            "entity": report.entity.value,
+            "entity": entities,
             "rows": report.rows,
+            "parts": dg.MetadataValue.md(
+                "\n".join(
+                    ["| sheet | entity | rows |", "|---|---|---:|"]
+                    + [
+                        f"| {p.sheet or '-'} | {p.entity.value}"
+                        f"{' (from company columns)' if p.derived else ''} | {p.rows:,} |"
+                        for p in report.parts
+                    ]
+                )
+            ),
             "unreadable_rows": report.unreadable_rows,
             "column_map": report.column_map,
             "unmapped_columns": ", ".join(report.unmapped) or "none",

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from bulk_pipeline.entities import Entity
 from bulk_pipeline.ingest.csv import read_csv
-from bulk_pipeline.ingest.excel import read_excel
-from bulk_pipeline.ingest.json import read_json, read_ndjson
+from bulk_pipeline.ingest.excel import read_excel, read_workbook
+from bulk_pipeline.ingest.json import read_json, read_json_tables, read_ndjson
 from bulk_pipeline.ingest.parquet import read_parquet
 from bulk_pipeline.ingest.table import (
     LINE_COLUMN,
@@ -34,6 +34,7 @@ __all__ = [
     "SkippedSheet",
     "detect_format",
     "read_file",
+    "read_tables",
 ]
 
 EXTENSIONS = {
@@ -84,18 +85,7 @@ def read_file(
     """
     source = source or str(path)
     path = Path(path)
-    if not path.is_file():
-        raise InputFileError(f"{source}: no such file. Check the path and import again.")
-    size = path.stat().st_size
-    if size == 0:
-        raise InputFileError(f"{source}: the file is empty (0 bytes). Export the data again.")
-    if size > limits.max_bytes:
-        raise InputFileError(
-            f"{source}: the file is {human_size(size)}, over the limit of "
-            f"{human_size(limits.max_bytes)} for one file. Split it into smaller files, or raise "
-            "the limit (Limits(max_bytes=...))."
-        )
-    kind = detect_format(path)
+    kind = _checked_kind(path, source, limits)
     if sheet is not None and kind != "excel":
         raise InputFileError(
             f"{source}: --sheet {sheet!r} applies to workbooks, and this is a {kind} file. "
@@ -110,6 +100,49 @@ def read_file(
     if kind == "parquet":
         return read_parquet(path, source=source, limits=limits)
     return read_csv(path, source=source, limits=limits)
+
+
+def read_tables(
+    path: Path,
+    *,
+    entity: Entity | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    source: str | None = None,
+    sheet: str | None = None,
+) -> list[RawTable]:
+    """Every table of the file: each sheet of a workbook, or each array of a JSON object,
+    whose name names an entity; the one table of any other file. ``entity`` or ``sheet`` pick
+    one table, as ``read_file`` does.
+
+    Raises:
+        InputFileError: as ``read_file``.
+    """
+    if entity is not None or sheet is not None:
+        return [read_file(path, entity=entity, limits=limits, source=source, sheet=sheet)]
+    source = source or str(path)
+    path = Path(path)
+    kind = _checked_kind(path, source, limits)
+    if kind == "excel":
+        return read_workbook(path, source=source, limits=limits)
+    if kind == "json":
+        return read_json_tables(path, source=source, limits=limits)
+    return [read_file(path, limits=limits, source=source)]
+
+
+def _checked_kind(path: Path, source: str, limits: Limits) -> str:
+    """The file's format, once it is known to exist, hold something and fit the limits."""
+    if not path.is_file():
+        raise InputFileError(f"{source}: no such file. Check the path and import again.")
+    size = path.stat().st_size
+    if size == 0:
+        raise InputFileError(f"{source}: the file is empty (0 bytes). Export the data again.")
+    if size > limits.max_bytes:
+        raise InputFileError(
+            f"{source}: the file is {human_size(size)}, over the limit of "
+            f"{human_size(limits.max_bytes)} for one file. Split it into smaller files, or raise "
+            "the limit (Limits(max_bytes=...))."
+        )
+    return detect_format(path)
 
 
 def detect_format(path: Path) -> str:

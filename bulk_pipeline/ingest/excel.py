@@ -7,7 +7,8 @@ person would type them: numbers without a spurious ".0", dates as ISO 8601.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import fastexcel
@@ -49,14 +50,55 @@ def read_excel(
     The workbook, then the sheet, pass ``WorkbookGuard`` before calamine reads them.
     """
     guard = WorkbookGuard.open(path, source=source, limits=limits)
-    try:
+    with _reading(source):
         workbook = fastexcel.read_excel(path)
         names = list(workbook.sheet_names)
         name = pick_sheet(names, entity, source, chosen_sheet)
-        guard.check_sheet(name)
-        sheet = workbook.load_sheet(name, header_row=None, skip_rows=0, dtypes="string")
-        check_row_count(max(sheet.height - 1, 0), limits, source)
-        cells = sheet.to_polars()
+    table = _read_sheet(workbook, guard, name, source=source, limits=limits)
+    table.skipped_sheets = [
+        SkippedSheet(n, _skip_reason(n, "another sheet was chosen")) for n in names if n != name
+    ]
+    return table
+
+
+def read_workbook(path: Path, *, source: str, limits: Limits) -> list[RawTable]:
+    """Every sheet whose name names an entity ("Companies", "Contacts", "Deals"...), in the
+    workbook's order; a workbook without such sheets is read as ``read_excel`` reads it.
+
+    Empty sheets and sheets whose names name no entity are listed as skipped on the first
+    table read."""
+    guard = WorkbookGuard.open(path, source=source, limits=limits)
+    with _reading(source):
+        workbook = fastexcel.read_excel(path)
+        names = list(workbook.sheet_names)
+    labelled = [name for name in names if entity_from_label(name) is not None]
+    if not labelled:
+        return [read_excel(path, source=source, limits=limits)]
+    tables: list[RawTable] = []
+    skipped = [SkippedSheet(n, "its name names no entity") for n in names if n not in labelled]
+    for name in labelled:
+        try:
+            tables.append(_read_sheet(workbook, guard, name, source=source, limits=limits))
+        except EmptySheetError:
+            skipped.append(SkippedSheet(name, "it is empty"))
+    if not tables:
+        raise InputFileError(
+            f"{source}: every sheet is empty ({', '.join(labelled)}). Put a header row and the "
+            "data on the sheets, and import again."
+        )
+    tables[0].skipped_sheets = skipped
+    return tables
+
+
+class EmptySheetError(InputFileError):
+    """A sheet with no cell holding anything."""
+
+
+@contextmanager
+def _reading(source: str) -> Iterator[None]:
+    """calamine's failures as the person's problem: a damaged or protected workbook."""
+    try:
+        yield
     except fastexcel.FastExcelError as exc:
         raise InputFileError(
             f"{source}: cannot be read as a workbook ({exc}). If it is password-protected or "
@@ -70,6 +112,20 @@ def read_excel(
             "in Excel or LibreOffice, save it again (as .xlsx), and import that."
         ) from exc
 
+
+def _read_sheet(
+    workbook: fastexcel.ExcelReader,
+    guard: WorkbookGuard,
+    name: str,
+    *,
+    source: str,
+    limits: Limits,
+) -> RawTable:
+    with _reading(source):
+        guard.check_sheet(name)
+        sheet = workbook.load_sheet(name, header_row=None, skip_rows=0, dtypes="string")
+        check_row_count(max(sheet.height - 1, 0), limits, source)
+        cells = sheet.to_polars()
     cells = cells.with_row_index(LINE_COLUMN, offset=1)
     sources = [column for column in cells.columns if column != LINE_COLUMN]
     non_blank = (
@@ -80,7 +136,7 @@ def read_excel(
         else cells
     )
     if non_blank.height == 0:
-        raise InputFileError(
+        raise EmptySheetError(
             f"{source}: sheet '{name}' is empty. Put a header row and the data on that sheet, "
             "or pick another sheet."
         )
@@ -101,17 +157,14 @@ def read_excel(
         source=source,
         entity_hint=entity_from_label(name),
         sheet=name,
-        skipped_sheets=[
-            SkippedSheet(other, _skip_reason(other)) for other in names if other != name
-        ],
     )
 
 
-def _skip_reason(name: str) -> str:
+def _skip_reason(name: str, why: str) -> str:
     label = entity_from_label(name)
     if label is not None:
-        return f"holds {label.value} (by its name); one sheet is read per import"
-    return "its name names no entity; one sheet is read per import"
+        return f"holds {label.value} (by its name); {why}"
+    return f"its name names no entity; {why}"
 
 
 def pick_sheet(

@@ -49,12 +49,46 @@ TOO_DEEP = (
 
 def read_json(path: Path, *, source: str, limits: Limits, entity: Entity | None = None) -> RawTable:
     """Read a JSON document; falls back to NDJSON when the text holds one object per line."""
+    parsed = _document(path, source, limits)
+    if isinstance(parsed, RawTable):
+        return parsed
+    document, text, encoding = parsed
+    key: str | None = None
+    if isinstance(document, dict):
+        key, document = _pick_list(document, entity, source)
+    return _array_table(document, key, text, source, limits, encoding)
+
+
+def read_json_tables(path: Path, *, source: str, limits: Limits) -> list[RawTable]:
+    """Every array of a JSON object under a key naming an entity (``{"companies": [...],
+    "contacts": [...]}``), in the object's order; any other document as ``read_json`` reads it."""
+    parsed = _document(path, source, limits)
+    if isinstance(parsed, RawTable):
+        return [parsed]
+    document, text, encoding = parsed
+    if isinstance(document, dict):
+        keys = [
+            key
+            for key, value in document.items()
+            if isinstance(value, list) and entity_from_label(key) is not None
+        ]
+        if keys:
+            return [
+                _array_table(document[key], key, text, source, limits, encoding) for key in keys
+            ]
+        key, document = _pick_list(document, None, source)
+        return [_array_table(document, key, text, source, limits, encoding)]
+    return [_array_table(document, None, text, source, limits, encoding)]
+
+
+def _document(path: Path, source: str, limits: Limits) -> tuple[Any, str, str] | RawTable:
+    """The parsed document with its text and encoding; or the table, for NDJSON."""
     decoded = to_utf8(path.read_bytes(), source)
     text = decoded.data.decode("utf-8")
     if not text.strip():
         raise InputFileError(f"{source}: the file has no content.")
     try:
-        document = _loads(text)
+        return _loads(text), text, decoded.encoding
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data":
             return _ndjson(text, source, limits, decoded.encoding)
@@ -65,9 +99,10 @@ def read_json(path: Path, *, source: str, limits: Limits, entity: Entity | None 
     except RecursionError as exc:
         raise _too_deep(text, source) from exc
 
-    key: str | None = None
-    if isinstance(document, dict):
-        key, document = _pick_list(document, entity, source)
+
+def _array_table(
+    document: Any, key: str | None, text: str, source: str, limits: Limits, encoding: str
+) -> RawTable:
     if not isinstance(document, list):
         raise InputFileError(
             f"{source}: expected an array of objects, or an object whose keys name the entity "
@@ -75,9 +110,7 @@ def read_json(path: Path, *, source: str, limits: Limits, entity: Entity | None 
         )
     check_row_count(len(document), limits, source)
     try:
-        table = _table(
-            list(enumerate(document, start=1)), source, limits, encoding=decoded.encoding
-        )
+        table = _table(list(enumerate(document, start=1)), source, limits, encoding=encoding)
     except RecursionError as exc:
         raise _too_deep(text, source) from exc
     table.entity_hint = entity_from_label(key) if key else None

@@ -36,6 +36,11 @@ ENTITY_LABELS: dict[str, Entity] = {
         Entity.COMPANIES,
     ),
     **dict.fromkeys(("deals", "deal", "opportunities", "opportunity"), Entity.DEALS),
+    **dict.fromkeys(
+        ("activities", "activity", "tasks", "task", "calls", "meetings", "events"),
+        Entity.ACTIVITIES,
+    ),
+    **dict.fromkeys(("notes", "note", "comments"), Entity.NOTES),
 }
 """Sheet names and JSON keys that say which entity their rows are (compared case-insensitively)."""
 

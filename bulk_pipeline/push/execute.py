@@ -17,10 +17,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from bulk_pipeline.entities import ENTITY_SPECS, Entity
+from bulk_pipeline.entities import (
+    DEPENDENCY_ORDER,
+    ENTITY_SPECS,
+    Entity,
+    EntitySpec,
+    Reference,
+    same_value,
+)
 from bulk_pipeline.errors import BudgetExhausted, TransientError
 from bulk_pipeline.outcomes import (
     Change,
@@ -28,15 +35,31 @@ from bulk_pipeline.outcomes import (
     ChangeState,
     Intent,
     LineOutcome,
+    LinkChange,
+    LinkState,
     PendingRecord,
     Proof,
     PushOutcome,
 )
 from bulk_pipeline.progress import ProgressSnapshot, ProgressTracker
 from bulk_pipeline.push.plan import Action, PlannedRecord, created_by, plan_record
+from bulk_pipeline.push.references import (
+    links_of,
+    match_in_crm,
+    resolve_references,
+    sendable,
+)
 from bulk_pipeline.reports.batches import BatchLog
 from bulk_pipeline.staging import StagingStore
-from bulk_pipeline.targets.base import BatchResult, CrmRecord, Failed, FailureKind, Target
+from bulk_pipeline.targets.base import (
+    BatchResult,
+    CrmRecord,
+    Failed,
+    FailureKind,
+    Link,
+    LinkStyle,
+    Target,
+)
 
 CHUNK_SIZE = 1_000
 """Records per checkpoint: ten CRM batches of 100 (each checkpoint costs a staging write)."""
@@ -72,16 +95,29 @@ class PushContext:
         return self.target.account
 
     @property
-    def key_field(self) -> str:
-        return ENTITY_SPECS[self.entity].key_field
+    def spec(self) -> EntitySpec:
+        return ENTITY_SPECS[self.entity]
 
-    def key_values(self, records: Sequence[PendingRecord]) -> list[str]:
-        return [r.fields.get(self.key_field, r.key) for r in records]
+    @property
+    def associates(self) -> bool:
+        """Links are separate objects in this CRM (ASSOCIATION), not fields of the record."""
+        return self.target.capabilities.links is LinkStyle.ASSOCIATION
+
+    def sent(self, record: PendingRecord) -> dict[str, str]:
+        """What the CRM keeps of a record as its values."""
+        return sendable(self.spec, record.fields, self.target.capabilities.links)
+
+    def plan(self, record: PendingRecord, current: CrmRecord | None) -> PlannedRecord:
+        planned = plan_record(
+            record.key, record.line, self.sent(record), current, known_crm_id=record.crm_id
+        )
+        return replace(planned, sheet=record.sheet)
 
 
 @dataclass
 class ChunkOutcome:
-    outcomes: list[PushOutcome] = field(default_factory=list)
+    outcomes: dict[str, PushOutcome] = field(default_factory=dict)
+    """The outcome of each record (by key) this chunk settled."""
     done: dict[str, str] = field(default_factory=dict)
     """CRM ids of the changes this chunk saw acknowledged, by key."""
     existing: int = 0
@@ -90,19 +126,19 @@ class ChunkOutcome:
     """Why the push must stop after checkpointing this chunk."""
 
     def count(self, outcome: LineOutcome) -> int:
-        return sum(o.outcome is outcome for o in self.outcomes)
+        return sum(o.outcome is outcome for o in self.outcomes.values())
 
     def add(
         self, key: str, outcome: LineOutcome, crm_id: str | None = None, reason: str = ""
     ) -> None:
-        self.outcomes.append(PushOutcome(key, outcome, crm_id, reason or None))
+        self.outcomes[key] = PushOutcome(key, outcome, crm_id, reason or None)
 
 
 def current_records(
     ctx: PushContext, records: Sequence[PendingRecord]
 ) -> tuple[dict[str, CrmRecord], list[PendingRecord]]:
     """What the CRM holds for records this pipeline wrote before (read by id), and the records
-    whose CRM record must be found by key (never written, or deleted or merged since)."""
+    whose CRM record must be found otherwise (never written, or deleted or merged since)."""
     known = [r for r in records if r.crm_id]
     unknown = [r for r in records if not r.crm_id]
     current: dict[str, CrmRecord] = {}
@@ -117,41 +153,65 @@ def current_records(
     return current, unknown
 
 
-def look_up(ctx: PushContext, records: Sequence[PendingRecord]) -> dict[str, CrmRecord]:
-    if not records:
-        return {}
-    return ctx.target.lookup(ctx.entity, ctx.key_values(records))
-
-
 def plan_chunk(ctx: PushContext, records: Sequence[PendingRecord]) -> list[PlannedRecord]:
     """What pushing these records would do, against the CRM's current values (reads only)."""
-    current, unknown = current_records(ctx, records)
-    current |= look_up(ctx, unknown)
-    return [
-        plan_record(r.key, r.line, r.fields, current.get(r.key), known_crm_id=r.crm_id)
-        for r in records
+    resolved = resolve_references(
+        ctx.store, ctx.target, ctx.entity, records, import_id=ctx.import_id, planning=True
+    )
+    current, unknown = current_records(ctx, resolved.records)
+    current |= match_in_crm(ctx.target, ctx.entity, unknown)
+    planned = [ctx.plan(r, current.get(r.key)) for r in resolved.records]
+    if ctx.associates:
+        new_links = LinkPhase(ctx).planned(resolved.records, planned)
+        planned = [replace(p, new_links=new_links.get(p.key, ())) for p in planned]
+    by_key = {r.key: r for r in records}
+    rejected = {**resolved.invalid, **resolved.failed}
+    return planned + [
+        PlannedRecord(
+            key, by_key[key].line, Action.REJECT, {}, reason=reason, sheet=by_key[key].sheet
+        )
+        for key, reason in rejected.items()
     ]
 
 
 class ChunkPush:
-    """One chunk of a push: decide, record intents, send, and say what happened per record."""
+    """One chunk of a push: resolve references, decide, record intents, send, link, and say
+    what happened per record."""
 
-    def __init__(self, ctx: PushContext, earlier: dict[str, Change], *, optimistic: bool) -> None:
+    def __init__(
+        self,
+        ctx: PushContext,
+        earlier: dict[str, Change],
+        earlier_links: set[tuple[str, str, str]],
+        *,
+        optimistic: bool,
+    ) -> None:
         self.ctx = ctx
         self.earlier = earlier
         """This run's changes recorded by earlier attempts, by key."""
+        self.earlier_links = earlier_links
+        """(key, reference, to id) of this run's link intents recorded by earlier attempts."""
         self.optimistic = optimistic
         self.result = ChunkOutcome()
 
     def run(self, records: Sequence[PendingRecord]) -> ChunkOutcome:
         ctx = self.ctx
         try:
+            resolved = resolve_references(
+                ctx.store, ctx.target, ctx.entity, records, import_id=ctx.import_id
+            )
+            for key, reason in resolved.invalid.items():
+                self.result.add(key, LineOutcome.INVALID, reason=reason)
+            for key, reason in resolved.failed.items():
+                self.result.add(key, LineOutcome.FAILED, reason=reason)
+            records = resolved.records
             current, unknown = current_records(ctx, records)
             fresh: list[PendingRecord] = []
             if self.optimistic and self._may_create_without_lookup():
                 fresh = [r for r in unknown if r.key not in self.earlier]
                 unknown = [r for r in unknown if r.key in self.earlier]
-            found = look_up(ctx, unknown)
+            found = match_in_crm(ctx.target, ctx.entity, unknown)
+            found |= self._unconfirmed_creates(unknown, found)
             self._settle_unconfirmed(found)
             current |= found
             self.result.existing += sum(
@@ -161,11 +221,9 @@ class ChunkPush:
                 current |= self._create_optimistically(fresh)
             sent_fresh = {id(r) for r in fresh}
             to_plan = [r for r in records if id(r) not in sent_fresh or r.key in current]
-            planned = [
-                plan_record(r.key, r.line, r.fields, current.get(r.key), known_crm_id=r.crm_id)
-                for r in to_plan
-            ]
-            self._write(planned)
+            self._write([ctx.plan(r, current.get(r.key)) for r in to_plan], records)
+            if ctx.associates and self.result.stop is None:
+                LinkPhase(ctx).run(records, self.result, self.earlier_links)
         except (BudgetExhausted, TransientError) as stop:
             self.result.stop = stop
         return self.result
@@ -178,6 +236,44 @@ class ChunkPush:
             self.ctx.entity in target.capabilities.refuses_duplicate_keys
             and target.crm_now() is not None
         )
+
+    def _unconfirmed_creates(
+        self, unknown: Sequence[PendingRecord], found: dict[str, CrmRecord]
+    ) -> dict[str, CrmRecord]:
+        """Records the CRM cannot be asked for by their identity (an id from the source system,
+        a task's subject) whose create an earlier attempt sent and never saw answered: found by
+        search on the value the CRM holds, as the CRM created them after the create was sent."""
+        ctx = self.ctx
+        lost = [
+            r
+            for r in unknown
+            if r.key not in found
+            and (change := self.earlier.get(r.key)) is not None
+            and change.action is ChangeAction.CREATE
+            and change.state is ChangeState.INTENDED
+        ]
+        by = ctx.spec.search_field
+        lost = [r for r in lost if r.fields.get(by)]
+        if not lost:
+            return {}
+        candidates = ctx.target.search(ctx.entity, [r.fields[by] for r in lost], by)
+        claimed: dict[str, CrmRecord] = {}
+        for r in lost:
+            change = self.earlier[r.key]
+            sent = ctx.sent(r)
+            match = next(
+                (
+                    c
+                    for c in sorted(candidates, key=lambda c: (len(c.id), c.id))
+                    if c.id not in {m.id for m in claimed.values()}
+                    and created_by(replace(change, proof=Proof.OPTIMISTIC), c)
+                    and all(same_value(v, c.fields[n]) for n, v in sent.items() if n in c.fields)
+                ),
+                None,
+            )
+            if match is not None:
+                claimed[r.key] = match
+        return claimed
 
     def _settle_unconfirmed(self, found: dict[str, CrmRecord]) -> None:
         """Creates an earlier attempt recorded but never saw confirmed: keep them if the record
@@ -212,7 +308,7 @@ class ChunkPush:
             sent_at=ctx.target.crm_now(),
             proof=Proof.OPTIMISTIC,
         )
-        result = ctx.target.create(ctx.entity, [r.fields for r in fresh])
+        result = ctx.target.create(ctx.entity, [self._created(r) for r in fresh])
         existing = {
             fresh[f.index].key: f.existing
             for f in result.failed
@@ -224,12 +320,21 @@ class ChunkPush:
         self.result.existing += len(existing)
         result.failed = [f for f in result.failed if fresh[f.index].key not in existing]
         self._account(
-            [PlannedRecord(r.key, r.line, Action.CREATE, r.fields) for r in fresh], result
+            [PlannedRecord(r.key, r.line, Action.CREATE, ctx.sent(r)) for r in fresh], result
         )
         return {key: record for key, record in existing.items() if record is not None}
 
-    def _write(self, planned: Sequence[PlannedRecord]) -> None:
+    def _created(self, record: PendingRecord) -> dict[str, str]:
+        """What a create sends: the values, and the links where they ride on creates."""
         ctx = self.ctx
+        sent = ctx.sent(record)
+        if ctx.associates and ctx.target.capabilities.links_on_create:
+            sent |= links_of(record.fields, ctx.spec)
+        return sent
+
+    def _write(self, planned: Sequence[PlannedRecord], records: Sequence[PendingRecord]) -> None:
+        ctx = self.ctx
+        by_key = {r.key: r for r in records}
         creates = [p for p in planned if p.action is Action.CREATE]
         updates = [p for p in planned if p.action is Action.UPDATE]
         for p in planned:
@@ -253,7 +358,8 @@ class ChunkPush:
             )
             self._account(updates, result)
         if creates:
-            self._account(creates, ctx.target.create(ctx.entity, [p.fields for p in creates]))
+            result = ctx.target.create(ctx.entity, [self._created(by_key[p.key]) for p in creates])
+            self._account(creates, result)
 
     def _unchanged(self, p: PlannedRecord) -> None:
         """The CRM holds the staged values already; if an earlier attempt of this run wrote
@@ -305,10 +411,202 @@ class ChunkPush:
             self.result.stop = TransientError(failed.message)
 
 
+WRITTEN = (LineOutcome.CREATED, LineOutcome.UPDATED, LineOutcome.UNCHANGED)
+
+
+class LinkPhase:
+    """Links of records written, where the CRM keeps links apart from records (associations).
+
+    A create carries its record's links; records that existed get theirs by separate calls,
+    after the links this pipeline made or found before are left out and the rest are read from
+    the CRM: only links the CRM does not hold are written, each written down first so that a
+    rollback removes it and a crash never loses it.
+    """
+
+    def __init__(self, ctx: PushContext) -> None:
+        self.ctx = ctx
+
+    def _wanted(
+        self, records: Sequence[PendingRecord], crm_ids: dict[str, str], rode: set[str]
+    ) -> tuple[list[LinkChange], dict[Reference, list[LinkChange]]]:
+        """Links that rode on creates, and the links of other records, by reference."""
+        ctx = self.ctx
+        on_create: list[LinkChange] = []
+        apart: dict[Reference, list[LinkChange]] = {}
+        for r in records:
+            crm_id = crm_ids.get(r.key)
+            if not crm_id:
+                continue
+            for reference in ctx.spec.references:
+                to_id = r.fields.get(reference.link_field)
+                if not to_id:
+                    continue
+                link = LinkChange(
+                    ctx.entity,
+                    r.key,
+                    reference.name,
+                    reference.entity,
+                    crm_id,
+                    to_id,
+                    LinkState.DONE,
+                    ctx.run,
+                    with_create=r.key in rode,
+                )
+                if r.key in rode:
+                    on_create.append(link)
+                else:
+                    apart.setdefault(reference, []).append(link)
+        return on_create, apart
+
+    def _missing(
+        self, reference: Reference, links: Sequence[LinkChange]
+    ) -> tuple[list[LinkChange], list[LinkChange]]:
+        """Of links wanted: those the CRM holds, and those it does not. Links this pipeline made
+        or found before are known; the others are read from whichever side names fewer records
+        (a thousand contacts of ten companies: the ten companies' links, in one call)."""
+        ctx = self.ctx
+        from_ids = list({link.from_id for link in links})
+        known = ctx.store.known_links(ctx.entity, reference.name, from_ids, account=ctx.account)
+        unknown = [link for link in links if (link.from_id, link.to_id) not in known]
+        if not unknown:
+            return [], []
+        sources = list(dict.fromkeys(link.from_id for link in unknown))
+        targets = list(dict.fromkeys(link.to_id for link in unknown))
+        if len(targets) < len(sources):
+            by_target = ctx.target.read_links(reference.entity, targets, ctx.entity)
+            held = {(f, t) for t, linked in by_target.items() for f in linked}
+        else:
+            by_source = ctx.target.read_links(ctx.entity, sources, reference.entity)
+            held = {(f, t) for f, linked in by_source.items() for t in linked}
+        present = [link for link in unknown if (link.from_id, link.to_id) in held]
+        absent = [link for link in unknown if (link.from_id, link.to_id) not in held]
+        return present, absent
+
+    def planned(
+        self, records: Sequence[PendingRecord], planned: Sequence[PlannedRecord]
+    ) -> dict[str, tuple[str, ...]]:
+        """For a dry run: the references each existing record would be linked by separately."""
+        crm_ids = {p.key: p.crm_id for p in planned if p.crm_id and p.action is not Action.CREATE}
+        _, apart = self._wanted(records, crm_ids, rode=set())
+        new: dict[str, tuple[str, ...]] = {}
+        for reference, links in apart.items():
+            for link in self._missing(reference, links)[1]:
+                new[link.key] = (*new.get(link.key, ()), reference.name)
+        if not self.ctx.target.capabilities.links_on_create:
+            for p in planned:
+                if p.action is Action.CREATE:
+                    record = next(r for r in records if r.key == p.key)
+                    names = [
+                        ref.name
+                        for ref in self.ctx.spec.references
+                        if record.fields.get(ref.link_field)
+                    ]
+                    new[p.key] = tuple(names)
+        return new
+
+    def run(
+        self,
+        records: Sequence[PendingRecord],
+        result: ChunkOutcome,
+        earlier_links: set[tuple[str, str, str]],
+    ) -> None:
+        """Link the chunk's written records. When the CRM stops answering or the budget runs
+        out, records whose links are not all made go back to pending (the record itself is
+        written and kept): the next run reads them by id and makes the rest."""
+        ctx = self.ctx
+        written = {
+            key: outcome.crm_id
+            for key, outcome in result.outcomes.items()
+            if outcome.outcome in WRITTEN and outcome.crm_id
+        }
+        rode = (
+            {k for k, o in result.outcomes.items() if o.outcome is LineOutcome.CREATED}
+            if ctx.target.capabilities.links_on_create
+            else set()
+        )
+        on_create, apart = self._wanted(records, written, rode)
+        ctx.store.record_links(ctx.import_id, on_create, account=ctx.account, run=ctx.run)
+        outstanding: dict[str, int] = {}
+        for links in apart.values():
+            for link in links:
+                outstanding[link.key] = outstanding.get(link.key, 0) + 1
+        try:
+            for reference, links in apart.items():
+                self._settle(reference, links, result, earlier_links)
+                if result.stop is not None:
+                    break
+                for link in links:
+                    outstanding[link.key] -= 1
+        except (BudgetExhausted, TransientError) as stop:
+            result.stop = stop
+        if result.stop is not None:
+            for key, left in outstanding.items():
+                outcome = result.outcomes[key]
+                if left and outcome.outcome in WRITTEN:
+                    result.add(key, LineOutcome.PENDING, outcome.crm_id)
+
+    def _settle(
+        self,
+        reference: Reference,
+        links: Sequence[LinkChange],
+        result: ChunkOutcome,
+        earlier_links: set[tuple[str, str, str]],
+    ) -> None:
+        """Record the links the CRM holds; make the others."""
+        ctx = self.ctx
+        present, absent = self._missing(reference, links)
+        ctx.store.record_links(
+            ctx.import_id,
+            [
+                replace(
+                    link,
+                    state=LinkState.DONE
+                    if (link.key, link.reference, link.to_id) in earlier_links
+                    else LinkState.FOUND,
+                )
+                for link in present
+            ],
+            account=ctx.account,
+            run=ctx.run,
+        )
+        if absent:
+            self._add(reference, list(absent), result)
+
+    def _add(self, reference: Reference, links: list[LinkChange], result: ChunkOutcome) -> None:
+        ctx = self.ctx
+        intended = [replace(link, state=LinkState.INTENDED) for link in links]
+        ctx.store.record_links(ctx.import_id, intended, account=ctx.account, run=ctx.run)
+        answer = ctx.target.add_links(
+            ctx.entity, reference.entity, [Link(link.from_id, link.to_id) for link in links]
+        )
+        ctx.store.record_links(
+            ctx.import_id,
+            [links[w.index] for w in answer.successful],
+            account=ctx.account,
+            run=ctx.run,
+        )
+        refused = [(links[f.index], f) for f in answer.failed if not f.retryable]
+        ctx.store.discard_links(
+            ctx.import_id, [link for link, _ in refused], account=ctx.account, run=ctx.run
+        )
+        for link, failed in refused:
+            previous = result.outcomes[link.key]
+            result.add(
+                link.key,
+                LineOutcome.FAILED,
+                previous.crm_id,
+                f"{previous.outcome.value}, but not linked to its {reference.name} "
+                f"({link.to_id}): {failed.message}",
+            )
+        pending = next((f for f in answer.failed if f.retryable), None)
+        if pending is not None and result.stop is None:
+            result.stop = answer.exhausted or TransientError(pending.message)
+
+
 def push_import(
     store: StagingStore,
     target: Target,
-    entity: Entity,
+    entities: Sequence[Entity],
     *,
     import_id: str,
     run: int,
@@ -319,61 +617,75 @@ def push_import(
     duplicates: int = 0,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> PushReport:
-    """Send this import's records; return what the CRM did with them.
+    """Send this import's records, entity after entity in dependency order (a contact's
+    company is written before the contact links to it); return what the CRM did with them.
 
     Raises ``BudgetExhausted`` or ``TransientError`` after saving what was done when the CRM's
     budget runs out or the CRM stops answering, and ``PushStopped`` when asked to stop.
     """
     started = time.monotonic()
-    ctx = PushContext(store, target, entity, import_id, run)
-    pending = store.pending(import_id, entity, account=target.account)
-    earlier = {
-        c.key: c
-        for c in store.changes(import_id, account=target.account)
-        if c.run == run and c.entity is entity
+    ordered = [e for e in DEPENDENCY_ORDER if e in entities]
+    pending = {e: store.pending(import_id, e, account=target.account) for e in ordered}
+    changes = store.changes(import_id, account=target.account)
+    earlier_links = {
+        (link.key, link.reference, link.to_id)
+        for link in store.links(import_id, account=target.account)
+        if link.run == run and link.state is LinkState.INTENDED
     }
+    total = sum(len(records) for records in pending.values())
     tracker = ProgressTracker(
-        total=len(pending),
+        total=total,
         path=progress_path,
-        batches=-(-len(pending) // chunk_size),
+        batches=sum(-(-len(records) // chunk_size) for records in pending.values()),
         duplicates=duplicates,
     )
-    log(f"{len(pending)} records to push to {target.name}")
-    if pending and target.crm_now() is None:
+    log(f"{total} records to push to {target.name}")
+    if total and target.crm_now() is None:
         target.check()
     batch_log = BatchLog(batches_path)
-    optimistic = True
-    """Create without looking up first while the CRM turns out not to hold the records."""
-    for start in range(0, len(pending), chunk_size):
-        records = pending[start : start + chunk_size]
-        chunk = ChunkPush(ctx, earlier, optimistic=optimistic).run(records)
-        optimistic = chunk.existing == 0
-        store.checkpoint(
-            import_id, entity, chunk.outcomes, account=target.account, run=run, done=chunk.done
-        )
-        batch_log.add(len(chunk.outcomes))
-        tracker.add(
-            created=chunk.count(LineOutcome.CREATED),
-            updated=chunk.count(LineOutcome.UPDATED),
-            failed=chunk.count(LineOutcome.FAILED),
-            unchanged=chunk.count(LineOutcome.UNCHANGED),
-        )
-        if chunk.stop is not None:
-            tracker.finish()
-            raise chunk.stop
-        if tracker.due_for_log():
-            log(tracker.snapshot().describe())
-        if should_stop() and start + chunk_size < len(pending):
-            snapshot = tracker.finish()
-            raise PushStopped(
-                f"stopped on request after batch {snapshot.batch} of {snapshot.batches} "
-                f"({snapshot.processed} of {snapshot.total} records done); the state is saved "
-                "and running the import again resumes where it stopped"
+    done = 0
+    for entity in ordered:
+        ctx = PushContext(store, target, entity, import_id, run)
+        earlier = {c.key: c for c in changes if c.run == run and c.entity is entity}
+        optimistic = True
+        """Create without looking up first while the CRM turns out not to hold the records."""
+        records_of_entity = pending[entity]
+        for start in range(0, len(records_of_entity), chunk_size):
+            records = records_of_entity[start : start + chunk_size]
+            chunk = ChunkPush(ctx, earlier, earlier_links, optimistic=optimistic).run(records)
+            optimistic = chunk.existing == 0
+            store.checkpoint(
+                import_id,
+                entity,
+                list(chunk.outcomes.values()),
+                account=target.account,
+                run=run,
+                done=chunk.done,
             )
+            batch_log.add(len(chunk.outcomes))
+            tracker.add(
+                created=chunk.count(LineOutcome.CREATED),
+                updated=chunk.count(LineOutcome.UPDATED),
+                failed=chunk.count(LineOutcome.FAILED) + chunk.count(LineOutcome.INVALID),
+                unchanged=chunk.count(LineOutcome.UNCHANGED),
+            )
+            done += len(records)
+            if chunk.stop is not None:
+                tracker.finish()
+                raise chunk.stop
+            if tracker.due_for_log():
+                log(tracker.snapshot().describe())
+            if should_stop() and done < total:
+                snapshot = tracker.finish()
+                raise PushStopped(
+                    f"stopped on request after batch {snapshot.batch} of {snapshot.batches} "
+                    f"({snapshot.processed} of {snapshot.total} records done); the state is "
+                    "saved and running the import again resumes where it stopped"
+                )
     final = tracker.finish()
     log(final.describe())
     return PushReport(
-        sent=len(pending),
+        sent=total,
         created=final.created,
         updated=final.updated,
         unchanged=final.unchanged,
@@ -386,15 +698,21 @@ def push_import(
 def plan_import(
     store: StagingStore,
     target: Target,
-    entity: Entity,
+    entities: Sequence[Entity],
     *,
     import_id: str,
     chunk_size: int = CHUNK_SIZE,
-) -> list[PlannedRecord]:
-    """What pushing this import would do to every record it staged; reads only."""
-    ctx = PushContext(store, target, entity, import_id, run=0)
-    records = store.staged(import_id, entity, account=target.account)
-    planned: list[PlannedRecord] = []
-    for start in range(0, len(records), chunk_size):
-        planned += plan_chunk(ctx, records[start : start + chunk_size])
+) -> dict[Entity, list[PlannedRecord]]:
+    """What pushing this import would do to every record it staged, per entity; reads only.
+
+    References to records the import would create cannot be resolved before they exist: they
+    are planned as links to the record to be created.
+    """
+    planned: dict[Entity, list[PlannedRecord]] = {}
+    for entity in (e for e in DEPENDENCY_ORDER if e in entities):
+        ctx = PushContext(store, target, entity, import_id, run=0)
+        records = store.staged(import_id, entity, account=target.account)
+        planned[entity] = []
+        for start in range(0, len(records), chunk_size):
+            planned[entity] += plan_chunk(ctx, records[start : start + chunk_size])
     return planned

@@ -7,12 +7,11 @@ changed fields, skip records the CRM already holds, capture the values it is abo
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from enum import StrEnum
 
+from bulk_pipeline.entities import same_value
 from bulk_pipeline.outcomes import Change, Proof
 from bulk_pipeline.targets.base import CrmRecord, Estimate
 from bulk_pipeline.targets.http.clock import DATE_RESOLUTION
@@ -23,6 +22,8 @@ class Action(StrEnum):
     UPDATE = "update"
     UNCHANGED = "unchanged"
     CONFLICT = "conflict"
+    REJECT = "reject"
+    """A reference of the record names nothing (or several records): not sent."""
 
 
 @dataclass(frozen=True)
@@ -36,21 +37,9 @@ class PlannedRecord:
     before: dict[str, str | None] = field(default_factory=dict)
     """The CRM's values of the fields an update changes, as they were before it."""
     reason: str | None = None
-
-
-PLAIN_NUMBER = re.compile(r"^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?$")
-"""A number as our normalizer writes it; a leading zero (a code such as 01234) is not one."""
-
-
-def same_value(ours: str | None, theirs: str | None) -> bool:
-    """Values a person would call equal: surrounding white space aside, blanks alike, numbers
-    equal as numbers (1200.50 and 1200.5, where a CRM stores numbers, not their writing)."""
-    mine, held = (ours or "").strip(), (theirs or "").strip()
-    if mine == held:
-        return True
-    return bool(PLAIN_NUMBER.match(mine) and PLAIN_NUMBER.match(held)) and (
-        Decimal(mine) == Decimal(held)
-    )
+    sheet: str = ""
+    new_links: tuple[str, ...] = ()
+    """References to link by separate calls (CRMs that link by association), for a dry run."""
 
 
 def holds(record: CrmRecord, name: str, value: str | None, *, current_only: bool = False) -> bool:
@@ -120,6 +109,9 @@ class PlanSummary:
     updates: int = 0
     unchanged: int = 0
     conflicts: int = 0
+    rejected: int = 0
+    links: int = 0
+    """Links to make by separate calls (links that ride on creates are not counted)."""
     changed_field_counts: dict[str, int] = field(default_factory=dict)
     """For updates: how many records would change each field."""
 
@@ -127,6 +119,7 @@ class PlanSummary:
     def of(cls, records: Sequence[PlannedRecord]) -> PlanSummary:
         summary = cls()
         for record in records:
+            summary.links += len(record.new_links)
             if record.action is Action.CREATE:
                 summary.creates += 1
             elif record.action is Action.UPDATE:
@@ -137,16 +130,30 @@ class PlanSummary:
                     )
             elif record.action is Action.UNCHANGED:
                 summary.unchanged += 1
+            elif record.action is Action.REJECT:
+                summary.rejected += 1
             else:
                 summary.conflicts += 1
         return summary
 
     estimate: Estimate | None = None
     """What the push would cost in the CRM's budget unit."""
+    entities: dict[str, PlanSummary] = field(default_factory=dict)
+    """The same split per entity, for imports of several."""
+
+    def as_json(self) -> dict[str, int]:
+        return {
+            "creates": self.creates,
+            "updates": self.updates,
+            "unchanged": self.unchanged,
+            "conflicts": self.conflicts,
+            "rejected": self.rejected,
+            "links": self.links,
+        }
 
     @property
     def total(self) -> int:
-        return self.creates + self.updates + self.unchanged + self.conflicts
+        return self.creates + self.updates + self.unchanged + self.conflicts + self.rejected
 
     @property
     def create_share(self) -> float:

@@ -1,7 +1,10 @@
-"""Undo an import: remove the records it created, restore the fields it updated.
+"""Undo an import: remove the links it made, the records it created, restore the fields it
+updated.
 
 Works from the change log, where the push wrote down every change before sending it, with the
-CRM's previous values and the values it sent. Runs are undone newest first. Before undoing, the
+CRM's previous values and the values it sent, and every link it made apart from a create. Runs
+are undone newest first; within a run, links first, then records in reverse dependency order
+(notes and tasks before the deals, contacts and companies they refer to). Before undoing, the
 CRM's current values are compared with what the import wrote: a field someone changed since is
 left alone and reported as a conflict, and a created record someone changed is not removed,
 unless the rollback is forced. Each change is marked rolled back once the CRM confirms it, so a
@@ -12,14 +15,20 @@ run does nothing more and says so.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from bulk_pipeline.entities import ENTITY_SPECS, Entity
+from bulk_pipeline.entities import (
+    DEPENDENCY_ORDER,
+    ENTITY_SPECS,
+    Entity,
+    normalize_key,
+    same_value,
+)
 from bulk_pipeline.errors import BudgetExhausted, TransientError
-from bulk_pipeline.outcomes import Change, ChangeAction, ChangeState
+from bulk_pipeline.outcomes import Change, ChangeAction, ChangeState, LinkChange, LinkState
 from bulk_pipeline.push.plan import created_by, holds
 from bulk_pipeline.staging import StagingStore
-from bulk_pipeline.targets.base import CrmRecord, DeleteKind, Target
+from bulk_pipeline.targets.base import CrmRecord, DeleteKind, Link, Target
 
 CHUNK_SIZE = 500
 """Changes undone between two marks in the change log."""
@@ -29,6 +38,8 @@ CHUNK_SIZE = 500
 class RollbackReport:
     removed: int = 0
     restored: int = 0
+    unlinked: int = 0
+    """Links removed (CRMs that link by association; elsewhere links are restored fields)."""
     already_rolled_back: int = 0
     not_found: int = 0
     """Records the CRM no longer holds (or creates that never reached it): nothing to undo."""
@@ -64,7 +75,10 @@ def decide(change: Change, record: CrmRecord | None, *, force: bool) -> Undo:
     """Compare what the CRM holds with what the change wrote, and decide what to undo."""
     if record is None:
         return Undo(change, None, {}, [])
-    written = {n: v for n, v in change.after.items() if v is not None}
+    now = record.fields
+    """Fields the CRM reads back: fields kept only in staging (an id from the source system, a
+    reference by value) are not compared."""
+    written = {n: v for n, v in change.after.items() if v is not None and n in now}
     if change.action is ChangeAction.CREATE:
         changed = [n for n, v in written.items() if not holds(record, n, v, current_only=True)]
         if changed and not force:
@@ -75,7 +89,7 @@ def decide(change: Change, record: CrmRecord | None, *, force: bool) -> Undo:
     changed = [
         n
         for n, v in change.after.items()
-        if n not in restored and not holds(record, n, v, current_only=True)
+        if n in now and n not in restored and not holds(record, n, v, current_only=True)
     ]
     keep = set() if force else set(changed)
     restore = {n: v for n, v in change.before.items() if n not in keep and n not in restored}
@@ -102,9 +116,15 @@ class Rollback:
         changes = self.store.changes(self.import_id, account=self.target.account)
         self.report.already_rolled_back = sum(c.state is ChangeState.ROLLED_BACK for c in changes)
         todo = [c for c in changes if c.state is not ChangeState.ROLLED_BACK]
+        links = [
+            link
+            for link in self.store.links(self.import_id, account=self.target.account)
+            if link.state in (LinkState.DONE, LinkState.INTENDED) and not link.with_create
+        ]
         try:
-            for run in sorted({c.run for c in todo}, reverse=True):
-                for entity in reversed(list(Entity)):
+            for run in sorted({c.run for c in todo} | {link.run for link in links}, reverse=True):
+                self._unlink(run, [link for link in links if link.run == run])
+                for entity in reversed(DEPENDENCY_ORDER):
                     group = [c for c in todo if c.run == run and c.entity is entity]
                     for start in range(0, len(group), CHUNK_SIZE):
                         self._undo(entity, run, group[start : start + CHUNK_SIZE])
@@ -112,22 +132,79 @@ class Rollback:
             self.report.stopped = str(stop)
         return self.report
 
+    def _unlink(self, run: int, links: Sequence[LinkChange]) -> None:
+        """Remove the links the run made to records that existed before it."""
+        pairs = sorted({(link.entity, link.to_entity) for link in links})
+        for entity, to in pairs:
+            group = [link for link in links if link.entity is entity and link.to_entity is to]
+            if self.dry_run:
+                self.report.unlinked += len(group)
+                continue
+            result = self.target.remove_links(
+                entity, to, [Link(link.from_id, link.to_id) for link in group]
+            )
+            self.store.record_links(
+                self.import_id,
+                [replace(group[w.index], state=LinkState.ROLLED_BACK) for w in result.successful],
+                account=self.target.account,
+                run=run,
+            )
+            self.report.unlinked += len(result.successful)
+            self.report.failed += [
+                f"link {entity.value} {group[f.index].key} -> {to.value} "
+                f"{group[f.index].to_id}: {f.message}"
+                for f in result.failed
+            ]
+            if result.exhausted is not None:
+                raise result.exhausted
+
     def _current(self, entity: Entity, changes: Sequence[Change]) -> dict[str, CrmRecord]:
         """The CRM's record for each change, by key: by id where known; a create whose answer
         was lost is found by its key and claimed only by what the import knew when sending."""
         by_id = self.target.read(entity, [c.crm_id for c in changes if c.crm_id])
         current = {c.key: by_id[c.crm_id] for c in changes if c.crm_id and c.crm_id in by_id}
         unconfirmed = [c for c in changes if not c.crm_id and c.action is ChangeAction.CREATE]
-        if unconfirmed:
-            key_field = ENTITY_SPECS[entity].key_field
+        by_lookup: dict[str, list[Change]] = {}
+        by_search: list[Change] = []
+        for c in unconfirmed:
+            field_name = _unique_field(entity, c)
+            if field_name is None:
+                by_search.append(c)
+            else:
+                by_lookup.setdefault(field_name, []).append(c)
+        for field_name, group in by_lookup.items():
             found = self.target.lookup(
-                entity, [c.after.get(key_field) or c.key for c in unconfirmed]
+                entity, [c.after.get(field_name) or "" for c in group], by=field_name
             )
-            for c in unconfirmed:
-                record = found.get(c.key)
+            for c in group:
+                record = found.get(normalize_key(c.after.get(field_name) or ""))
                 if record is not None and created_by(c, record):
                     current[c.key] = record
+        if by_search:
+            current |= self._search_created(entity, by_search)
         return current
+
+    def _search_created(self, entity: Entity, changes: Sequence[Change]) -> dict[str, CrmRecord]:
+        """Creates of records without a unique value whose answers were lost: a record with
+        their values that the CRM created after they were sent, each claimed once."""
+        by = ENTITY_SPECS[entity].search_field
+        wanted = [c for c in changes if c.after.get(by)]
+        candidates = self.target.search(entity, [c.after[by] or "" for c in wanted], by)
+        claimed: dict[str, CrmRecord] = {}
+        for c in wanted:
+            match = next(
+                (
+                    r
+                    for r in sorted(candidates, key=lambda r: (len(r.id), r.id))
+                    if r.id not in {m.id for m in claimed.values()}
+                    and created_by(c, r)
+                    and not decide(c, r, force=False).conflicts
+                ),
+                None,
+            )
+            if match is not None:
+                claimed[c.key] = match
+        return claimed
 
     def _undo(self, entity: Entity, run: int, changes: Sequence[Change]) -> None:
         current = self._current(entity, changes)
@@ -188,6 +265,15 @@ class Rollback:
             run=run,
             state=ChangeState.ROLLED_BACK,
         )
+
+
+def _unique_field(entity: Entity, change: Change) -> str | None:
+    """The field whose one value finds the change's record (an email), if it has one."""
+    spec = ENTITY_SPECS[entity]
+    identified = spec.identify({k: v for k, v in change.after.items() if v is not None})
+    if identified is None or not spec.finds_by_lookup(identified[0]):
+        return None
+    return identified[0].field
 
 
 def rollback_import(

@@ -226,7 +226,24 @@ def format_report(import_id: str, instance: dg.DagsterInstance | None = None) ->
         )
     width = max(len(name) for name in COUNT_COLUMNS)
     lines += [f"{label + ':':<14}{_printable(value)}" for label, value in facts(summary)]
-    lines += ["", *(f"  {name:<{width}}  {int(summary[name]):>10,}" for name in COUNT_COLUMNS)]
+    entities: dict[str, dict[str, Any]] = summary.get("entities") or {}
+    if len(entities) > 1:
+        names = list(entities)
+        lines += ["", f"  {'':<{width}}" + "".join(f"  {name:>11}" for name in names)]
+        lines += [
+            f"  {name:<{width}}" + "".join(f"  {int(entities[e][name]):>11,}" for e in names)
+            for name in COUNT_COLUMNS
+        ]
+        links = summary.get("links") or {}
+        lines.append(
+            f"  links made: {int(links.get('made', 0)):,}, already in the CRM: "
+            f"{int(links.get('found', 0)):,}"
+        )
+    else:
+        lines += [
+            "",
+            *(f"  {name:<{width}}  {int(summary[name]):>10,}" for name in COUNT_COLUMNS),
+        ]
     lines += ["", *(_printable(note) for note in summary_notes(summary))]
     if (folder / REJECTED_FILE).is_file():
         lines.append(f"Rejected rows: {folder / REJECTED_FILE}")
@@ -269,8 +286,20 @@ def summary_notes(summary: dict[str, Any]) -> list[str]:
     notes: list[str] = []
     if summary.get("unmapped_columns"):
         notes.append("Columns not sent (no CRM field): " + ", ".join(summary["unmapped_columns"]))
-    if summary.get("sheet"):
-        notes.append(f"Sheet '{summary['sheet']}' was imported as {summary['entity']}.")
+    parts = summary.get("parts") or (
+        [{"sheet": summary["sheet"], "entity": summary["entity"], "derived": False}]
+        if summary.get("sheet")
+        else []
+    )
+    for part in parts:
+        where = f"sheet '{part['sheet']}'" if part["sheet"] else "the file"
+        if part["derived"]:
+            notes.append(
+                f"The companies named in the company columns of {where} were found or created "
+                "and linked to their contacts."
+            )
+        elif part["sheet"]:
+            notes.append(f"Sheet '{part['sheet']}' was imported as {part['entity']}.")
     for skipped in summary.get("skipped_sheets", []):
         notes.append(
             f"Sheet '{skipped['sheet']}' was not imported: {skipped['reason']}. "

@@ -27,8 +27,9 @@ PLAN_KEYS = ("creates", "updates", "unchanged", "conflicts")
 
 
 def outcome_bars(summary: dict[str, Any]) -> list[str]:
-    """One markdown table row per outcome: count, share of the rows, and a bar of blocks."""
-    rows = max(int(summary["rows"]), 1)
+    """One markdown table row per outcome: count, share of the outcomes (a line has one per
+    entity it carries), and a bar of blocks."""
+    rows = max(sum(int(summary[key]) for key in OUTCOMES), 1)
     lines = ["| outcome | rows | share | |", "|---|---:|---:|---|"]
     for key in OUTCOMES:
         count = int(summary[key])
@@ -45,6 +46,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         f"{int(summary['rows']):,} rows",
         "",
         *outcome_bars(summary),
+        *entity_table(summary),
     ]
     if summary["unmapped_columns"]:
         columns = ", ".join(summary["unmapped_columns"])
@@ -54,16 +56,41 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)[:INLINE_MARKDOWN_CHARS]
 
 
+def entity_table(summary: dict[str, Any]) -> list[str]:
+    """For imports of several entities: the outcomes per entity, and the links made."""
+    entities: dict[str, dict[str, Any]] = summary.get("entities") or {}
+    if len(entities) < 2:
+        return []
+    lines = [
+        "",
+        "| entity | rows | " + " | ".join(OUTCOMES) + " |",
+        "|---|" + "---:|" * (len(OUTCOMES) + 1),
+    ]
+    for entity, counts in entities.items():
+        cells = " | ".join(f"{int(counts[key]):,}" for key in OUTCOMES)
+        lines.append(f"| {entity} | {int(counts['rows']):,} | {cells} |")
+    links = summary.get("links") or {}
+    if links.get("made") or links.get("found"):
+        lines += ["", f"Links: {links['made']:,} made, {links['found']:,} already there."]
+    return lines
+
+
 def sample_rejects_markdown(rejected_csv: Path, limit: int = SAMPLE_REJECTS) -> str:
     if not rejected_csv.exists():
         return "none"
     sample = pl.read_csv(rejected_csv, infer_schema=False, n_rows=limit)
     if sample.is_empty():
         return "none"
+    where = [name for name in ("sheet", "entity") if name in sample.columns]
     rows = [
-        f"| {row['line']} | {_cut(str(row['reason']))} |" for row in sample.iter_rows(named=True)
+        "| "
+        + " | ".join([*(str(row[name]) for name in where), str(row["line"])])
+        + f" | {_cut(str(row['reason']))} |"
+        for row in sample.iter_rows(named=True)
     ]
-    return "\n".join(["| line | reason |", "|---:|---|", *rows])
+    header = "| " + " | ".join([*where, "line", "reason"]) + " |"
+    rule = "|" + "---|" * len(where) + "---:|---|"
+    return "\n".join([header, rule, *rows])
 
 
 def _cut(text: str) -> str:
@@ -73,8 +100,15 @@ def _cut(text: str) -> str:
 
 def results_metadata(summary: dict[str, Any], html_report: Path) -> dict[str, Any]:
     rejected_csv = Path(summary["rejected_csv"])
+    links = summary.get("links") or {}
     return {
         **{key: dg.MetadataValue.int(int(summary[key])) for key in COUNT_KEYS},
+        "links_made": dg.MetadataValue.int(int(links.get("made", 0))),
+        **{
+            f"{entity}_{key}": dg.MetadataValue.int(int(counts[key]))
+            for entity, counts in (summary.get("entities") or {}).items()
+            for key in COUNT_KEYS
+        },
         "summary": dg.MetadataValue.md(summary_markdown(summary)),
         "report": dg.MetadataValue.url(report_url(str(summary["import_id"]))),
         "report_file": dg.MetadataValue.path(str(html_report)),
@@ -90,12 +124,18 @@ def results_metadata(summary: dict[str, Any], html_report: Path) -> dict[str, An
 def plan_metadata(plan: dict[str, Any]) -> dict[str, Any]:
     """A dry run's plan as a person reads it in the UI."""
     fields = plan["changed_fields"]
+    entities: dict[str, dict[str, int]] = plan.get("entities") or {}
+    names = list(entities) if len(entities) > 1 else ["records"]
+    counts = entities if len(entities) > 1 else {"records": plan}
     lines = [
         f"**Dry run** of {plan['file']} -> {plan['target']}: nothing was written.",
         "",
-        "| would | records |",
-        "|---|---:|",
-        *(f"| {key} | {plan[key]} |" for key in ("creates", "updates", "unchanged", "conflicts")),
+        "| would | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+        *(
+            f"| {key} | " + " | ".join(str(counts[n].get(key, 0)) for n in names) + " |"
+            for key in ("creates", "updates", "unchanged", "conflicts", "rejected", "links")
+        ),
     ]
     if fields:
         lines += ["", "Fields updates would change: "]

@@ -17,33 +17,40 @@ from bulk_pipeline.csv_export import neutralize, write_frame
 
 SOURCE_LINE_COLUMN = "_line"
 REASON_COLUMN = "reason"
+SHEET_COLUMN = "_sheet"
+ENTITY_COLUMN = "_entity"
 LINE_HEADER = "line"
 REASON_HEADER = "reason"
+SHEET_HEADER = "sheet"
+ENTITY_HEADER = "entity"
 CLASHING_SOURCE_SUFFIX = " (source)"
 """Added to a source column that is itself called ``line``, so our column keeps its name."""
 
 
 def _header(column: str) -> str:
     """A source column called ``reason`` cannot reach here: it would be ``rows``' reason column."""
-    return column + CLASHING_SOURCE_SUFFIX if neutralize(column) == LINE_HEADER else column
+    clashes = neutralize(column) in (LINE_HEADER, SHEET_HEADER, ENTITY_HEADER)
+    return column + CLASHING_SOURCE_SUFFIX if clashes else column
 
 
 def write_rejected_csv(path: Path, rows: pl.DataFrame) -> int:
-    """Write the rejected rows (source columns, then ``line`` and ``reason``); return the count.
+    """Write the rejected rows (source columns, then ``sheet`` and ``entity`` when given,
+    ``line`` and ``reason``); return the count.
 
     ``rows`` holds the original source columns under their original headers plus ``_line`` and
-    ``reason``. A header row is written even when there are no rows, so the file always shows
-    which columns a corrected file needs.
+    ``reason``, and for imports of several sheets or entities ``_sheet`` and ``_entity``. A
+    header row is written even when there are no rows, so the file always shows which columns a
+    corrected file needs.
     """
     absent = [name for name in (SOURCE_LINE_COLUMN, REASON_COLUMN) if name not in rows.columns]
     if absent:
         raise ValueError(f"rejected rows need the columns {absent}; got {rows.columns}")
-    source_columns = [
-        name for name in rows.columns if name not in (SOURCE_LINE_COLUMN, REASON_COLUMN)
-    ]
+    ours = {SOURCE_LINE_COLUMN: LINE_HEADER, REASON_COLUMN: REASON_HEADER}
+    where = {SHEET_COLUMN: SHEET_HEADER, ENTITY_COLUMN: ENTITY_HEADER}
+    source_columns = [name for name in rows.columns if name not in ours and name not in where]
     report = rows.select(
         *(cs.by_name(name).cast(pl.String).alias(_header(name)) for name in source_columns),
-        pl.col(SOURCE_LINE_COLUMN).alias(LINE_HEADER),
-        pl.col(REASON_COLUMN).alias(REASON_HEADER),
+        *(pl.col(name).alias(header) for name, header in where.items() if name in rows.columns),
+        *(pl.col(name).alias(header) for name, header in ours.items()),
     )
     return write_frame(path, report)

@@ -217,11 +217,16 @@ def facts(summary: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def headline(summary: dict[str, Any]) -> str:
-    """One sentence: how many rows the CRM now holds and how many it did not get, and why."""
+    """One sentence: how many rows the CRM now holds and how many it did not get, and why.
+
+    For imports of several entities the counts are outcomes (a line carries one per entity)."""
     landed = sum(int(summary[name]) for name in ("created", "updated", "unchanged"))
     not_sent = {name: int(summary[name]) for name in ("duplicates", "invalid", "failed")}
+    multiple = len(summary.get("entities") or {}) > 1
+    total = sum(int(summary[name]) for name in OUTCOMES) if multiple else int(summary["rows"])
+    unit = "records of the file's rows" if multiple else "rows"
     sentence = (
-        f"{landed:,} of {int(summary['rows']):,} rows are in {summary['target']} "
+        f"{landed:,} of {total:,} {unit} are in {summary['target']} "
         f"({int(summary['created']):,} created, {int(summary['updated']):,} updated, "
         f"{int(summary['unchanged']):,} unchanged)"
     )
@@ -321,7 +326,30 @@ def _html_outcomes(summary: dict[str, Any]) -> str:
     chart = outcome_chart_svg({name: int(summary[name]) for name in OUTCOMES})
     return (
         '<section id="outcomes"><h2>Outcomes</h2><div class="counts-and-chart">'
-        f"{table}<figure>{chart}</figure></div></section>"
+        f"{table}<figure>{chart}</figure></div>{_html_entities(summary)}</section>"
+    )
+
+
+def _html_entities(summary: dict[str, Any]) -> str:
+    """For imports of several entities: outcomes per entity, and the links made."""
+    entities: dict[str, dict[str, Any]] = summary.get("entities") or {}
+    if len(entities) < 2:
+        return ""
+    head = "".join(f'<th class="num">{_e(name)}</th>' for name in ("rows", *OUTCOMES))
+    body = "".join(
+        f'<tr id="entity-{_e(entity)}"><td>{_e(entity)}</td>'
+        + "".join(f'<td class="num">{int(counts[name]):,}</td>' for name in ("rows", *OUTCOMES))
+        + "</tr>"
+        for entity, counts in entities.items()
+    )
+    links = summary.get("links") or {}
+    note = (
+        f'<p class="note" id="links">Links: {int(links.get("made", 0)):,} made, '
+        f"{int(links.get('found', 0)):,} already in the CRM.</p>"
+    )
+    return (
+        f'<table class="counts" id="entities"><thead><tr><th>entity</th>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table>{note}"
     )
 
 
@@ -418,6 +446,23 @@ def render_markdown(data: ReportData) -> str:
     lines += ["## Outcomes", "", "| outcome | rows |", "|---|---:|"]
     lines += [f"| {name} | {int(summary[name]):,} |" for name in OUTCOMES]
     lines += [f"| **rows in file** | **{int(summary['rows']):,}** |", ""]
+    entities: dict[str, dict[str, Any]] = summary.get("entities") or {}
+    if len(entities) > 1:
+        lines += ["| entity | rows | " + " | ".join(OUTCOMES) + " |"]
+        lines += ["|---|" + "---:|" * (len(OUTCOMES) + 1)]
+        lines += [
+            f"| {_md(entity)} | "
+            + " | ".join(f"{int(counts[name]):,}" for name in ("rows", *OUTCOMES))
+            + " |"
+            for entity, counts in entities.items()
+        ]
+        links = summary.get("links") or {}
+        lines += [
+            "",
+            f"Links: {int(links.get('made', 0)):,} made, {int(links.get('found', 0)):,} "
+            "already in the CRM.",
+            "",
+        ]
     lines += ["## Throughput of the push", ""]
     lines += [NOTHING_PUSHED if data.batches.is_empty() else _throughput_text(data.batches), ""]
     lines += ["## Top rejection reasons", ""]

@@ -23,11 +23,13 @@ from bulk_pipeline.outcomes import (
     ImportState,
     ImportStatus,
     Intent,
+    LinkChange,
     OnDuplicate,
     OutcomeCounts,
     PendingRecord,
     Proof,
     PushOutcome,
+    ReferenceMatch,
     StageResult,
 )
 
@@ -80,7 +82,15 @@ class StagingStore(Protocol):
         source_file: str,
         on_duplicate: OnDuplicate,
     ) -> StageResult:
-        """Stage valid rows (one record per dedupe key) and record one outcome per input line."""
+        """Stage valid rows of one entity (one record per dedupe key, rows of every sheet that
+        holds the entity together, ``_sheet`` saying which) and record one outcome per input
+        line (sheet, entity, line)."""
+
+    def resolve(
+        self, entity: Entity, refs: Sequence[str], *, account: str, import_id: str
+    ) -> dict[str, list[ReferenceMatch]]:
+        """Staged records of ``entity`` that reference values (``domain:acme.com``) name, with
+        their CRM ids and, when ``import_id`` staged them, their outcome there."""
 
     def pending(self, import_id: str, entity: Entity, *, account: str) -> list[PendingRecord]:
         """This import's records that have no final outcome yet, in line order."""
@@ -137,12 +147,33 @@ class StagingStore(Protocol):
     def forget_pushes(self, entity: Entity, keys: Sequence[str], *, account: str) -> None:
         """The CRM no longer holds these records (rolled back): the next import writes them."""
 
+    # links (CRMs that link records by separate calls) ---------------------------------------
+
+    def record_links(
+        self, import_id: str, links: Sequence[LinkChange], *, account: str, run: int
+    ) -> None:
+        """Write links down: before an association call (intended), after it (done), or as
+        found in the CRM."""
+
+    def links(self, import_id: str, *, account: str | None = None) -> list[LinkChange]:
+        """Every link of every run of the import (in ``account``, or any), newest run first."""
+
+    def known_links(
+        self, entity: Entity, reference: str, from_ids: Sequence[str], *, account: str
+    ) -> set[tuple[str, str]]:
+        """(from id, to id) of links any import made or found, not rolled back."""
+
+    def discard_links(
+        self, import_id: str, links: Sequence[LinkChange], *, account: str, run: int
+    ) -> None:
+        """Forget link intents the CRM refused."""
+
     # outcomes ------------------------------------------------------------------------------
 
     def outcome_counts(self, import_id: str) -> OutcomeCounts: ...
 
     def line_outcomes(self, import_id: str) -> pl.DataFrame:
-        """Every line with its outcome: ``line, entity, key, outcome, reason, crm_id``."""
+        """Every line with its outcome: ``sheet, line, entity, key, outcome, reason, crm_id``."""
 
     # recurring syncs -----------------------------------------------------------------------
 

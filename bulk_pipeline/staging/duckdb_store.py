@@ -21,7 +21,14 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from bulk_pipeline.entities import ENTITY_SPECS, Entity, normalize_key
+from bulk_pipeline.entities import (
+    ENTITY_SPECS,
+    KEY_PARTS_SEPARATOR,
+    Entity,
+    EntitySpec,
+    describe_key,
+    normalize_key,
+)
 from bulk_pipeline.outcomes import (
     Change,
     ChangeAction,
@@ -30,11 +37,14 @@ from bulk_pipeline.outcomes import (
     ImportStatus,
     Intent,
     LineOutcome,
+    LinkChange,
+    LinkState,
     OnDuplicate,
     OutcomeCounts,
     PendingRecord,
     Proof,
     PushOutcome,
+    ReferenceMatch,
     StageResult,
 )
 from bulk_pipeline.staging import VanishedKey
@@ -45,6 +55,8 @@ STAGE_SLICE_ROWS = 500_000
 re-staging is idempotent, so slices need not share one transaction."""
 KEY = "_key"
 LINE = "_line"
+SHEET = "_sheet"
+"""The sheet (or JSON key) a row comes from; empty for a file with one table."""
 _schema_ready: set[tuple[Path, int]] = set()
 """Files whose tables this process already created: a push opens the file once per chunk."""
 
@@ -63,21 +75,106 @@ def key_expression(column: str) -> pl.Expr:
     return pl.when(key == "").then(None).otherwise(key)
 
 
+def identity_key_expression(spec: EntitySpec, columns: Sequence[str]) -> pl.Expr:
+    """``EntitySpec.identify``'s key as a polars expression over a frame's ``columns``."""
+
+    def value(name: str) -> pl.Expr:
+        return key_expression(name) if name in columns else pl.lit(None, pl.String)
+
+    keys = []
+    for position, identity in enumerate(spec.identities):
+        parts = [value(identity.field)] + [
+            pl.coalesce(*(value(name) for name in slot), pl.lit("")) for slot in identity.slots
+        ]
+        key = pl.concat_str(parts, separator=KEY_PARTS_SEPARATOR)
+        keys.append(key if position == 0 else pl.lit(f"{identity.field}:") + key)
+    return pl.coalesce(keys)
+
+
+REFERENCED_FIELDS: dict[Entity, tuple[str, ...]] = {
+    entity: tuple(
+        dict.fromkeys(
+            theirs
+            for spec in ENTITY_SPECS.values()
+            for reference in spec.references
+            if reference.entity is entity
+            for _, theirs in reference.by
+        )
+    )
+    for entity in Entity
+}
+"""Per entity, the fields other records name it by (a company's domain and name)."""
+
+
+def reference_value(field_name: str, key: str) -> str:
+    """How ``record_refs`` holds a value a record can be named by: ``domain:acme.com``."""
+    return f"{field_name}:{key}"
+
+
+def _reference_rows(entity: Entity, kept: pl.DataFrame) -> pl.DataFrame:
+    """``ref, key`` for every value other records may name a staged record by."""
+    frames = [
+        kept.select(
+            (pl.lit(f"{name}:") + key_expression(name)).alias("ref"), pl.col(KEY).alias("key")
+        ).drop_nulls()
+        for name in REFERENCED_FIELDS[entity]
+        if name in kept.columns
+    ]
+    return (
+        pl.concat(frames) if frames else pl.DataFrame(schema={"ref": pl.String, "key": pl.String})
+    )
+
+
 def _dedupe(valid: pl.DataFrame, on_duplicate: OnDuplicate) -> pl.DataFrame:
-    """One row per key with ``_kept_line`` (the line whose record survives) and ``_lines``."""
-    fields = [c for c in valid.columns if c not in (LINE, KEY)]
-    ordered = valid.sort(LINE)
-    grouped = ordered.group_by(KEY, maintain_order=True)
+    """One row per key with the sheet and line whose record survives (``_kept_sheet``,
+    ``_kept_line``) and all its rows (``_rows``); rows are taken in the frame's order."""
+    fields = [c for c in valid.columns if c not in (LINE, KEY, SHEET)]
+    grouped = valid.group_by(KEY, maintain_order=True)
+    row = pl.struct(pl.col(SHEET).alias("sheet"), pl.col(LINE).alias("line"))
     if on_duplicate is OnDuplicate.SKIP:
         agg = [pl.col(f).first() for f in fields]
-        kept = pl.col(LINE).first()
+        kept = row.first()
     elif on_duplicate is OnDuplicate.UPDATE:
         agg = [pl.col(f).last() for f in fields]
-        kept = pl.col(LINE).last()
+        kept = row.last()
     else:
         agg = [pl.col(f).drop_nulls().first() for f in fields]
-        kept = pl.col(LINE).first()
-    return grouped.agg([*agg, kept.alias("_kept_line"), pl.col(LINE).alias("_lines")])
+        kept = row.first()
+    return (
+        grouped.agg([*agg, kept.alias("_kept"), row.alias("_rows")])
+        .unnest("_kept")
+        .rename({"sheet": "_kept_sheet", "line": "_kept_line"})
+    )
+
+
+def _duplicate_rows(deduped: pl.DataFrame) -> pl.DataFrame:
+    """``sheet, line, key, reason`` of every row merged into another row's record."""
+    rows = (
+        deduped.select(KEY, "_kept_sheet", "_kept_line", "_rows")
+        .explode("_rows")
+        .unnest("_rows")
+        .filter(
+            (pl.col("line") != pl.col("_kept_line")) | (pl.col("sheet") != pl.col("_kept_sheet"))
+        )
+    )
+    kept_at = (
+        pl.when(pl.col("_kept_sheet") == "").then(pl.lit("")).otherwise(pl.col("_kept_sheet") + " ")
+    )
+    readable = pl.col(KEY).map_elements(describe_key, return_dtype=pl.String)
+    return rows.select(
+        "sheet",
+        pl.col("line").cast(pl.Int64),
+        pl.col(KEY).alias("key"),
+        pl.format("duplicate of {}line {} ({})", kept_at, pl.col("_kept_line"), readable).alias(
+            "reason"
+        ),
+    )
+
+
+def _with_sheet(frame: pl.DataFrame) -> pl.DataFrame:
+    if SHEET in frame.columns:
+        return frame.with_columns(pl.col(SHEET).fill_null(""))
+    return frame.with_columns(pl.lit("").alias(SHEET))
 
 
 def _content_hash_sql(fields: Sequence[str]) -> str:
@@ -187,42 +284,39 @@ class DuckDBStore:
         source_file: str,
         on_duplicate: OnDuplicate,
     ) -> StageResult:
-        """Stage an import's valid rows and record one outcome per input line.
+        """Stage an import's valid rows of one entity and record one outcome per input line.
 
-        ``valid`` holds our fields plus ``_line``; ``invalid`` holds ``_line`` and ``reason`` for
-        every line that will not be written. Lines already written by an earlier attempt of the
-        same run keep their outcome, so a resumed import reports what it really did (a new run
-        starts with no outcomes: ``begin_run``).
+        ``valid`` holds our fields plus ``_line`` (and ``_sheet`` when the rows come from
+        several sheets), in the order that decides which duplicate comes first; ``invalid``
+        holds ``_line``, ``reason`` (and ``_sheet``) for every line that will not be written.
+        Lines already written by an earlier attempt of the same run keep their outcome, so a
+        resumed import reports what it really did (a new run starts with no outcomes:
+        ``begin_run``).
         """
         spec = ENTITY_SPECS[entity]
-        keyed = valid.with_columns(key_expression(spec.key_field).alias(KEY))
+        valid, invalid = _with_sheet(valid), _with_sheet(invalid)
+        keyed = valid.with_columns(identity_key_expression(spec, valid.columns).alias(KEY))
         deduped = _dedupe(keyed, on_duplicate)
         present = [f for f in spec.fields if f in deduped.columns]
         table = records_table(entity)
         record_sql = "to_json(struct_pack(" + ", ".join(f'"{f}" := "{f}"' for f in present) + "))"
-        duplicates = (
-            deduped.select(
-                pl.col(KEY).alias("key"),
-                pl.col("_kept_line").alias("kept_line"),
-                pl.col("_lines").alias("line"),
-            )
-            .explode("line")
-            .filter(pl.col("line") != pl.col("kept_line"))
-        )
-        kept = deduped.drop("_lines").rename({"_kept_line": LINE})
+        duplicates = _duplicate_rows(deduped)
+        kept = deduped.drop("_rows").rename({"_kept_line": LINE, "_kept_sheet": SHEET})
         for f in spec.fields:
             if f not in kept.columns:
                 kept = kept.with_columns(pl.lit(None, dtype=pl.String).alias(f))
-        invalid_rows = invalid.select(pl.col(LINE).cast(pl.Int64), pl.col("reason"))
+        refs = _reference_rows(entity, kept)
+        invalid_rows = invalid.select(pl.col(SHEET), pl.col(LINE).cast(pl.Int64), pl.col("reason"))
         upsert = f"""
-            INSERT INTO {table} (account, key, record, content_hash, source_file, source_line,
-                                 import_id)
-            SELECT ?, {KEY}, {record_sql}, {_content_hash_sql(spec.fields)}, ?, {LINE}, ?
+            INSERT INTO {table} (account, key, record, content_hash, source_file, source_sheet,
+                                 source_line, import_id)
+            SELECT ?, {KEY}, {record_sql}, {_content_hash_sql(spec.fields)}, ?, {SHEET}, {LINE}, ?
             FROM kept_slice
             ON CONFLICT (account, key) DO UPDATE SET
                 record = excluded.record,
                 content_hash = excluded.content_hash,
                 source_file = excluded.source_file,
+                source_sheet = excluded.source_sheet,
                 source_line = excluded.source_line,
                 import_id = excluded.import_id,
                 updated_at = now()
@@ -232,14 +326,26 @@ class DuckDBStore:
                 conn.register("kept_slice", kept.slice(start, STAGE_SLICE_ROWS).to_arrow())
                 conn.execute(upsert, [account, source_file, import_id])
                 conn.unregister("kept_slice")
-            conn.register("kept_frame", kept.select(LINE, KEY).to_arrow())
+            conn.register("ref_frame", refs.to_arrow())
+            conn.register("kept_frame", kept.select(SHEET, LINE, KEY).to_arrow())
             conn.register("dup_frame", duplicates.to_arrow())
             conn.register("invalid_frame", invalid_rows.to_arrow())
             conn.execute("BEGIN TRANSACTION")
             conn.execute(
+                f"""
+                DELETE FROM record_refs WHERE account = ? AND entity = ?
+                  AND key IN (SELECT k.{KEY} FROM kept_frame k)
+                """,
+                [account, entity.value],
+            )
+            conn.execute(
+                "INSERT INTO record_refs SELECT DISTINCT ?, ?, ref, key FROM ref_frame",
+                [account, entity.value],
+            )
+            conn.execute(
                 """
                 CREATE TEMP TABLE kept_outcomes AS
-                SELECT line, outcome, crm_id FROM import_rows
+                SELECT sheet, line, outcome, crm_id FROM import_rows
                 WHERE import_id = ? AND entity = ? AND outcome IN ('created', 'updated')
                 """,
                 [import_id, entity.value],
@@ -250,16 +356,16 @@ class DuckDBStore:
             )
             conn.execute(
                 f"""
-                INSERT INTO import_rows (import_id, entity, line, key, outcome, reason, crm_id)
-                SELECT ?, ?, k.{LINE}, k.{KEY}, coalesce(o.outcome, 'pending'), NULL, o.crm_id
-                FROM kept_frame k LEFT JOIN kept_outcomes o ON o.line = k.{LINE}
+                INSERT INTO import_rows (import_id, sheet, entity, line, key, outcome, reason,
+                                         crm_id)
+                SELECT ?, k.{SHEET}, ?, k.{LINE}, k.{KEY}, coalesce(o.outcome, 'pending'), NULL,
+                       o.crm_id
+                FROM kept_frame k
+                LEFT JOIN kept_outcomes o ON o.sheet = k.{SHEET} AND o.line = k.{LINE}
                 UNION ALL
-                SELECT ?, ?, line, key, 'duplicate',
-                       'duplicate of line ' || kept_line || ' ({spec.key_field} ' || key || ')',
-                       NULL
-                FROM dup_frame
+                SELECT ?, sheet, ?, line, key, 'duplicate', reason, NULL FROM dup_frame
                 UNION ALL
-                SELECT ?, ?, {LINE}, NULL, 'invalid', reason, NULL FROM invalid_frame
+                SELECT ?, {SHEET}, ?, {LINE}, NULL, 'invalid', reason, NULL FROM invalid_frame
                 """,
                 [import_id, entity.value] * 3,
             )
@@ -267,17 +373,57 @@ class DuckDBStore:
             conn.execute("COMMIT")
         return StageResult(staged=kept.height, duplicates=duplicates.height)
 
+    def resolve(
+        self, entity: Entity, refs: Sequence[str], *, account: str, import_id: str
+    ) -> dict[str, list[ReferenceMatch]]:
+        if not refs:
+            return {}
+        table = records_table(entity)
+        with self._connect() as conn:
+            conn.register("wanted", _frame({"ref": list(dict.fromkeys(refs))}).to_arrow())
+            rows = conn.execute(
+                f"""
+                SELECT w.ref, r.key, coalesce(i.crm_id, t.crm_id), i.outcome, i.reason,
+                       i.sheet, i.line, t.import_id
+                FROM wanted w
+                JOIN record_refs r ON r.account = ? AND r.entity = ? AND r.ref = w.ref
+                JOIN {table} t ON t.account = r.account AND t.key = r.key
+                LEFT JOIN import_rows i
+                  ON i.import_id = ? AND i.entity = ? AND i.key = r.key
+                 AND i.outcome NOT IN ('duplicate', 'invalid')
+                ORDER BY w.ref, r.key
+                """,
+                [account, entity.value, import_id, entity.value],
+            ).fetchall()
+            conn.unregister("wanted")
+        found: dict[str, list[ReferenceMatch]] = {}
+        for ref, key, crm_id, outcome, reason, sheet, line, staged_by in rows:
+            if line is not None:
+                where = f"{sheet} line {line}" if sheet else f"line {line}"
+            else:
+                where = f"import {staged_by}"
+            found.setdefault(ref, []).append(
+                ReferenceMatch(
+                    key=key,
+                    crm_id=crm_id,
+                    outcome=LineOutcome(outcome) if outcome is not None else None,
+                    reason=reason,
+                    where=where,
+                )
+            )
+        return found
+
     def _records(
         self, import_id: str, entity: Entity, account: str, outcomes: Sequence[str]
     ) -> list[PendingRecord]:
         with self._connect() as conn:
             rows = conn.execute(
                 f"""
-                SELECT r.key, i.line, r.record, r.crm_id
+                SELECT r.key, i.line, r.record, r.crm_id, i.sheet
                 FROM import_rows i JOIN {records_table(entity)} r
                   ON r.account = ? AND r.key = i.key
                 WHERE i.import_id = ? AND i.entity = ? AND i.outcome IN (SELECT unnest(?))
-                ORDER BY i.line
+                ORDER BY i.sheet, i.line
                 """,
                 [account, import_id, entity.value, list(outcomes)],
             ).fetchall()
@@ -287,8 +433,9 @@ class DuckDBStore:
                 line=int(line),
                 fields={k: v for k, v in json.loads(record).items() if v is not None},
                 crm_id=crm_id,
+                sheet=sheet,
             )
-            for key, line, record, crm_id in rows
+            for key, line, record, crm_id, sheet in rows
         ]
 
     def pending(self, import_id: str, entity: Entity, *, account: str) -> list[PendingRecord]:
@@ -330,7 +477,8 @@ class DuckDBStore:
                 f"""
                 UPDATE {table} SET
                     crm_id = coalesce(o.crm_id, {table}.crm_id),
-                    pushed_hash = CASE WHEN o.outcome = 'failed' THEN {table}.pushed_hash
+                    pushed_hash = CASE WHEN o.outcome IN ('failed', 'invalid', 'pending')
+                                       THEN {table}.pushed_hash
                                        ELSE {table}.content_hash END,
                     last_error = o.reason,
                     updated_at = now()
@@ -465,6 +613,113 @@ class DuckDBStore:
                 [account, list(keys)],
             )
 
+    # links ---------------------------------------------------------------------------------
+
+    def record_links(
+        self, import_id: str, links: Sequence[LinkChange], *, account: str, run: int
+    ) -> None:
+        if not links:
+            return
+        frame = pl.DataFrame(
+            {
+                "entity": [link.entity.value for link in links],
+                "key": [link.key for link in links],
+                "reference": [link.reference for link in links],
+                "to_entity": [link.to_entity.value for link in links],
+                "from_id": [link.from_id for link in links],
+                "to_id": [link.to_id for link in links],
+                "state": [link.state.value for link in links],
+                "with_create": [link.with_create for link in links],
+            },
+            schema_overrides={"with_create": pl.Boolean},
+        )
+        with self._connect() as conn:
+            conn.register("link_frame", frame.to_arrow())
+            conn.execute(
+                """
+                INSERT INTO import_links (import_id, run, account, entity, key, reference,
+                                          to_entity, from_id, to_id, state, with_create)
+                SELECT DISTINCT ON (entity, key, reference, to_id)
+                       ?, ?, ?, entity, key, reference, to_entity, from_id, to_id, state,
+                       with_create
+                FROM link_frame
+                ON CONFLICT (import_id, run, account, entity, key, reference, to_id)
+                DO UPDATE SET from_id = excluded.from_id, state = excluded.state,
+                    with_create = excluded.with_create, recorded_at = now()
+                """,
+                [import_id, run, account],
+            )
+            conn.unregister("link_frame")
+
+    def links(self, import_id: str, *, account: str | None = None) -> list[LinkChange]:
+        with self._connect() as conn:
+            rows = conn.execute(
+                """
+                SELECT entity, key, reference, to_entity, from_id, to_id, state, run, with_create
+                FROM import_links WHERE import_id = ? AND (account = ? OR ? IS NULL)
+                ORDER BY run DESC, entity, key, reference
+                """,
+                [import_id, account, account],
+            ).fetchall()
+        return [
+            LinkChange(
+                entity=Entity(entity),
+                key=key,
+                reference=reference,
+                to_entity=Entity(to_entity),
+                from_id=from_id,
+                to_id=to_id,
+                state=LinkState(state),
+                run=int(run),
+                with_create=bool(with_create),
+            )
+            for entity, key, reference, to_entity, from_id, to_id, state, run, with_create in rows
+        ]
+
+    def known_links(
+        self, entity: Entity, reference: str, from_ids: Sequence[str], *, account: str
+    ) -> set[tuple[str, str]]:
+        if not from_ids:
+            return set()
+        with self._connect() as conn:
+            rows = conn.execute(
+                """
+                SELECT DISTINCT from_id, to_id FROM import_links
+                WHERE account = ? AND entity = ? AND reference = ?
+                  AND state IN ('done', 'found') AND from_id IN (SELECT unnest(?))
+                """,
+                [account, entity.value, reference, list(from_ids)],
+            ).fetchall()
+        return {(from_id, to_id) for from_id, to_id in rows}
+
+    def discard_links(
+        self, import_id: str, links: Sequence[LinkChange], *, account: str, run: int
+    ) -> None:
+        """Forget link intents the CRM refused (nothing was linked)."""
+        if not links:
+            return
+        frame = _frame(
+            {
+                "entity": [link.entity.value for link in links],
+                "key": [link.key for link in links],
+                "reference": [link.reference for link in links],
+                "to_id": [link.to_id for link in links],
+            }
+        )
+        with self._connect() as conn:
+            conn.register("link_frame", frame.to_arrow())
+            conn.execute(
+                """
+                DELETE FROM import_links USING link_frame f
+                WHERE import_links.import_id = ? AND import_links.run = ?
+                  AND import_links.account = ? AND import_links.state = 'intended'
+                  AND import_links.entity = f.entity AND import_links.key = f.key
+                  AND import_links.reference = f.reference AND import_links.to_id = f.to_id
+                """,
+                [import_id, run, account],
+            )
+            conn.unregister("link_frame")
+
     # outcomes ------------------------------------------------------------------------------
 
     def outcome_counts(self, import_id: str) -> OutcomeCounts:
@@ -479,8 +734,8 @@ class DuckDBStore:
         with self._connect() as conn:
             return conn.sql(
                 """
-                SELECT line, entity, key, outcome, reason, crm_id FROM import_rows
-                WHERE import_id = $import_id ORDER BY line, entity
+                SELECT sheet, line, entity, key, outcome, reason, crm_id FROM import_rows
+                WHERE import_id = $import_id ORDER BY sheet, line, entity
                 """,
                 params={"import_id": import_id},
             ).pl()
@@ -603,21 +858,37 @@ def _ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
                 pushed_hash VARCHAR,
                 last_error VARCHAR,
                 updated_at TIMESTAMP DEFAULT current_timestamp,
+                source_sheet VARCHAR,
                 PRIMARY KEY (account, key)
             )
             """
         )
+        conn.execute(
+            f"ALTER TABLE {records_table(entity)} ADD COLUMN IF NOT EXISTS source_sheet VARCHAR"
+        )
+    conn.execute(
+        """
+        CREATE TABLE IF NOT EXISTS record_refs (
+            account VARCHAR NOT NULL,
+            entity VARCHAR NOT NULL,
+            ref VARCHAR NOT NULL,
+            key VARCHAR NOT NULL
+        )
+        """
+    )
+    _migrate_import_rows(conn)
     conn.execute(
         """
         CREATE TABLE IF NOT EXISTS import_rows (
             import_id VARCHAR NOT NULL,
+            sheet VARCHAR NOT NULL DEFAULT '',
             entity VARCHAR NOT NULL,
             line BIGINT NOT NULL,
             key VARCHAR,
             outcome VARCHAR NOT NULL,
             reason VARCHAR,
             crm_id VARCHAR,
-            PRIMARY KEY (import_id, entity, line)
+            PRIMARY KEY (import_id, sheet, entity, line)
         )
         """
     )
@@ -643,6 +914,25 @@ def _ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
     )
     conn.execute(
         """
+        CREATE TABLE IF NOT EXISTS import_links (
+            import_id VARCHAR NOT NULL,
+            run BIGINT NOT NULL,
+            account VARCHAR NOT NULL,
+            entity VARCHAR NOT NULL,
+            key VARCHAR NOT NULL,
+            reference VARCHAR NOT NULL,
+            to_entity VARCHAR NOT NULL,
+            from_id VARCHAR NOT NULL,
+            to_id VARCHAR NOT NULL,
+            state VARCHAR NOT NULL,
+            with_create BOOLEAN NOT NULL DEFAULT false,
+            recorded_at TIMESTAMPTZ DEFAULT current_timestamp,
+            PRIMARY KEY (import_id, run, account, entity, key, reference, to_id)
+        )
+        """
+    )
+    conn.execute(
+        """
         CREATE TABLE IF NOT EXISTS imports (
             import_id VARCHAR PRIMARY KEY,
             state VARCHAR NOT NULL,
@@ -653,3 +943,42 @@ def _ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
         )
         """
     )
+
+
+def _migrate_import_rows(conn: duckdb.DuckDBPyConnection) -> None:
+    """Outcomes kept before imports had several sheets get the sheet '' in their key (DuckDB
+    cannot change a primary key in place, so the table is copied)."""
+    columns = {
+        row[0]
+        for row in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'import_rows'"
+        ).fetchall()
+    }
+    if not columns or "sheet" in columns:
+        return
+    conn.execute("BEGIN TRANSACTION")
+    conn.execute("ALTER TABLE import_rows RENAME TO import_rows_unsheeted")
+    conn.execute(
+        """
+        CREATE TABLE import_rows (
+            import_id VARCHAR NOT NULL,
+            sheet VARCHAR NOT NULL DEFAULT '',
+            entity VARCHAR NOT NULL,
+            line BIGINT NOT NULL,
+            key VARCHAR,
+            outcome VARCHAR NOT NULL,
+            reason VARCHAR,
+            crm_id VARCHAR,
+            PRIMARY KEY (import_id, sheet, entity, line)
+        )
+        """
+    )
+    conn.execute(
+        """
+        INSERT INTO import_rows
+        SELECT import_id, '', entity, line, key, outcome, reason, crm_id
+        FROM import_rows_unsheeted
+        """
+    )
+    conn.execute("DROP TABLE import_rows_unsheeted")
+    conn.execute("COMMIT")

@@ -70,6 +70,9 @@ class Capabilities:
     """Notes must be attached to a record."""
     lists: bool = False
     """Records can be added to named lists of the CRM (``add_to_list``)."""
+    links_on_create: bool = True
+    """ASSOCIATION style: a create carries its record's links (no separate link calls for new
+    records). FOREIGN_KEY and REFERENCE links are fields, always written with the record."""
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,22 @@ class Item:
 
 
 @dataclass(frozen=True)
+class Link:
+    """A link between two CRM records, from a record of one entity to one of another."""
+
+    from_id: str
+    to_id: str
+
+
+@dataclass(frozen=True)
+class LinkItem:
+    """One link on its way to the CRM; ``index`` is its position in the caller's list."""
+
+    index: int
+    link: Link
+
+
+@dataclass(frozen=True)
 class NoteParent:
     """The record a note is attached to."""
 
@@ -207,6 +226,8 @@ class Work:
     reads: int = 0
     creates: int = 0
     updates: int = 0
+    links: int = 0
+    """Links made by separate calls (ASSOCIATION style, records that existed)."""
 
 
 class Dialect(ABC):
@@ -230,9 +251,36 @@ class Dialect(ABC):
         """One cheap call that proves the token is accepted and the CRM answers."""
 
     @abstractmethod
-    def lookup(self, entity: Entity, values: Sequence[str]) -> Operation[dict[str, CrmRecord]]:
-        """Records whose key field equals one of ``values``, keyed by ``normalize_key`` of the
-        CRM's value. Where the CRM holds several, the one created first."""
+    def lookup(
+        self, entity: Entity, values: Sequence[str], by: str
+    ) -> Operation[dict[str, CrmRecord]]:
+        """Records whose field ``by`` (one of ours: ``email``, ``domain``, ``name``...) equals one
+        of ``values``, keyed by ``normalize_key`` of the CRM's value. Where the CRM holds several,
+        the one created first."""
+
+    def search(self, entity: Entity, values: Sequence[str], by: str) -> Operation[list[CrmRecord]]:
+        """Every record whose field ``by`` equals one of ``values`` (all of them, where the CRM
+        holds several): how the creates of records without a unique key (tasks, notes, deals)
+        whose answers were lost are found again."""
+        raise TypeError(f"this CRM cannot search {entity} by {by}")
+
+    def read_links(
+        self, entity: Entity, ids: Sequence[str], to: Entity
+    ) -> Operation[dict[str, set[str]]]:
+        """ASSOCIATION style: the ids of the ``to`` records each record is linked to."""
+        raise TypeError("this CRM links records through their fields")
+
+    def add_links(
+        self, entity: Entity, to: Entity, links: Sequence[LinkItem]
+    ) -> Operation[BatchResult]:
+        """ASSOCIATION style: link records (a link that exists already is left as it is)."""
+        raise TypeError("this CRM links records through their fields")
+
+    def remove_links(
+        self, entity: Entity, to: Entity, links: Sequence[LinkItem]
+    ) -> Operation[BatchResult]:
+        """ASSOCIATION style: unlink records (rollback of links an import made)."""
+        raise TypeError("this CRM links records through their fields")
 
     @abstractmethod
     def read(self, entity: Entity, ids: Sequence[str]) -> Operation[dict[str, CrmRecord]]:
@@ -319,8 +367,16 @@ class Target(ABC):
         """Preflight: the credentials are accepted and the CRM answers (one cheap call)."""
 
     @abstractmethod
-    def lookup(self, entity: Entity, values: Sequence[str]) -> dict[str, CrmRecord]:
-        """Existing records by key-field value, keyed by ``normalize_key`` (the caller's keys)."""
+    def lookup(
+        self, entity: Entity, values: Sequence[str], by: str | None = None
+    ) -> dict[str, CrmRecord]:
+        """Existing records by the value of field ``by`` (default: the key field), keyed by
+        ``normalize_key`` of the value (the caller's keys)."""
+
+    @abstractmethod
+    def search(self, entity: Entity, values: Sequence[str], by: str) -> list[CrmRecord]:
+        """Every record whose field ``by`` equals one of ``values`` (several per value where the
+        CRM holds several)."""
 
     @abstractmethod
     def read(self, entity: Entity, ids: Sequence[str]) -> dict[str, CrmRecord]:
@@ -362,6 +418,18 @@ class Target(ABC):
         self, name: str, entity: Entity, ids: Sequence[str], *, create: bool = False
     ) -> ListResult:
         """Add records to a named list, each once however often this is called."""
+
+    @abstractmethod
+    def read_links(self, entity: Entity, ids: Sequence[str], to: Entity) -> dict[str, set[str]]:
+        """ASSOCIATION style: ids of the ``to`` records each of ``ids`` is linked to."""
+
+    @abstractmethod
+    def add_links(self, entity: Entity, to: Entity, links: Sequence[Link]) -> BatchResult:
+        """ASSOCIATION style: link records; per-link results by position."""
+
+    @abstractmethod
+    def remove_links(self, entity: Entity, to: Entity, links: Sequence[Link]) -> BatchResult:
+        """ASSOCIATION style: unlink records; per-link results by position."""
 
     @abstractmethod
     def add_note(self, body: str, parent: NoteParent | None = None) -> str: ...

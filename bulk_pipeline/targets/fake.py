@@ -32,6 +32,7 @@ from bulk_pipeline.targets.base import (
     Failed,
     FailureKind,
     Item,
+    LinkItem,
     LinkStyle,
     NoteParent,
     Record,
@@ -66,6 +67,8 @@ class Faults:
     """Share of create calls applied whose answer is then lost."""
     fail_calls: float = 0.0
     """Share of calls that fail for the whole retry window (nothing applied)."""
+    fail_next: dict[str, int] = field(default_factory=dict)
+    """Calls by operation name that fail next, however many: ``{"add_links": 1}``."""
     seed: int = 0
 
 
@@ -84,6 +87,8 @@ class FakeCrm:
     faults: Faults = field(default_factory=Faults)
     clock_offset: timedelta = timedelta(0)
     records: dict[Entity, dict[str, FakeRecord]] = field(default_factory=dict)
+    links: dict[tuple[Entity, Entity], set[tuple[str, str]]] = field(default_factory=dict)
+    """ASSOCIATION style: (from id, to id) per pair of entities."""
     notes: list[tuple[str, NoteParent | None]] = field(default_factory=list)
     lists: dict[str, list[str]] = field(default_factory=dict)
     """List name -> record ids in it, in the order added (where ``capabilities.lists``)."""
@@ -102,8 +107,9 @@ class FakeCrm:
     def of(self, entity: Entity) -> dict[str, FakeRecord]:
         return self.records.setdefault(entity, {})
 
-    def by_key(self, entity: Entity) -> dict[str, list[FakeRecord]]:
-        key_field = ENTITY_SPECS[entity].key_field
+    def by_key(self, entity: Entity, by: str | None = None) -> dict[str, list[FakeRecord]]:
+        """Records by the normalized value of field ``by`` (default: the key field)."""
+        key_field = by or ENTITY_SPECS[entity].key_field
         found: dict[str, list[FakeRecord]] = {}
         for record in self.of(entity).values():
             value = record.fields.get(key_field)
@@ -111,9 +117,15 @@ class FakeCrm:
                 found.setdefault(normalize_key(value), []).append(record)
         return found
 
+    def linked(self, entity: Entity, to: Entity) -> set[tuple[str, str]]:
+        return self.links.setdefault((entity, to), set())
+
     def count(self, name: str) -> None:
         with self.lock:
             self.calls[name] = self.calls.get(name, 0) + 1
+            if self.faults.fail_next.get(name, 0) > 0:
+                self.faults.fail_next[name] -= 1
+                raise TransientError(f"the fake CRM failed {name} for the whole retry window")
             if self._rng.random() < self.faults.fail_calls:
                 raise TransientError(f"the fake CRM failed {name} for the whole retry window")
 
@@ -122,16 +134,28 @@ class FakeCrm:
             return self._rng.random() < self.faults.lose_create_answers
 
     def insert(self, entity: Entity, fields: Record) -> FakeRecord:
+        """A new record; in ASSOCIATION style its link fields become links (when creates carry
+        them) instead of values."""
+        associated = self.capabilities.links is LinkStyle.ASSOCIATION
+        link_fields = {r.link_field: r.entity for r in ENTITY_SPECS[entity].references}
         with self.lock:
-            record = FakeRecord(
-                str(self._next_id), {k: v for k, v in fields.items() if v}, self.now()
-            )
+            values: dict[str, str | None] = {
+                k: v for k, v in fields.items() if v and not (associated and k in link_fields)
+            }
+            record = FakeRecord(str(self._next_id), values, self.now())
             self._next_id += 1
             self.of(entity)[record.id] = record
+            if associated and self.capabilities.links_on_create:
+                for name, to in link_fields.items():
+                    if fields.get(name):
+                        self.linked(entity, to).add((record.id, str(fields[name])))
         return record
 
     def writes(self) -> int:
-        return sum(self.calls.get(name, 0) for name in ("create", "update", "upsert", "remove"))
+        return sum(
+            self.calls.get(name, 0)
+            for name in ("create", "update", "upsert", "remove", "add_links", "remove_links")
+        )
 
 
 def _crm_record(record: FakeRecord) -> CrmRecord:
@@ -153,7 +177,9 @@ class FakeDialect(Dialect):
         self.crm.count(name)
 
     def unmapped(self, entity: Entity, record: Record) -> list[str]:
-        return [name for name in record if name not in ENTITY_SPECS[entity].fields]
+        spec = ENTITY_SPECS[entity]
+        known = set(spec.fields) | set(spec.link_fields)
+        return [name for name in record if name not in known]
 
     def check(self) -> Operation[None]:
         yield from self._call("check", "read")
@@ -161,21 +187,60 @@ class FakeDialect(Dialect):
     def estimate(self, entity: Entity, work: Work) -> Estimate:
         size = self.capabilities.batch_size
         requests = sum(
-            -(-n // size) for n in (work.lookups, work.reads, work.creates, work.updates)
+            -(-n // size)
+            for n in (work.lookups, work.reads, work.creates, work.updates, work.links)
         )
         return Estimate(requests, requests, "requests")
 
-    def lookup(self, entity: Entity, values: Sequence[str]) -> Operation[dict[str, CrmRecord]]:
+    def lookup(
+        self, entity: Entity, values: Sequence[str], by: str
+    ) -> Operation[dict[str, CrmRecord]]:
         yield from self._call("lookup", "read")
         found: dict[str, CrmRecord] = {}
         with self.crm.lock:
-            index = self.crm.by_key(entity)
+            index = self.crm.by_key(entity, by)
             for value in values:
                 key = normalize_key(value)
                 matches = index.get(key)
                 if matches:
                     found[key] = _crm_record(min(matches, key=lambda r: int(r.id)))
         return found
+
+    def search(self, entity: Entity, values: Sequence[str], by: str) -> Operation[list[CrmRecord]]:
+        yield from self._call("search", "read")
+        with self.crm.lock:
+            index = self.crm.by_key(entity, by)
+            return [
+                _crm_record(record)
+                for key in dict.fromkeys(normalize_key(v) for v in values)
+                for record in index.get(key, [])
+            ]
+
+    def read_links(
+        self, entity: Entity, ids: Sequence[str], to: Entity
+    ) -> Operation[dict[str, set[str]]]:
+        yield from self._call("read_links", "read")
+        with self.crm.lock:
+            pairs = self.crm.linked(entity, to) | {(t, f) for f, t in self.crm.linked(to, entity)}
+            return {i: {t for f, t in pairs if f == i} for i in ids}
+
+    def add_links(
+        self, entity: Entity, to: Entity, links: Sequence[LinkItem]
+    ) -> Operation[BatchResult]:
+        yield from self._call("add_links", "write")
+        with self.crm.lock:
+            self.crm.linked(entity, to).update((it.link.from_id, it.link.to_id) for it in links)
+        return BatchResult(successful=[Written(it.index, it.link.from_id, False) for it in links])
+
+    def remove_links(
+        self, entity: Entity, to: Entity, links: Sequence[LinkItem]
+    ) -> Operation[BatchResult]:
+        yield from self._call("remove_links", "write")
+        with self.crm.lock:
+            self.crm.linked(entity, to).difference_update(
+                (it.link.from_id, it.link.to_id) for it in links
+            )
+        return BatchResult(successful=[Written(it.index, it.link.from_id, False) for it in links])
 
     def read(self, entity: Entity, ids: Sequence[str]) -> Operation[dict[str, CrmRecord]]:
         yield from self._call("read", "read")
@@ -257,8 +322,18 @@ class FakeDialect(Dialect):
         yield from self._call("remove", "write")
         with self.crm.lock:
             records = self.crm.of(entity)
-            for it in items:
-                records.pop(it.id or "", None)
+            removed = {it.id or "" for it in items}
+            for record_id in removed:
+                records.pop(record_id, None)
+            for (source, target), pairs in self.crm.links.items():
+                pairs.difference_update(
+                    {
+                        (f, t)
+                        for f, t in pairs
+                        if (source is entity and f in removed)
+                        or (target is entity and t in removed)
+                    }
+                )
         return BatchResult(successful=[Written(it.index, it.id or "", False) for it in items])
 
     def add_note(self, body: str, parent: NoteParent | None) -> Operation[str]:

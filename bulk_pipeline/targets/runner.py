@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TypeVar
 
-from bulk_pipeline.entities import ENTITY_SPECS, Entity, normalize_key
+from bulk_pipeline.entities import ENTITY_SPECS, Entity, describe_key, normalize_key, same_value
 from bulk_pipeline.errors import BudgetExhausted, UserInputError
 from bulk_pipeline.targets.base import (
     BatchResult,
@@ -35,6 +35,8 @@ from bulk_pipeline.targets.base import (
     Failed,
     FailureKind,
     Item,
+    Link,
+    LinkItem,
     ListResult,
     NoteParent,
     Record,
@@ -102,7 +104,8 @@ class Operations:
                     )
                 )
                 continue
-            key = spec.key_of(record.get(spec.key_field))
+            identified = spec.identify(record)
+            key = identified[1] if identified is not None else None
             record_id = None
             if ids is not None:
                 record_id = (ids[index] or "").strip()
@@ -111,11 +114,12 @@ class Operations:
                     continue
             elif need_key:
                 if key is None:
+                    named = " or ".join(i.field for i in spec.identities)
                     refused.append(
                         Failed(
                             index,
                             FailureKind.INVALID,
-                            f"{spec.key_field} is empty; it identifies {entity.value}",
+                            f"{named} is empty; it identifies {entity.value}",
                         )
                     )
                     continue
@@ -124,7 +128,7 @@ class Operations:
                         Failed(
                             index,
                             FailureKind.INVALID,
-                            f"{spec.key_field} {key} repeats input {first_seen[key]}; "
+                            f"{describe_key(key)} repeats input {first_seen[key]}; "
                             "deduplicate before pushing",
                         )
                     )
@@ -136,6 +140,10 @@ class Operations:
     def write_batches(self, items: Sequence[Item]) -> list[list[Item]]:
         return list(_chunks(items, self.capabilities.batch_size))
 
+    def link_batches(self, links: Sequence[Link]) -> list[list[LinkItem]]:
+        items = [LinkItem(index, link) for index, link in enumerate(links)]
+        return list(_chunks(items, self.capabilities.batch_size))
+
     def key_batches(self, values: Sequence[str]) -> list[list[str]]:
         """Distinct non-blank values, in lookup-sized batches."""
         distinct = list(dict.fromkeys(v.strip() for v in values if not _is_blank(v)))
@@ -144,11 +152,10 @@ class Operations:
     # operations -----------------------------------------------------------------------------
 
     def create(self, entity: Entity, items: Sequence[Item]) -> Operation[BatchResult]:
-        """Create, never twice. Inputs the CRM did not settle are looked up by key, once per
-        round: a create whose answer was lost is ours if found (unless the CRM created that
-        record before we sent, by its own clock), and resent only if absent; a batch refused
-        for existing keys is split into those conflicts and the rest, which is resent."""
-        key_field = ENTITY_SPECS[entity].key_field
+        """Create, never twice. Inputs the CRM did not settle are found again, once per round:
+        a create whose answer was lost is ours if found (unless the CRM created that record
+        before we sent, by its own clock), and resent only if absent; a batch refused for
+        existing keys is split into those conflicts and the rest, which is resent."""
         result = BatchResult()
         pending = list(items)
         for round_number in range(1, CREATE_ROUNDS + 1):
@@ -160,26 +167,11 @@ class Operations:
                 return result
             if created.unconfirmed:
                 yield Pause(self.exchange.policy.backoff(round_number, self.exchange.rng))
-            values = [str(it.record.get(key_field) or "") for it in unsettled]
-            found = yield from self.dialect.lookup(entity, values)
             lost = {it.index for it in created.unconfirmed}
-            pending = []
-            for it in unsettled:
-                record = found.get(it.key or "")
-                if record is None:
-                    pending.append(it)
-                elif it.index not in lost or _existed_before(record, sent_at):
-                    result.failed.append(
-                        Failed(
-                            it.index,
-                            FailureKind.CONFLICT,
-                            f"a {entity.value} record with {key_field} {it.key} already exists "
-                            f"(id {record.id})",
-                            existing=record,
-                        )
-                    )
-                else:
-                    result.successful.append(Written(it.index, record.id, created=True))
+            by_key = [it for it in unsettled if self._unique(entity, it)]
+            by_search = [it for it in unsettled if not self._unique(entity, it)]
+            pending = yield from self._settle_by_key(entity, by_key, lost, sent_at, result)
+            pending += yield from self._settle_by_search(entity, by_search, sent_at, result)
             if not pending:
                 return result
         result.failed.extend(
@@ -193,25 +185,119 @@ class Operations:
         )
         return result
 
+    @staticmethod
+    def _unique(entity: Entity, item: Item) -> bool:
+        spec = ENTITY_SPECS[entity]
+        identified = spec.identify(item.record)
+        return identified is not None and spec.finds_by_lookup(identified[0])
+
+    def _settle_by_key(
+        self,
+        entity: Entity,
+        unsettled: Sequence[Item],
+        lost: set[int],
+        sent_at: datetime | None,
+        result: BatchResult,
+    ) -> Operation[list[Item]]:
+        """Inputs identified by one unique value (an email): the record under the value is
+        ours if our create was lost and the CRM made it after we sent; else a conflict."""
+        if not unsettled:
+            return []
+        spec = ENTITY_SPECS[entity]
+        by = spec.identify(unsettled[0].record)[0].field  # type: ignore[index]
+        values = [str(it.record.get(by) or "") for it in unsettled]
+        found = yield from self.dialect.lookup(entity, values, by)
+        pending = []
+        for it, value in zip(unsettled, values, strict=True):
+            record = found.get(normalize_key(value))
+            if record is None:
+                pending.append(it)
+            elif it.index not in lost or _existed_before(record, sent_at):
+                result.failed.append(
+                    Failed(
+                        it.index,
+                        FailureKind.CONFLICT,
+                        f"a {entity.value} record with {by} {value} already exists "
+                        f"(id {record.id})",
+                        existing=record,
+                    )
+                )
+            else:
+                result.successful.append(Written(it.index, record.id, created=True))
+        return pending
+
+    def _settle_by_search(
+        self,
+        entity: Entity,
+        unsettled: Sequence[Item],
+        sent_at: datetime | None,
+        result: BatchResult,
+    ) -> Operation[list[Item]]:
+        """Inputs whose value is not unique (a task's subject): every record with the value
+        that the CRM made after we sent and that holds the values we sent is one of ours, each
+        claimed once; records alike in every value are alike to whoever reads them."""
+        if not unsettled:
+            return []
+        by = ENTITY_SPECS[entity].search_field
+        found = yield from self.dialect.search(
+            entity, [str(it.record.get(by) or "") for it in unsettled], by
+        )
+        claimed = {written.id for written in result.successful}
+        candidates = sorted(
+            (r for r in found if r.id not in claimed and not _existed_before(r, sent_at)),
+            key=lambda r: (len(r.id), r.id),
+        )
+        pending = []
+        for it in unsettled:
+            match = next((r for r in candidates if _holds(r, it.record)), None)
+            if match is None:
+                pending.append(it)
+                continue
+            candidates.remove(match)
+            result.successful.append(Written(it.index, match.id, created=True))
+        return pending
+
     def upsert(self, entity: Entity, items: Sequence[Item]) -> Operation[BatchResult]:
+        """Natively where the CRM can; else each record looked up by the value it is
+        identified by (records the CRM cannot be asked for are created), then updated or
+        created."""
         if entity in self.capabilities.native_upsert:
             return (yield from self.dialect.upsert(entity, items))
-        key_field = ENTITY_SPECS[entity].key_field
-        found = yield from self.dialect.lookup(
-            entity, [str(it.record.get(key_field) or "") for it in items]
-        )
+        spec = ENTITY_SPECS[entity]
+        by_field: dict[str, list[Item]] = {}
+        for it in items:
+            identified = spec.identify(it.record)
+            if identified is not None and identified[0].matches_crm:
+                by_field.setdefault(identified[0].field, []).append(it)
+        existing: dict[int, str] = {}
+        for field_name, group in by_field.items():
+            values = [str(it.record.get(field_name) or "") for it in group]
+            found = yield from self.dialect.lookup(entity, values, field_name)
+            for it, value in zip(group, values, strict=True):
+                record = found.get(normalize_key(value))
+                if record is not None:
+                    existing[it.index] = record.id
         updates = [
-            Item(it.index, it.record, it.key, found[it.key].id)
+            Item(it.index, it.record, it.key, existing[it.index])
             for it in items
-            if it.key in found and it.key is not None
+            if it.index in existing
         ]
-        creates = [it for it in items if it.key not in found]
+        creates = [it for it in items if it.index not in existing]
         result = BatchResult()
         if updates:
             result.extend((yield from self.dialect.update(entity, updates, clear_blanks=False)))
         if creates:
             result.extend((yield from self.create(entity, creates)))
         return result
+
+
+def _holds(record: CrmRecord, sent: Record) -> bool:
+    """The CRM record holds every value we sent that it reads back."""
+    return all(
+        same_value(value, record.fields[name])
+        for name, value in sent.items()
+        if name in record.fields and not _is_blank(value)
+    )
 
 
 def _existed_before(record: CrmRecord, sent_at: datetime | None) -> bool:
@@ -221,7 +307,7 @@ def _existed_before(record: CrmRecord, sent_at: datetime | None) -> bool:
     return record.created_at < sent_at - 2 * DATE_RESOLUTION
 
 
-def _not_sent(batch: Sequence[Item], exhausted: BudgetExhausted) -> BatchResult:
+def _not_sent(batch: Sequence[Item | LinkItem], exhausted: BudgetExhausted) -> BatchResult:
     return BatchResult(
         failed=[Failed(it.index, FailureKind.NOT_SENT, str(exhausted)) for it in batch],
         exhausted=exhausted,
@@ -363,7 +449,7 @@ class SyncTarget(_TargetBase, Target):
     def _writes(
         self,
         refused: list[Failed],
-        batches: list[list[Item]],
+        batches: Sequence[Sequence[Item | LinkItem]],
         operations: list[Operation[BatchResult]],
     ) -> BatchResult:
         parts: list[BatchResult] = []
@@ -387,10 +473,43 @@ class SyncTarget(_TargetBase, Target):
     def check(self) -> None:
         self._driver.run(self.dialect.check())
 
-    def lookup(self, entity: Entity, values: Sequence[str]) -> dict[str, CrmRecord]:
+    def lookup(
+        self, entity: Entity, values: Sequence[str], by: str | None = None
+    ) -> dict[str, CrmRecord]:
+        field_name = by or ENTITY_SPECS[entity].key_field
         batches = self.ops.key_batches(values)
-        found = self._reads([self.dialect.lookup(entity, batch) for batch in batches])
+        found = self._reads([self.dialect.lookup(entity, batch, field_name) for batch in batches])
         return _rekey(values, found)
+
+    def search(self, entity: Entity, values: Sequence[str], by: str) -> list[CrmRecord]:
+        found: dict[str, CrmRecord] = {}
+        batches = self.ops.key_batches(values)
+        for outcome in self._run_all([self.dialect.search(entity, b, by) for b in batches]):
+            if isinstance(outcome, BaseException):
+                raise outcome
+            found.update((record.id, record) for record in outcome)
+        return list(found.values())
+
+    def read_links(self, entity: Entity, ids: Sequence[str], to: Entity) -> dict[str, set[str]]:
+        linked: dict[str, set[str]] = {}
+        batches = self.ops.key_batches(ids)
+        for outcome in self._run_all([self.dialect.read_links(entity, b, to) for b in batches]):
+            if isinstance(outcome, BaseException):
+                raise outcome
+            linked.update(outcome)
+        return linked
+
+    def add_links(self, entity: Entity, to: Entity, links: Sequence[Link]) -> BatchResult:
+        batches = self.ops.link_batches(links)
+        return self._writes(
+            [], batches, [self.dialect.add_links(entity, to, batch) for batch in batches]
+        )
+
+    def remove_links(self, entity: Entity, to: Entity, links: Sequence[Link]) -> BatchResult:
+        batches = self.ops.link_batches(links)
+        return self._writes(
+            [], batches, [self.dialect.remove_links(entity, to, batch) for batch in batches]
+        )
 
     def read(self, entity: Entity, ids: Sequence[str]) -> dict[str, CrmRecord]:
         return self._reads(
@@ -519,7 +638,7 @@ class AsyncTarget(_TargetBase):
     async def _writes(
         self,
         refused: list[Failed],
-        batches: list[list[Item]],
+        batches: Sequence[Sequence[Item | LinkItem]],
         operations: list[Operation[BatchResult]],
     ) -> BatchResult:
         parts: list[BatchResult] = []
@@ -545,9 +664,14 @@ class AsyncTarget(_TargetBase):
     async def check(self) -> None:
         await self._driver.run(self.dialect.check())
 
-    async def lookup(self, entity: Entity, values: Sequence[str]) -> dict[str, CrmRecord]:
+    async def lookup(
+        self, entity: Entity, values: Sequence[str], by: str | None = None
+    ) -> dict[str, CrmRecord]:
+        field_name = by or ENTITY_SPECS[entity].key_field
         batches = self.ops.key_batches(values)
-        found = await self._reads([self.dialect.lookup(entity, batch) for batch in batches])
+        found = await self._reads(
+            [self.dialect.lookup(entity, batch, field_name) for batch in batches]
+        )
         return _rekey(values, found)
 
     async def read(self, entity: Entity, ids: Sequence[str]) -> dict[str, CrmRecord]:

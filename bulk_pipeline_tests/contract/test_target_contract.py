@@ -65,7 +65,7 @@ def run_import(
         on_duplicate=OnDuplicate.SKIP,
     )
     run = store.begin_run(import_id)
-    push_import(store, harness.target, entity, import_id=import_id, run=run, chunk_size=40)
+    push_import(store, harness.target, [entity], import_id=import_id, run=run, chunk_size=40)
     store.set_state(import_id, ImportState.COMPLETED)
     counts = store.outcome_counts(import_id)
     return {o: counts[o] for o in LineOutcome if counts[o]}
@@ -155,7 +155,7 @@ def test_keys_with_folding_cases_round_trip(
 
     assert run_import(store, harness, deals, Entity.DEALS) == {LineOutcome.UNCHANGED: 3}
     assert harness.writes() == writes
-    found = harness.target.lookup(Entity.DEALS, list(names))
+    found = harness.target.lookup(Entity.DEALS, list(names), by="name")
     assert set(found) == {normalize_key(name) for name in names}
     held = keys_held(harness, Entity.DEALS, "name")
     assert held == Counter({normalize_key(name): 1 for name in names})

@@ -132,8 +132,8 @@ def test_a_chosen_sheet_is_read_and_every_other_sheet_is_listed_with_why(tmp_pat
 
     assert default.sheet == "Contacts"
     assert [(s.name, s.reason) for s in default.skipped_sheets] == [
-        ("Organizations", "holds companies (by its name); one sheet is read per import"),
-        ("Notes", "its name names no entity; one sheet is read per import"),
+        ("Organizations", "holds companies (by its name); another sheet was chosen"),
+        ("Notes", "holds notes (by its name); another sheet was chosen"),
     ]
     assert chosen.sheet == "Organizations"
     assert chosen.entity_hint == Entity.COMPANIES

@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from bulk_pipeline.entities import Entity, normalize_key
+from bulk_pipeline.entities import ENTITY_SPECS, Entity, normalize_key
 from bulk_pipeline.errors import CrmRefused, TransientError
 from bulk_pipeline.redaction import redact
 from bulk_pipeline.targets.base import (
@@ -40,6 +40,7 @@ from bulk_pipeline.targets.base import (
     Failed,
     FailureKind,
     Item,
+    LinkItem,
     LinkStyle,
     NoteParent,
     Record,
@@ -60,11 +61,14 @@ from bulk_pipeline.targets.http.limits import (
     RollingWindow,
     WindowHeaders,
 )
+from bulk_pipeline.targets.hubspot.pipelines import DealPipelines
 from bulk_pipeline.targets.hubspot.properties import (
     OBJECT_TYPES,
     PROPERTY_MAP,
+    TIMESTAMP_PROPERTY,
     from_properties,
     key_property,
+    now_timestamp,
     to_properties,
     unmapped_fields,
 )
@@ -85,8 +89,19 @@ DEFAULT_INTERVAL_SECONDS = 10.0
 SEARCH_MAX_REQUESTS = 4
 SEARCH_INTERVAL_SECONDS = 1.0
 """HubSpot's search endpoints have their own, lower limit and send no rate-limit headers."""
-NOTE_ASSOCIATION_TYPES = {Entity.CONTACTS: 202, Entity.COMPANIES: 190, Entity.DEALS: 214}
-"""HubSpot-defined association type ids from a note to a contact, company or deal."""
+ASSOCIATION_TYPES: dict[tuple[Entity, Entity], int] = {
+    (Entity.CONTACTS, Entity.COMPANIES): 1,
+    (Entity.DEALS, Entity.COMPANIES): 5,
+    (Entity.DEALS, Entity.CONTACTS): 3,
+    (Entity.ACTIVITIES, Entity.CONTACTS): 204,
+    (Entity.ACTIVITIES, Entity.COMPANIES): 192,
+    (Entity.ACTIVITIES, Entity.DEALS): 216,
+    (Entity.NOTES, Entity.CONTACTS): 202,
+    (Entity.NOTES, Entity.COMPANIES): 190,
+    (Entity.NOTES, Entity.DEALS): 214,
+}
+"""HubSpot-defined association type ids from a record to the record it refers to: a contact's
+and a deal's company as their primary company; the unlabeled type for the others."""
 
 CAPABILITIES = Capabilities(
     entities=frozenset(OBJECT_TYPES),
@@ -98,6 +113,7 @@ CAPABILITIES = Capabilities(
     delete=DeleteKind.ARCHIVE,
     links=LinkStyle.ASSOCIATION,
     note_needs_parent=False,
+    links_on_create=True,
 )
 
 
@@ -159,11 +175,40 @@ def _trace_id(item: Item) -> str:
     return str(item.index)
 
 
+def associations(entity: Entity, record: Record) -> list[dict[str, Any]]:
+    """The links a record's link fields name, as HubSpot's associations on a create."""
+    return [
+        association_input(entity, reference.entity, value)
+        for reference in ENTITY_SPECS[entity].references
+        if (value := record.get(reference.link_field))
+    ]
+
+
+def association_input(entity: Entity, to: Entity, to_id: str) -> dict[str, Any]:
+    return {"to": {"id": to_id}, "types": [association_type(entity, to)]}
+
+
+def association_type(entity: Entity, to: Entity) -> dict[str, Any]:
+    return {
+        "associationCategory": "HUBSPOT_DEFINED",
+        "associationTypeId": ASSOCIATION_TYPES[(entity, to)],
+    }
+
+
+def create_properties(entity: Entity, record: Record) -> dict[str, str]:
+    """The properties of a new record; a task or note without a date is dated now, since
+    HubSpot requires ``hs_timestamp``."""
+    properties = to_properties(entity, record)
+    if entity in (Entity.ACTIVITIES, Entity.NOTES):
+        properties.setdefault(TIMESTAMP_PROPERTY, now_timestamp())
+    return properties
+
+
 def create_request(entity: Entity, items: Sequence[Item]) -> ApiRequest:
     inputs = [
         {
-            "properties": to_properties(entity, it.record),
-            "associations": [],
+            "properties": create_properties(entity, it.record),
+            "associations": associations(entity, it.record),
             "objectWriteTraceId": _trace_id(it),
         }
         for it in items
@@ -179,6 +224,8 @@ def create_request(entity: Entity, items: Sequence[Item]) -> ApiRequest:
 
 def upsert_request(entity: Entity, items: Sequence[Item]) -> ApiRequest:
     prop = key_property(entity)
+    if prop is None:
+        raise TypeError(f"HubSpot upserts {entity} by no property")
     inputs = []
     for it in items:
         properties = to_properties(entity, it.record)
@@ -227,6 +274,49 @@ def read_request(entity: Entity, ids: Sequence[str], id_property: str | None = N
     return ApiRequest(
         "POST", object_path(entity, "/batch/read"), json=body, params={"archived": "false"}
     )
+
+
+def associations_path(entity: Entity, to: Entity, operation: str) -> str:
+    return f"/crm/v4/associations/{OBJECT_TYPES[entity]}/{OBJECT_TYPES[to]}/batch/{operation}"
+
+
+def read_links_request(
+    entity: Entity, ids: Sequence[str], to: Entity, after: dict[str, str] | None = None
+) -> ApiRequest:
+    """The links of ``ids``; ``after`` continues a record's links past a page."""
+    pages = after or {}
+    inputs = [
+        {"id": record_id, **({"after": pages[record_id]} if record_id in pages else {})}
+        for record_id in ids
+    ]
+    return ApiRequest("POST", associations_path(entity, to, "read"), json={"inputs": inputs})
+
+
+def add_links_request(entity: Entity, to: Entity, items: Sequence[LinkItem]) -> ApiRequest:
+    """Labelled (typed) associations: HubSpot keeps one association per pair and type, so
+    sending one that exists changes nothing."""
+    inputs = [
+        {
+            "from": {"id": it.link.from_id},
+            "to": {"id": it.link.to_id},
+            "types": [association_type(entity, to)],
+        }
+        for it in items
+    ]
+    return ApiRequest(
+        "POST", associations_path(entity, to, "create"), json={"inputs": inputs}, kind="write"
+    )
+
+
+def remove_links_request(entity: Entity, to: Entity, items: Sequence[LinkItem]) -> ApiRequest:
+    inputs = [{"from": {"id": it.link.from_id}, "to": [{"id": it.link.to_id}]} for it in items]
+    return ApiRequest(
+        "POST", associations_path(entity, to, "archive"), json={"inputs": inputs}, kind="write"
+    )
+
+
+def pipelines_request() -> ApiRequest:
+    return ApiRequest("GET", f"/crm/v3/pipelines/{OBJECT_TYPES[Entity.DEALS]}")
 
 
 def search_request(
@@ -320,7 +410,7 @@ def match_results(
     unplaced: list[dict[str, Any]] = []
     for row in results:
         properties = row.get("properties") or {}
-        key_value = properties.get(prop) if isinstance(properties, dict) else None
+        key_value = properties.get(prop) if prop and isinstance(properties, dict) else None
         candidates = (
             by_trace.get(str(row.get("objectWriteTraceId"))),
             by_id.get(str(row.get("id"))),
@@ -392,7 +482,24 @@ def _failures_from_errors(items: Sequence[Item], errors: Sequence[dict[str, Any]
     return failed
 
 
-def fail_all(items: Sequence[Item], outcome: Outcome) -> list[Failed]:
+def _refused_links(links: Sequence[LinkItem], errors: Sequence[dict[str, Any]]) -> dict[int, str]:
+    """Links a 207 refused, by the record ids each error's context names."""
+    refused: dict[int, str] = {}
+    for error in errors:
+        _category, message = error_detail(None, error)
+        context = error.get("context") or {}
+        named = {
+            str(value)
+            for values in (context.values() if isinstance(context, dict) else ())
+            for value in (values if isinstance(values, list) else ())
+        }
+        for it in links:
+            if it.link.from_id in named or it.link.to_id in named:
+                refused.setdefault(it.index, message)
+    return refused
+
+
+def fail_all(items: Sequence[Item] | Sequence[LinkItem], outcome: Outcome) -> list[Failed]:
     """Every input of a batch that got no per-record answer, with the batch's reason."""
     category, message = error_detail(outcome.status, response_json(outcome.response))
     if outcome.verdict is Verdict.GAVE_UP:
@@ -453,6 +560,63 @@ class HubSpotDialect(Dialect):
 
     def __init__(self, exchange: Exchange) -> None:
         self.exchange = exchange
+        self._pipelines: DealPipelines | None = None
+
+    def _deal_pipelines(self) -> Operation[DealPipelines]:
+        """The account's deal pipelines, read once."""
+        if self._pipelines is None:
+            outcome = yield from self._send(pipelines_request())
+            self._pipelines = DealPipelines.from_response(self._body(outcome))
+        return self._pipelines
+
+    def _placed(
+        self, entity: Entity, items: Sequence[Item]
+    ) -> Operation[tuple[list[Item], list[Failed]]]:
+        """Deals with their stage and pipeline labels made ids; a label the account does not
+        have fails its deal with the labels it does have."""
+        if entity is not Entity.DEALS or not any(
+            it.record.get("stage") or it.record.get("pipeline") for it in items
+        ):
+            return list(items), []
+        pipelines = yield from self._deal_pipelines()
+        placed: list[Item] = []
+        failed: list[Failed] = []
+        for it in items:
+            placement = pipelines.place(it.record.get("stage"), it.record.get("pipeline"))
+            if isinstance(placement, str):
+                failed.append(Failed(it.index, FailureKind.INVALID, placement))
+                continue
+            record = dict(it.record)
+            if placement is not None:
+                record["pipeline"] = placement.pipeline_id
+                if placement.stage_id is not None:
+                    record["stage"] = placement.stage_id
+            placed.append(Item(it.index, record, it.key, it.id))
+        return placed, failed
+
+    def _records(
+        self, entity: Entity, rows: Sequence[dict[str, Any]]
+    ) -> Operation[list[CrmRecord]]:
+        """Records from HubSpot's rows; deals with their stage and pipeline as labels."""
+        records = records_from_rows(entity, rows)
+        if entity is not Entity.DEALS or not any(
+            r.fields.get("stage") or r.fields.get("pipeline") for r in records
+        ):
+            return records
+        pipelines = yield from self._deal_pipelines()
+        for record in records:
+            if record.fields.get("stage") or record.fields.get("pipeline"):
+                pipeline, stage = pipelines.labels(
+                    record.fields.get("pipeline"), record.fields.get("stage")
+                )
+                record.fields.update(
+                    {
+                        k: v
+                        for k, v in (("pipeline", pipeline), ("stage", stage))
+                        if k in record.fields
+                    }
+                )
+        return records
 
     def _send(self, request: ApiRequest) -> Operation[Outcome]:
         return self.exchange.send(request)
@@ -482,7 +646,7 @@ class HubSpotDialect(Dialect):
     def estimate(self, entity: Entity, work: Work) -> Estimate:
         requests = sum(
             math.ceil(n / BATCH_LIMIT)
-            for n in (work.lookups, work.reads, work.creates, work.updates)
+            for n in (work.lookups, work.reads, work.creates, work.updates, work.links, work.links)
         )
         return Estimate(requests=requests, units=requests, unit="requests")
 
@@ -513,6 +677,14 @@ class HubSpotDialect(Dialect):
         """One batch create. A batch refused for bad values is bisected (the halves' own lost
         answers and key conflicts are reported for the runner to settle); one refused because
         a key exists is reported as ``conflicted`` whole, since HubSpot names only the first."""
+        items, refused = yield from self._placed(entity, items)
+        if not items:
+            return CreateResult(failed=refused)
+        result = yield from self._create_placed(entity, items)
+        result.failed.extend(refused)
+        return result
+
+    def _create_placed(self, entity: Entity, items: Sequence[Item]) -> Operation[CreateResult]:
         outcome = yield from self._send(create_request(entity, items))
         if outcome.verdict is Verdict.AMBIGUOUS:
             return CreateResult(unconfirmed=list(items))
@@ -529,7 +701,7 @@ class HubSpotDialect(Dialect):
             middle = len(items) // 2
             result = CreateResult()
             for half in (items[:middle], items[middle:]):
-                part = yield from self.create(entity, half)
+                part = yield from self._create_placed(entity, half)
                 result.extend(part)
                 result.unconfirmed += part.unconfirmed
                 result.conflicted += part.conflicted
@@ -555,12 +727,21 @@ class HubSpotDialect(Dialect):
     def update(
         self, entity: Entity, items: Sequence[Item], *, clear_blanks: bool
     ) -> Operation[BatchResult]:
+        items, refused = yield from self._placed(entity, items)
+        result = BatchResult(failed=refused)
+        if items:
+            result.extend((yield from self._update_placed(entity, items, clear_blanks)))
+        return result
+
+    def _update_placed(
+        self, entity: Entity, items: Sequence[Item], clear_blanks: bool
+    ) -> Operation[BatchResult]:
         outcome = yield from self._send(update_request(entity, items, clear_blanks))
         return (
             yield from self._settle(
                 items,
                 outcome,
-                lambda part: self.update(entity, part, clear_blanks=clear_blanks),
+                lambda part: self._update_placed(entity, part, clear_blanks),
                 lambda part, response: parse_batch_write(entity, part, response, created=False),
             )
         )
@@ -586,56 +767,139 @@ class HubSpotDialect(Dialect):
         if outcome.verdict is Verdict.REJECTED and outcome.status == 404:
             return {}
         rows = _result_rows(self._body(outcome), "results")
-        return {record.id: record for record in records_from_rows(entity, rows)}
+        return {record.id: record for record in (yield from self._records(entity, rows))}
 
-    def lookup(self, entity: Entity, values: Sequence[str]) -> Operation[dict[str, CrmRecord]]:
-        """Contacts by ``batch/read`` on email (exact, immediate); others by search."""
-        prop = key_property(entity)
+    def lookup(
+        self, entity: Entity, values: Sequence[str], by: str
+    ) -> Operation[dict[str, CrmRecord]]:
+        """Unique values (contacts' email) by ``batch/read`` on them (exact, immediate);
+        others by search, the first-created record of each value."""
+        prop = PROPERTY_MAP[entity][by]
         found: dict[str, CrmRecord] = {}
-        if entity in CAPABILITIES.refuses_duplicate_keys:
+        if entity in CAPABILITIES.refuses_duplicate_keys and prop == key_property(entity):
             outcome = yield from self._send(read_request(entity, values, prop))
             if outcome.verdict is Verdict.REJECTED and outcome.status == 404:
                 return {}
             rows = _result_rows(self._body(outcome), "results")
-            for record, row in zip(records_from_rows(entity, rows), rows, strict=True):
-                _keyed(found, record, row, prop)
-            return found
+        else:
+            rows = yield from self._search_rows(entity, prop, values)
+        records = yield from self._records(entity, rows)
+        for record, row in zip(records, rows, strict=True):
+            _keyed(found, record, row, prop)
+        return found
+
+    def search(self, entity: Entity, values: Sequence[str], by: str) -> Operation[list[CrmRecord]]:
+        rows = yield from self._search_rows(entity, PROPERTY_MAP[entity][by], values)
+        return (yield from self._records(entity, rows))
+
+    def _search_rows(
+        self, entity: Entity, prop: str, values: Sequence[str]
+    ) -> Operation[list[dict[str, Any]]]:
+        """Every record whose ``prop`` is one of ``values``, page after page."""
+        rows: list[dict[str, Any]] = []
         after: str | None = None
         while True:
             outcome = yield from self._send(search_request(entity, prop, values, after))
             body = self._body(outcome)
-            rows = _result_rows(body, "results")
-            for record, row in zip(records_from_rows(entity, rows), rows, strict=True):
-                _keyed(found, record, row, prop)
+            page = _result_rows(body, "results")
+            rows += page
             paging = body.get("paging") or {}
             after = ((paging.get("next") or {}) if isinstance(paging, dict) else {}).get("after")
-            if not rows or not after:
-                return found
+            if not page or not after:
+                return rows
+
+    # links
+
+    def read_links(
+        self, entity: Entity, ids: Sequence[str], to: Entity
+    ) -> Operation[dict[str, set[str]]]:
+        """v4 ``batch/read``, following each record's pages of links; an id without
+        associations comes back as an error (or not at all), which reads as no links."""
+        linked: dict[str, set[str]] = {record_id: set() for record_id in ids}
+        asked: list[str] = list(ids)
+        after: dict[str, str] = {}
+        while asked:
+            outcome = yield from self._send(read_links_request(entity, asked, to, after))
+            if outcome.verdict is Verdict.REJECTED and outcome.status == 404:
+                return linked
+            after = {}
+            for row in _result_rows(self._body(outcome), "results"):
+                source = row.get("from") or {}
+                from_id = str(source.get("id")) if isinstance(source, dict) else ""
+                targets = row.get("to") if isinstance(row.get("to"), list) else []
+                linked.setdefault(from_id, set()).update(
+                    str(t.get("toObjectId")) for t in targets or [] if isinstance(t, dict)
+                )
+                paging = row.get("paging") if isinstance(row.get("paging"), dict) else {}
+                following = (paging or {}).get("next") or {}
+                if isinstance(following, dict) and following.get("after"):
+                    after[from_id] = str(following["after"])
+            asked = list(after)
+        return linked
+
+    def add_links(
+        self, entity: Entity, to: Entity, links: Sequence[LinkItem]
+    ) -> Operation[BatchResult]:
+        outcome = yield from self._send(add_links_request(entity, to, links))
+        return (
+            yield from self._settle_links(
+                links, outcome, lambda part: self.add_links(entity, to, part)
+            )
+        )
+
+    def remove_links(
+        self, entity: Entity, to: Entity, links: Sequence[LinkItem]
+    ) -> Operation[BatchResult]:
+        outcome = yield from self._send(remove_links_request(entity, to, links))
+        return (
+            yield from self._settle_links(
+                links, outcome, lambda part: self.remove_links(entity, to, part)
+            )
+        )
+
+    def _settle_links(
+        self,
+        links: Sequence[LinkItem],
+        outcome: Outcome,
+        again: Callable[[Sequence[LinkItem]], Operation[BatchResult]],
+    ) -> Operation[BatchResult]:
+        """Per-link results: a batch refused whole is bisected down to the links it refuses;
+        a lost answer is resent (linking, like unlinking, is the same done twice)."""
+        if outcome.verdict is Verdict.OK:
+            body = response_json(outcome.response)
+            errors = _result_rows(body, "errors")
+            refused = _refused_links(links, errors)
+            return BatchResult(
+                successful=[
+                    Written(it.index, it.link.from_id, created=False)
+                    for it in links
+                    if it.index not in refused
+                ],
+                failed=[Failed(i, FailureKind.INVALID, m) for i, m in sorted(refused.items())],
+            )
+        if (
+            outcome.verdict is Verdict.REJECTED
+            and outcome.status in SPLITTABLE_STATUSES
+            and len(links) > 1
+        ):
+            middle = len(links) // 2
+            result = yield from again(links[:middle])
+            result.extend((yield from again(links[middle:])))
+            return result
+        return BatchResult(failed=fail_all(links, outcome))
 
     def add_note(self, body: str, parent: NoteParent | None) -> Operation[str]:
         """One note; not resent after an unclear failure, so never doubled."""
-        timestamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        associations = (
-            []
-            if parent is None
-            else [
-                {
-                    "to": {"id": parent.id},
-                    "types": [
-                        {
-                            "associationCategory": "HUBSPOT_DEFINED",
-                            "associationTypeId": NOTE_ASSOCIATION_TYPES[parent.entity],
-                        }
-                    ],
-                }
-            ]
-        )
         request = ApiRequest(
             "POST",
-            "/crm/v3/objects/notes",
+            object_path(Entity.NOTES),
             json={
-                "properties": {"hs_note_body": body, "hs_timestamp": timestamp},
-                "associations": associations,
+                "properties": {"hs_note_body": body, TIMESTAMP_PROPERTY: now_timestamp()},
+                "associations": (
+                    []
+                    if parent is None
+                    else [association_input(Entity.NOTES, parent.entity, parent.id)]
+                ),
             },
             kind="write",
             idempotent=False,

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from decimal import Decimal
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import StrEnum
 
 _SPACES = re.compile(r"\s+")

@@ -16,11 +16,15 @@ from typing import Any
 import polars as pl
 
 from bulk_pipeline import config
-from bulk_pipeline.entities import Entity
+from bulk_pipeline.entities import ENTITY_SPECS, Entity
 from bulk_pipeline.ingest import LINE_COLUMN
 
 DERIVED_COMPANY_FIELDS = {"company": "name", "company_domain": "domain"}
 """A contact's company columns, as the fields of the company they name."""
+CONTACT_COMPANY_LINK = next(
+    r.link_field for r in ENTITY_SPECS[Entity.CONTACTS].references if r.entity is Entity.COMPANIES
+)
+"""Where a CRM that takes it links a contact to its company: companies are derived only then."""
 
 
 @dataclass(frozen=True)

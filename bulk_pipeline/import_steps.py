@@ -23,6 +23,7 @@ from bulk_pipeline.csv_export import write_frame
 from bulk_pipeline.entities import DEPENDENCY_ORDER, Entity, describe_key
 from bulk_pipeline.errors import CrmRefused, UserInputError
 from bulk_pipeline.import_parts import (
+    CONTACT_COMPANY_LINK,
     DERIVED_COMPANY_FIELDS,
     Part,
     derived_companies,
@@ -213,7 +214,8 @@ def ingest(
         normalized.write_parquet(part.path(request.import_id, "mapped.parquet"))
         unreadable[part.id] = [{"_line": i.line, "reason": i.reason} for i in raw.rejected]
         parts.append(part)
-    parts += _company_parts(request.import_id, parts)
+    if accepted is None or CONTACT_COMPANY_LINK in accepted(Entity.CONTACTS):
+        parts += _company_parts(request.import_id, parts)
     skipped = [
         {"sheet": s.name, "reason": s.reason, "to_import": _sheet_choice(request, s.name)}
         for table in tables
@@ -421,6 +423,23 @@ def _sheeted(import_id: str, parts: Sequence[Part], name: str) -> pl.DataFrame:
     )
 
 
+def supported_entities(request: ImportRequest, target: Target) -> list[Entity]:
+    """The import's entities, all of which the target must take: nothing is written when one
+    cannot be (the message says which sheets hold it)."""
+    entities = import_entities(request.import_id)
+    missing = [e for e in entities if e not in target.capabilities.entities]
+    if missing:
+        held = [p for p in import_parts(request.import_id) if p.entity in missing]
+        where = ", ".join(
+            f"{p.entity.value} ({p.where})" for p in held if not p.derived
+        ) or ", ".join(e.value for e in missing)
+        raise UserInputError(
+            f"the {request.target} target cannot take {where}; nothing was written. Import the "
+            "other sheets one by one with --sheet, or move those rows out of the file"
+        )
+    return entities
+
+
 def push(
     request: ImportRequest,
     store: StagingStore,
@@ -431,12 +450,13 @@ def push(
     """Send the import's records; the import is running while it does, and says why it
     stopped when it does not finish."""
     started = time.monotonic()
+    entities = supported_entities(request, target)
     run = store.begin_run(request.import_id)
     try:
         return push_import(
             store,
             target,
-            import_entities(request.import_id),
+            entities,
             import_id=request.import_id,
             run=run,
             progress_path=progress_path(request.import_id),
@@ -501,7 +521,7 @@ def plan(
     """What pushing the import would do, record by record, with its split and its cost; reads
     only (the dry run, and the check that blocks imports that would create too much)."""
     planned = plan_import(
-        store, target, import_entities(request.import_id), import_id=request.import_id
+        store, target, supported_entities(request, target), import_id=request.import_id
     )
     summary = PlanSummary.of([p for records in planned.values() for p in records])
     estimates = [

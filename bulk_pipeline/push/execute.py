@@ -89,6 +89,14 @@ class PushContext:
     entity: Entity
     import_id: str
     run: int
+    accepted: frozenset[str] = frozenset()
+    """Our fields of the entity the CRM has a place for (``Target.fields``)."""
+
+    @classmethod
+    def of(
+        cls, store: StagingStore, target: Target, entity: Entity, import_id: str, run: int
+    ) -> PushContext:
+        return cls(store, target, entity, import_id, run, target.fields(entity))
 
     @property
     def account(self) -> str:
@@ -104,8 +112,10 @@ class PushContext:
         return self.target.capabilities.links is LinkStyle.ASSOCIATION
 
     def sent(self, record: PendingRecord) -> dict[str, str]:
-        """What the CRM keeps of a record as its values."""
-        return sendable(self.spec, record.fields, self.target.capabilities.links)
+        """What the CRM keeps of a record as its values: never a field it has no place for (a
+        contact's company name where companies are only linked)."""
+        values = sendable(self.spec, record.fields, self.target.capabilities.links)
+        return {name: value for name, value in values.items() if name in self.accepted}
 
     def plan(self, record: PendingRecord, current: CrmRecord | None) -> PlannedRecord:
         planned = plan_record(
@@ -156,7 +166,13 @@ def current_records(
 def plan_chunk(ctx: PushContext, records: Sequence[PendingRecord]) -> list[PlannedRecord]:
     """What pushing these records would do, against the CRM's current values (reads only)."""
     resolved = resolve_references(
-        ctx.store, ctx.target, ctx.entity, records, import_id=ctx.import_id, planning=True
+        ctx.store,
+        ctx.target,
+        ctx.entity,
+        records,
+        import_id=ctx.import_id,
+        linked=ctx.accepted,
+        planning=True,
     )
     current, unknown = current_records(ctx, resolved.records)
     current |= match_in_crm(ctx.target, ctx.entity, unknown)
@@ -198,7 +214,12 @@ class ChunkPush:
         ctx = self.ctx
         try:
             resolved = resolve_references(
-                ctx.store, ctx.target, ctx.entity, records, import_id=ctx.import_id
+                ctx.store,
+                ctx.target,
+                ctx.entity,
+                records,
+                import_id=ctx.import_id,
+                linked=ctx.accepted,
             )
             for key, reason in resolved.invalid.items():
                 self.result.add(key, LineOutcome.INVALID, reason=reason)
@@ -329,7 +350,9 @@ class ChunkPush:
         ctx = self.ctx
         sent = ctx.sent(record)
         if ctx.associates and ctx.target.capabilities.links_on_create:
-            sent |= links_of(record.fields, ctx.spec)
+            sent |= {
+                n: v for n, v in links_of(record.fields, ctx.spec).items() if n in ctx.accepted
+            }
         return sent
 
     def _write(self, planned: Sequence[PlannedRecord], records: Sequence[PendingRecord]) -> None:
@@ -645,7 +668,7 @@ def push_import(
     batch_log = BatchLog(batches_path)
     done = 0
     for entity in ordered:
-        ctx = PushContext(store, target, entity, import_id, run)
+        ctx = PushContext.of(store, target, entity, import_id, run)
         earlier = {c.key: c for c in changes if c.run == run and c.entity is entity}
         optimistic = True
         """Create without looking up first while the CRM turns out not to hold the records."""
@@ -710,7 +733,7 @@ def plan_import(
     """
     planned: dict[Entity, list[PlannedRecord]] = {}
     for entity in (e for e in DEPENDENCY_ORDER if e in entities):
-        ctx = PushContext(store, target, entity, import_id, run=0)
+        ctx = PushContext.of(store, target, entity, import_id, run=0)
         records = store.staged(import_id, entity, account=target.account)
         planned[entity] = []
         for start in range(0, len(records), chunk_size):

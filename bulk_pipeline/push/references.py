@@ -46,10 +46,12 @@ def resolve_references(
     records: Sequence[PendingRecord],
     *,
     import_id: str,
+    linked: frozenset[str],
     planning: bool = False,
 ) -> Resolved:
     """Set each record's link fields from the values it refers by; see the module's text.
 
+    ``linked``: the link fields the CRM writes (references it cannot link are left alone).
     ``planning`` (a dry run): a reference to a record the import has yet to create links to
     ``new:<its key>``, since nothing was written."""
     spec = ENTITY_SPECS[entity]
@@ -57,7 +59,7 @@ def resolve_references(
     by_key = {r.key: r for r in records}
     resolved = Resolved()
     for reference in spec.references:
-        if reference.entity not in target.capabilities.entities:
+        if reference.link_field not in linked:
             continue
         wanted = {
             r.key: named for r in records if (named := reference.value_of(r.fields)) is not None

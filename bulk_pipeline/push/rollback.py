@@ -22,7 +22,6 @@ from bulk_pipeline.entities import (
     ENTITY_SPECS,
     Entity,
     normalize_key,
-    same_value,
 )
 from bulk_pipeline.errors import BudgetExhausted, TransientError
 from bulk_pipeline.outcomes import Change, ChangeAction, ChangeState, LinkChange, LinkState

@@ -303,11 +303,13 @@ class Dialect(ABC):
 
     def fields(self, entity: Entity) -> Operation[frozenset[str]]:
         """Our fields of ``entity`` the CRM has a place for (columns feeding the others are
-        reported as not sent); a CRM whose places depend on the account may ask it."""
+        reported as not sent), link fields included where it links records; a CRM whose places
+        depend on the account may ask it."""
         yield from ()
         spec = ENTITY_SPECS[entity]
-        missing = set(self.unmapped(entity, dict.fromkeys(spec.fields, "")))
-        return frozenset(name for name in spec.fields if name not in missing)
+        ours = (*spec.fields, *spec.link_fields)
+        missing = set(self.unmapped(entity, dict.fromkeys(ours, "")))
+        return frozenset(name for name in ours if name not in missing)
 
     def find_list(self, name: str, entity: Entity, *, create: bool) -> Operation[CrmList]:
         """The list called ``name`` (created when absent and ``create``) that holds records of

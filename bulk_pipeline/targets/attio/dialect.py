@@ -314,20 +314,27 @@ class AttioDialect(Dialect):
         )
         return {record.id: record for record in (self._remember(workspace, r) for r in rows)}
 
-    def lookup(self, entity: Entity, values: Sequence[str]) -> Operation[dict[str, CrmRecord]]:
-        """People and companies by their unique attribute; deals by the match index."""
+    def lookup(
+        self, entity: Entity, values: Sequence[str], by: str
+    ) -> Operation[dict[str, CrmRecord]]:
+        """People and companies by their unique attribute; deals by the match index. A field
+        Attio cannot filter on finds nothing (the records are created)."""
         workspace = yield from self.workspace(entity)
         wanted = {normalize_key(v) for v in values if v.strip()}
         if entity not in CAPABILITIES.refuses_duplicate_keys:
             index = yield from self._deal_index(workspace)
             return {key: index[key] for key in wanted if key in index}
-        key_field = ENTITY_SPECS[entity].key_field
+        key_field = by
         slot = workspace.slots.get(key_field)
-        if slot is None or slot.attribute.type not in FILTER_PROPERTY:
+        if key_field == ENTITY_SPECS[entity].key_field and (
+            slot is None or slot.attribute.type not in FILTER_PROPERTY
+        ):
             raise TargetConfigError(
                 f"Attio's {workspace.object} have no unique attribute for {key_field} "
                 "(email_addresses, domains) in this workspace"
             )
+        if slot is None or slot.attribute.type not in FILTER_PROPERTY:
+            return {}
         attribute = slot.attribute
         prop = FILTER_PROPERTY[attribute.type]
         condition = [
@@ -446,7 +453,9 @@ class AttioDialect(Dialect):
         workspace = yield from self.workspace(entity)
         key_field = ENTITY_SPECS[entity].key_field
         matching = workspace.slots[key_field].attribute.slug
-        held = yield from self.lookup(entity, [str(it.record.get(key_field) or "") for it in items])
+        held = yield from self.lookup(
+            entity, [str(it.record.get(key_field) or "") for it in items], key_field
+        )
         result = BatchResult()
         for item in items:
             values = self._values(workspace, item)

@@ -174,11 +174,11 @@ class DealSchema(pa.DataFrameModel):
     pipeline: Series[str] | None = pa.Field(nullable=True)
     close_date: Series[str] | None = pa.Field(nullable=True)
     description: Series[str] | None = pa.Field(nullable=True)
-    owner: Series[str] | None = pa.Field(nullable=True)
-    """Who owns the deal in the CRM, as the CRM knows its users (an email, for most)."""
     company_domain: Series[str] | None = pa.Field(nullable=True)
     company: Series[str] | None = pa.Field(nullable=True)
     contact_email: Series[str] | None = pa.Field(nullable=True)
+    owner: Series[str] | None = pa.Field(nullable=True)
+    """Who owns the deal in the CRM, as the CRM knows its users (an email, for most)."""
 
     class Config:
         strict = False

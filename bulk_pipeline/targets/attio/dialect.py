@@ -170,7 +170,7 @@ class AttioDialect(Dialect):
         self._members: dict[str, str] | None = None
         self._held: OrderedDict[str, dict[str, Value]] = OrderedDict()
         self._lock = threading.Lock()
-        self._deals = NameIndex(ENTITY_SPECS[Entity.DEALS].key_field)
+        self._deals = NameIndex(ENTITY_SPECS[Entity.DEALS].search_field)
 
     # plumbing -------------------------------------------------------------------------------
 
@@ -361,6 +361,17 @@ class AttioDialect(Dialect):
                         also={**record.also, key_field: others},
                     )
         return found
+
+    def search(self, entity: Entity, values: Sequence[str], by: str) -> Operation[list[CrmRecord]]:
+        """Every deal with one of the names, from the match index; people and companies by
+        their unique attribute (one each)."""
+        workspace = yield from self.workspace(entity)
+        wanted = {normalize_key(v) for v in values if v.strip()}
+        if entity in CAPABILITIES.refuses_duplicate_keys:
+            found = yield from self.lookup(entity, values, by)
+            return list(found.values())
+        yield from self._deal_index(workspace)
+        return self._deals.named(wanted)
 
     def _deal_index(self, workspace: Workspace) -> Operation[dict[str, CrmRecord]]:
         """The match index, listed again when stale (others wait while one target lists)."""

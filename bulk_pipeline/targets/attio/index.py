@@ -63,7 +63,8 @@ class NameIndex:
         with self._lock:
             self._listed = None
 
-    def by_key(self) -> dict[str, CrmRecord]:
+    def records(self) -> list[CrmRecord]:
+        """Every deal as last listed, with this target's writes since."""
         with self._lock:
             merged = dict(self._listed or {})
             for record_id, (_, record) in self._written.items():
@@ -71,8 +72,19 @@ class NameIndex:
                     merged.pop(record_id, None)
                 else:
                     merged[record_id] = record
+        return list(merged.values())
+
+    def named(self, keys: set[str]) -> list[CrmRecord]:
+        """Every deal whose name is one of ``keys`` (normalized)."""
+        return [
+            record
+            for record in self.records()
+            if normalize_key(record.fields.get(self._key_field) or "") in keys
+        ]
+
+    def by_key(self) -> dict[str, CrmRecord]:
         found: dict[str, CrmRecord] = {}
-        for record in merged.values():
+        for record in self.records():
             value = record.fields.get(self._key_field)
             if not value or not value.strip():
                 continue

@@ -11,10 +11,10 @@ import pytest
 from openapi_core.exceptions import OpenAPIError
 
 from bulk_pipeline import api
-from bulk_pipeline.entities import Entity
+from bulk_pipeline.entities import DEPENDENCY_ORDER, ENTITY_SPECS, Entity, normalize_key
 from bulk_pipeline.errors import TargetConfigError
 from bulk_pipeline.targets import open_async_target, open_target
-from bulk_pipeline.targets.base import FailureKind
+from bulk_pipeline.targets.base import FailureKind, Link, NoteParent
 from bulk_pipeline.targets.http import Budget, RetryPolicy, RollingWindow
 from bulk_pipeline.targets.hubspot.properties import PROPERTY_MAP, to_properties, unmapped_fields
 from bulk_pipeline.targets.runner import SyncTarget
@@ -59,29 +59,92 @@ def fake() -> FakeHubSpot:
     return FakeHubSpot()
 
 
+HUBSPOT_NAMES = {
+    Entity.CONTACTS: "contacts",
+    Entity.COMPANIES: "companies",
+    Entity.DEALS: "deals",
+    Entity.ACTIVITIES: "tasks",
+    Entity.NOTES: "notes",
+}
+"""HubSpot's object type for each entity, as its URLs name it."""
+
+
+def full(entity: Entity, i: int) -> dict[str, str | None]:
+    """A record with every field HubSpot has a property for, each with a value HubSpot takes."""
+    values: dict[Entity, dict[str, str | None]] = {
+        Entity.CONTACTS: {"email": f"k{i}@example.com"},
+        Entity.COMPANIES: {"domain": f"k{i}.example", "name": f"Co {i}"},
+        Entity.DEALS: {
+            "name": f"Deal {i}",
+            "stage": "Closed Won",
+            "pipeline": "Sales Pipeline",
+            "close_date": "2024-01-02",
+        },
+        Entity.ACTIVITIES: {
+            "subject": f"Call {i}",
+            "due_date": "2024-05-01",
+            "done": "true",
+            "priority": "high",
+            "type": "call",
+        },
+        Entity.NOTES: {"body": f"Note {i}", "date": "2024-05-01"},
+    }
+    return {**{name: "1" for name in PROPERTY_MAP[entity]}, **values[entity]}
+
+
+CHANGES: dict[Entity, dict[str, str | None]] = {
+    Entity.CONTACTS: {"first_name": "2"},
+    Entity.COMPANIES: {"description": "2"},
+    Entity.DEALS: {"stage": "Contract Sent"},
+    Entity.ACTIVITIES: {"done": "false"},
+    Entity.NOTES: {"date": "2024-06-01"},
+}
+
+
+def found_by(entity: Entity) -> str:
+    """The field a record is looked up by: its key where HubSpot has a property for it (a
+    deal's key is an id from the source system, which HubSpot has not), else its searched one."""
+    spec = ENTITY_SPECS[entity]
+    return spec.key_field if spec.key_field in PROPERTY_MAP[entity] else spec.search_field
+
+
 def test_every_call_sends_requests_the_hubspot_spec_accepts(fake: FakeHubSpot) -> None:
-    """The fake validates each request with openapi-core; any deviation fails the call."""
+    """The fake validates each request, and each of its answers, with openapi-core against the
+    spec files; any deviation fails the call."""
     target = make_target(fake)
     target.check()
-    for entity in (Entity.CONTACTS, Entity.COMPANIES, Entity.DEALS):
-        fields = {name: "1" for name in PROPERTY_MAP[entity]}
-        key = {Entity.CONTACTS: "email", Entity.COMPANIES: "domain", Entity.DEALS: "name"}[entity]
-        records = [{**fields, key: f"k{i}@example.com"} for i in range(3)]
+    first: dict[Entity, str] = {}
+    for entity in DEPENDENCY_ORDER:
+        spec = ENTITY_SPECS[entity]
+        links = {r.link_field: first[r.entity] for r in spec.references}
+        records = [{**full(entity, i), **links} for i in range(3)]
         created = target.create(entity, records)
         assert len(created.successful) == 3, created.failed
         ids = [w.id for w in created.successful]
-        other = next(name for name in PROPERTY_MAP[entity] if name != key)
-        assert not target.upsert(entity, [{**records[0], other: "2"}]).failed
-        assert not target.update(entity, ids[:2], [{other: "3"}] * 2).failed
+        first[entity] = ids[0]
+        by = found_by(entity)
+        change = CHANGES[entity]
+        if entity in (Entity.CONTACTS, Entity.COMPANIES):
+            assert not target.upsert(entity, [{**records[0], **change}]).failed
+        assert not target.update(entity, ids[:2], [change] * 2).failed
         assert set(target.read(entity, ids)) == set(ids)
-        found = target.lookup(entity, [records[1][key] or "", "absent@example.com"])
-        assert list(found) == ["k1@example.com"]
-        assert len(target.remove(entity, ids).successful) == 3
-    target.add_note("a note")
-    paths = fake.paths()
-    assert "deals/search" in paths
-    assert "companies/search" in paths
-    assert "contacts/batch/upsert" in paths
+        value = records[2][by] or ""
+        found = target.lookup(entity, [value, "absent@example.com"], by=by)
+        assert list(found) == [normalize_key(value)]
+        assert [r.id for r in target.search(entity, [value], by)] == [ids[2]]
+        for reference in spec.references:
+            to = reference.entity
+            assert target.read_links(entity, ids[:1], to) == {ids[0]: {first[to]}}
+            assert not target.remove_links(entity, to, [Link(ids[1], first[to])]).failed
+            assert not target.add_links(entity, to, [Link(ids[1], first[to])]).failed
+    target.add_note("a note", NoteParent(Entity.DEALS, first[Entity.DEALS]))
+    for entity in reversed(DEPENDENCY_ORDER):
+        assert len(target.remove(entity, [first[entity]]).successful) == 1
+    paths = set(fake.paths())
+    assert {f"{HUBSPOT_NAMES[e]}/batch/create" for e in Entity} <= paths
+    assert {f"{HUBSPOT_NAMES[e]}/search" for e in Entity} <= paths
+    assert {"contacts/batch/upsert", "pipelines/deals", "notes"} <= paths
+    assert {f"associations/tasks/deals/batch/{op}" for op in ("read", "create", "archive")} <= paths
 
 
 @pytest.mark.parametrize(
@@ -294,7 +357,7 @@ def test_search_follows_pages() -> None:
     fake = FakeHubSpot(page_size=2)
     ids = [fake.add("deals", {"dealname": f"Deal {i}"}) for i in range(5)]
     target = make_target(fake)
-    found = target.lookup(Entity.DEALS, [f"Deal {i}" for i in range(5)])
+    found = target.lookup(Entity.DEALS, [f"Deal {i}" for i in range(5)], by="name")
     assert {k: r.id for k, r in found.items()} == {f"deal {i}": ids[i] for i in range(5)}
     assert [b["after"] for b in fake.bodies("search")] == ["0", ids[1], ids[3]]
 

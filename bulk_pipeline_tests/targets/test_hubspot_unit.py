@@ -21,6 +21,7 @@ from bulk_pipeline.targets.runner import SyncTarget
 from bulk_pipeline_tests.targets.fake_hubspot import (
     BASE_URL,
     FakeHubSpot,
+    Fault,
     answer,
     apply_then,
     refuse,
@@ -444,3 +445,307 @@ def test_async_target_sends_the_same_requests_concurrently(fake: FakeHubSpot) ->
     asyncio.run(run())
     assert len(fake.records["contacts"]) == 460
     assert len(fake.bodies("create")) == 5
+
+
+# --- associations -------------------------------------------------------------------------------
+
+PAIRS = [
+    (Entity.CONTACTS, "company_crm_id", Entity.COMPANIES, 1),
+    (Entity.DEALS, "company_crm_id", Entity.COMPANIES, 5),
+    (Entity.DEALS, "contact_crm_id", Entity.CONTACTS, 3),
+    (Entity.ACTIVITIES, "contact_crm_id", Entity.CONTACTS, 204),
+    (Entity.ACTIVITIES, "company_crm_id", Entity.COMPANIES, 192),
+    (Entity.ACTIVITIES, "deal_crm_id", Entity.DEALS, 216),
+    (Entity.NOTES, "contact_crm_id", Entity.CONTACTS, 202),
+    (Entity.NOTES, "company_crm_id", Entity.COMPANIES, 190),
+    (Entity.NOTES, "deal_crm_id", Entity.DEALS, 214),
+]
+"""(entity, link field, the entity it links to, HubSpot's type id from the one to the other):
+HubSpot's table of default association types; a contact's and a deal's company is their
+primary company."""
+PAIR_IDS = [f"{entity}->{to}" for entity, _, to, _ in PAIRS]
+
+
+def sample(entity: Entity, i: int) -> dict[str, str | None]:
+    return {
+        Entity.CONTACTS: {"email": f"p{i}@example.com", "first_name": f"P{i}"},
+        Entity.COMPANIES: {"name": f"Co {i}", "domain": f"co{i}.example"},
+        Entity.DEALS: {"name": f"Deal {i}", "amount": "100"},
+        Entity.ACTIVITIES: {"subject": f"Call {i}", "due_date": "2024-05-01"},
+        Entity.NOTES: {"body": f"Note {i}", "date": "2024-05-01"},
+    }[entity]
+
+
+def held(fake: FakeHubSpot, entity: Entity, i: int) -> str:
+    """A record HubSpot holds already."""
+    properties = {
+        Entity.CONTACTS: {"email": f"held{i}@example.com"},
+        Entity.COMPANIES: {"name": f"Held {i}", "domain": f"held{i}.example"},
+        Entity.DEALS: {"dealname": f"Held {i}"},
+        Entity.ACTIVITIES: {"hs_task_subject": f"Held {i}", "hs_timestamp": "2024-01-01T00:00:00Z"},
+        Entity.NOTES: {"hs_note_body": f"Held {i}", "hs_timestamp": "2024-01-01T00:00:00Z"},
+    }[entity]
+    return fake.add(HUBSPOT_NAMES[entity], properties)
+
+
+def spec_of(type_id: int) -> dict[str, object]:
+    return {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}
+
+
+def sent_properties(fake: FakeHubSpot) -> list[dict[str, str]]:
+    """The properties of every record input sent (creates, updates, upserts, single creates)."""
+    found = []
+    for body in fake.bodies():
+        inputs = body.get("inputs") or ([body] if "properties" in body else [])
+        found += [i["properties"] for i in inputs if isinstance(i.get("properties"), dict)]
+    return found
+
+
+@pytest.mark.parametrize(("entity", "link_field", "to", "type_id"), PAIRS, ids=PAIR_IDS)
+def test_creates_carry_associations_of_the_hubspot_defined_type(
+    fake: FakeHubSpot, entity: Entity, link_field: str, to: Entity, type_id: int
+) -> None:
+    to_id = held(fake, to, 1)
+    target = make_target(fake)
+    result = target.create(entity, [{**sample(entity, 1), link_field: to_id}, sample(entity, 2)])
+
+    assert not result.failed
+    linked, alone = (w.id for w in result.successful)
+    (body,) = fake.bodies(f"{HUBSPOT_NAMES[entity]}/batch/create")
+    assert [i["associations"] for i in body["inputs"]] == [
+        [{"to": {"id": to_id}, "types": [spec_of(type_id)]}],
+        [],
+    ]
+    assert all(not name.endswith("_crm_id") for p in sent_properties(fake) for name in p)
+    one, other = HUBSPOT_NAMES[entity], HUBSPOT_NAMES[to]
+    assert type_id in fake.linked(one, linked, other)[to_id]
+    assert linked in fake.linked(other, to_id, one)
+    assert fake.linked(one, alone, other) == {}
+    assert target.read_links(entity, [linked, alone], to) == {linked: {to_id}, alone: set()}
+
+
+def test_a_record_linked_three_ways_carries_three_associations(fake: FakeHubSpot) -> None:
+    contact, company, deal = (
+        held(fake, e, 1) for e in (Entity.CONTACTS, Entity.COMPANIES, Entity.DEALS)
+    )
+    target = make_target(fake)
+    links = {"contact_crm_id": contact, "company_crm_id": company, "deal_crm_id": deal}
+    result = target.create(Entity.NOTES, [{**sample(Entity.NOTES, 1), **links}])
+
+    (written,) = result.successful
+    (body,) = fake.bodies("notes/batch/create")
+    (sent,) = body["inputs"]
+    assert sorted(sent["associations"], key=lambda a: a["to"]["id"]) == sorted(
+        [
+            {"to": {"id": contact}, "types": [spec_of(202)]},
+            {"to": {"id": company}, "types": [spec_of(190)]},
+            {"to": {"id": deal}, "types": [spec_of(214)]},
+        ],
+        key=lambda a: a["to"]["id"],
+    )
+    assert sent["properties"] == {
+        "hs_note_body": "Note 1",
+        "hs_timestamp": "2024-05-01T00:00:00.000Z",
+    }
+    assert [fake.linked("notes", written.id, t) for t in ("contacts", "companies", "deals")] == [
+        {contact: {202}},
+        {company: {190}},
+        {deal: {214}},
+    ]
+
+
+def test_link_fields_are_never_sent_as_properties(fake: FakeHubSpot) -> None:
+    """Updates and upserts have no associations: their link fields are left out (links of
+    records that exist are made by separate calls)."""
+    company = held(fake, Entity.COMPANIES, 1)
+    target = make_target(fake)
+    created = target.create(Entity.CONTACTS, [contact(1, company_crm_id=company)])
+    (written,) = created.successful
+    assert not target.update(
+        Entity.CONTACTS, [written.id], [{"city": "Oslo", "company_crm_id": company}]
+    ).failed
+    assert not target.upsert(Entity.CONTACTS, [contact(2, company_crm_id=company)]).failed
+    assert not target.upsert(Entity.COMPANIES, [{"name": "Co", "domain": "co.example"}]).failed
+
+    properties = sent_properties(fake)
+    assert len(properties) == 4
+    assert all(not name.endswith("_crm_id") for p in properties for name in p)
+    assert fake.linked("contacts", written.id, "companies") == {company: {1, 279}}
+
+
+def test_a_create_naming_a_record_hubspot_does_not_hold_fails_alone(fake: FakeHubSpot) -> None:
+    """HubSpot refuses the whole batch ("One or more associations are invalid"); bisecting
+    finds the record whose link names nothing, and the others are written."""
+    contact_id = held(fake, Entity.CONTACTS, 1)
+    target = make_target(fake)
+    tasks = [{**sample(Entity.ACTIVITIES, i), "contact_crm_id": contact_id} for i in range(4)]
+    tasks[2]["contact_crm_id"] = "999999"
+    result = target.create(Entity.ACTIVITIES, tasks)
+
+    assert [w.index for w in result.successful] == [0, 1, 3]
+    (failed,) = result.failed
+    assert (failed.index, failed.kind) == (2, FailureKind.INVALID)
+    assert "One or more associations are invalid" in failed.message
+    assert len(fake.records["tasks"]) == 3
+
+
+def test_read_links_reads_hubspot_associations_from_either_side(fake: FakeHubSpot) -> None:
+    """An association reads from both records whichever side made it; a record without any
+    is an error of HubSpot's 207, which reads as no links."""
+    contacts = [held(fake, Entity.CONTACTS, i) for i in range(3)]
+    companies = [held(fake, Entity.COMPANIES, i) for i in range(3)]
+    fake.associate("contacts", contacts[0], "companies", companies[0], 1)
+    fake.associate("contacts", contacts[0], "companies", companies[1], 279)
+    fake.associate("companies", companies[2], "contacts", contacts[1], 280)
+    target = make_target(fake)
+
+    assert target.read_links(Entity.CONTACTS, contacts, Entity.COMPANIES) == {
+        contacts[0]: {companies[0], companies[1]},
+        contacts[1]: {companies[2]},
+        contacts[2]: set(),
+    }
+    assert target.read_links(Entity.COMPANIES, companies[:2], Entity.CONTACTS) == {
+        companies[0]: {contacts[0]},
+        companies[1]: {contacts[0]},
+    }
+    reads = fake.bodies("batch/read")
+    assert reads[0] == {"inputs": [{"id": i} for i in contacts]}
+    assert fake.paths() == [
+        "associations/contacts/companies/batch/read",
+        "associations/companies/contacts/batch/read",
+    ]
+
+
+def test_read_links_follows_the_pages_of_each_record(fake: FakeHubSpot) -> None:
+    fake.link_page_size = 2
+    deal = held(fake, Entity.DEALS, 1)
+    other = held(fake, Entity.DEALS, 2)
+    contacts = [held(fake, Entity.CONTACTS, i) for i in range(5)]
+    for contact_id in contacts:
+        fake.associate("deals", deal, "contacts", contact_id, 3)
+    fake.associate("deals", other, "contacts", contacts[0], 3)
+    target = make_target(fake)
+
+    linked = target.read_links(Entity.DEALS, [deal, other], Entity.CONTACTS)
+
+    assert linked == {deal: set(contacts), other: {contacts[0]}}
+    assert [b["inputs"] for b in fake.bodies("batch/read")] == [
+        [{"id": deal}, {"id": other}],
+        [{"id": deal, "after": contacts[1]}],
+        [{"id": deal, "after": contacts[3]}],
+    ]
+
+
+@pytest.mark.parametrize(("entity", "link_field", "to", "type_id"), PAIRS, ids=PAIR_IDS)
+def test_add_links_sends_the_hubspot_defined_type_of_the_pair(
+    fake: FakeHubSpot, entity: Entity, link_field: str, to: Entity, type_id: int
+) -> None:
+    froms = [held(fake, entity, i) for i in range(2)]
+    tos = [held(fake, to, i) for i in range(2)]
+    target = make_target(fake)
+    result = target.add_links(entity, to, [Link(froms[0], tos[0]), Link(froms[1], tos[1])])
+
+    assert [(w.index, w.id) for w in result.successful] == [(0, froms[0]), (1, froms[1])]
+    one, other = HUBSPOT_NAMES[entity], HUBSPOT_NAMES[to]
+    assert fake.paths() == [f"associations/{one}/{other}/batch/create"]
+    (body,) = fake.bodies()
+    assert body == {
+        "inputs": [
+            {"from": {"id": f}, "to": {"id": t}, "types": [spec_of(type_id)]}
+            for f, t in zip(froms, tos, strict=True)
+        ]
+    }
+    assert type_id in fake.linked(one, froms[0], other)[tos[0]]
+    assert froms[1] in fake.linked(other, tos[1], one)
+
+
+def test_remove_links_archives_every_association_between_each_pair(fake: FakeHubSpot) -> None:
+    contact_id = held(fake, Entity.CONTACTS, 1)
+    companies = [held(fake, Entity.COMPANIES, i) for i in range(3)]
+    for company in companies:
+        fake.associate("contacts", contact_id, "companies", company, 279)
+    fake.associate("contacts", contact_id, "companies", companies[0], 1)
+    target = make_target(fake)
+
+    result = target.remove_links(
+        Entity.CONTACTS,
+        Entity.COMPANIES,
+        [Link(contact_id, companies[0]), Link(contact_id, companies[2])],
+    )
+
+    assert [w.index for w in result.successful] == [0, 1]
+    assert fake.paths() == ["associations/contacts/companies/batch/archive"]
+    (body,) = fake.bodies()
+    assert body == {
+        "inputs": [
+            {"from": {"id": contact_id}, "to": [{"id": companies[0]}]},
+            {"from": {"id": contact_id}, "to": [{"id": companies[2]}]},
+        ]
+    }
+    assert fake.linked("contacts", contact_id, "companies") == {companies[1]: {279}}
+    assert fake.linked("companies", companies[0], "contacts") == {}
+
+
+def test_a_207_refusing_some_links_fails_only_those(fake: FakeHubSpot) -> None:
+    fake.partial_link_batches = True
+    tasks = [held(fake, Entity.ACTIVITIES, i) for i in range(3)]
+    deal = held(fake, Entity.DEALS, 1)
+    target = make_target(fake)
+
+    result = target.add_links(
+        Entity.ACTIVITIES,
+        Entity.DEALS,
+        [Link(tasks[0], deal), Link(tasks[1], "424242"), Link(tasks[2], deal)],
+    )
+
+    assert [w.index for w in result.successful] == [0, 2]
+    (failed,) = result.failed
+    assert (failed.index, failed.kind, failed.retryable) == (1, FailureKind.INVALID, False)
+    assert "One or more associations are invalid" in failed.message
+    assert len(fake.requests) == 1
+    assert set(fake.linked("deals", deal, "tasks")) == {tasks[0], tasks[2]}
+
+
+def test_a_link_batch_refused_whole_is_bisected_to_the_bad_link(fake: FakeHubSpot) -> None:
+    notes = [held(fake, Entity.NOTES, i) for i in range(4)]
+    company = held(fake, Entity.COMPANIES, 1)
+    target = make_target(fake)
+    links = [Link(note, company) for note in notes]
+    links[2] = Link(notes[2], "424242")
+
+    result = target.add_links(Entity.NOTES, Entity.COMPANIES, links)
+
+    assert [w.index for w in result.successful] == [0, 1, 3]
+    (failed,) = result.failed
+    assert (failed.index, failed.kind) == (2, FailureKind.INVALID)
+    assert "One or more associations are invalid" in failed.message
+    assert [len(b["inputs"]) for b in fake.bodies()] == [4, 2, 2, 1, 1]
+    assert set(fake.linked("companies", company, "notes")) == {notes[0], notes[1], notes[3]}
+
+
+@pytest.mark.parametrize(
+    "fault", [apply_then(httpx.ReadTimeout), answer(502, {"message": "bad gateway"})]
+)
+def test_links_whose_answers_were_lost_are_sent_again(fake: FakeHubSpot, fault: Fault) -> None:
+    """Linking, like unlinking, done twice is done once: HubSpot keeps one association per pair
+    and type."""
+    contact_id = held(fake, Entity.CONTACTS, 1)
+    deals = [held(fake, Entity.DEALS, i) for i in range(2)]
+    target = make_target(fake)
+    links = [Link(deal, contact_id) for deal in deals]
+
+    fake.faults = [fault]
+    added = target.add_links(Entity.DEALS, Entity.CONTACTS, links)
+    assert [w.index for w in added.successful] == [0, 1]
+    assert fake.linked("contacts", contact_id, "deals") == {deals[0]: {4}, deals[1]: {4}}
+
+    fake.faults = [fault]
+    removed = target.remove_links(Entity.DEALS, Entity.CONTACTS, links)
+    assert [w.index for w in removed.successful] == [0, 1]
+    assert fake.linked("contacts", contact_id, "deals") == {}
+    assert fake.paths() == [
+        "associations/deals/contacts/batch/create",
+        "associations/deals/contacts/batch/create",
+        "associations/deals/contacts/batch/archive",
+        "associations/deals/contacts/batch/archive",
+    ]

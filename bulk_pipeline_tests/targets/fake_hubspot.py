@@ -421,7 +421,7 @@ class FakeHubSpot:
         self._next_id += 1
         record_id = str(self._next_id)
         self.records.setdefault(object_type, {})[record_id] = dict(properties)
-        self.created[record_id] = datetime.now(UTC).isoformat(timespec="milliseconds")
+        self.created[record_id] = _moment(datetime.now(UTC))
         return record_id
 
     def linked(self, object_type: str, record_id: str, to_type: str) -> dict[str, set[int]]:
@@ -528,8 +528,8 @@ class FakeHubSpot:
         row: dict[str, Any] = {
             "id": record_id,
             "properties": dict(self.records[object_type][record_id]),
-            "createdAt": self.created.get(record_id, "2024-01-01T00:00:00.000+00:00"),
-            "updatedAt": self.created.get(record_id, "2024-01-01T00:00:00.000+00:00"),
+            "createdAt": self.created[record_id],
+            "updatedAt": self.created[record_id],
             "archived": False,
         }
         if trace is not None and self.echo_trace_ids:
@@ -931,7 +931,12 @@ def _timestamp(value: str) -> str | None:
             return None
     except (ValueError, OverflowError):
         return None
-    when = (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
+    return _moment(when if when.tzinfo else when.replace(tzinfo=UTC))
+
+
+def _moment(when: datetime) -> str:
+    """A time as HubSpot writes it: UTC, milliseconds only when there are some."""
+    when = when.astimezone(UTC)
     millis = when.microsecond // 1000
     return when.strftime("%Y-%m-%dT%H:%M:%S") + (f".{millis:03d}Z" if millis else "Z")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -14,7 +16,7 @@ from bulk_pipeline import api
 from bulk_pipeline.entities import DEPENDENCY_ORDER, ENTITY_SPECS, Entity, normalize_key
 from bulk_pipeline.errors import TargetConfigError
 from bulk_pipeline.targets import open_async_target, open_target
-from bulk_pipeline.targets.base import FailureKind, Link, NoteParent
+from bulk_pipeline.targets.base import FailureKind, Item, Link, NoteParent
 from bulk_pipeline.targets.http import Budget, RetryPolicy, RollingWindow
 from bulk_pipeline.targets.hubspot.properties import PROPERTY_MAP, to_properties, unmapped_fields
 from bulk_pipeline.targets.runner import SyncTarget
@@ -23,7 +25,9 @@ from bulk_pipeline_tests.targets.fake_hubspot import (
     FakeHubSpot,
     Fault,
     answer,
+    apply_first_then,
     apply_then,
+    pipeline,
     refuse,
     validate_against_spec,
 )
@@ -749,3 +753,426 @@ def test_links_whose_answers_were_lost_are_sent_again(fake: FakeHubSpot, fault: 
         "associations/deals/contacts/batch/archive",
         "associations/deals/contacts/batch/archive",
     ]
+
+
+# --- deal pipelines -----------------------------------------------------------------------------
+
+RENEWALS = pipeline(
+    "renewals",
+    "Renewals",
+    [("renewaldue", "Renewal due"), ("renewalwon", "Closed Won"), ("renewallost", "Closed Lost")],
+)
+SALES_STAGES = (
+    "'Appointment Scheduled', 'Qualified To Buy', 'Presentation Scheduled', "
+    "'Decision Maker Bought-In', 'Contract Sent', 'Closed Won', 'Closed Lost'"
+)
+
+
+def placed(body: dict[str, Any]) -> list[tuple[str | None, str | None]]:
+    return [
+        (i["properties"].get("pipeline"), i["properties"].get("dealstage")) for i in body["inputs"]
+    ]
+
+
+def test_deal_stage_and_pipeline_labels_are_sent_as_ids(fake: FakeHubSpot) -> None:
+    """Labels in any case, or ids; a stage without a pipeline is looked for in the default
+    pipeline first, then in the only pipeline that has it."""
+    fake.pipelines.append(RENEWALS)
+    target = make_target(fake)
+    deals: list[dict[str, str | None]] = [
+        {"name": "A", "stage": "closed won"},
+        {"name": "B", "stage": "CONTRACTSENT"},
+        {"name": "C", "stage": "Renewal due"},
+        {"name": "D", "stage": "Closed Won", "pipeline": "renewals"},
+        {"name": "E", "stage": "closedlost", "pipeline": "sales pipeline"},
+        {"name": "F", "pipeline": "RENEWALS"},
+        {"name": "G", "amount": "5"},
+    ]
+    result = target.create(Entity.DEALS, deals)
+
+    assert not result.failed
+    (body,) = fake.bodies("deals/batch/create")
+    assert placed(body) == [
+        ("default", "closedwon"),
+        ("default", "contractsent"),
+        ("renewals", "renewaldue"),
+        ("renewals", "renewalwon"),
+        ("default", "closedlost"),
+        ("renewals", None),
+        (None, None),
+    ]
+    last = result.successful[-1].id
+    assert not target.update(Entity.DEALS, [last], [{"stage": "Qualified to buy"}]).failed
+    assert placed(fake.bodies("deals/batch/update")[0]) == [("default", "qualifiedtobuy")]
+    target.read(Entity.DEALS, [w.id for w in result.successful])
+    target.lookup(Entity.DEALS, ["A"], by="name")
+    assert fake.paths().count("pipelines/deals") == 1
+
+    again = make_target(fake)
+    again.read(Entity.DEALS, [last])
+    assert fake.paths().count("pipelines/deals") == 2
+
+
+def test_deals_without_stage_or_pipeline_never_read_the_pipelines(fake: FakeHubSpot) -> None:
+    target = make_target(fake)
+    created = target.create(Entity.DEALS, [{"name": "A", "amount": "1"}])
+    ids = [w.id for w in created.successful]
+    target.update(Entity.DEALS, ids, [{"amount": "2"}])
+    assert target.read(Entity.DEALS, ids)[ids[0]].fields == {"name": "A", "amount": "2"}
+    assert "pipelines/deals" not in fake.paths()
+
+
+def test_an_unknown_stage_or_pipeline_fails_only_its_deal(fake: FakeHubSpot) -> None:
+    fake.pipelines.append(RENEWALS)
+    target = make_target(fake)
+    deals: list[dict[str, str | None]] = [
+        {"name": "A", "stage": "Closed Won"},
+        {"name": "B", "stage": "Won-ish"},
+        {"name": "C", "stage": "Renewal due", "pipeline": "Sales Pipeline"},
+        {"name": "D", "stage": "Closed Won", "pipeline": "Partners"},
+        {"name": "E"},
+    ]
+    result = target.create(Entity.DEALS, deals)
+
+    assert [w.index for w in result.successful] == [0, 4]
+    assert [(f.index, f.kind, f.retryable) for f in result.failed] == [
+        (1, FailureKind.INVALID, False),
+        (2, FailureKind.INVALID, False),
+        (3, FailureKind.INVALID, False),
+    ]
+    messages = [f.message for f in result.failed]
+    assert messages[0] == (
+        f"stage 'Won-ish' is not a stage of pipeline 'Sales Pipeline'; its stages are "
+        f"{SALES_STAGES}"
+    )
+    assert messages[1] == (
+        f"stage 'Renewal due' is not a stage of pipeline 'Sales Pipeline'; its stages are "
+        f"{SALES_STAGES}"
+    )
+    assert messages[2] == (
+        "pipeline 'Partners' is not a deal pipeline of this account ('Sales Pipeline', 'Renewals')"
+    )
+    (body,) = fake.bodies("deals/batch/create")
+    assert [i["properties"]["dealname"] for i in body["inputs"]] == ["A", "E"]
+
+    ids = [w.id for w in result.successful]
+    updated = target.update(Entity.DEALS, ids, [{"stage": "Nope"}, {"stage": "Contract Sent"}])
+    assert [w.index for w in updated.successful] == [1]
+    assert [f.index for f in updated.failed] == [0]
+    assert fake.records["deals"][ids[1]]["dealstage"] == "contractsent"
+
+
+def test_hubspot_refuses_a_stage_it_does_not_have_by_id(fake: FakeHubSpot) -> None:
+    """What the labels spare users: the fake, like HubSpot, takes only the ids of stages."""
+    record = fake.add("deals", {"dealname": "A"})
+    client = httpx.Client(
+        transport=fake.transport(),
+        base_url=BASE_URL,
+        headers={"authorization": f"Bearer {TOKEN}"},
+    )
+    with_label = {"inputs": [{"id": record, "properties": {"dealstage": "Closed Won"}}]}
+    response = client.post("/crm/v3/objects/deals/batch/update", json=with_label)
+    assert response.status_code == 400
+    assert "INVALID_OPTION" in response.json()["message"]
+    assert "dealstage" not in fake.records["deals"][record]
+
+    target = make_target(fake)
+    assert target.update(Entity.DEALS, [record], [{"stage": "Closed Won"}]).successful
+    assert fake.records["deals"][record]["dealstage"] == "closedwon"
+
+
+def test_deals_read_back_with_labels_compare_equal(fake: FakeHubSpot) -> None:
+    fake.pipelines.append(RENEWALS)
+    target = make_target(fake)
+    deals: list[dict[str, str | None]] = [
+        {"name": "Big", "amount": "100", "stage": "Closed Won", "pipeline": "Sales Pipeline"},
+        {"name": "Renewal", "stage": "Closed Won", "pipeline": "Renewals"},
+    ]
+    created = target.create(Entity.DEALS, deals)
+    ids = [w.id for w in created.successful]
+    assert [fake.records["deals"][i]["dealstage"] for i in ids] == ["closedwon", "renewalwon"]
+
+    read = target.read(Entity.DEALS, ids)
+    assert [read[i].fields for i in ids] == deals
+    found = target.lookup(Entity.DEALS, ["big"], by="name")
+    assert found["big"].fields == deals[0]
+    (renewal,) = target.search(Entity.DEALS, ["Renewal"], "name")
+    assert renewal.fields == deals[1]
+
+
+def test_a_stage_change_keeps_a_deal_in_its_pipeline(fake: FakeHubSpot) -> None:
+    """An update that names a stage but no pipeline (the pipeline did not change) places the
+    stage in the pipeline the deal is in, not in the default one that has a stage so named."""
+    fake.pipelines.append(RENEWALS)
+    renewal = fake.add(
+        "deals", {"dealname": "R", "pipeline": "renewals", "dealstage": "renewaldue"}
+    )
+    sale = fake.add("deals", {"dealname": "S", "pipeline": "default", "dealstage": "contractsent"})
+    target = make_target(fake)
+
+    result = target.update(
+        Entity.DEALS, [renewal, sale], [{"stage": "Closed Won"}, {"stage": "Closed Won"}]
+    )
+
+    assert [w.index for w in result.successful] == [0, 1]
+    assert fake.records["deals"][renewal] == {
+        "dealname": "R",
+        "pipeline": "renewals",
+        "dealstage": "renewalwon",
+    }
+    assert fake.records["deals"][sale] == {
+        "dealname": "S",
+        "pipeline": "default",
+        "dealstage": "closedwon",
+    }
+
+
+# --- tasks and notes ----------------------------------------------------------------------------
+
+
+def test_task_values_are_converted_both_ways(fake: FakeHubSpot) -> None:
+    target = make_target(fake)
+    tasks: list[dict[str, str | None]] = [
+        {
+            "subject": "Call Ada",
+            "body": "About the renewal",
+            "due_date": "2024-05-01",
+            "done": "true",
+            "priority": "high",
+            "type": "call",
+        },
+        {
+            "subject": "Email Bo",
+            "due_date": "2024-05-02",
+            "done": "false",
+            "priority": "low",
+            "type": "email",
+        },
+    ]
+    created = target.create(Entity.ACTIVITIES, tasks)
+    ids = [w.id for w in created.successful]
+
+    (body,) = fake.bodies("tasks/batch/create")
+    assert [i["properties"] for i in body["inputs"]] == [
+        {
+            "hs_task_subject": "Call Ada",
+            "hs_task_body": "About the renewal",
+            "hs_timestamp": "2024-05-01T00:00:00.000Z",
+            "hs_task_status": "COMPLETED",
+            "hs_task_priority": "HIGH",
+            "hs_task_type": "CALL",
+        },
+        {
+            "hs_task_subject": "Email Bo",
+            "hs_timestamp": "2024-05-02T00:00:00.000Z",
+            "hs_task_status": "NOT_STARTED",
+            "hs_task_priority": "LOW",
+            "hs_task_type": "EMAIL",
+        },
+    ]
+    assert fake.records["tasks"][ids[0]]["hs_timestamp"] == "2024-05-01T00:00:00Z"
+    read = target.read(Entity.ACTIVITIES, ids)
+    assert [read[i].fields for i in ids] == tasks
+
+    target.update(Entity.ACTIVITIES, ids, [{"done": "false"}, {"done": "true", "type": "todo"}])
+    assert [fake.records["tasks"][i]["hs_task_status"] for i in ids] == ["NOT_STARTED", "COMPLETED"]
+    assert fake.records["tasks"][ids[1]]["hs_task_type"] == "TODO"
+
+
+def test_note_dates_are_converted_both_ways(fake: FakeHubSpot) -> None:
+    target = make_target(fake)
+    note: dict[str, str | None] = {"body": "Met at the fair", "date": "2024-05-01"}
+    (written,) = target.create(Entity.NOTES, [note]).successful
+    (body,) = fake.bodies("notes/batch/create")
+    assert body["inputs"][0]["properties"] == {
+        "hs_note_body": "Met at the fair",
+        "hs_timestamp": "2024-05-01T00:00:00.000Z",
+    }
+    assert target.read(Entity.NOTES, [written.id])[written.id].fields == note
+
+
+def test_a_task_or_note_without_a_date_is_dated_now(fake: FakeHubSpot) -> None:
+    """HubSpot requires ``hs_timestamp`` on every task and note (the fake refuses a create
+    without it, as HubSpot does); updates leave it alone."""
+    target = make_target(fake)
+    before = datetime.now(UTC) - timedelta(milliseconds=1)
+    (task,) = target.create(Entity.ACTIVITIES, [{"subject": "Call back"}]).successful
+    (note,) = target.create(Entity.NOTES, [{"body": "Undated"}]).successful
+    target.add_note("From the API")
+    after = datetime.now(UTC)
+
+    stamps = [
+        datetime.fromisoformat(b["inputs"][0]["properties"]["hs_timestamp"])
+        for b in (*fake.bodies("tasks/batch/create"), *fake.bodies("notes/batch/create"))
+    ]
+    stamps.append(datetime.fromisoformat(fake.bodies("notes")[-1]["properties"]["hs_timestamp"]))
+    assert len(stamps) == 3
+    assert all(before <= stamp <= after for stamp in stamps)
+
+    target.update(Entity.ACTIVITIES, [task.id], [{"body": "Later"}])
+    target.update(Entity.NOTES, [note.id], [{"body": "Still undated"}])
+    assert [b["inputs"][0]["properties"] for b in fake.bodies("batch/update")] == [
+        {"hs_task_body": "Later"},
+        {"hs_note_body": "Still undated"},
+    ]
+
+
+def test_hubspot_refuses_a_task_without_a_timestamp_or_with_a_lower_case_option(
+    fake: FakeHubSpot,
+) -> None:
+    """Why tasks are dated and their options upper-cased: the fake refuses what HubSpot does."""
+    client = httpx.Client(
+        transport=fake.transport(),
+        base_url=BASE_URL,
+        headers={"authorization": f"Bearer {TOKEN}"},
+    )
+    undated = {"inputs": [{"properties": {"hs_task_subject": "x"}, "associations": []}]}
+    lower = {
+        "inputs": [
+            {
+                "properties": {
+                    "hs_task_subject": "x",
+                    "hs_timestamp": "2024-05-01T00:00:00Z",
+                    "hs_task_priority": "high",
+                },
+                "associations": [],
+            }
+        ]
+    }
+    bare_date = {
+        "inputs": [
+            {
+                "properties": {"hs_task_subject": "x", "hs_timestamp": "2024-05-01"},
+                "associations": [],
+            }
+        ]
+    }
+    answers = [
+        client.post("/crm/v3/objects/tasks/batch/create", json=b)
+        for b in (undated, lower, bare_date)
+    ]
+    assert [a.status_code for a in answers] == [400, 400, 400]
+    assert "Some required properties were not set" in answers[0].json()["message"]
+    assert "INVALID_OPTION" in answers[1].json()["message"]
+    assert "INVALID_DATETIME" in answers[2].json()["message"]
+    assert fake.records["tasks"] == {}
+
+
+# --- lookups and searches -----------------------------------------------------------------------
+
+
+def test_lookup_finds_companies_by_name_by_search_the_first_created(fake: FakeHubSpot) -> None:
+    older = fake.add("companies", {"name": "Acme", "domain": "acme.example"})
+    fake.add("companies", {"name": "ACME"})
+    fake.add("companies", {"name": "Other"})
+    target = make_target(fake)
+
+    found = target.lookup(Entity.COMPANIES, ["acme ", "Nobody"], by="name")
+
+    assert {key: record.id for key, record in found.items()} == {"acme": older}
+    assert found["acme"].fields == {"name": "Acme", "domain": "acme.example"}
+    assert fake.paths() == ["companies/search"]
+    (search,) = fake.bodies("search")
+    assert search["filterGroups"] == [
+        {"filters": [{"propertyName": "name", "operator": "IN", "values": ["acme", "nobody"]}]}
+    ]
+
+
+def test_lookup_finds_contacts_by_email_by_batch_read(fake: FakeHubSpot) -> None:
+    ada = fake.add("contacts", {"email": "ada@example.com", "lastname": "Lovelace"})
+    fake.add("contacts", {"email": "bo@example.com", "lastname": "Lovelace"})
+    target = make_target(fake)
+
+    by_email = target.lookup(Entity.CONTACTS, ["ADA@example.com", "cy@example.com"], by="email")
+    assert {key: record.id for key, record in by_email.items()} == {"ada@example.com": ada}
+    assert fake.paths() == ["contacts/batch/read"]
+    (read,) = fake.bodies("batch/read")
+    assert read["idProperty"] == "email"
+    assert read["inputs"] == [{"id": "ADA@example.com"}, {"id": "cy@example.com"}]
+
+    by_name = target.lookup(Entity.CONTACTS, ["lovelace"], by="last_name")
+    assert {key: record.id for key, record in by_name.items()} == {"lovelace": ada}
+    assert fake.paths()[-1] == "contacts/search"
+
+
+def test_search_returns_every_match_across_pages() -> None:
+    fake = FakeHubSpot(page_size=2)
+    stamp = "2024-05-01T00:00:00Z"
+    ids = [
+        fake.add("tasks", {"hs_task_subject": "Follow up", "hs_timestamp": stamp}) for _ in range(5)
+    ]
+    fake.add("tasks", {"hs_task_subject": "Other", "hs_timestamp": stamp})
+    target = make_target(fake)
+
+    found = target.search(Entity.ACTIVITIES, ["FOLLOW UP"], "subject")
+
+    assert sorted(r.id for r in found) == ids
+    assert {r.fields["subject"] for r in found} == {"Follow up"}
+    assert all(r.created_at is not None for r in found)
+    bodies = fake.bodies("search")
+    assert [b["after"] for b in bodies] == ["0", ids[1], ids[3]]
+    assert bodies[0]["filterGroups"][0]["filters"] == [
+        {"propertyName": "hs_task_subject", "operator": "EQ", "value": "follow up"}
+    ]
+
+
+# --- creates whose answers were lost ------------------------------------------------------------
+
+
+def test_a_lost_task_create_is_settled_by_search_and_only_the_absent_resent(
+    fake: FakeHubSpot,
+) -> None:
+    """Tasks have no unique value: the records found by subject that HubSpot made after the
+    create was sent and that hold what was sent are ours, each claimed once; one made before
+    (by HubSpot's clock) is someone else's, and a task not found is sent again, once."""
+    earlier = fake.add(
+        "tasks", {"hs_task_subject": "Follow up", "hs_timestamp": "2024-05-01T00:00:00Z"}
+    )
+    fake.created[earlier] = "2020-01-01T00:00:00Z"
+    target = make_target(fake)
+    target.check()
+    tasks: list[dict[str, str | None]] = [
+        {"subject": "Follow up", "due_date": "2024-05-01", "priority": "high"},
+        {"subject": "Follow up", "due_date": "2024-05-02"},
+        {"subject": "Send contract", "due_date": "2024-05-01"},
+    ]
+    fake.faults = [apply_first_then(2, httpx.ReadTimeout)]
+
+    result = target.create(Entity.ACTIVITIES, tasks)
+
+    assert not result.failed
+    assert [(w.index, w.created) for w in result.successful] == [(0, True), (1, True), (2, True)]
+    held_tasks = fake.records["tasks"]
+    assert len(held_tasks) == 4
+    dates = [held_tasks[w.id]["hs_timestamp"][:10] for w in result.successful]
+    assert dates == ["2024-05-01", "2024-05-02", "2024-05-01"]
+    assert earlier not in {w.id for w in result.successful}
+    assert fake.paths() == [
+        "contacts",
+        "tasks/batch/create",
+        "tasks/search",
+        "tasks/batch/create",
+    ]
+    resent = fake.bodies("tasks/batch/create")[-1]
+    assert [i["properties"]["hs_task_subject"] for i in resent["inputs"]] == ["Send contract"]
+
+
+def test_identical_tasks_in_a_lost_create_are_each_claimed_once(fake: FakeHubSpot) -> None:
+    """Two tasks alike in everything HubSpot holds (told apart by keys of ours, such as ids
+    from the source system) whose create was lost: both records are found and each is claimed
+    once; nothing is sent again.
+
+    Drives the create operation the push runs, with the keys the push gives: ``target.create``
+    itself refuses the second record of a pair whose sent values make the same key."""
+    target = make_target(fake)
+    target.check()
+    task: dict[str, str | None] = {"subject": "Follow up", "due_date": "2024-05-01"}
+    fake.faults = [apply_then(httpx.ReadTimeout)]
+
+    items = [Item(0, task, "external_id:t-1"), Item(1, task, "external_id:t-2")]
+    result = target._driver.run(target.ops.create(Entity.ACTIVITIES, items))
+
+    assert not result.failed
+    assert sorted(w.id for w in result.successful) == sorted(fake.records["tasks"])
+    assert len(fake.records["tasks"]) == 2
+    assert fake.paths() == ["contacts", "tasks/batch/create", "tasks/search"]

@@ -570,10 +570,11 @@ class HubSpotDialect(Dialect):
         return self._pipelines
 
     def _placed(
-        self, entity: Entity, items: Sequence[Item]
+        self, entity: Entity, items: Sequence[Item], held: dict[str, str] | None = None
     ) -> Operation[tuple[list[Item], list[Failed]]]:
         """Deals with their stage and pipeline labels made ids; a label the account does not
-        have fails its deal with the labels it does have."""
+        have fails its deal with the labels it does have. ``held``: the pipeline ids of deals
+        being updated, for a stage given without its pipeline."""
         if entity is not Entity.DEALS or not any(
             it.record.get("stage") or it.record.get("pipeline") for it in items
         ):
@@ -582,7 +583,8 @@ class HubSpotDialect(Dialect):
         placed: list[Item] = []
         failed: list[Failed] = []
         for it in items:
-            placement = pipelines.place(it.record.get("stage"), it.record.get("pipeline"))
+            pipeline = it.record.get("pipeline") or (held or {}).get(it.id or "")
+            placement = pipelines.place(it.record.get("stage"), pipeline)
             if isinstance(placement, str):
                 failed.append(Failed(it.index, FailureKind.INVALID, placement))
                 continue
@@ -727,11 +729,32 @@ class HubSpotDialect(Dialect):
     def update(
         self, entity: Entity, items: Sequence[Item], *, clear_blanks: bool
     ) -> Operation[BatchResult]:
-        items, refused = yield from self._placed(entity, items)
+        held = yield from self._pipelines_held(entity, items)
+        items, refused = yield from self._placed(entity, items, held)
         result = BatchResult(failed=refused)
         if items:
             result.extend((yield from self._update_placed(entity, items, clear_blanks)))
         return result
+
+    def _pipelines_held(self, entity: Entity, items: Sequence[Item]) -> Operation[dict[str, str]]:
+        """The pipeline of each deal whose update names a stage but no pipeline (a changed
+        stage, the pipeline unchanged): its stage is one of that pipeline's, and a stage of the
+        default pipeline with the same label must not move the deal there."""
+        ids = [
+            it.id
+            for it in items
+            if it.id and it.record.get("stage") and not it.record.get("pipeline")
+        ]
+        if entity is not Entity.DEALS or not ids:
+            return {}
+        outcome = yield from self._send(read_request(entity, ids))
+        if outcome.verdict is Verdict.REJECTED and outcome.status == 404:
+            return {}
+        return {
+            str(row.get("id")): str(pipeline)
+            for row in _result_rows(self._body(outcome), "results")
+            if (pipeline := (row.get("properties") or {}).get("pipeline"))
+        }
 
     def _update_placed(
         self, entity: Entity, items: Sequence[Item], clear_blanks: bool

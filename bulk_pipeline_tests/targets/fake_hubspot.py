@@ -30,7 +30,7 @@ import json
 import random
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -339,13 +339,13 @@ def apply_then(exc: type[httpx.TransportError]) -> Fault:
     return fault
 
 
-def apply_first_then(count: int, exc: type[httpx.TransportError]) -> Fault:
-    """Only the first ``count`` inputs of the batch are applied, then the connection fails (a
+def apply_some_then(positions: Collection[int], exc: type[httpx.TransportError]) -> Fault:
+    """Only the inputs of the batch at ``positions`` are applied, then the connection fails (a
     server that fell over part of the way through)."""
 
     def fault(request: httpx.Request, apply: Apply) -> httpx.Response:
         body = json.loads(request.content)
-        body["inputs"] = body["inputs"][:count]
+        body["inputs"] = [item for i, item in enumerate(body["inputs"]) if i in positions]
         apply(httpx.Request(request.method, request.url, json=body))
         raise exc("connection lost part of the way through the write", request=request)
 

@@ -25,7 +25,7 @@ from bulk_pipeline_tests.targets.fake_hubspot import (
     FakeHubSpot,
     Fault,
     answer,
-    apply_first_then,
+    apply_some_then,
     apply_then,
     pipeline,
     refuse,
@@ -1123,8 +1123,9 @@ def test_a_lost_task_create_is_settled_by_search_and_only_the_absent_resent(
     fake: FakeHubSpot,
 ) -> None:
     """Tasks have no unique value: the records found by subject that HubSpot made after the
-    create was sent and that hold what was sent are ours, each claimed once; one made before
-    (by HubSpot's clock) is someone else's, and a task not found is sent again, once."""
+    create was sent and that hold what was sent are ours, each claimed by the task it holds
+    the values of; one made before (by HubSpot's clock) is someone else's, and a task not
+    found is sent again, once."""
     earlier = fake.add(
         "tasks", {"hs_task_subject": "Follow up", "hs_timestamp": "2024-05-01T00:00:00Z"}
     )
@@ -1132,20 +1133,21 @@ def test_a_lost_task_create_is_settled_by_search_and_only_the_absent_resent(
     target = make_target(fake)
     target.check()
     tasks: list[dict[str, str | None]] = [
+        {"subject": "Follow up", "due_date": "2024-05-03"},
         {"subject": "Follow up", "due_date": "2024-05-01", "priority": "high"},
         {"subject": "Follow up", "due_date": "2024-05-02"},
         {"subject": "Send contract", "due_date": "2024-05-01"},
     ]
-    fake.faults = [apply_first_then(2, httpx.ReadTimeout)]
+    fake.faults = [apply_some_then({1, 2}, httpx.ReadTimeout)]
 
     result = target.create(Entity.ACTIVITIES, tasks)
 
     assert not result.failed
-    assert [(w.index, w.created) for w in result.successful] == [(0, True), (1, True), (2, True)]
+    assert [(w.index, w.created) for w in result.successful] == [(i, True) for i in range(4)]
     held_tasks = fake.records["tasks"]
-    assert len(held_tasks) == 4
+    assert len(held_tasks) == 5
     dates = [held_tasks[w.id]["hs_timestamp"][:10] for w in result.successful]
-    assert dates == ["2024-05-01", "2024-05-02", "2024-05-01"]
+    assert dates == ["2024-05-03", "2024-05-01", "2024-05-02", "2024-05-01"]
     assert earlier not in {w.id for w in result.successful}
     assert fake.paths() == [
         "contacts",
@@ -1154,7 +1156,10 @@ def test_a_lost_task_create_is_settled_by_search_and_only_the_absent_resent(
         "tasks/batch/create",
     ]
     resent = fake.bodies("tasks/batch/create")[-1]
-    assert [i["properties"]["hs_task_subject"] for i in resent["inputs"]] == ["Send contract"]
+    assert [i["properties"]["hs_timestamp"][:10] for i in resent["inputs"]] == [
+        "2024-05-03",
+        "2024-05-01",
+    ]
 
 
 def test_identical_tasks_in_a_lost_create_are_each_claimed_once(fake: FakeHubSpot) -> None:

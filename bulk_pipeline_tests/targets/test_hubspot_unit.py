@@ -129,8 +129,7 @@ def test_every_call_sends_requests_the_hubspot_spec_accepts(fake: FakeHubSpot) -
         first[entity] = ids[0]
         by = found_by(entity)
         change = CHANGES[entity]
-        if entity in (Entity.CONTACTS, Entity.COMPANIES):
-            assert not target.upsert(entity, [{**records[0], **change}]).failed
+        assert not target.upsert(entity, [{**records[0], **change}]).failed
         assert not target.update(entity, ids[:2], [change] * 2).failed
         assert set(target.read(entity, ids)) == set(ids)
         value = records[2][by] or ""

@@ -87,7 +87,9 @@ class Operations:
         ids: Sequence[str] | None = None,
         need_key: bool,
     ) -> tuple[list[Item], list[Failed]]:
-        """Items to send, and the inputs refused before sending (with the reason)."""
+        """Items to send, and the inputs refused before sending (with the reason). Inputs
+        repeating a unique value (an email) would be one CRM record and are refused; those told
+        apart by what they link to (tasks with one subject, deals with one name) may repeat."""
         spec = ENTITY_SPECS[entity]
         items: list[Item] = []
         refused: list[Failed] = []
@@ -123,7 +125,11 @@ class Operations:
                         )
                     )
                     continue
-                if key in first_seen:
+                if (
+                    key in first_seen
+                    and identified is not None
+                    and spec.finds_by_lookup(identified[0])
+                ):
                     refused.append(
                         Failed(
                             index,

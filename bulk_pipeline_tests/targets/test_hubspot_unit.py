@@ -16,7 +16,7 @@ from bulk_pipeline import api
 from bulk_pipeline.entities import DEPENDENCY_ORDER, ENTITY_SPECS, Entity, normalize_key
 from bulk_pipeline.errors import TargetConfigError
 from bulk_pipeline.targets import open_async_target, open_target
-from bulk_pipeline.targets.base import FailureKind, Item, Link, NoteParent
+from bulk_pipeline.targets.base import FailureKind, Link, NoteParent
 from bulk_pipeline.targets.http import Budget, RetryPolicy, RollingWindow
 from bulk_pipeline.targets.hubspot.properties import PROPERTY_MAP, to_properties, unmapped_fields
 from bulk_pipeline.targets.runner import SyncTarget
@@ -1162,19 +1162,16 @@ def test_a_lost_task_create_is_settled_by_search_and_only_the_absent_resent(
 
 
 def test_identical_tasks_in_a_lost_create_are_each_claimed_once(fake: FakeHubSpot) -> None:
-    """Two tasks alike in everything HubSpot holds (told apart by keys of ours, such as ids
-    from the source system) whose create was lost: both records are found and each is claimed
-    once; nothing is sent again.
-
-    Drives the create operation the push runs, with the keys the push gives: ``target.create``
-    itself refuses the second record of a pair whose sent values make the same key."""
+    """Two tasks alike in everything HubSpot holds (told apart by what they link to, or by
+    keys of ours such as ids from the source system) are both sent, not refused as repeats;
+    when their create was lost, both records are found and each is claimed once, and nothing
+    is sent again."""
     target = make_target(fake)
     target.check()
     task: dict[str, str | None] = {"subject": "Follow up", "due_date": "2024-05-01"}
     fake.faults = [apply_then(httpx.ReadTimeout)]
 
-    items = [Item(0, task, "external_id:t-1"), Item(1, task, "external_id:t-2")]
-    result = target._driver.run(target.ops.create(Entity.ACTIVITIES, items))
+    result = target.create(Entity.ACTIVITIES, [task, dict(task)])
 
     assert not result.failed
     assert sorted(w.id for w in result.successful) == sorted(fake.records["tasks"])

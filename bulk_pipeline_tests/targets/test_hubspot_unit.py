@@ -797,7 +797,7 @@ def test_deal_stage_and_pipeline_labels_are_sent_as_ids(fake: FakeHubSpot) -> No
         ("renewals", "renewaldue"),
         ("renewals", "renewalwon"),
         ("default", "closedlost"),
-        ("renewals", None),
+        ("renewals", "renewaldue"),
         (None, None),
     ]
     last = result.successful[-1].id
@@ -810,6 +810,35 @@ def test_deal_stage_and_pipeline_labels_are_sent_as_ids(fake: FakeHubSpot) -> No
     again = make_target(fake)
     again.read(Entity.DEALS, [last])
     assert fake.paths().count("pipelines/deals") == 2
+
+
+def test_a_deal_moved_to_another_pipeline_without_a_stage_starts_in_its_first_stage(
+    fake: FakeHubSpot,
+) -> None:
+    """A deal's stage must belong to its pipeline: naming only a pipeline the deal is already
+    in sends no stage; naming another moves the deal into that pipeline's first stage."""
+    fake.pipelines.append(RENEWALS)
+    target = make_target(fake)
+    created = target.create(
+        Entity.DEALS,
+        [{"name": "A", "stage": "Contract Sent"}, {"name": "B", "stage": "Contract Sent"}],
+    )
+    ids = [w.id for w in created.successful]
+
+    updated = target.update(
+        Entity.DEALS, ids, [{"pipeline": "Sales Pipeline"}, {"pipeline": "Renewals"}]
+    )
+
+    assert not updated.failed
+    assert placed(fake.bodies("deals/batch/update")[0]) == [
+        ("default", None),
+        ("renewals", "renewaldue"),
+    ]
+    read = target.read(Entity.DEALS, ids)
+    assert [(read[i].fields["pipeline"], read[i].fields["stage"]) for i in ids] == [
+        ("Sales Pipeline", "Contract Sent"),
+        ("Renewals", "Renewal due"),
+    ]
 
 
 def test_deals_without_stage_or_pipeline_never_read_the_pipelines(fake: FakeHubSpot) -> None:
@@ -841,8 +870,9 @@ def test_an_unknown_stage_or_pipeline_fails_only_its_deal(fake: FakeHubSpot) -> 
     ]
     messages = [f.message for f in result.failed]
     assert messages[0] == (
-        f"stage 'Won-ish' is not a stage of pipeline 'Sales Pipeline'; its stages are "
-        f"{SALES_STAGES}"
+        "stage 'Won-ish' is not a stage of any deal pipeline; the stages are "
+        f"pipeline 'Sales Pipeline': {SALES_STAGES}; "
+        "pipeline 'Renewals': 'Renewal due', 'Closed Won', 'Closed Lost'"
     )
     assert messages[1] == (
         f"stage 'Renewal due' is not a stage of pipeline 'Sales Pipeline'; its stages are "
@@ -1092,6 +1122,10 @@ def test_lookup_finds_contacts_by_email_by_batch_read(fake: FakeHubSpot) -> None
     by_name = target.lookup(Entity.CONTACTS, ["lovelace"], by="last_name")
     assert {key: record.id for key, record in by_name.items()} == {"lovelace": ada}
     assert fake.paths()[-1] == "contacts/search"
+
+    by_property = target.lookup(Entity.CONTACTS, ["lovelace"], by="lastname")
+    assert {key: record.id for key, record in by_property.items()} == {"lovelace": ada}
+    assert fake.bodies("search")[-1]["filterGroups"][0]["filters"][0]["propertyName"] == "lastname"
 
 
 def test_search_returns_every_match_across_pages() -> None:

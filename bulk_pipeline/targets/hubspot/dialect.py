@@ -67,6 +67,7 @@ from bulk_pipeline.targets.hubspot.properties import (
     PROPERTY_MAP,
     TIMESTAMP_PROPERTY,
     from_properties,
+    hubspot_property,
     key_property,
     now_timestamp,
     to_properties,
@@ -583,8 +584,9 @@ class HubSpotDialect(Dialect):
         placed: list[Item] = []
         failed: list[Failed] = []
         for it in items:
-            pipeline = it.record.get("pipeline") or (held or {}).get(it.id or "")
-            placement = pipelines.place(it.record.get("stage"), pipeline)
+            current = (held or {}).get(it.id or "")
+            pipeline = it.record.get("pipeline") or current
+            placement = pipelines.place(it.record.get("stage"), pipeline, current)
             if isinstance(placement, str):
                 failed.append(Failed(it.index, FailureKind.INVALID, placement))
                 continue
@@ -737,13 +739,14 @@ class HubSpotDialect(Dialect):
         return result
 
     def _pipelines_held(self, entity: Entity, items: Sequence[Item]) -> Operation[dict[str, str]]:
-        """The pipeline of each deal whose update names a stage but no pipeline (a changed
-        stage, the pipeline unchanged): its stage is one of that pipeline's, and a stage of the
-        default pipeline with the same label must not move the deal there."""
+        """The pipeline of each deal whose update names a stage or a pipeline but not both: a
+        stage alone is one of the deal's pipeline's (a stage of the default pipeline with the
+        same label must not move the deal there); a pipeline alone moves the deal, into that
+        pipeline's first stage, only when it is another pipeline."""
         ids = [
             it.id
             for it in items
-            if it.id and it.record.get("stage") and not it.record.get("pipeline")
+            if it.id and bool(it.record.get("stage")) != bool(it.record.get("pipeline"))
         ]
         if entity is not Entity.DEALS or not ids:
             return {}
@@ -797,7 +800,7 @@ class HubSpotDialect(Dialect):
     ) -> Operation[dict[str, CrmRecord]]:
         """Unique values (contacts' email) by ``batch/read`` on them (exact, immediate);
         others by search, the first-created record of each value."""
-        prop = PROPERTY_MAP[entity][by]
+        prop = hubspot_property(entity, by)
         found: dict[str, CrmRecord] = {}
         if entity in CAPABILITIES.refuses_duplicate_keys and prop == key_property(entity):
             outcome = yield from self._send(read_request(entity, values, prop))
@@ -812,7 +815,7 @@ class HubSpotDialect(Dialect):
         return found
 
     def search(self, entity: Entity, values: Sequence[str], by: str) -> Operation[list[CrmRecord]]:
-        rows = yield from self._search_rows(entity, PROPERTY_MAP[entity][by], values)
+        rows = yield from self._search_rows(entity, hubspot_property(entity, by), values)
         return (yield from self._records(entity, rows))
 
     def _search_rows(

@@ -82,9 +82,14 @@ class DealPipelines:
             None,
         )
 
-    def place(self, stage: str | None, pipeline: str | None) -> Placement | str | None:
+    def place(
+        self, stage: str | None, pipeline: str | None, current: str | None = None
+    ) -> Placement | str | None:
         """The ids for a deal's stage and pipeline labels (None when it gives neither); or why
-        there are none (the message lists what the account has)."""
+        there are none (the message lists what the account has). ``current``: the pipeline id
+        the deal is in now, for an update. A deal put into another pipeline without a stage
+        starts in that pipeline's first stage, as HubSpot's board does: a deal's stage must
+        belong to its pipeline."""
         if not stage and not pipeline:
             return None
         if pipeline:
@@ -98,15 +103,23 @@ class DealPipelines:
             candidates = [default] if default is not None else []
             candidates += [p for p in self.pipelines if p is not default]
         if not stage:
-            return Placement(candidates[0].id, None)
+            target = candidates[0]
+            first = next(iter(target.stages), None)
+            return Placement(target.id, None if target.id == current else first)
         for position, candidate in enumerate(candidates):
             stage_id = candidate.stage_id(stage)
             if stage_id is not None and (position == 0 or pipeline is None):
                 return Placement(candidate.id, stage_id)
-        where = candidates[0] if candidates else None
-        valid = ", ".join(f"'{label}'" for label in where.stages.values()) if where else "none"
-        named = f"pipeline '{where.label}'" if where else "any pipeline"
-        return f"stage '{stage}' is not a stage of {named}; its stages are {valid}"
+        if not candidates:
+            return f"stage '{stage}' cannot be placed: the account has no deal pipelines"
+        listed = candidates if pipeline is None else candidates[:1]
+        if len(listed) == 1:
+            return (
+                f"stage '{stage}' is not a stage of pipeline '{listed[0].label}'; "
+                f"its stages are {_stage_labels(listed[0])}"
+            )
+        valid = "; ".join(f"pipeline '{p.label}': {_stage_labels(p)}" for p in listed)
+        return f"stage '{stage}' is not a stage of any deal pipeline; the stages are {valid}"
 
     def labels(
         self, pipeline_id: str | None, stage_id: str | None
@@ -116,3 +129,7 @@ class DealPipelines:
         pipeline_label = found.label if found else pipeline_id
         stage_label = found.stages.get(stage_id or "", stage_id) if found else stage_id
         return pipeline_label, stage_label
+
+
+def _stage_labels(pipeline: Pipeline) -> str:
+    return ", ".join(f"'{label}'" for label in pipeline.stages.values()) or "none"

@@ -20,6 +20,11 @@ from typing import Any
 REPOSITORY = Path(__file__).resolve().parents[1]
 
 
+TEMPORARY_PREFIXES = ("pytest-of-", "tmp")
+"""What pytest and ``tempfile`` name their folders in the temporary folder: open when the
+repository was cloned into the temporary folder itself (``/tmp/bulk_pipeline``)."""
+
+
 class OutsideRepositoryError(RuntimeError):
     """Not an ``OSError``, so code that treats a failed open as "file absent" cannot hide it."""
 
@@ -46,6 +51,8 @@ class RepositoryGuard:
             tempfile.gettempdir(),
         )
         exempt = {_folder(Path(p)) for p in environment} - {parent}
+        if parent == _folder(Path(tempfile.gettempdir())):
+            exempt |= {parent + prefix for prefix in TEMPORARY_PREFIXES}
         return cls(
             _folder(repository), parent, tuple(sorted(p for p in exempt if p.startswith(parent)))
         )

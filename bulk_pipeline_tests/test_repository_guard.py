@@ -83,3 +83,16 @@ def test_the_python_installation_and_temporary_folder_inside_the_parent_stay_ope
     assert not guard.refuses(str(home / "python3.11" / "lib" / "python3.11" / "os.py"))
     assert not guard.refuses(str(home / "tmp" / "pytest-of-me" / "x.txt"))
     assert guard.refuses(str(home / "shared" / "specs" / "README.md"))
+
+
+def test_a_clone_in_the_temporary_folder_leaves_its_temporary_files_open(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    guard = RepositoryGuard.around(tmp_path / "bulk_pipeline")
+
+    assert not guard.refuses(str(tmp_path / "pytest-of-me" / "pytest-3" / "x.txt"))
+    assert not guard.refuses(str(tmp_path / "tmpab12cd" / "staging.duckdb"))
+    assert guard.refuses(str(tmp_path / "shared" / "specs" / "README.md"))
+    assert guard.refuses(str(tmp_path / "bulk_pipeline-old" / "pyproject.toml"))

@@ -30,8 +30,14 @@ from bulk_pipeline.import_parts import (
     table_path,
 )
 from bulk_pipeline.imports import ORIGIN_INBOX, ImportRequest
-from bulk_pipeline.ingest import InputFileError, read_tables
-from bulk_pipeline.mapping import infer_entity, keep_fields, load_mapping, map_columns
+from bulk_pipeline.ingest import InputFileError, RawTable, read_tables
+from bulk_pipeline.mapping import (
+    MappedTable,
+    infer_entity,
+    keep_fields,
+    load_mapping,
+    map_columns,
+)
 from bulk_pipeline.normalize import normalize
 from bulk_pipeline.outcomes import (
     SUMMARY_KEYS,
@@ -184,12 +190,22 @@ def ingest(
     parts: list[Part] = []
     unreadable: dict[str, list[dict[str, Any]]] = {}
     lines = 0
-    for index, raw in enumerate(tables):
-        sheet = raw.sheet or ""
+    entities: list[Entity] = []
+    for raw in tables:
         entity = request.entity or infer_entity(raw.frame.columns, raw.entity_hint, mapping)
         if entity is None:
-            raise InputFileError(_entity_unknown(request, raw.frame.columns, sheet))
-        mapped = map_columns(raw, entity, mapping)
+            raise InputFileError(_entity_unknown(request, raw.frame.columns, raw.sheet or ""))
+        entities.append(entity)
+    mapped_tables = [
+        map_columns(raw, entity, mapping) for raw, entity in zip(tables, entities, strict=True)
+    ]
+    unrecognized = _unrecognized_sheets(tables, mapped_tables)
+    for index, (raw, entity, mapped) in enumerate(
+        zip(tables, entities, mapped_tables, strict=True)
+    ):
+        if index in unrecognized:
+            continue
+        sheet = raw.sheet or ""
         mapped = replace(mapped, frame=normalize(mapped.frame, entity))
         if accepted is not None:
             columns = [c for c in raw.frame.columns if c != "_line"]
@@ -220,6 +236,13 @@ def ingest(
         {"sheet": s.name, "reason": s.reason, "to_import": _sheet_choice(request, s.name)}
         for table in tables
         for s in table.skipped_sheets
+    ] + [
+        {
+            "sheet": tables[index].sheet or "",
+            "reason": f"none of its columns names a field of {entities[index].value}",
+            "to_import": _sheet_choice(request, tables[index].sheet or ""),
+        }
+        for index in sorted(unrecognized)
     ]
     warnings = [
         f"{request.source}{f' sheet {p.sheet!r}' if p.sheet else ''}: 0 data rows (only a "
@@ -228,7 +251,8 @@ def ingest(
         if p.rows == 0 and not p.derived
     ]
     first = parts[0]
-    columns = [c for c in tables[0].frame.columns if c != "_line"]
+    first_table = tables[first.table]
+    columns = [c for c in first_table.frame.columns if c != "_line"]
     unmapped = sorted({c for p in parts if not p.derived for c in p.unmapped})
     info: dict[str, Any] = {
         "entity": first.entity.value,
@@ -237,9 +261,9 @@ def ingest(
         "columns": columns,
         "column_map": first.column_map,
         "unmapped": unmapped,
-        "encoding": tables[0].encoding,
-        "delimiter": tables[0].delimiter,
-        "sheet": tables[0].sheet,
+        "encoding": first_table.encoding,
+        "delimiter": first_table.delimiter,
+        "sheet": first_table.sheet,
         "skipped_sheets": skipped,
         "warnings": warnings,
         "parts": [p.as_json() for p in parts],
@@ -262,7 +286,7 @@ def ingest(
         column_map=first.column_map,
         unmapped=unmapped,
         unreadable_rows=sum(len(issues) for issues in unreadable.values()),
-        sheet=tables[0].sheet,
+        sheet=first_table.sheet,
         skipped_sheets=skipped,
         warnings=warnings,
         parts=parts,
@@ -322,6 +346,16 @@ def _entity_unknown(request: ImportRequest, columns: list[str], sheet: str = "")
         "entity), or --mapping with a file whose section names the entity (contacts:, "
         "companies:, deals:, activities: or notes:)"
     )
+
+
+def _unrecognized_sheets(tables: list[RawTable], mapped: list[MappedTable]) -> set[int]:
+    """Sheets named for an entity that hold none of its fields (a "Notes" sheet of remarks
+    for the reader), skipped when another sheet holds data: a sheet with some of an entity's
+    columns but not the required ones is an error instead, as is a file of such sheets only."""
+    unrecognized = {
+        index for index, table in enumerate(mapped) if tables[index].sheet and not table.column_map
+    }
+    return unrecognized if len(unrecognized) < len(tables) else set()
 
 
 def _sheet_choice(request: ImportRequest, sheet: str) -> str:

@@ -34,7 +34,12 @@ def test_every_sheet_is_imported_or_listed_with_the_command_that_imports_it(
 ) -> None:
     book = workbook(
         tmp_path / "book.xlsx",
-        {"Contacts": PEOPLE, "Organizations": COMPANIES, "Remarks": [["remark"], ["hello"]]},
+        {
+            "Contacts": PEOPLE,
+            "Organizations": COMPANIES,
+            "Remarks": [["remark"], ["hello"]],
+            "Notes": [["Figures from the 2024 trade fair"], ["Revenue is estimated"]],
+        },
     )
 
     assert cli.main(["import", str(book), "--no-progress"]) == 0
@@ -46,17 +51,22 @@ def test_every_sheet_is_imported_or_listed_with_the_command_that_imports_it(
         "Sheet 'Remarks' was not imported: its name names no entity. To import it: "
         f"bulk-pipeline import '{book}' --sheet 'Remarks'"
     ) in shown
+    assert (
+        "Sheet 'Notes' was not imported: none of its columns names a field of notes. "
+        f"To import it: bulk-pipeline import '{book}' --sheet 'Notes'"
+    ) in shown
     summary = _summary(book)
     assert summary["entities"]["companies"]["created"] == 1
     assert summary["entities"]["contacts"]["created"] == 2
-    assert [s["sheet"] for s in summary["skipped_sheets"]] == ["Remarks"]
+    assert "notes" not in summary["entities"]
+    assert [s["sheet"] for s in summary["skipped_sheets"]] == ["Remarks", "Notes"]
     assert [r["properties"]["name"] for r in crm.admin.records("companies")] == ["Acme"]
 
     assert cli.main(["import", str(book), "--sheet", "Organizations", "--no-progress"]) == 0
 
     companies = _summary(book, "Organizations")
     assert (companies["entity"], companies["unchanged"]) == ("companies", 1)
-    assert [s["sheet"] for s in companies["skipped_sheets"]] == ["Contacts", "Remarks"]
+    assert [s["sheet"] for s in companies["skipped_sheets"]] == ["Contacts", "Remarks", "Notes"]
     assert len(crm.admin.records("companies")) == 1
     assert len(crm.admin.records("contacts")) == 2
 

@@ -212,6 +212,49 @@ def test_a_contacts_csv_with_company_columns_creates_each_company_once_and_links
     assert summary.rows == 5
 
 
+def test_a_company_created_by_name_is_the_one_a_later_file_gives_with_its_domain(
+    tmp_path: Path, store: StagingStore
+) -> None:
+    """A contacts file names companies without domains; a companies file then gives them with
+    their domains: the CRM's name-only company is matched and given its domain, not created
+    again. A company of that name holding another domain is another company."""
+    crm = FakeCrm()
+    target = fake_target(crm)
+    contacts = csv_file(
+        tmp_path / "contacts.csv",
+        [["Email", "Company"], ["ada@globex.io", "Globex"], ["bo@initech.com", "Initech"]],
+    )
+    run(contacts, target, store)
+    target.create(Entity.COMPANIES, [{"name": "Umbrella", "domain": "umbrella.com"}])
+    companies = csv_file(
+        tmp_path / "companies.csv",
+        [
+            ["Name", "Website"],
+            ["Globex", "https://globex.io"],
+            ["Umbrella", "umbrella.eu"],
+            ["Hooli", "hooli.xyz"],
+        ],
+    )
+
+    summary = run(companies, target, store)
+
+    held = sorted(
+        (r.fields["name"], r.fields.get("domain")) for r in crm.of(Entity.COMPANIES).values()
+    )
+    assert held == [
+        ("Globex", "globex.io"),
+        ("Hooli", "hooli.xyz"),
+        ("Initech", None),
+        ("Umbrella", "umbrella.com"),
+        ("Umbrella", "umbrella.eu"),
+    ]
+    assert (summary.updated, summary.created) == (1, 2)
+    assert named_links(crm, Entity.CONTACTS, Entity.COMPANIES, "email", "name") == {
+        ("ada@globex.io", "Globex"),
+        ("bo@initech.com", "Initech"),
+    }
+
+
 def test_entities_are_written_in_dependency_order_whatever_the_sheet_order(
     tmp_path: Path, store: StagingStore
 ) -> None:

@@ -173,9 +173,40 @@ def match_in_crm(
             record = found.get(normalize_key(r.fields[by]))
             if record is not None:
                 current[r.key] = record
+        absent = [r for r in looked_up if r.key not in current]
+        current |= _placeholders(target, entity, by, absent)
     for by, searched in by_search.items():
         current |= _search_in_crm(target, entity, by, searched)
     return current
+
+
+def _placeholders(
+    target: Target, entity: Entity, by: str, records: Sequence[PendingRecord]
+) -> dict[str, CrmRecord]:
+    """Records a unique value identifies (a company's domain) that the CRM does not hold under
+    it may be held under a later identity without that value: a company created by name from
+    a contacts file's Company column is the company a companies file later gives with its
+    domain. Such a record is matched (and given the value) rather than created twice; one
+    that holds another value of ``by`` is another record."""
+    spec = ENTITY_SPECS[entity]
+    later = [
+        i.field
+        for i in spec.identities
+        if i.field != by and i.matches_crm and spec.finds_by_lookup(i)
+    ]
+    matched: dict[str, CrmRecord] = {}
+    for field_name in later:
+        wanted = [
+            r for r in records if r.key not in matched and spec.key_of(r.fields.get(field_name))
+        ]
+        if not wanted:
+            continue
+        found = target.lookup(entity, [str(r.fields[field_name]) for r in wanted], by=field_name)
+        for r in wanted:
+            record = found.get(normalize_key(str(r.fields[field_name])))
+            if record is not None and not spec.key_of(record.fields.get(by)):
+                matched[r.key] = record
+    return matched
 
 
 def _search_in_crm(

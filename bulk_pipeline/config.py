@@ -18,6 +18,8 @@ SANDBOX_TOKEN_ENV = "BULK_PIPELINE_SANDBOX_TOKEN"
 SANDBOX_URL_ENV = "BULK_PIPELINE_SANDBOX_URL"
 CRM_RETRY_SECONDS_ENV = "BULK_PIPELINE_CRM_RETRY_SECONDS"
 """How long a CRM that stopped answering is given to come back before a push stops."""
+DATABASE_URL_ENV = "BULK_PIPELINE_DATABASE_URL"
+"""``postgresql://...``: staging, the Dagster instance and shared budgets in PostgreSQL."""
 
 CHECKOUT_HOME = "data"
 """The data home of a source checkout, beside the package (git-ignored)."""
@@ -79,6 +81,11 @@ def checkout_root() -> Path | None:
 
 def sandbox_token() -> str:
     return os.environ.get(SANDBOX_TOKEN_ENV) or DEFAULT_SANDBOX_TOKEN
+
+
+def database_url() -> str | None:
+    """The PostgreSQL database shared by every process of a deployment, when one is set."""
+    return os.environ.get(DATABASE_URL_ENV, "").strip() or None
 
 
 def staging_db_path() -> Path:

@@ -21,6 +21,7 @@ from bulk_pipeline.sandbox.server import (
     start_in_thread,
 )
 from bulk_pipeline_tests import programs, repository_guard
+from bulk_pipeline_tests.postgres import PostgresServer
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -70,3 +71,20 @@ def instance(monkeypatch: pytest.MonkeyPatch) -> Iterator[dg.DagsterInstance]:
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     with open_instance() as persistent:
         yield persistent
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server for the session, started by the first test needing it."""
+    programs.skip_or_fail_without(programs.POSTGRES)
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A new, empty database on the session's server."""
+    return postgres_server.new_database()

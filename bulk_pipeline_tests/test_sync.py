@@ -8,13 +8,8 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
-import shutil
-import socket
 import sqlite3
-import subprocess
-import tempfile
 import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -37,7 +32,6 @@ from bulk_pipeline.sandbox.server import RunningSandbox
 from bulk_pipeline.sources import SourceError, load_sources, sources_path
 from bulk_pipeline.staging import open_store
 from bulk_pipeline.targets import open_target
-from bulk_pipeline_tests.programs import POSTGRES
 from bulk_pipeline_tests.recurring import QUIET, age, contacts_csv
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -399,75 +393,19 @@ def test_the_shipped_example_declares_valid_sources() -> None:
     ]
 
 
-@pytest.fixture
-def postgres_dsn() -> Iterator[str]:
-    """A throwaway PostgreSQL server on a free loopback port, as the postgres user under root."""
-    folder = Path(tempfile.mkdtemp(prefix="bulk-pipeline-pg-"))
-    as_owner: list[str] = []
-    if os.geteuid() == 0:
-        shutil.chown(folder, user="postgres")
-        as_owner = ["runuser", "-u", "postgres", "--"]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    data = folder / "data"
-    subprocess.run(
-        [
-            *as_owner,
-            POSTGRES.path("initdb"),
-            "-D",
-            str(data),
-            "-A",
-            "trust",
-            "-U",
-            "sync",
-            "--no-sync",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    options = f"-k {folder} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off"
-    pg_ctl = POSTGRES.path("pg_ctl")
-    subprocess.run(
-        [
-            *as_owner,
-            pg_ctl,
-            "-D",
-            str(data),
-            "-o",
-            options,
-            "-l",
-            str(folder / "log"),
-            "-w",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield f"postgresql://sync@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(
-            [*as_owner, pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
-            check=False,
-            capture_output=True,
-        )
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 @pytest.mark.needs_postgres
 def test_a_postgres_query_is_a_source(
-    crm: RunningSandbox, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+    crm: RunningSandbox, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import psycopg
 
-    with psycopg.connect(postgres_dsn) as conn:
+    with psycopg.connect(postgres_url) as conn:
         conn.execute("CREATE TABLE users (email text, first_name text, deleted boolean)")
         conn.execute(
             "INSERT INTO users VALUES ('pg1@example.com', 'Pia', false), "
             "('pg2@example.com', 'Per', true)"
         )
-    monkeypatch.setenv("APP_DATABASE_URL", postgres_dsn)
+    monkeypatch.setenv("APP_DATABASE_URL", postgres_url)
     declare(
         {
             "name": "app-signups",

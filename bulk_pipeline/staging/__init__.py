@@ -2,13 +2,16 @@
 
 The store is the one owner of an import's state, of the sync state per CRM account (which record
 each key was last written to), of the outcome of every input line, and of the change log the push
-writes before each change and rollback undoes. No SQL lives outside its implementations:
-``duckdb_store.py`` (the embedded default, one file under the data home).
+writes before each change and rollback undoes. No SQL lives outside its implementations, which
+share their statements (``sql_store.py``): ``duckdb_store.py``, the embedded default (one file
+under the data home, one writer process at a time), and ``postgres_store.py``, chosen by
+``BULK_PIPELINE_DATABASE_URL`` (many runs at once, on many machines).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +19,7 @@ from typing import Protocol
 
 import polars as pl
 
+from bulk_pipeline import config
 from bulk_pipeline.entities import Entity
 from bulk_pipeline.outcomes import (
     Change,
@@ -49,6 +53,15 @@ class VanishedKey:
 class StagingStore(Protocol):
     """What the pipeline keeps between steps, runs and crashes."""
 
+    concurrent_readers: bool
+    """Whether other processes may read the store while a run writes it (status may then
+    read import states from it)."""
+
+    def import_lock(self, import_id: str) -> AbstractContextManager[None]:
+        """Held while a run stages, pushes or rolls back the import: a second run of the same
+        import waits until the first lets go, so two runs never push it at once. A run that
+        dies lets go."""
+
     # import state --------------------------------------------------------------------------
 
     def begin_run(self, import_id: str) -> int:
@@ -67,7 +80,8 @@ class StagingStore(Protocol):
 
     def status(self, import_id: str) -> ImportStatus | None: ...
 
-    def statuses(self) -> dict[str, ImportStatus]: ...
+    def statuses(self, import_ids: Sequence[str] | None = None) -> dict[str, ImportStatus]:
+        """States of the given imports (default: all) that the store knows."""
 
     # staging and the push ------------------------------------------------------------------
 
@@ -187,11 +201,18 @@ class StagingStore(Protocol):
         """Keys of ``previous`` that ``current`` no longer has; and how many ``previous`` had."""
 
 
-def open_store(location: Path) -> StagingStore:
-    """The staging store at ``location`` (a DuckDB file)."""
+def open_store(location: Path | None = None, *, database_url: str | None = None) -> StagingStore:
+    """The DuckDB file at ``location`` when given; else the Postgres database at
+    ``database_url`` or ``$BULK_PIPELINE_DATABASE_URL``; else the DuckDB file under the data
+    home."""
+    url = database_url or config.database_url()
+    if location is None and url:
+        from bulk_pipeline.staging.postgres_store import PostgresStore
+
+        return PostgresStore(url)
     from bulk_pipeline.staging.duckdb_store import DuckDBStore
 
-    return DuckDBStore(location)
+    return DuckDBStore(location or config.staging_db_path())
 
 
 __all__ = ["StagingStore", "VanishedKey", "open_store"]

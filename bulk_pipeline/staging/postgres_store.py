@@ -1,0 +1,211 @@
+"""The staging store in PostgreSQL, for deployments where many runs stage and push at once.
+
+Chosen by ``BULK_PIPELINE_DATABASE_URL=postgresql://...``. The SQL is the DuckDB store's
+(``sql_store.py``); this module brings the connection: frames arrive by ``COPY`` into temporary
+tables, and results leave as typed polars frames. The tables live in their own schema
+(``bulk_pipeline``), beside the Dagster instance's tables when both share a database.
+
+Writers of different imports never wait on each other (row locks, and the staging upsert locks
+rows in key order so two of them cannot deadlock); two runs of the same import are kept apart by
+an advisory lock per import (:meth:`PostgresStore.import_lock`), which PostgreSQL releases by
+itself when the session holding it ends, whether the process finished or died.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import polars as pl
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from bulk_pipeline.errors import BulkPipelineError
+from bulk_pipeline.redaction import MASK, Secret, register_secret
+from bulk_pipeline.staging.sql_store import SqlConnection, SqlStore, schema_statements
+
+SCHEMA = "bulk_pipeline"
+CONNECT_TIMEOUT_SECONDS = 10
+_SCHEMA_LOCK = 0x62756C6B5F706970
+"""Advisory lock key serializing the first creation of the tables by concurrent processes."""
+NULL_TEXT = "\\N"
+_schema_ready: set[str] = set()
+_schema_ready_lock = threading.Lock()
+
+_PG_TYPES: dict[type[pl.DataType], str] = {
+    pl.Int8: "BIGINT",
+    pl.Int16: "BIGINT",
+    pl.Int32: "BIGINT",
+    pl.Int64: "BIGINT",
+    pl.UInt8: "BIGINT",
+    pl.UInt16: "BIGINT",
+    pl.UInt32: "BIGINT",
+    pl.Float32: "DOUBLE PRECISION",
+    pl.Float64: "DOUBLE PRECISION",
+    pl.Boolean: "BOOLEAN",
+    pl.Date: "DATE",
+    pl.Datetime: "TIMESTAMP",
+}
+"""Column types of the temporary tables frames are copied into; anything else goes as text."""
+_POLARS_TYPES: dict[int, pl.DataType] = {
+    20: pl.Int64(),
+    21: pl.Int64(),
+    23: pl.Int64(),
+    16: pl.Boolean(),
+    700: pl.Float64(),
+    701: pl.Float64(),
+    1082: pl.Date(),
+    1114: pl.Datetime("us"),
+    1184: pl.Datetime("us", "UTC"),
+}
+"""Polars types of result columns by PostgreSQL type oid; anything else is read as text."""
+
+
+class StagingDatabaseError(BulkPipelineError):
+    """The staging database cannot be reached or refused us; the message names where (never the
+    password) and what to check."""
+
+
+def describe_url(url: str) -> str:
+    """The database URL for people: its password masked."""
+    try:
+        parts = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return MASK
+    if "password" in parts:
+        parts["password"] = MASK
+    host = parts.get("host", "localhost")
+    port = parts.get("port", "5432")
+    return f"postgresql://{parts.get('user', '')}@{host}:{port}/{parts.get('dbname', '')}"
+
+
+def connect(url: str, **options: Any) -> psycopg.Connection[Any]:
+    """A connection to ``url`` with the staging schema first on the search path."""
+    try:
+        conninfo = make_conninfo(
+            url,
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            options=f"-c search_path={SCHEMA},public",
+            application_name="bulk_pipeline",
+        )
+        return psycopg.connect(conninfo, autocommit=True, **options)
+    except psycopg.Error as exc:
+        raise StagingDatabaseError(
+            f"the staging database at {describe_url(url)} did not accept a connection "
+            f"({type(exc).__name__}); check BULK_PIPELINE_DATABASE_URL and that the server runs"
+        ) from None
+
+
+def advisory_key(namespace: str, name: str) -> int:
+    """A signed 64-bit advisory lock key for ``name`` within ``namespace``."""
+    digest = hashlib.sha256(f"{namespace}/{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class PostgresConnection(SqlConnection):
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    @staticmethod
+    def _sql(sql: str) -> str:
+        """The shared SQL's ``?`` placeholders in psycopg's style."""
+        return sql.replace("%", "%%").replace("?", "%s")
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> None:
+        self._conn.execute(self._sql(sql), list(params))
+
+    def rows(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        return self._conn.execute(self._sql(sql), list(params)).fetchall()
+
+    def frame(self, sql: str, params: Sequence[object] = ()) -> pl.DataFrame:
+        cursor = self._conn.execute(self._sql(sql), list(params))
+        columns = cursor.description or []
+        schema = {c.name: _POLARS_TYPES.get(c.type_code, pl.String()) for c in columns}
+        return pl.DataFrame(cursor.fetchall(), schema=schema, orient="row")
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._conn.transaction():
+            yield
+
+    @contextmanager
+    def table(self, name: str, frame: pl.DataFrame) -> Iterator[None]:
+        """A temporary table filled by ``COPY`` from the frame written as CSV."""
+        columns = ", ".join(
+            f'"{column}" {_PG_TYPES.get(type(dtype), "TEXT")}'
+            for column, dtype in frame.schema.items()
+        )
+        self._conn.execute(f"CREATE TEMP TABLE {name} ({columns})")
+        try:
+            text = frame.with_columns(
+                pl.col(c).cast(pl.String)
+                for c, dtype in frame.schema.items()
+                if type(dtype) not in _PG_TYPES
+            )
+            buffer = io.BytesIO()
+            text.write_csv(buffer, include_header=False, null_value=NULL_TEXT)
+            quoted = ", ".join(f'"{c}"' for c in frame.columns)
+            copy_sql = f"COPY {name} ({quoted}) FROM STDIN (FORMAT csv, NULL '{NULL_TEXT}')"
+            with self._conn.cursor().copy(copy_sql) as copy:
+                copy.write(buffer.getvalue())
+            yield
+        finally:
+            self._conn.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+class PostgresStore(SqlStore):
+    """The staging store in the PostgreSQL database at ``url``."""
+
+    concurrent_readers = True
+    upsert_order = " ORDER BY _key"
+
+    def __init__(self, url: str) -> None:
+        self._url = Secret(url)
+        password = conninfo_to_dict(url).get("password")
+        if password:
+            register_secret(str(password))
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({describe_url(self._url.reveal())!r})"
+
+    __str__ = __repr__
+
+    @contextmanager
+    def _connect(self) -> Iterator[SqlConnection]:
+        conn = connect(self._url.reveal())
+        try:
+            self._ensure_schema(conn)
+            yield PostgresConnection(conn)
+        finally:
+            conn.close()
+
+    def _ensure_schema(self, conn: psycopg.Connection[Any]) -> None:
+        url = self._url.reveal()
+        with _schema_ready_lock:
+            if url in _schema_ready:
+                return
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", [_SCHEMA_LOCK])
+                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+                for statement in schema_statements():
+                    conn.execute(statement)
+            _schema_ready.add(url)
+
+    def _record_json(self, fields: Sequence[str]) -> str:
+        return "json_build_object(" + ", ".join(f"'{f}', \"{f}\"" for f in fields) + ")"
+
+    @contextmanager
+    def import_lock(self, import_id: str) -> Iterator[None]:
+        """An advisory lock on the import, held on its own connection while inside; a second
+        holder waits. PostgreSQL lets go when the connection ends, so a killed run does not
+        keep it."""
+        conn = connect(self._url.reveal())
+        try:
+            conn.execute("SELECT pg_advisory_lock(%s)", [advisory_key("import", import_id)])
+            yield
+        finally:
+            conn.close()

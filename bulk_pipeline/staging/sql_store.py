@@ -1,0 +1,653 @@
+"""The staging store written once in SQL that DuckDB and PostgreSQL both speak.
+
+Tables: one per entity keyed by (account, key) with each record's staged values and the CRM id it
+was last written to; ``import_rows``, one outcome per (import, entity, line); ``import_changes``,
+the change log (before and after values, per run); ``imports``, each import's state.
+
+Every statement of the protocol lives here, with ``?`` placeholders; a database brings only what
+differs (:class:`SqlConnection`: how a statement runs, how a polars frame becomes a table the SQL
+can join, how a result becomes a frame; plus the expression that packs a record's fields into
+JSON, and the per-import lock). A change to the protocol is made once, and the contract tests
+(``bulk_pipeline_tests/staging/``) run it over both databases.
+
+Work is set-based SQL over frames; no statement runs per record.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+
+from bulk_pipeline.entities import ENTITY_SPECS, Entity, normalize_key
+from bulk_pipeline.outcomes import (
+    Change,
+    ChangeAction,
+    ChangeState,
+    ImportState,
+    ImportStatus,
+    Intent,
+    LineOutcome,
+    OnDuplicate,
+    OutcomeCounts,
+    PendingRecord,
+    Proof,
+    PushOutcome,
+    StageResult,
+)
+from bulk_pipeline.staging import VanishedKey
+
+STAGE_SLICE_ROWS = 500_000
+"""Records upserted per statement: the memory of an upsert grows with its size, and re-staging
+is idempotent, so slices need not share one transaction."""
+KEY = "_key"
+LINE = "_line"
+
+
+def records_table(entity: Entity) -> str:
+    return f"records_{entity.value}"
+
+
+def key_expression(column: str) -> pl.Expr:
+    """``entities.normalize_key`` as a polars expression: ASCII values in vectorized string
+    operations (where case folding is lower-casing), the rest through the Python rule."""
+    text = pl.col(column).cast(pl.String)
+    ascii_key = text.str.replace_all(r"\s+", " ").str.strip_chars().str.to_lowercase()
+    general = text.map_elements(normalize_key, return_dtype=pl.String)
+    key = pl.when(text.str.contains(r"^[\x00-\x7F]*$")).then(ascii_key).otherwise(general)
+    return pl.when(key == "").then(None).otherwise(key)
+
+
+def _dedupe(valid: pl.DataFrame, on_duplicate: OnDuplicate) -> pl.DataFrame:
+    """One row per key with ``_kept_line`` (the line whose record survives) and ``_lines``."""
+    fields = [c for c in valid.columns if c not in (LINE, KEY)]
+    ordered = valid.sort(LINE)
+    grouped = ordered.group_by(KEY, maintain_order=True)
+    if on_duplicate is OnDuplicate.SKIP:
+        agg = [pl.col(f).first() for f in fields]
+        kept = pl.col(LINE).first()
+    elif on_duplicate is OnDuplicate.UPDATE:
+        agg = [pl.col(f).last() for f in fields]
+        kept = pl.col(LINE).last()
+    else:
+        agg = [pl.col(f).drop_nulls().first() for f in fields]
+        kept = pl.col(LINE).first()
+    return grouped.agg([*agg, kept.alias("_kept_line"), pl.col(LINE).alias("_lines")])
+
+
+def _content_hash_sql(fields: Sequence[str]) -> str:
+    """A canonical hash over every field of the entity, so a missing column equals a blank."""
+    parts = ", ".join(f"'{f}=' || coalesce(CAST(\"{f}\" AS VARCHAR), '')" for f in fields)
+    return f"md5(concat_ws(chr(31), {parts}))"
+
+
+def _frame(rows: dict[str, list[object]]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=dict.fromkeys(rows, pl.String))
+
+
+class SqlConnection(ABC):
+    """One short connection to the store's database, as the shared SQL uses it."""
+
+    @abstractmethod
+    def execute(self, sql: str, params: Sequence[object] = ()) -> None: ...
+
+    @abstractmethod
+    def rows(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]: ...
+
+    @abstractmethod
+    def frame(self, sql: str, params: Sequence[object] = ()) -> pl.DataFrame:
+        """The result as a polars frame, typed even when empty."""
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[None]:
+        """Statements inside commit together, or not at all."""
+
+    @abstractmethod
+    def table(self, name: str, frame: pl.DataFrame) -> AbstractContextManager[None]:
+        """``frame`` visible to statements as the table ``name`` while inside."""
+
+
+class SqlStore(ABC):
+    """The :class:`~bulk_pipeline.staging.StagingStore` protocol over a :class:`SqlConnection`."""
+
+    concurrent_readers: bool = False
+    """Whether other processes may read while one writes (so status can read the store)."""
+    upsert_order: str = ""
+    """Appended to the staging upsert's SELECT: where writers of different imports run at once,
+    rows are locked in key order, so two upserts cannot deadlock."""
+
+    @abstractmethod
+    def _connect(self) -> AbstractContextManager[SqlConnection]: ...
+
+    @abstractmethod
+    def _record_json(self, fields: Sequence[str]) -> str:
+        """An expression packing the named columns into one JSON object."""
+
+    @abstractmethod
+    def import_lock(self, import_id: str) -> AbstractContextManager[None]: ...
+
+    # import state --------------------------------------------------------------------------
+
+    def begin_run(self, import_id: str) -> int:
+        with self._connect() as conn:
+            found = conn.rows("SELECT state, run FROM imports WHERE import_id = ?", [import_id])
+            if not found:
+                run = 1
+            else:
+                state, previous = ImportState(found[0][0]), int(found[0][1])
+                run = previous if state.resumable else previous + 1
+            with conn.transaction():
+                if found and run != int(found[0][1]):
+                    conn.execute("DELETE FROM import_rows WHERE import_id = ?", [import_id])
+                _set_state(conn, import_id, ImportState.RUNNING, run=run)
+        return run
+
+    def set_state(
+        self,
+        import_id: str,
+        state: ImportState,
+        *,
+        reason: str | None = None,
+        resume_at: datetime | None = None,
+    ) -> None:
+        with self._connect() as conn:
+            _set_state(conn, import_id, state, reason=reason, resume_at=resume_at)
+
+    def status(self, import_id: str) -> ImportStatus | None:
+        return self.statuses([import_id]).get(import_id)
+
+    def statuses(self, import_ids: Sequence[str] | None = None) -> dict[str, ImportStatus]:
+        query = "SELECT import_id, state, run, reason, resume_at, updated_at FROM imports"
+        params: list[object] = []
+        if import_ids is not None:
+            query += " WHERE import_id = ANY(?)"
+            params = [list(import_ids)]
+        with self._connect() as conn:
+            rows = conn.rows(query, params)
+        return {
+            import_id: ImportStatus(
+                import_id=import_id,
+                state=ImportState(state),
+                run=int(run),
+                reason=reason,
+                resume_at=resume_at,
+                updated_at=updated_at,
+            )
+            for import_id, state, run, reason, resume_at, updated_at in rows
+        }
+
+    # staging -------------------------------------------------------------------------------
+
+    def stage(
+        self,
+        import_id: str,
+        entity: Entity,
+        valid: pl.DataFrame,
+        invalid: pl.DataFrame,
+        *,
+        account: str,
+        source_file: str,
+        on_duplicate: OnDuplicate,
+    ) -> StageResult:
+        """Stage an import's valid rows and record one outcome per input line.
+
+        ``valid`` holds our fields plus ``_line``; ``invalid`` holds ``_line`` and ``reason`` for
+        every line that will not be written. Lines already written by an earlier attempt of the
+        same run keep their outcome, so a resumed import reports what it really did (a new run
+        starts with no outcomes: ``begin_run``).
+        """
+        spec = ENTITY_SPECS[entity]
+        keyed = valid.with_columns(key_expression(spec.key_field).alias(KEY))
+        deduped = _dedupe(keyed, on_duplicate)
+        present = [f for f in spec.fields if f in deduped.columns]
+        table = records_table(entity)
+        duplicates = (
+            deduped.select(
+                pl.col(KEY).alias("key"),
+                pl.col("_kept_line").alias("kept_line"),
+                pl.col("_lines").alias("line"),
+            )
+            .explode("line")
+            .filter(pl.col("line") != pl.col("kept_line"))
+        )
+        kept = deduped.drop("_lines").rename({"_kept_line": LINE})
+        for f in spec.fields:
+            if f not in kept.columns:
+                kept = kept.with_columns(pl.lit(None, dtype=pl.String).alias(f))
+        invalid_rows = invalid.select(pl.col(LINE).cast(pl.Int64), pl.col("reason"))
+        upsert = f"""
+            INSERT INTO {table} (account, key, record, content_hash, source_file, source_line,
+                                 import_id)
+            SELECT ?, {KEY}, {self._record_json(present)}, {_content_hash_sql(spec.fields)}, ?,
+                   {LINE}, ?
+            FROM kept_slice{self.upsert_order}
+            ON CONFLICT (account, key) DO UPDATE SET
+                record = excluded.record,
+                content_hash = excluded.content_hash,
+                source_file = excluded.source_file,
+                source_line = excluded.source_line,
+                import_id = excluded.import_id,
+                updated_at = now()
+            """
+        with self._connect() as conn:
+            for start in range(0, kept.height, STAGE_SLICE_ROWS):
+                with conn.table("kept_slice", kept.slice(start, STAGE_SLICE_ROWS)):
+                    conn.execute(upsert, [account, source_file, import_id])
+            with (
+                conn.table("kept_frame", kept.select(LINE, KEY)),
+                conn.table("dup_frame", duplicates),
+                conn.table("invalid_frame", invalid_rows),
+                conn.transaction(),
+            ):
+                conn.execute(
+                    """
+                    CREATE TEMP TABLE kept_outcomes AS
+                    SELECT line, outcome, crm_id FROM import_rows
+                    WHERE import_id = ? AND entity = ? AND outcome IN ('created', 'updated')
+                    """,
+                    [import_id, entity.value],
+                )
+                conn.execute(
+                    "DELETE FROM import_rows WHERE import_id = ? AND entity = ?",
+                    [import_id, entity.value],
+                )
+                conn.execute(
+                    f"""
+                    INSERT INTO import_rows (import_id, entity, line, key, outcome, reason, crm_id)
+                    SELECT ?, ?, k.{LINE}, k.{KEY}, coalesce(o.outcome, 'pending'), NULL, o.crm_id
+                    FROM kept_frame k LEFT JOIN kept_outcomes o ON o.line = k.{LINE}
+                    UNION ALL
+                    SELECT ?, ?, line, key, 'duplicate',
+                           'duplicate of line ' || kept_line || ' ({spec.key_field} ' || key || ')',
+                           NULL
+                    FROM dup_frame
+                    UNION ALL
+                    SELECT ?, ?, {LINE}, NULL, 'invalid', reason, NULL FROM invalid_frame
+                    """,
+                    [import_id, entity.value] * 3,
+                )
+                conn.execute("DROP TABLE kept_outcomes")
+        return StageResult(staged=kept.height, duplicates=duplicates.height)
+
+    def _records(
+        self, import_id: str, entity: Entity, account: str, outcomes: Sequence[str]
+    ) -> list[PendingRecord]:
+        with self._connect() as conn:
+            rows = conn.rows(
+                f"""
+                SELECT r.key, i.line, CAST(r.record AS VARCHAR), r.crm_id
+                FROM import_rows i JOIN {records_table(entity)} r
+                  ON r.account = ? AND r.key = i.key
+                WHERE i.import_id = ? AND i.entity = ? AND i.outcome = ANY(?)
+                ORDER BY i.line
+                """,
+                [account, import_id, entity.value, list(outcomes)],
+            )
+        return [
+            PendingRecord(
+                key=key,
+                line=int(line),
+                fields={k: v for k, v in json.loads(record).items() if v is not None},
+                crm_id=crm_id,
+            )
+            for key, line, record, crm_id in rows
+        ]
+
+    def pending(self, import_id: str, entity: Entity, *, account: str) -> list[PendingRecord]:
+        return self._records(import_id, entity, account, ("pending", "failed"))
+
+    def staged(self, import_id: str, entity: Entity, *, account: str) -> list[PendingRecord]:
+        return self._records(
+            import_id,
+            entity,
+            account,
+            [o.value for o in LineOutcome if o.value not in ("duplicate", "invalid")],
+        )
+
+    def checkpoint(
+        self,
+        import_id: str,
+        entity: Entity,
+        outcomes: Sequence[PushOutcome],
+        *,
+        account: str,
+        run: int,
+        done: Mapping[str, str],
+    ) -> None:
+        if not outcomes and not done:
+            return
+        frame = _frame(
+            {
+                "key": [o.key for o in outcomes],
+                "outcome": [o.outcome.value for o in outcomes],
+                "crm_id": [o.crm_id for o in outcomes],
+                "reason": [o.reason for o in outcomes],
+            }
+        )
+        table = records_table(entity)
+        with self._connect() as conn, conn.table("outcome_frame", frame), conn.transaction():
+            conn.execute(
+                f"""
+                UPDATE {table} SET
+                    crm_id = coalesce(o.crm_id, {table}.crm_id),
+                    pushed_hash = CASE WHEN o.outcome = 'failed' THEN {table}.pushed_hash
+                                       ELSE {table}.content_hash END,
+                    last_error = o.reason,
+                    updated_at = now()
+                FROM outcome_frame o
+                WHERE {table}.account = ? AND {table}.key = o.key
+                """,
+                [account],
+            )
+            conn.execute(
+                """
+                UPDATE import_rows SET outcome = o.outcome, reason = o.reason,
+                    crm_id = coalesce(o.crm_id, import_rows.crm_id)
+                FROM outcome_frame o
+                WHERE import_rows.import_id = ? AND import_rows.entity = ?
+                  AND import_rows.key = o.key AND import_rows.outcome IN ('pending', 'failed')
+                """,
+                [import_id, entity.value],
+            )
+            if done:
+                _mark(conn, import_id, entity, done, account, run, ChangeState.DONE)
+
+    # the change log ------------------------------------------------------------------------
+
+    def record_intents(
+        self,
+        import_id: str,
+        entity: Entity,
+        intents: Sequence[Intent],
+        *,
+        account: str,
+        run: int,
+        sent_at: datetime | None,
+        proof: Proof,
+    ) -> None:
+        if not intents:
+            return
+        frame = _frame(
+            {
+                "key": [i.key for i in intents],
+                "action": [i.action.value for i in intents],
+                "crm_id": [i.crm_id for i in intents],
+                "before": [json.dumps(i.before) if i.before else "{}" for i in intents],
+                "after": [None if i.after is None else json.dumps(i.after) for i in intents],
+            }
+        )
+        with self._connect() as conn, conn.table("change_frame", frame):
+            conn.execute(
+                f"""
+                INSERT INTO import_changes (import_id, run, account, entity, key, action, crm_id,
+                                            before, after, state, sent_at, proof)
+                SELECT ?, CAST(? AS BIGINT), ?, ?, c.key, c.action, c.crm_id,
+                       CAST(c.before AS JSON), coalesce(CAST(c.after AS JSON), r.record),
+                       'intended', CAST(? AS TIMESTAMPTZ), ?
+                FROM change_frame c
+                LEFT JOIN {records_table(entity)} r ON r.account = ? AND r.key = c.key
+                ON CONFLICT (import_id, run, account, entity, key) DO UPDATE SET
+                    action = excluded.action, crm_id = excluded.crm_id,
+                    before = excluded.before, after = excluded.after, state = 'intended',
+                    sent_at = excluded.sent_at, proof = excluded.proof, recorded_at = now()
+                WHERE import_changes.state = 'rolled_back'
+                """,
+                [import_id, run, account, entity.value, sent_at, proof.value, account],
+            )
+
+    def discard_intents(
+        self, import_id: str, entity: Entity, keys: Sequence[str], *, account: str, run: int
+    ) -> None:
+        if not keys:
+            return
+        with self._connect() as conn:
+            conn.execute(
+                """
+                DELETE FROM import_changes
+                WHERE import_id = ? AND run = ? AND account = ? AND entity = ?
+                  AND state = 'intended' AND key = ANY(?)
+                """,
+                [import_id, run, account, entity.value, list(keys)],
+            )
+
+    def changes(self, import_id: str, *, account: str) -> list[Change]:
+        with self._connect() as conn:
+            rows = conn.rows(
+                """
+                SELECT entity, key, action, crm_id, CAST(before AS VARCHAR),
+                       CAST(after AS VARCHAR), state, run, sent_at, proof
+                FROM import_changes WHERE import_id = ? AND account = ?
+                ORDER BY run DESC, entity, key
+                """,
+                [import_id, account],
+            )
+        return [
+            Change(
+                entity=Entity(entity),
+                key=key,
+                action=ChangeAction(action),
+                crm_id=crm_id,
+                before=json.loads(before or "{}"),
+                after=json.loads(after or "{}"),
+                state=ChangeState(state),
+                run=int(run),
+                sent_at=sent_at.astimezone(UTC) if sent_at is not None else None,
+                proof=Proof(proof),
+            )
+            for entity, key, action, crm_id, before, after, state, run, sent_at, proof in rows
+        ]
+
+    def mark_changes(
+        self,
+        import_id: str,
+        entity: Entity,
+        ids_by_key: Mapping[str, str],
+        *,
+        account: str,
+        run: int,
+        state: ChangeState,
+    ) -> None:
+        if not ids_by_key:
+            return
+        with self._connect() as conn:
+            _mark(conn, import_id, entity, ids_by_key, account, run, state)
+
+    def forget_pushes(self, entity: Entity, keys: Sequence[str], *, account: str) -> None:
+        if not keys:
+            return
+        with self._connect() as conn:
+            conn.execute(
+                f"""
+                UPDATE {records_table(entity)} SET pushed_hash = NULL, crm_id = NULL
+                WHERE account = ? AND key = ANY(?)
+                """,
+                [account, list(keys)],
+            )
+
+    # outcomes ------------------------------------------------------------------------------
+
+    def outcome_counts(self, import_id: str) -> OutcomeCounts:
+        with self._connect() as conn:
+            rows = conn.rows(
+                "SELECT outcome, count(*) FROM import_rows WHERE import_id = ? GROUP BY outcome",
+                [import_id],
+            )
+        return OutcomeCounts({LineOutcome(outcome): int(n) for outcome, n in rows})
+
+    def line_outcomes(self, import_id: str) -> pl.DataFrame:
+        with self._connect() as conn:
+            return conn.frame(
+                """
+                SELECT line, entity, key, outcome, reason, crm_id FROM import_rows
+                WHERE import_id = ? ORDER BY line, entity
+                """,
+                [import_id],
+            )
+
+    # recurring syncs -----------------------------------------------------------------------
+
+    def last_completed(self, prefix: str, *, before: str) -> str | None:
+        with self._connect() as conn:
+            rows = conn.rows(
+                """
+                SELECT max(import_id) FROM imports
+                WHERE state = 'completed' AND starts_with(import_id, ?) AND import_id < ?
+                """,
+                [prefix, before],
+            )
+        return rows[0][0] if rows else None
+
+    def vanished(
+        self, previous: str, current: str, entity: Entity, *, account: str
+    ) -> tuple[list[VanishedKey], int]:
+        table = records_table(entity)
+        with self._connect() as conn:
+            count = conn.rows(
+                """
+                SELECT count(DISTINCT key) FROM import_rows
+                WHERE import_id = ? AND entity = ? AND key IS NOT NULL
+                """,
+                [previous, entity.value],
+            )
+            rows = conn.rows(
+                f"""
+                WITH gone AS (
+                    SELECT key FROM import_rows
+                    WHERE import_id = ? AND entity = ? AND key IS NOT NULL
+                    EXCEPT
+                    SELECT key FROM import_rows
+                    WHERE import_id = ? AND entity = ? AND key IS NOT NULL
+                )
+                SELECT g.key, r.crm_id, min(c.import_id),
+                       (array_agg(c.run ORDER BY c.import_id))[1]
+                FROM gone g
+                LEFT JOIN {table} r ON r.account = ? AND r.key = g.key
+                LEFT JOIN import_changes c
+                    ON c.account = ? AND c.entity = ? AND c.key = g.key AND c.action = 'create'
+                   AND c.state = 'done' AND c.crm_id = r.crm_id
+                GROUP BY g.key, r.crm_id
+                ORDER BY g.key
+                """,
+                [previous, entity.value, current, entity.value, account, account, entity.value],
+            )
+        return (
+            [
+                VanishedKey(key, crm_id, creator, int(run) if run is not None else 1)
+                for key, crm_id, creator, run in rows
+            ],
+            int(count[0][0]) if count else 0,
+        )
+
+
+def _set_state(
+    conn: SqlConnection,
+    import_id: str,
+    state: ImportState,
+    *,
+    run: int | None = None,
+    reason: str | None = None,
+    resume_at: datetime | None = None,
+) -> None:
+    conn.execute(
+        """
+        INSERT INTO imports (import_id, state, run, reason, resume_at)
+        VALUES (?, ?, coalesce(CAST(? AS BIGINT), 1), ?, CAST(? AS TIMESTAMPTZ))
+        ON CONFLICT (import_id) DO UPDATE SET
+            state = excluded.state,
+            run = coalesce(CAST(? AS BIGINT), imports.run),
+            reason = excluded.reason,
+            resume_at = excluded.resume_at,
+            updated_at = now()
+        """,
+        [import_id, state.value, run, reason, resume_at, run],
+    )
+
+
+def _mark(
+    conn: SqlConnection,
+    import_id: str,
+    entity: Entity,
+    ids_by_key: Mapping[str, str],
+    account: str,
+    run: int,
+    state: ChangeState,
+) -> None:
+    frame = _frame({"key": list(ids_by_key), "crm_id": [v or None for v in ids_by_key.values()]})
+    with conn.table("id_frame", frame):
+        conn.execute(
+            """
+            UPDATE import_changes SET state = ?,
+                crm_id = coalesce(f.crm_id, import_changes.crm_id)
+            FROM id_frame f
+            WHERE import_changes.import_id = ? AND import_changes.run = ?
+              AND import_changes.account = ? AND import_changes.entity = ?
+              AND import_changes.key = f.key
+            """,
+            [state.value, import_id, run, account, entity.value],
+        )
+
+
+def schema_statements() -> Iterator[str]:
+    """The tables, in types both databases know."""
+    for entity in Entity:
+        yield f"""
+            CREATE TABLE IF NOT EXISTS {records_table(entity)} (
+                account VARCHAR NOT NULL,
+                key VARCHAR NOT NULL,
+                record JSON NOT NULL,
+                content_hash VARCHAR NOT NULL,
+                source_file VARCHAR,
+                source_line BIGINT,
+                import_id VARCHAR,
+                crm_id VARCHAR,
+                pushed_hash VARCHAR,
+                last_error VARCHAR,
+                updated_at TIMESTAMP DEFAULT current_timestamp,
+                PRIMARY KEY (account, key)
+            )
+            """
+    yield """
+        CREATE TABLE IF NOT EXISTS import_rows (
+            import_id VARCHAR NOT NULL,
+            entity VARCHAR NOT NULL,
+            line BIGINT NOT NULL,
+            key VARCHAR,
+            outcome VARCHAR NOT NULL,
+            reason VARCHAR,
+            crm_id VARCHAR,
+            PRIMARY KEY (import_id, entity, line)
+        )
+        """
+    yield """
+        CREATE TABLE IF NOT EXISTS import_changes (
+            import_id VARCHAR NOT NULL,
+            run BIGINT NOT NULL,
+            account VARCHAR NOT NULL,
+            entity VARCHAR NOT NULL,
+            key VARCHAR NOT NULL,
+            action VARCHAR NOT NULL,
+            crm_id VARCHAR,
+            before JSON,
+            after JSON,
+            state VARCHAR NOT NULL DEFAULT 'intended',
+            sent_at TIMESTAMPTZ,
+            proof VARCHAR NOT NULL DEFAULT 'looked_up',
+            recorded_at TIMESTAMPTZ DEFAULT current_timestamp,
+            PRIMARY KEY (import_id, run, account, entity, key)
+        )
+        """
+    yield """
+        CREATE TABLE IF NOT EXISTS imports (
+            import_id VARCHAR PRIMARY KEY,
+            state VARCHAR NOT NULL,
+            run BIGINT NOT NULL DEFAULT 1,
+            reason VARCHAR,
+            resume_at TIMESTAMPTZ,
+            updated_at TIMESTAMPTZ DEFAULT current_timestamp
+        )
+        """

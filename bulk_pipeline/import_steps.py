@@ -419,21 +419,22 @@ def stage(request: ImportRequest, store: StagingStore, account: str) -> StageRes
     progress = progress_path(request.import_id)
     total = sum(p.rows for p in parts)
     report_phase(progress, Phase.STAGING, total=total)
-    store.begin_run(request.import_id)
     staged = duplicates = 0
-    for entity in import_entities(request.import_id):
-        held = [p for p in parts if p.entity is entity]
-        result = store.stage(
-            request.import_id,
-            entity,
-            _sheeted(request.import_id, held, "valid.parquet"),
-            _sheeted(request.import_id, held, "invalid.parquet"),
-            account=account,
-            source_file=request.source_path,
-            on_duplicate=request.on_duplicate,
-        )
-        staged += result.staged
-        duplicates += result.duplicates
+    with store.import_lock(request.import_id):
+        store.begin_run(request.import_id)
+        for entity in import_entities(request.import_id):
+            held = [p for p in parts if p.entity is entity]
+            result = store.stage(
+                request.import_id,
+                entity,
+                _sheeted(request.import_id, held, "valid.parquet"),
+                _sheeted(request.import_id, held, "invalid.parquet"),
+                account=account,
+                source_file=request.source_path,
+                on_duplicate=request.on_duplicate,
+            )
+            staged += result.staged
+            duplicates += result.duplicates
     _record_timing(request.import_id, "stage", started)
     report_phase(
         progress,
@@ -482,23 +483,25 @@ def push(
     should_stop: Callable[[], bool] = lambda: False,
 ) -> PushReport:
     """Send the import's records; the import is running while it does, and says why it
-    stopped when it does not finish."""
+    stopped when it does not finish. Another run of the same import waits until this one is
+    done (then finds nothing left to send)."""
     started = time.monotonic()
     entities = supported_entities(request, target)
-    run = store.begin_run(request.import_id)
     try:
-        return push_import(
-            store,
-            target,
-            entities,
-            import_id=request.import_id,
-            run=run,
-            progress_path=progress_path(request.import_id),
-            batches_path=_work(request.import_id, BATCHES_FILE),
-            log=log,
-            duplicates=store.outcome_counts(request.import_id)[LineOutcome.DUPLICATE],
-            should_stop=should_stop,
-        )
+        with store.import_lock(request.import_id):
+            run = store.begin_run(request.import_id)
+            return push_import(
+                store,
+                target,
+                entities,
+                import_id=request.import_id,
+                run=run,
+                progress_path=progress_path(request.import_id),
+                batches_path=_work(request.import_id, BATCHES_FILE),
+                log=log,
+                duplicates=store.outcome_counts(request.import_id)[LineOutcome.DUPLICATE],
+                should_stop=should_stop,
+            )
     finally:
         _record_timing(request.import_id, "push", started)
 
@@ -727,19 +730,20 @@ def rollback(
 ) -> RollbackReport:
     """Undo the import in the CRM and write ``rollback.json`` beside its summary (a dry run
     writes ``rollback_plan.json`` and changes nothing)."""
-    report = rollback_import(
-        store, target, import_id=request.import_id, force=force, dry_run=dry_run
-    )
-    if report.complete and not dry_run:
-        store.set_state(
-            request.import_id,
-            ImportState.ROLLED_BACK,
-            reason=(
-                f"{len(report.conflicts)} changes left in place: changed in the CRM since"
-                if report.conflicts
-                else None
-            ),
+    with store.import_lock(request.import_id):
+        report = rollback_import(
+            store, target, import_id=request.import_id, force=force, dry_run=dry_run
         )
+        if report.complete and not dry_run:
+            store.set_state(
+                request.import_id,
+                ImportState.ROLLED_BACK,
+                reason=(
+                    f"{len(report.conflicts)} changes left in place: changed in the CRM since"
+                    if report.conflicts
+                    else None
+                ),
+            )
     folder = config.reports_dir(request.import_id)
     (folder / (ROLLBACK_PLAN_FILE if dry_run else ROLLBACK_FILE)).write_text(
         json.dumps(

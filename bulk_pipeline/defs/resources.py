@@ -42,13 +42,22 @@ class CrmResource(dg.ConfigurableResource):
 
 
 class StagingResource(dg.ConfigurableResource):
-    """The staging store; by default the DuckDB file under the data home."""
+    """The staging store: a DuckDB file (``path``, by default under the data home), or the
+    PostgreSQL database at ``database_url`` (a ``dg.EnvVar``, read at run time and never stored
+    in the run's config)."""
 
     path: str | None = None
+    database_url: str | None = None
 
     @property
     def store(self) -> StagingStore:
-        return open_store(Path(self.path) if self.path else config.staging_db_path())
+        return open_store(Path(self.path) if self.path else None, database_url=self.database_url)
+
+    def __repr__(self) -> str:
+        url = MASK if self.database_url else None
+        return f"StagingResource(path={self.path!r}, database_url={url!r})"
+
+    __str__ = __repr__
 
 
 def crm_settings() -> dict[str, dg.EnvVar]:
@@ -58,8 +67,15 @@ def crm_settings() -> dict[str, dg.EnvVar]:
     return {name: dg.EnvVar(name) for name in sorted(names) if os.environ.get(name)}
 
 
+def staging_resource() -> StagingResource:
+    """PostgreSQL when its URL is set where the code location loads, else DuckDB."""
+    if config.database_url() is None:
+        return StagingResource()
+    return StagingResource(database_url=dg.EnvVar(config.DATABASE_URL_ENV))  # type: ignore[arg-type]
+
+
 def default_resources() -> dict[str, dg.ConfigurableResource]:
     return {
         "crm": CrmResource(settings=crm_settings()),  # type: ignore[arg-type]
-        "staging": StagingResource(),
+        "staging": staging_resource(),
     }

@@ -30,8 +30,6 @@ from bulk_pipeline.staging.sql_store import SqlConnection, SqlStore, schema_stat
 
 SCHEMA = "bulk_pipeline"
 CONNECT_TIMEOUT_SECONDS = 10
-_SCHEMA_LOCK = 0x62756C6B5F706970
-"""Advisory lock key serializing the first creation of the tables by concurrent processes."""
 NULL_TEXT = "\\N"
 _schema_ready: set[str] = set()
 _schema_ready_lock = threading.Lock()
@@ -185,11 +183,11 @@ class PostgresStore(SqlStore):
 
     def _ensure_schema(self, conn: psycopg.Connection[Any]) -> None:
         url = self._url.reveal()
-        with _schema_ready_lock:
+        with _schema_ready_lock:  # the first creation of the tables, one process at a time
             if url in _schema_ready:
                 return
             with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", [_SCHEMA_LOCK])
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", [advisory_key("schema", SCHEMA)])
                 conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
                 for statement in schema_statements():
                     conn.execute(statement)

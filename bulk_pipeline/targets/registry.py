@@ -139,6 +139,18 @@ def _budget_file(account: str) -> Path:
     return config.data_home() / "budgets" / f"{digest}.json"
 
 
+def account_budget(target: TargetEntry, settings: Settings, account: str, place: str) -> Budget:
+    """The CRM's budget for an account; with a deployment database, its rolling windows are
+    counted there too, so every process and machine importing into the account shares them."""
+    built = target.crm.budget(settings, _budget_file(account))
+    url = (settings.get(config.DATABASE_URL_ENV) or "").strip()
+    if not url:
+        return built
+    from bulk_pipeline.staging.budget_ledger import shared_ledger
+
+    return built.shared_through(shared_ledger(url), place)
+
+
 def _exchange(
     target: TargetEntry,
     settings: Settings,
@@ -154,7 +166,7 @@ def _exchange(
     return Exchange(
         policy=retry or retry_policy(settings),
         budget=budget
-        or shared_budget(place, lambda: target.crm.budget(settings, _budget_file(account))),
+        or shared_budget(place, lambda: account_budget(target, settings, account, place)),
         clock=shared_clock(place),
         where=where(base_url),
         rng=rng or random.Random(),

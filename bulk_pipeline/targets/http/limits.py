@@ -13,6 +13,12 @@ process (:func:`shared_budget`). It routes each request, by its ``kind``, to the
 
 Pacing is client-side and never blocks a thread: ``acquire`` is an effect-yielding generator that
 pauses (``Pause``) until every limit of the request's lane has room.
+
+Across processes and machines, a rolling window is shared through a :class:`WindowLedger` (a
+table in the deployment's PostgreSQL database, ``staging/budget_ledger.py``): every request of
+every process against the account takes a slot there too (:class:`SharedWindow`), so N parallel
+imports stay under the account's limit together instead of each learning of the others only
+from the CRM's headers, after the fact.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -305,6 +311,64 @@ class RollingWindow(Limit):
         )
 
 
+class WindowLedger(Protocol):
+    """Where the requests of rolling windows are counted for every process of a deployment."""
+
+    def take(self, window: str, max_requests: int, interval: float) -> int | float:
+        """A slot (an id) when one more request fits in ``window`` now, else the seconds to
+        wait before asking again."""
+
+    def restamp(self, slot: int) -> None:
+        """The answer arrived: count the request from now (the server saw it no later)."""
+
+    def give_back(self, slot: int) -> None:
+        """The request was not sent after all."""
+
+
+@dataclass
+class _SharedSlot:
+    local: Slot
+    shared: int
+
+
+class SharedWindow(Limit):
+    """A rolling window counted both in this process (which learns the limit and others' use
+    from the CRM's headers) and in a ledger every process shares: a request goes when both have
+    room, under the limit the CRM last advertised."""
+
+    def __init__(self, local: RollingWindow, ledger: WindowLedger, window: str) -> None:
+        self.name = local.name
+        self.local = local
+        self._ledger = ledger
+        self._window = window
+
+    def __repr__(self) -> str:
+        return f"SharedWindow({self.local!r})"
+
+    def take(self, cost: int = 1) -> _SharedSlot | float:
+        local = self.local.take(cost)
+        if isinstance(local, float):
+            return local
+        shared = self._ledger.take(self._window, self.local.max_requests, self.local.interval)
+        if isinstance(shared, float):
+            self.local.give_back(local)
+            return shared
+        return _SharedSlot(local, shared)
+
+    def settle(self, token: object, response: httpx.Response | None) -> None:
+        assert isinstance(token, _SharedSlot)
+        self.local.settle(token.local, response)
+        self._ledger.restamp(token.shared)
+
+    def give_back(self, token: object) -> None:
+        assert isinstance(token, _SharedSlot)
+        self.local.give_back(token.local)
+        self._ledger.give_back(token.shared)
+
+    def state(self) -> LimitState:
+        return self.local.state()
+
+
 # --- daily allowances ---------------------------------------------------------------------------
 
 
@@ -516,6 +580,23 @@ class Budget:
         self, request: ApiRequest, response: httpx.Response, retry_after: float | None
     ) -> float | None:
         return self._on_rate_limited(request, response, retry_after)
+
+    def shared_through(self, ledger: WindowLedger, account: str) -> Budget:
+        """This budget with each rolling window also counted in ``ledger``, under the account
+        and the window's name."""
+        shared: dict[int, Limit] = {}
+        for limits in self.lanes.values():
+            for limit in limits:
+                if isinstance(limit, RollingWindow) and id(limit) not in shared:
+                    shared[id(limit)] = SharedWindow(limit, ledger, f"{account} | {limit.name}")
+        return Budget(
+            {
+                kind: [shared.get(id(limit), limit) for limit in limits]
+                for kind, limits in self.lanes.items()
+            },
+            cost=self.cost,
+            on_rate_limited=self._on_rate_limited,
+        )
 
     def state(self) -> list[LimitState]:
         seen: dict[int, Limit] = {}

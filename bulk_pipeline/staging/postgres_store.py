@@ -68,10 +68,19 @@ class StagingDatabaseError(BulkPipelineError):
     password) and what to check."""
 
 
+def libpq_url(url: str) -> str:
+    """The URL as libpq reads it: a SQLAlchemy driver suffix (``postgresql+psycopg2://``) is
+    dropped, so one variable serves Dagster's storage and ours."""
+    scheme, separator, rest = url.partition("://")
+    if separator and scheme.startswith(("postgresql+", "postgres+")):
+        return f"postgresql://{rest}"
+    return url
+
+
 def describe_url(url: str) -> str:
     """The database URL for people: its password masked."""
     try:
-        parts = conninfo_to_dict(url)
+        parts = conninfo_to_dict(libpq_url(url))
     except psycopg.ProgrammingError:
         return MASK
     if "password" in parts:
@@ -85,7 +94,7 @@ def connect(url: str, **options: Any) -> psycopg.Connection[Any]:
     """A connection to ``url`` with the staging schema first on the search path."""
     try:
         conninfo = make_conninfo(
-            url,
+            libpq_url(url),
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
             options=f"-c search_path={SCHEMA},public",
             application_name="bulk_pipeline",
@@ -163,7 +172,7 @@ class PostgresStore(SqlStore):
 
     def __init__(self, url: str) -> None:
         self._url = Secret(url)
-        password = conninfo_to_dict(url).get("password")
+        password = conninfo_to_dict(libpq_url(url)).get("password")
         if password:
             register_secret(str(password))
 

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint dev sandbox bench bench-full clean
+.PHONY: setup demo test lint dev sandbox bench bench-full bench-scale clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ bench: $(BENCH_INSTALLED)
 
 bench-full: $(BENCH_INSTALLED)
 	$(BIN)/python -m bench.run --full
+
+# Throughput by number of CRM accounts on one PostgreSQL deployment (needs Debian's postgresql).
+bench-scale: setup
+	$(BIN)/python -m bench.scale
 
 clean:
 	rm -rf $(VENV)

@@ -7,9 +7,10 @@ the day's run) are told by their files: ``summary.json`` once completed, ``rollb
 once rolled back.
 
 This module is the one place that reads import state for people (``status``, ``report``), so
-the source of truth can move (a staging store with typed states) without touching them.
-Staging's own ``imports`` table is not read: its DuckDB file allows one process at a time, and
-``status`` must answer while an import holds it.
+the source of truth can move without touching them. Where the staging store takes readers while
+others write (PostgreSQL), imports without runs of their own are told by its ``imports`` table,
+the store's typed state with its reason, instead of their files. The DuckDB file allows one
+process at a time, and ``status`` must answer while an import holds it: there, files.
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ from typing import Any
 import dagster as dg
 
 from bulk_pipeline import config
+from bulk_pipeline import outcomes as staged
 from bulk_pipeline.runs import (
     PARTITION_TAG,
     failure_message,
     is_dry_run,
     stop_reason,
 )
+from bulk_pipeline.staging import StagingStore, open_store
 
 ROLLBACK_JOB = "rollback_job"
 SUMMARY_FILE = "summary.json"
@@ -70,11 +73,26 @@ class ImportState:
     """The run that decided the state, when a run did."""
 
 
+STORED_STATES = {
+    staged.ImportState.RUNNING: State.RUNNING,
+    staged.ImportState.STOPPED: State.STOPPED,
+    staged.ImportState.FAILED: State.FAILED,
+    staged.ImportState.COMPLETED: State.COMPLETED,
+    staged.ImportState.ROLLED_BACK: State.ROLLED_BACK,
+}
+
+
 def import_states(
-    instance: dg.DagsterInstance, import_ids: Iterable[str]
+    instance: dg.DagsterInstance,
+    import_ids: Iterable[str],
+    store: StagingStore | None = None,
 ) -> dict[str, ImportState]:
-    """The state of each import, by id."""
+    """The state of each import, by id; ``store`` defaults to the deployment's PostgreSQL
+    store when one is configured."""
     ids = list(import_ids)
+    if store is None and config.database_url():
+        store = open_store()
+    stored = store.statuses(ids) if store is not None and store.concurrent_readers else None
     latest: dict[str, dg.RunRecord] = {}
     if ids:
         records = instance.get_run_records(filters=dg.RunsFilter(tags={PARTITION_TAG: ids}))
@@ -89,6 +107,8 @@ def import_states(
         import_id: (
             _from_run(instance, import_id, latest[import_id])
             if import_id in latest
+            else _from_store(import_id, stored)
+            if stored is not None
             else _from_files(import_id)
         )
         for import_id in ids
@@ -114,6 +134,15 @@ def _from_run(instance: dg.DagsterInstance, import_id: str, record: dg.RunRecord
     if rollback:
         reason = f"the rollback did not finish: {reason}"
     return ImportState(import_id, State.FAILED, ended, reason, run.run_id)
+
+
+def _from_store(import_id: str, stored: dict[str, staged.ImportStatus]) -> ImportState:
+    status = stored.get(import_id)
+    if status is None:
+        return ImportState(import_id, State.NOT_RUN, None)
+    reason = "" if status.state is staged.ImportState.COMPLETED else (status.reason or "")
+    when = status.updated_at.astimezone(UTC) if status.updated_at else None
+    return ImportState(import_id, STORED_STATES[status.state], when, reason)
 
 
 def _from_files(import_id: str) -> ImportState:

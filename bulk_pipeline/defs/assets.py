@@ -169,7 +169,7 @@ def validated_rows(
     partitions_def=imports_partitions,
     group_name=GROUP,
     deps=[validated_rows],
-    kinds={"duckdb"},
+    kinds={"postgres" if config.database_url() else "duckdb"},
     pool=STAGING_POOL,
     check_specs=[
         dg.AssetCheckSpec(

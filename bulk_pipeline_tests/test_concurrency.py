@@ -20,10 +20,13 @@ import dagster as dg
 import pytest
 
 from bulk_pipeline import cli, config
+from bulk_pipeline.import_steps import progress_path
+from bulk_pipeline.imports import file_digest, import_id_for
 from bulk_pipeline.instance import CRM_POOL, STAGING_POOL, open_instance
 from bulk_pipeline.runs import PID_TAG
 from bulk_pipeline.sandbox.ratelimit import RateLimit
 from bulk_pipeline.sandbox.server import RunningSandbox, SandboxConfig, start_in_thread
+from bulk_pipeline.staging import open_store
 from bulk_pipeline_tests.recurring import contacts_csv
 
 FILES = 4
@@ -146,3 +149,31 @@ def test_a_killed_import_gives_its_crm_slot_back_to_the_next_import(
         r["properties"]["email"] for r in sandbox.admin.records("contacts")
     }
     instance.dispose()
+
+
+@pytest.mark.timeout(180)
+def test_a_run_of_an_import_waits_while_another_holds_the_import(
+    tmp_path: Path, crm: RunningSandbox
+) -> None:
+    """The lock per import (a file lock with DuckDB, an advisory lock with PostgreSQL): held
+    here as another run of the same import would hold it, the command stages nothing and sends
+    nothing until it is let go."""
+    path = contacts_csv(tmp_path / "held.csv", [f"held{i}@example.com" for i in range(5)])
+    import_id = import_id_for(path.name, file_digest(path))
+    progress = progress_path(import_id)
+
+    with open_store().import_lock(import_id):
+        process = _command(path)
+        deadline = time.monotonic() + 120
+        while '"staging"' not in (progress.read_text() if progress.exists() else ""):
+            assert process.poll() is None, process.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "the import never reached staging"
+            time.sleep(0.2)
+        time.sleep(2)
+        assert process.poll() is None
+        assert crm.admin.counts().get("contacts", 0) == 0
+        assert open_store().status(import_id) is None
+
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err[-3000:]
+    assert crm.admin.counts()["contacts"] == 5

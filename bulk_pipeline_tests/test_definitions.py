@@ -9,14 +9,17 @@ import dagster as dg
 import pytest
 import yaml
 
-from bulk_pipeline import runs
+from bulk_pipeline import config, runs
 from bulk_pipeline.definitions import defs
 from bulk_pipeline.instance import (
     CRM_POOL,
     CRM_POOL_LIMIT_ENV,
+    SHARED_POOL_LIMIT,
     STAGING_POOL,
+    STAGING_POOL_LIMIT_ENV,
     ensure_dagster_home,
     open_instance,
+    pool_limits,
 )
 
 
@@ -91,3 +94,52 @@ def test_the_crm_resource_reads_every_registered_targets_token_as_an_env_var(
 
     assert settings["ATTIO_ACCESS_TOKEN"] == dg.EnvVar("ATTIO_ACCESS_TOKEN")
     assert settings["HUBSPOT_ACCESS_TOKEN"] == dg.EnvVar("HUBSPOT_ACCESS_TOKEN")
+
+
+def test_with_a_database_url_the_instance_and_both_pools_go_shared(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dagster._core.instance.config import dagster_instance_config
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.delenv(CRM_POOL_LIMIT_ENV, raising=False)
+    assert pool_limits() == {CRM_POOL: 1, STAGING_POOL: 1}
+    monkeypatch.setenv(config.DATABASE_URL_ENV, "postgresql://bulk:s3cret-pass@db.invalid/bulk")
+
+    home = Path(ensure_dagster_home())
+    settings, _ = dagster_instance_config(str(home))
+
+    assert settings["storage"] == {"postgres": {"postgres_url": {"env": config.DATABASE_URL_ENV}}}
+    assert settings["concurrency"]["runs"]["max_concurrent_runs"] == SHARED_POOL_LIMIT
+    assert "s3cret-pass" not in (home / "dagster.yaml").read_text()
+    assert pool_limits() == {CRM_POOL: SHARED_POOL_LIMIT, STAGING_POOL: SHARED_POOL_LIMIT}
+    monkeypatch.setenv(STAGING_POOL_LIMIT_ENV, "3")
+    assert pool_limits()[STAGING_POOL] == 3
+
+
+def test_an_embedded_instance_gets_the_storage_block_when_the_url_appears(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    home = Path(ensure_dagster_home())
+    assert "storage" not in yaml.safe_load((home / "dagster.yaml").read_text())
+
+    monkeypatch.setenv(config.DATABASE_URL_ENV, "postgresql://bulk@db.invalid/bulk")
+    ensure_dagster_home()
+    ensure_dagster_home()
+
+    text = (home / "dagster.yaml").read_text()
+    assert yaml.safe_load(text)["storage"]["postgres"]["postgres_url"] == {
+        "env": config.DATABASE_URL_ENV
+    }
+    assert text.count("storage:") == 1
+
+
+def test_more_than_one_duckdb_writer_is_refused_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(config.DATABASE_URL_ENV, raising=False)
+    monkeypatch.setenv(STAGING_POOL_LIMIT_ENV, "4")
+
+    with pytest.raises(ValueError, match="one writer at a time"):
+        pool_limits()

@@ -20,6 +20,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import yaml
+
 from bulk_pipeline import config
 from bulk_pipeline.config import file_lock
 
@@ -81,8 +83,6 @@ def ensure_dagster_home() -> Path:
 
 def _has_storage(settings: Path) -> bool:
     """Whether dagster.yaml already says where runs are stored (then it is left as written)."""
-    import yaml
-
     loaded = yaml.safe_load(settings.read_text(encoding="utf-8")) or {}
     return isinstance(loaded, dict) and any(
         key in loaded for key in ("storage", "run_storage", "event_log_storage")

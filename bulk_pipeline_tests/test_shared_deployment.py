@@ -1,8 +1,9 @@
 """One deployment, many runs at once: staging and the Dagster instance in PostgreSQL.
 
-Real processes only: the Dagster daemon (``dagster-daemon run``, its queued run coordinator and
-the inbox sensor) launches the imports as runs in their own processes, which stage into the
-throwaway PostgreSQL server and push to a sandbox CRM over loopback.
+Real processes only, on the session's throwaway PostgreSQL server and sandbox CRMs over
+loopback: the Dagster daemon (``dagster-daemon run``, its queued run coordinator and the inbox
+sensor) launching eight imports as runs in their own processes; and four ``bulk-pipeline
+import`` processes pushing at once into one rate-limited account.
 """
 
 from __future__ import annotations

@@ -89,20 +89,23 @@ class PostgresWindowLedger:
     def _run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
         """``work`` on the ledger's connection, once more on a new one if the first was lost."""
         with self._lock:
-            for attempt in (1, 2):
-                try:
-                    return work(self._connection())
-                except psycopg.OperationalError:
-                    if self._conn is not None:
-                        self._conn.close()
-                    self._conn = None
-                    if attempt == 2:
-                        raise StagingDatabaseError(
-                            f"the shared budget at {describe_url(self._url.reveal())} stopped "
-                            "answering; the push stops with its state saved and resumes when "
-                            "run again"
-                        ) from None
-        raise AssertionError("unreachable")
+            try:
+                return work(self._connection())
+            except psycopg.OperationalError:
+                self._drop()
+            try:
+                return work(self._connection())
+            except psycopg.OperationalError:
+                self._drop()
+                raise StagingDatabaseError(
+                    f"the shared budget at {describe_url(self._url.reveal())} stopped "
+                    "answering; the push stops with its state saved and resumes when run again"
+                ) from None
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None
 
     def take(self, window: str, max_requests: int, interval: float) -> int | float:
         def take(conn: psycopg.Connection[Any]) -> int | float:
@@ -146,9 +149,7 @@ class PostgresWindowLedger:
 
     def close(self) -> None:
         with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            self._drop()
 
 
 _ledgers: dict[str, PostgresWindowLedger] = {}

@@ -13,6 +13,7 @@ import pytest
 
 from bulk_pipeline import config
 from bulk_pipeline.staging.budget_ledger import PostgresWindowLedger, shared_ledger
+from bulk_pipeline.staging.postgres_store import StagingDatabaseError
 from bulk_pipeline.targets.http.exchange import ApiRequest
 from bulk_pipeline.targets.http.limits import Budget, RollingWindow, SharedWindow
 from bulk_pipeline.targets.registry import account_budget, entry
@@ -117,3 +118,13 @@ def test_with_a_database_url_every_rolling_window_of_a_crm_budget_is_shared(
 
     window = "hubspot:x at https://h | ten-secondly request limit"
     assert shared_ledger(postgres_url).used(window, 10.0) == 1
+
+
+def test_when_the_database_is_gone_the_request_is_not_sent_and_its_local_slot_comes_back() -> None:
+    local = RollingWindow("ten-secondly", 10, 1.0)
+    window = SharedWindow(local, PostgresWindowLedger("postgresql://bulk@127.0.0.1:1/none"), WINDOW)
+
+    with pytest.raises(StagingDatabaseError, match=r"127\.0\.0\.1:1"):
+        window.take()
+
+    assert local.in_window() == 0

@@ -547,3 +547,29 @@ def test_resume_times_in_the_future_survive_a_round_trip(store: StagingStore) ->
     status = store.statuses(["imp-1", "unknown"])
     assert list(status) == ["imp-1"]
     assert status["imp-1"].resume_at == later
+
+
+def test_values_with_tabs_line_breaks_backslashes_and_quotes_round_trip(
+    store: StagingStore,
+) -> None:
+    awkward = [
+        "tab\there",
+        "two\nlines\r\nand a return",
+        "back\\slash \\N and \\t",
+        "\\N",
+        "\"quoted\", 'single'; =1+1",
+        "Zoë Ünal 東京",
+        "",
+    ]
+    frame = pl.DataFrame(
+        {
+            "_line": list(range(2, 2 + len(awkward))),
+            "email": [f"odd{i}@x.com" for i in range(len(awkward))],
+            "first_name": awkward,
+        },
+        schema={"_line": pl.Int64, "email": pl.String, "first_name": pl.String},
+    )
+    _stage(store, frame)
+
+    pending = store.pending("imp-1", Entity.CONTACTS, account=ACCOUNT)
+    assert [p.fields.get("first_name") for p in pending] == awkward

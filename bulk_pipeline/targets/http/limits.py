@@ -349,7 +349,11 @@ class SharedWindow(Limit):
         local = self.local.take(cost)
         if isinstance(local, float):
             return local
-        shared = self._ledger.take(self._window, self.local.max_requests, self.local.interval)
+        try:
+            shared = self._ledger.take(self._window, self.local.max_requests, self.local.interval)
+        except Exception:
+            self.local.give_back(local)
+            raise
         if isinstance(shared, float):
             self.local.give_back(local)
             return shared

@@ -149,6 +149,8 @@ def test_the_compose_file_runs_four_services_with_secrets_only_from_the_environm
         for variable, value in service["environment"].items():
             if variable in SECRET_VARIABLES or "PASSWORD" in variable:
                 assert re.search(r"\$\{[A-Z_]+:[?-]", str(value)), f"{name}: {variable} is literal"
+    every_target_setting = {name for entry in REGISTRY.values() for name in entry.env()}
+    assert every_target_setting <= set(services["code-location"]["environment"])
     url = services["daemon"]["environment"][config.DATABASE_URL_ENV]
     assert url.startswith("postgresql://") and "${POSTGRES_PASSWORD:?" in url
     assert "deploy/.env" in (CHECKOUT / ".gitignore").read_text(encoding="utf-8")

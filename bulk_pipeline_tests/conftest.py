@@ -5,7 +5,7 @@ need a Debian program (markers in programs.py) skip without it, or fail under CI
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -20,6 +20,7 @@ from bulk_pipeline.sandbox.server import (
     SandboxConfig,
     start_in_thread,
 )
+from bulk_pipeline.staging import StagingStore, open_store
 from bulk_pipeline_tests import programs, repository_guard
 from bulk_pipeline_tests.postgres import PostgresServer
 
@@ -88,3 +89,25 @@ def postgres_server() -> Iterator[PostgresServer]:
 def postgres_url(postgres_server: PostgresServer) -> str:
     """A new, empty database on the session's server."""
     return postgres_server.new_database()
+
+
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.needs_postgres)])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Each staging store in turn: a test asking for it runs over DuckDB and PostgreSQL."""
+    return str(request.param)
+
+
+@pytest.fixture
+def new_store(
+    store_kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Callable[[str], StagingStore]:
+    """Empty staging stores of the test's kind, by name: DuckDB files, or new databases on the
+    session's PostgreSQL server."""
+
+    def make(name: str) -> StagingStore:
+        if store_kind == "duckdb":
+            return open_store(tmp_path / f"{name}.duckdb")
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        return open_store(database_url=server.new_database())
+
+    return make

@@ -17,7 +17,7 @@ import duckdb
 import polars as pl
 
 from bulk_pipeline.config import file_lock
-from bulk_pipeline.staging.sql_store import SqlConnection, SqlStore, schema_statements
+from bulk_pipeline.staging.sql_store import SqlConnection, SqlStore, ensure_schema
 
 LOCK_WAIT_SECONDS = 120.0
 _schema_ready: set[tuple[Path, int]] = set()
@@ -81,8 +81,7 @@ class DuckDBStore(SqlStore):
         try:
             file_id = (self.path, self.path.stat().st_ino)
             if file_id not in _schema_ready:
-                for statement in schema_statements():
-                    conn.execute(statement)
+                ensure_schema(DuckDBConnection(conn))
                 _schema_ready.add(file_id)
             yield DuckDBConnection(conn)
         finally:

@@ -25,11 +25,21 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from bulk_pipeline.errors import BulkPipelineError
 from bulk_pipeline.redaction import MASK, Secret, register_secret
-from bulk_pipeline.staging.sql_store import SqlConnection, SqlStore, schema_statements
+from bulk_pipeline.staging.sql_store import SqlConnection, SqlStore, ensure_schema
 
 SCHEMA = "bulk_pipeline"
 CONNECT_TIMEOUT_SECONDS = 10
 NULL_TEXT = "\\N"
+INDEXES = (
+    "CREATE INDEX IF NOT EXISTS record_refs_by_ref ON record_refs (account, entity, ref)",
+    "CREATE INDEX IF NOT EXISTS record_refs_by_key ON record_refs (account, entity, key)",
+    "CREATE INDEX IF NOT EXISTS import_rows_by_key ON import_rows (import_id, entity, key)",
+    "CREATE INDEX IF NOT EXISTS import_links_by_from ON import_links "
+    "(account, entity, reference, from_id)",
+)
+"""Lookups the shared SQL makes by other columns than a table's key: PostgreSQL reads a whole
+table without an index, while DuckDB scans by column with zone maps and keeps no index but its
+keys (an index costs it memory on every write)."""
 _schema_ready: set[str] = set()
 _schema_ready_lock = threading.Lock()
 
@@ -209,7 +219,8 @@ class PostgresStore(SqlStore):
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", [advisory_key("schema", SCHEMA)])
                 conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-                for statement in schema_statements():
+                ensure_schema(PostgresConnection(conn))
+                for statement in INDEXES:
                     conn.execute(statement)
             _schema_ready.add(url)
 

@@ -1,8 +1,11 @@
 """The staging store written once in SQL that DuckDB and PostgreSQL both speak.
 
 Tables: one per entity keyed by (account, key) with each record's staged values and the CRM id it
-was last written to; ``import_rows``, one outcome per (import, entity, line); ``import_changes``,
-the change log (before and after values, per run); ``imports``, each import's state.
+was last written to; ``record_refs``, the values other records may name a staged record by
+(``domain:acme.com``); ``import_rows``, one outcome per (import, sheet, entity, line);
+``import_changes``, the change log (before and after values, per run); ``import_links``, the links
+an import made or found (for CRMs that link by separate calls, and for rollback); ``imports``, each
+import's state.
 
 Every statement of the protocol lives here, with ``?`` placeholders; a database brings only what
 differs (:class:`SqlConnection`: how a statement runs, how a polars frame becomes a table the SQL
@@ -17,14 +20,21 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
 
-from bulk_pipeline.entities import ENTITY_SPECS, Entity, normalize_key
+from bulk_pipeline.entities import (
+    ENTITY_SPECS,
+    KEY_PARTS_SEPARATOR,
+    Entity,
+    EntitySpec,
+    describe_key,
+    normalize_key,
+)
 from bulk_pipeline.outcomes import (
     Change,
     ChangeAction,
@@ -33,11 +43,14 @@ from bulk_pipeline.outcomes import (
     ImportStatus,
     Intent,
     LineOutcome,
+    LinkChange,
+    LinkState,
     OnDuplicate,
     OutcomeCounts,
     PendingRecord,
     Proof,
     PushOutcome,
+    ReferenceMatch,
     StageResult,
 )
 from bulk_pipeline.staging import VanishedKey
@@ -47,6 +60,8 @@ STAGE_SLICE_ROWS = 500_000
 is idempotent, so slices need not share one transaction."""
 KEY = "_key"
 LINE = "_line"
+SHEET = "_sheet"
+"""The sheet (or JSON key) a row comes from; empty for a file with one table."""
 
 
 def records_table(entity: Entity) -> str:
@@ -63,21 +78,102 @@ def key_expression(column: str) -> pl.Expr:
     return pl.when(key == "").then(None).otherwise(key)
 
 
+def identity_key_expression(spec: EntitySpec, columns: Sequence[str]) -> pl.Expr:
+    """``EntitySpec.identify``'s key as a polars expression over a frame's ``columns``."""
+
+    def value(name: str) -> pl.Expr:
+        return key_expression(name) if name in columns else pl.lit(None, pl.String)
+
+    keys = []
+    for position, identity in enumerate(spec.identities):
+        parts = [value(identity.field)] + [
+            pl.coalesce(*(value(name) for name in slot), pl.lit("")) for slot in identity.slots
+        ]
+        key = pl.concat_str(parts, separator=KEY_PARTS_SEPARATOR)
+        keys.append(key if position == 0 else pl.lit(f"{identity.field}:") + key)
+    return pl.coalesce(keys)
+
+
+REFERENCED_FIELDS: dict[Entity, tuple[str, ...]] = {
+    entity: tuple(
+        dict.fromkeys(
+            theirs
+            for spec in ENTITY_SPECS.values()
+            for reference in spec.references
+            if reference.entity is entity
+            for _, theirs in reference.by
+        )
+    )
+    for entity in Entity
+}
+"""Per entity, the fields other records name it by (a company's domain and name)."""
+
+
+def _reference_rows(entity: Entity, kept: pl.DataFrame) -> pl.DataFrame:
+    """``ref, key`` for every value other records may name a staged record by
+    (``domain:acme.com``, as ``push.references`` asks for it)."""
+    frames = [
+        kept.select(
+            (pl.lit(f"{name}:") + key_expression(name)).alias("ref"), pl.col(KEY).alias("key")
+        ).drop_nulls()
+        for name in REFERENCED_FIELDS[entity]
+        if name in kept.columns
+    ]
+    return (
+        pl.concat(frames) if frames else pl.DataFrame(schema={"ref": pl.String, "key": pl.String})
+    )
+
+
 def _dedupe(valid: pl.DataFrame, on_duplicate: OnDuplicate) -> pl.DataFrame:
-    """One row per key with ``_kept_line`` (the line whose record survives) and ``_lines``."""
-    fields = [c for c in valid.columns if c not in (LINE, KEY)]
-    ordered = valid.sort(LINE)
-    grouped = ordered.group_by(KEY, maintain_order=True)
+    """One row per key with the sheet and line whose record survives (``_kept_sheet``,
+    ``_kept_line``) and all its rows (``_rows``); rows are taken in the frame's order."""
+    fields = [c for c in valid.columns if c not in (LINE, KEY, SHEET)]
+    grouped = valid.group_by(KEY, maintain_order=True)
+    row = pl.struct(pl.col(SHEET).alias("sheet"), pl.col(LINE).alias("line"))
     if on_duplicate is OnDuplicate.SKIP:
         agg = [pl.col(f).first() for f in fields]
-        kept = pl.col(LINE).first()
+        kept = row.first()
     elif on_duplicate is OnDuplicate.UPDATE:
         agg = [pl.col(f).last() for f in fields]
-        kept = pl.col(LINE).last()
+        kept = row.last()
     else:
         agg = [pl.col(f).drop_nulls().first() for f in fields]
-        kept = pl.col(LINE).first()
-    return grouped.agg([*agg, kept.alias("_kept_line"), pl.col(LINE).alias("_lines")])
+        kept = row.first()
+    return (
+        grouped.agg([*agg, kept.alias("_kept"), row.alias("_rows")])
+        .unnest("_kept")
+        .rename({"sheet": "_kept_sheet", "line": "_kept_line"})
+    )
+
+
+def _duplicate_rows(deduped: pl.DataFrame) -> pl.DataFrame:
+    """``sheet, line, key, reason`` of every row merged into another row's record."""
+    rows = (
+        deduped.select(KEY, "_kept_sheet", "_kept_line", "_rows")
+        .explode("_rows")
+        .unnest("_rows")
+        .filter(
+            (pl.col("line") != pl.col("_kept_line")) | (pl.col("sheet") != pl.col("_kept_sheet"))
+        )
+    )
+    kept_at = (
+        pl.when(pl.col("_kept_sheet") == "").then(pl.lit("")).otherwise(pl.col("_kept_sheet") + " ")
+    )
+    readable = pl.col(KEY).map_elements(describe_key, return_dtype=pl.String)
+    return rows.select(
+        "sheet",
+        pl.col("line").cast(pl.Int64),
+        pl.col(KEY).alias("key"),
+        pl.format("duplicate of {}line {} ({})", kept_at, pl.col("_kept_line"), readable).alias(
+            "reason"
+        ),
+    )
+
+
+def _with_sheet(frame: pl.DataFrame) -> pl.DataFrame:
+    if SHEET in frame.columns:
+        return frame.with_columns(pl.col(SHEET).fill_null(""))
+    return frame.with_columns(pl.lit("").alias(SHEET))
 
 
 def _content_hash_sql(fields: Sequence[str]) -> str:
@@ -194,42 +290,40 @@ class SqlStore(ABC):
         source_file: str,
         on_duplicate: OnDuplicate,
     ) -> StageResult:
-        """Stage an import's valid rows and record one outcome per input line.
+        """Stage an import's valid rows of one entity and record one outcome per input line.
 
-        ``valid`` holds our fields plus ``_line``; ``invalid`` holds ``_line`` and ``reason`` for
-        every line that will not be written. Lines already written by an earlier attempt of the
-        same run keep their outcome, so a resumed import reports what it really did (a new run
-        starts with no outcomes: ``begin_run``).
+        ``valid`` holds our fields plus ``_line`` (and ``_sheet`` when the rows come from
+        several sheets), in the order that decides which duplicate comes first; ``invalid``
+        holds ``_line``, ``reason`` (and ``_sheet``) for every line that will not be written.
+        Lines already written by an earlier attempt of the same run keep their outcome, so a
+        resumed import reports what it really did (a new run starts with no outcomes:
+        ``begin_run``). The values other records may name each record by are kept beside it
+        (``record_refs``), for :meth:`resolve`.
         """
         spec = ENTITY_SPECS[entity]
-        keyed = valid.with_columns(key_expression(spec.key_field).alias(KEY))
+        valid, invalid = _with_sheet(valid), _with_sheet(invalid)
+        keyed = valid.with_columns(identity_key_expression(spec, valid.columns).alias(KEY))
         deduped = _dedupe(keyed, on_duplicate)
         present = [f for f in spec.fields if f in deduped.columns]
         table = records_table(entity)
-        duplicates = (
-            deduped.select(
-                pl.col(KEY).alias("key"),
-                pl.col("_kept_line").alias("kept_line"),
-                pl.col("_lines").alias("line"),
-            )
-            .explode("line")
-            .filter(pl.col("line") != pl.col("kept_line"))
-        )
-        kept = deduped.drop("_lines").rename({"_kept_line": LINE})
+        duplicates = _duplicate_rows(deduped)
+        kept = deduped.drop("_rows").rename({"_kept_line": LINE, "_kept_sheet": SHEET})
         for f in spec.fields:
             if f not in kept.columns:
                 kept = kept.with_columns(pl.lit(None, dtype=pl.String).alias(f))
-        invalid_rows = invalid.select(pl.col(LINE).cast(pl.Int64), pl.col("reason"))
+        refs = _reference_rows(entity, kept)
+        invalid_rows = invalid.select(pl.col(SHEET), pl.col(LINE).cast(pl.Int64), pl.col("reason"))
         upsert = f"""
-            INSERT INTO {table} (account, key, record, content_hash, source_file, source_line,
-                                 import_id)
+            INSERT INTO {table} (account, key, record, content_hash, source_file, source_sheet,
+                                 source_line, import_id)
             SELECT ?, {KEY}, {self._record_json(present)}, {_content_hash_sql(spec.fields)}, ?,
-                   {LINE}, ?
+                   {SHEET}, {LINE}, ?
             FROM kept_slice{self.upsert_order}
             ON CONFLICT (account, key) DO UPDATE SET
                 record = excluded.record,
                 content_hash = excluded.content_hash,
                 source_file = excluded.source_file,
+                source_sheet = excluded.source_sheet,
                 source_line = excluded.source_line,
                 import_id = excluded.import_id,
                 updated_at = now()
@@ -239,15 +333,31 @@ class SqlStore(ABC):
                 with conn.table("kept_slice", kept.slice(start, STAGE_SLICE_ROWS)):
                     conn.execute(upsert, [account, source_file, import_id])
             with (
-                conn.table("kept_frame", kept.select(LINE, KEY)),
+                conn.table("ref_frame", refs),
+                conn.table("kept_frame", kept.select(SHEET, LINE, KEY)),
                 conn.table("dup_frame", duplicates),
                 conn.table("invalid_frame", invalid_rows),
                 conn.transaction(),
             ):
                 conn.execute(
+                    f"""
+                    DELETE FROM record_refs WHERE account = ? AND entity = ?
+                      AND key IN (SELECT k.{KEY} FROM kept_frame k)
+                    """,
+                    [account, entity.value],
+                )
+                conn.execute(
+                    """
+                    INSERT INTO record_refs (account, entity, ref, key)
+                    SELECT DISTINCT CAST(? AS VARCHAR), CAST(? AS VARCHAR), ref, key
+                    FROM ref_frame
+                    """,
+                    [account, entity.value],
+                )
+                conn.execute(
                     """
                     CREATE TEMP TABLE kept_outcomes AS
-                    SELECT line, outcome, crm_id FROM import_rows
+                    SELECT sheet, line, outcome, crm_id FROM import_rows
                     WHERE import_id = ? AND entity = ? AND outcome IN ('created', 'updated')
                     """,
                     [import_id, entity.value],
@@ -258,21 +368,63 @@ class SqlStore(ABC):
                 )
                 conn.execute(
                     f"""
-                    INSERT INTO import_rows (import_id, entity, line, key, outcome, reason, crm_id)
-                    SELECT ?, ?, k.{LINE}, k.{KEY}, coalesce(o.outcome, 'pending'), NULL, o.crm_id
-                    FROM kept_frame k LEFT JOIN kept_outcomes o ON o.line = k.{LINE}
+                    INSERT INTO import_rows (import_id, sheet, entity, line, key, outcome, reason,
+                                             crm_id)
+                    SELECT ?, k.{SHEET}, ?, k.{LINE}, k.{KEY}, coalesce(o.outcome, 'pending'),
+                           NULL, o.crm_id
+                    FROM kept_frame k
+                    LEFT JOIN kept_outcomes o ON o.sheet = k.{SHEET} AND o.line = k.{LINE}
                     UNION ALL
-                    SELECT ?, ?, line, key, 'duplicate',
-                           'duplicate of line ' || kept_line || ' ({spec.key_field} ' || key || ')',
-                           NULL
-                    FROM dup_frame
+                    SELECT ?, sheet, ?, line, key, 'duplicate', reason, NULL FROM dup_frame
                     UNION ALL
-                    SELECT ?, ?, {LINE}, NULL, 'invalid', reason, NULL FROM invalid_frame
+                    SELECT ?, {SHEET}, ?, {LINE}, NULL, 'invalid', reason, NULL
+                    FROM invalid_frame
                     """,
                     [import_id, entity.value] * 3,
                 )
                 conn.execute("DROP TABLE kept_outcomes")
         return StageResult(staged=kept.height, duplicates=duplicates.height)
+
+    def resolve(
+        self, entity: Entity, refs: Sequence[str], *, account: str, import_id: str
+    ) -> dict[str, list[ReferenceMatch]]:
+        if not refs:
+            return {}
+        table = records_table(entity)
+        with (
+            self._connect() as conn,
+            conn.table("wanted", _frame({"ref": list(dict.fromkeys(refs))})),
+        ):
+            rows = conn.rows(
+                f"""
+                SELECT w.ref, r.key, coalesce(i.crm_id, t.crm_id), i.outcome, i.reason,
+                       i.sheet, i.line, t.import_id
+                FROM wanted w
+                JOIN record_refs r ON r.account = ? AND r.entity = ? AND r.ref = w.ref
+                JOIN {table} t ON t.account = r.account AND t.key = r.key
+                LEFT JOIN import_rows i
+                  ON i.import_id = ? AND i.entity = ? AND i.key = r.key
+                 AND i.outcome NOT IN ('duplicate', 'invalid')
+                ORDER BY w.ref, r.key
+                """,
+                [account, entity.value, import_id, entity.value],
+            )
+        found: dict[str, list[ReferenceMatch]] = {}
+        for ref, key, crm_id, outcome, reason, sheet, line, staged_by in rows:
+            if line is not None:
+                where = f"{sheet} line {line}" if sheet else f"line {line}"
+            else:
+                where = f"import {staged_by}"
+            found.setdefault(ref, []).append(
+                ReferenceMatch(
+                    key=key,
+                    crm_id=crm_id,
+                    outcome=LineOutcome(outcome) if outcome is not None else None,
+                    reason=reason,
+                    where=where,
+                )
+            )
+        return found
 
     def _records(
         self, import_id: str, entity: Entity, account: str, outcomes: Sequence[str]
@@ -280,11 +432,11 @@ class SqlStore(ABC):
         with self._connect() as conn:
             rows = conn.rows(
                 f"""
-                SELECT r.key, i.line, CAST(r.record AS VARCHAR), r.crm_id
+                SELECT r.key, i.line, CAST(r.record AS VARCHAR), r.crm_id, i.sheet
                 FROM import_rows i JOIN {records_table(entity)} r
                   ON r.account = ? AND r.key = i.key
                 WHERE i.import_id = ? AND i.entity = ? AND i.outcome = ANY(?)
-                ORDER BY i.line
+                ORDER BY i.sheet, i.line
                 """,
                 [account, import_id, entity.value, list(outcomes)],
             )
@@ -294,8 +446,9 @@ class SqlStore(ABC):
                 line=int(line),
                 fields={k: v for k, v in json.loads(record).items() if v is not None},
                 crm_id=crm_id,
+                sheet=sheet,
             )
-            for key, line, record, crm_id in rows
+            for key, line, record, crm_id, sheet in rows
         ]
 
     def pending(self, import_id: str, entity: Entity, *, account: str) -> list[PendingRecord]:
@@ -335,7 +488,8 @@ class SqlStore(ABC):
                 f"""
                 UPDATE {table} SET
                     crm_id = coalesce(o.crm_id, {table}.crm_id),
-                    pushed_hash = CASE WHEN o.outcome = 'failed' THEN {table}.pushed_hash
+                    pushed_hash = CASE WHEN o.outcome IN ('failed', 'invalid', 'pending')
+                                       THEN {table}.pushed_hash
                                        ELSE {table}.content_hash END,
                     last_error = o.reason,
                     updated_at = now()
@@ -469,6 +623,110 @@ class SqlStore(ABC):
                 [account, list(keys)],
             )
 
+    # links ---------------------------------------------------------------------------------
+
+    def record_links(
+        self, import_id: str, links: Sequence[LinkChange], *, account: str, run: int
+    ) -> None:
+        if not links:
+            return
+        frame = pl.DataFrame(
+            {
+                "entity": [link.entity.value for link in links],
+                "key": [link.key for link in links],
+                "reference": [link.reference for link in links],
+                "to_entity": [link.to_entity.value for link in links],
+                "from_id": [link.from_id for link in links],
+                "to_id": [link.to_id for link in links],
+                "state": [link.state.value for link in links],
+                "with_create": [link.with_create for link in links],
+            },
+            schema_overrides={"with_create": pl.Boolean},
+        )
+        with self._connect() as conn, conn.table("link_frame", frame):
+            conn.execute(
+                """
+                INSERT INTO import_links (import_id, run, account, entity, key, reference,
+                                          to_entity, from_id, to_id, state, with_create)
+                SELECT DISTINCT ON (entity, key, reference, to_id)
+                       CAST(? AS VARCHAR), CAST(? AS BIGINT), CAST(? AS VARCHAR), entity, key,
+                       reference, to_entity, from_id, to_id, state, with_create
+                FROM link_frame
+                ON CONFLICT (import_id, run, account, entity, key, reference, to_id)
+                DO UPDATE SET from_id = excluded.from_id, state = excluded.state,
+                    with_create = excluded.with_create, recorded_at = now()
+                """,
+                [import_id, run, account],
+            )
+
+    def links(self, import_id: str, *, account: str | None = None) -> list[LinkChange]:
+        with self._connect() as conn:
+            rows = conn.rows(
+                """
+                SELECT entity, key, reference, to_entity, from_id, to_id, state, run, with_create
+                FROM import_links
+                WHERE import_id = ? AND (account = ? OR CAST(? AS VARCHAR) IS NULL)
+                ORDER BY run DESC, entity, key, reference
+                """,
+                [import_id, account, account],
+            )
+        return [
+            LinkChange(
+                entity=Entity(entity),
+                key=key,
+                reference=reference,
+                to_entity=Entity(to_entity),
+                from_id=from_id,
+                to_id=to_id,
+                state=LinkState(state),
+                run=int(run),
+                with_create=bool(with_create),
+            )
+            for entity, key, reference, to_entity, from_id, to_id, state, run, with_create in rows
+        ]
+
+    def known_links(
+        self, entity: Entity, reference: str, from_ids: Sequence[str], *, account: str
+    ) -> set[tuple[str, str]]:
+        if not from_ids:
+            return set()
+        with self._connect() as conn:
+            rows = conn.rows(
+                """
+                SELECT DISTINCT from_id, to_id FROM import_links
+                WHERE account = ? AND entity = ? AND reference = ?
+                  AND state IN ('done', 'found') AND from_id = ANY(?)
+                """,
+                [account, entity.value, reference, list(from_ids)],
+            )
+        return {(from_id, to_id) for from_id, to_id in rows}
+
+    def discard_links(
+        self, import_id: str, links: Sequence[LinkChange], *, account: str, run: int
+    ) -> None:
+        """Forget link intents the CRM refused (nothing was linked)."""
+        if not links:
+            return
+        frame = _frame(
+            {
+                "entity": [link.entity.value for link in links],
+                "key": [link.key for link in links],
+                "reference": [link.reference for link in links],
+                "to_id": [link.to_id for link in links],
+            }
+        )
+        with self._connect() as conn, conn.table("link_frame", frame):
+            conn.execute(
+                """
+                DELETE FROM import_links USING link_frame f
+                WHERE import_links.import_id = ? AND import_links.run = ?
+                  AND import_links.account = ? AND import_links.state = 'intended'
+                  AND import_links.entity = f.entity AND import_links.key = f.key
+                  AND import_links.reference = f.reference AND import_links.to_id = f.to_id
+                """,
+                [import_id, run, account],
+            )
+
     # outcomes ------------------------------------------------------------------------------
 
     def outcome_counts(self, import_id: str) -> OutcomeCounts:
@@ -483,8 +741,8 @@ class SqlStore(ABC):
         with self._connect() as conn:
             return conn.frame(
                 """
-                SELECT line, entity, key, outcome, reason, crm_id FROM import_rows
-                WHERE import_id = ? ORDER BY line, entity
+                SELECT sheet, line, entity, key, outcome, reason, crm_id FROM import_rows
+                WHERE import_id = ? ORDER BY sheet, line, entity
                 """,
                 [import_id],
             )
@@ -592,10 +850,26 @@ def _mark(
         )
 
 
-def schema_statements() -> Iterator[str]:
-    """The tables, in types both databases know."""
+IMPORT_ROWS_TABLE = """
+    CREATE TABLE {name} (
+        import_id VARCHAR NOT NULL,
+        sheet VARCHAR NOT NULL DEFAULT '',
+        entity VARCHAR NOT NULL,
+        line BIGINT NOT NULL,
+        key VARCHAR,
+        outcome VARCHAR NOT NULL,
+        reason VARCHAR,
+        crm_id VARCHAR,
+        PRIMARY KEY (import_id, sheet, entity, line)
+    )
+    """
+
+
+def ensure_schema(conn: SqlConnection) -> None:
+    """Create the tables, in types both databases know, and bring older stores' up to date."""
     for entity in Entity:
-        yield f"""
+        conn.execute(
+            f"""
             CREATE TABLE IF NOT EXISTS {records_table(entity)} (
                 account VARCHAR NOT NULL,
                 key VARCHAR NOT NULL,
@@ -608,22 +882,28 @@ def schema_statements() -> Iterator[str]:
                 pushed_hash VARCHAR,
                 last_error VARCHAR,
                 updated_at TIMESTAMP DEFAULT current_timestamp,
+                source_sheet VARCHAR,
                 PRIMARY KEY (account, key)
             )
             """
-    yield """
-        CREATE TABLE IF NOT EXISTS import_rows (
-            import_id VARCHAR NOT NULL,
+        )
+        conn.execute(
+            f"ALTER TABLE {records_table(entity)} ADD COLUMN IF NOT EXISTS source_sheet VARCHAR"
+        )
+    conn.execute(
+        """
+        CREATE TABLE IF NOT EXISTS record_refs (
+            account VARCHAR NOT NULL,
             entity VARCHAR NOT NULL,
-            line BIGINT NOT NULL,
-            key VARCHAR,
-            outcome VARCHAR NOT NULL,
-            reason VARCHAR,
-            crm_id VARCHAR,
-            PRIMARY KEY (import_id, entity, line)
+            ref VARCHAR NOT NULL,
+            key VARCHAR NOT NULL
         )
         """
-    yield """
+    )
+    _migrate_import_rows(conn)
+    conn.execute(IMPORT_ROWS_TABLE.format(name="IF NOT EXISTS import_rows"))
+    conn.execute(
+        """
         CREATE TABLE IF NOT EXISTS import_changes (
             import_id VARCHAR NOT NULL,
             run BIGINT NOT NULL,
@@ -641,7 +921,28 @@ def schema_statements() -> Iterator[str]:
             PRIMARY KEY (import_id, run, account, entity, key)
         )
         """
-    yield """
+    )
+    conn.execute(
+        """
+        CREATE TABLE IF NOT EXISTS import_links (
+            import_id VARCHAR NOT NULL,
+            run BIGINT NOT NULL,
+            account VARCHAR NOT NULL,
+            entity VARCHAR NOT NULL,
+            key VARCHAR NOT NULL,
+            reference VARCHAR NOT NULL,
+            to_entity VARCHAR NOT NULL,
+            from_id VARCHAR NOT NULL,
+            to_id VARCHAR NOT NULL,
+            state VARCHAR NOT NULL,
+            with_create BOOLEAN NOT NULL DEFAULT false,
+            recorded_at TIMESTAMPTZ DEFAULT current_timestamp,
+            PRIMARY KEY (import_id, run, account, entity, key, reference, to_id)
+        )
+        """
+    )
+    conn.execute(
+        """
         CREATE TABLE IF NOT EXISTS imports (
             import_id VARCHAR PRIMARY KEY,
             state VARCHAR NOT NULL,
@@ -651,3 +952,31 @@ def schema_statements() -> Iterator[str]:
             updated_at TIMESTAMPTZ DEFAULT current_timestamp
         )
         """
+    )
+
+
+def _migrate_import_rows(conn: SqlConnection) -> None:
+    """Outcomes kept before imports had several sheets get the sheet '' in their key. DuckDB
+    cannot change a primary key in place, so the table is copied (to a new name: PostgreSQL
+    keeps the old key's index name with a renamed table)."""
+    columns = {
+        name
+        for (name,) in conn.rows(
+            """
+            SELECT column_name FROM information_schema.columns
+            WHERE table_schema = current_schema() AND table_name = 'import_rows'
+            """
+        )
+    }
+    if not columns or "sheet" in columns:
+        return
+    with conn.transaction():
+        conn.execute(IMPORT_ROWS_TABLE.format(name="import_rows_sheeted"))
+        conn.execute(
+            """
+            INSERT INTO import_rows_sheeted
+            SELECT import_id, '', entity, line, key, outcome, reason, crm_id FROM import_rows
+            """
+        )
+        conn.execute("DROP TABLE import_rows")
+        conn.execute("ALTER TABLE import_rows_sheeted RENAME TO import_rows")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -26,29 +26,15 @@ from bulk_pipeline.outcomes import (
     Proof,
     PushOutcome,
 )
-from bulk_pipeline.staging import StagingStore, VanishedKey, open_store, sql_store
+from bulk_pipeline.staging import StagingStore, VanishedKey, sql_store
 
 NO_INVALID = pl.DataFrame(schema={"_line": pl.Int64, "reason": pl.String})
 ACCOUNT = "sandbox"
-STORES = ["duckdb", pytest.param("postgres", marks=pytest.mark.needs_postgres)]
-
-
-def make_store(
-    kind: str, request: pytest.FixtureRequest, tmp_path: Path, name: str
-) -> StagingStore:
-    if kind == "duckdb":
-        return open_store(tmp_path / f"{name}.duckdb")
-    return open_store(database_url=request.getfixturevalue("postgres_server").new_database())
-
-
-@pytest.fixture(params=STORES)
-def kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 @pytest.fixture
-def store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> StagingStore:
-    return make_store(kind, request, tmp_path, "staging")
+def store(new_store: Callable[[str], StagingStore]) -> StagingStore:
+    return new_store("staging")
 
 
 def _contacts(rows: list[tuple[int, str, str | None, str | None]]) -> pl.DataFrame:
@@ -159,16 +145,16 @@ def test_duplicates_follow_the_strategy_and_are_each_counted(
 def test_keys_that_differ_only_in_case_spacing_or_folding_are_one_record(
     store: StagingStore,
 ) -> None:
-    deals = pl.DataFrame(
+    companies = pl.DataFrame(
         {"_line": [2, 3, 4, 5], "name": ["Straße Pilot", "STRASSE  pilot", "ΣΊΣΥΦΟΣ", "σίσυφος"]},
         schema={"_line": pl.Int64, "name": pl.String},
     )
-    _stage(store, deals, entity=Entity.DEALS)
+    _stage(store, companies, entity=Entity.COMPANIES)
 
-    pending = store.pending("imp-1", Entity.DEALS, account=ACCOUNT)
+    pending = store.pending("imp-1", Entity.COMPANIES, account=ACCOUNT)
     assert [(p.key, p.fields["name"]) for p in pending] == [
-        ("strasse pilot", "Straße Pilot"),
-        ("σίσυφοσ", "ΣΊΣΥΦΟΣ"),
+        ("name:strasse pilot", "Straße Pilot"),
+        ("name:σίσυφοσ", "ΣΊΣΥΦΟΣ"),
     ]
     assert store.outcome_counts("imp-1")[LineOutcome.DUPLICATE] == 2
 
@@ -183,6 +169,7 @@ def test_invalid_lines_are_recorded_with_their_reason(store: StagingStore) -> No
     line = store.line_outcomes("imp-1").filter(pl.col("line") == 9).to_dicts()
     assert line == [
         {
+            "sheet": "",
             "line": 9,
             "entity": "contacts",
             "key": None,
@@ -194,10 +181,10 @@ def test_invalid_lines_are_recorded_with_their_reason(store: StagingStore) -> No
 
 
 def test_staging_in_slices_gives_the_same_records(
-    kind: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    new_store: Callable[[str], StagingStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    whole = make_store(kind, request, tmp_path, "whole")
-    sliced = make_store(kind, request, tmp_path, "sliced")
+    whole = new_store("whole")
+    sliced = new_store("sliced")
     _stage(whole, DUPLICATED, OnDuplicate.MERGE)
     monkeypatch.setattr(sql_store, "STAGE_SLICE_ROWS", 1)
     _stage(sliced, DUPLICATED, OnDuplicate.MERGE)
@@ -260,6 +247,7 @@ def test_line_outcomes_are_typed_and_in_line_order_even_when_empty(store: Stagin
     lines = store.line_outcomes("imp-1")
 
     expected = {
+        "sheet": pl.String,
         "line": pl.Int64,
         "entity": pl.String,
         "key": pl.String,

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import xlsxwriter
 
-from bulk_pipeline import config, import_steps
+from bulk_pipeline import import_steps
 from bulk_pipeline.entities import Entity
 from bulk_pipeline.errors import TransientError
 from bulk_pipeline.imports import register_import
 from bulk_pipeline.outcomes import ImportSummary
-from bulk_pipeline.staging import StagingStore, open_store
+from bulk_pipeline.staging import StagingStore
 from bulk_pipeline.targets.base import LinkStyle
 from bulk_pipeline.targets.fake import FakeCrm, Faults, fake_target, with_capabilities
 from bulk_pipeline.targets.runner import SyncTarget
@@ -105,8 +106,10 @@ def named_links(crm: FakeCrm, entity: Entity, to: Entity, key: str, to_key: str)
 
 
 @pytest.fixture
-def store() -> StagingStore:
-    return open_store(config.data_home() / "staging.duckdb")
+def store(new_store: Callable[[str], StagingStore]) -> StagingStore:
+    """Each staging store in turn (DuckDB, PostgreSQL): linked imports take every method of
+    the protocol."""
+    return new_store("staging")
 
 
 def test_a_workbook_of_four_linked_sheets_is_written_once_linked_and_undone_whole(

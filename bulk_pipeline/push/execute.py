@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -626,6 +627,15 @@ class LinkPhase:
             result.stop = answer.exhausted or TransientError(pending.message)
 
 
+def written_since(
+    store: StagingStore, account: str, entity: Entity, records: Sequence[PendingRecord]
+) -> list[PendingRecord]:
+    """The records with the CRM ids other imports wrote them to since this push read them (an
+    id from the source system is found nowhere else)."""
+    ids = store.crm_ids(entity, [r.key for r in records if not r.crm_id], account=account)
+    return [replace(r, crm_id=ids[r.key]) if r.key in ids else r for r in records]
+
+
 def push_import(
     store: StagingStore,
     target: Target,
@@ -642,6 +652,11 @@ def push_import(
 ) -> PushReport:
     """Send this import's records, entity after entity in dependency order (a contact's
     company is written before the contact links to it); return what the CRM did with them.
+
+    Other imports may push into the same account at once. Records the CRM would take twice
+    (no duplicate of their key refused) are pushed chunk by chunk under the store's write lock
+    for the account and entity, with the CRM ids other imports wrote them to meanwhile: a
+    record two imports share is created once.
 
     Raises ``BudgetExhausted`` or ``TransientError`` after saving what was done when the CRM's
     budget runs out or the CRM stops answering, and ``PushStopped`` when asked to stop.
@@ -673,18 +688,22 @@ def push_import(
         optimistic = True
         """Create without looking up first while the CRM turns out not to hold the records."""
         records_of_entity = pending[entity]
+        shared = entity not in target.capabilities.refuses_duplicate_keys
         for start in range(0, len(records_of_entity), chunk_size):
             records = records_of_entity[start : start + chunk_size]
-            chunk = ChunkPush(ctx, earlier, earlier_links, optimistic=optimistic).run(records)
-            optimistic = chunk.existing == 0
-            store.checkpoint(
-                import_id,
-                entity,
-                list(chunk.outcomes.values()),
-                account=target.account,
-                run=run,
-                done=chunk.done,
-            )
+            with store.write_lock(target.account, entity) if shared else nullcontext():
+                if shared:
+                    records = written_since(store, target.account, entity, records)
+                chunk = ChunkPush(ctx, earlier, earlier_links, optimistic=optimistic).run(records)
+                optimistic = chunk.existing == 0
+                store.checkpoint(
+                    import_id,
+                    entity,
+                    list(chunk.outcomes.values()),
+                    account=target.account,
+                    run=run,
+                    done=chunk.done,
+                )
             batch_log.add(len(chunk.outcomes))
             tracker.add(
                 created=chunk.count(LineOutcome.CREATED),

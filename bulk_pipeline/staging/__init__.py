@@ -62,6 +62,11 @@ class StagingStore(Protocol):
         import waits until the first lets go, so two runs never push it at once. A run that
         dies lets go."""
 
+    def write_lock(self, account: str, entity: Entity) -> AbstractContextManager[None]:
+        """Held while a push finds, writes and checkpoints a chunk of records the CRM would
+        take twice (it refuses no duplicate of their key): two imports sharing a record (a
+        company both name) never both find it absent and create it. A run that dies lets go."""
+
     # import state --------------------------------------------------------------------------
 
     def begin_run(self, import_id: str) -> int:
@@ -160,6 +165,10 @@ class StagingStore(Protocol):
 
     def forget_pushes(self, entity: Entity, keys: Sequence[str], *, account: str) -> None:
         """The CRM no longer holds these records (rolled back): the next import writes them."""
+
+    def crm_ids(self, entity: Entity, keys: Sequence[str], *, account: str) -> dict[str, str]:
+        """The CRM id each key was last written to in the account, by any import (keys never
+        written are left out): what a push that read its records earlier may have missed."""
 
     # links (CRMs that link records by separate calls) ---------------------------------------
 

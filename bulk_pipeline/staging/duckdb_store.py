@@ -1,12 +1,16 @@
 """The staging store in one DuckDB file (the embedded default).
 
 Connections are short-lived: DuckDB allows one read-write process per file, so every access
-opens, works and closes, waiting while another process holds the lock. The SQL is shared with
-the Postgres store (``sql_store.py``); frames reach it as Arrow, without a copy.
+opens, works and closes, waiting while another process holds the lock; threads of one process
+take turns (a database closed by one thread while another opens it loses its Arrow scans). The
+SQL is shared with the Postgres store (``sql_store.py``); frames reach it as Arrow, without a
+copy. Locks (per import, per account and entity) are files beside the database.
 """
 
 from __future__ import annotations
 
+import hashlib
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -17,11 +21,14 @@ import duckdb
 import polars as pl
 
 from bulk_pipeline.config import file_lock
+from bulk_pipeline.entities import Entity
 from bulk_pipeline.staging.sql_store import SqlConnection, SqlStore, ensure_schema
 
 LOCK_WAIT_SECONDS = 120.0
 _schema_ready: set[tuple[Path, int]] = set()
 """Files whose tables this process already created: a push opens the file once per chunk."""
+_in_use = threading.RLock()
+"""Held by the thread that has a connection open."""
 
 
 class DuckDBConnection(SqlConnection):
@@ -67,6 +74,11 @@ class DuckDBStore(SqlStore):
     def _connect(self) -> Iterator[SqlConnection]:
         """A short read-write connection, waiting while another process holds the file's lock."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        with _in_use, self._open() as conn:
+            yield conn
+
+    @contextmanager
+    def _open(self) -> Iterator[SqlConnection]:
         deadline = time.monotonic() + LOCK_WAIT_SECONDS
         delay = 0.05
         while True:
@@ -94,7 +106,19 @@ class DuckDBStore(SqlStore):
     def import_lock(self, import_id: str) -> Iterator[None]:
         """A file lock beside the DuckDB file: the file serves one machine, and the lock goes
         with the process that holds it, however it ends."""
+        with self._file_lock(f"{import_id}.lock"):
+            yield
+
+    @contextmanager
+    def write_lock(self, account: str, entity: Entity) -> Iterator[None]:
+        """A file lock as :meth:`import_lock`'s, named by a digest (accounts hold URLs)."""
+        digest = hashlib.sha256(f"{account}/{entity.value}".encode()).hexdigest()[:24]
+        with self._file_lock(f"write-{digest}.lock"):
+            yield
+
+    @contextmanager
+    def _file_lock(self, name: str) -> Iterator[None]:
         folder = self.path.parent / f"{self.path.name}.locks"
         folder.mkdir(parents=True, exist_ok=True)
-        with file_lock(folder / f"{import_id}.lock"):
+        with file_lock(folder / name):
             yield

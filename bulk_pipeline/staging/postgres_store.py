@@ -7,8 +7,9 @@ into temporary tables, and results leave as typed polars frames. The tables live
 
 Writers of different imports never wait on each other (row locks, and the staging upsert locks
 rows in key order so two of them cannot deadlock); two runs of the same import are kept apart by
-an advisory lock per import (:meth:`PostgresStore.import_lock`), which PostgreSQL releases by
-itself when the session holding it ends, whether the process finished or died.
+an advisory lock per import (:meth:`PostgresStore.import_lock`), and pushes that could create
+the same record by one per account and entity (:meth:`PostgresStore.write_lock`). PostgreSQL
+releases them by itself when the session holding one ends, whether the process finished or died.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import polars as pl
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from bulk_pipeline.entities import Entity
 from bulk_pipeline.errors import BulkPipelineError
 from bulk_pipeline.redaction import MASK, Secret, register_secret
 from bulk_pipeline.staging.sql_store import SqlConnection, SqlStore, ensure_schema
@@ -227,14 +229,19 @@ class PostgresStore(SqlStore):
     def _record_json(self, fields: Sequence[str]) -> str:
         return "json_build_object(" + ", ".join(f"'{f}', \"{f}\"" for f in fields) + ")"
 
+    def import_lock(self, import_id: str) -> AbstractContextManager[None]:
+        return self._advisory_lock("import", import_id)
+
+    def write_lock(self, account: str, entity: Entity) -> AbstractContextManager[None]:
+        return self._advisory_lock("write", f"{account}/{entity.value}")
+
     @contextmanager
-    def import_lock(self, import_id: str) -> Iterator[None]:
-        """An advisory lock on the import, held on its own connection while inside; a second
-        holder waits. PostgreSQL lets go when the connection ends, so a killed run does not
-        keep it."""
+    def _advisory_lock(self, namespace: str, name: str) -> Iterator[None]:
+        """An advisory lock, held on its own connection while inside; a second holder waits.
+        PostgreSQL lets go when the connection ends, so a killed run does not keep it."""
         conn = connect(self._url.reveal())
         try:
-            conn.execute("SELECT pg_advisory_lock(%s)", [advisory_key("import", import_id)])
+            conn.execute("SELECT pg_advisory_lock(%s)", [advisory_key(namespace, name)])
             yield
         finally:
             conn.close()

@@ -227,6 +227,9 @@ class SqlStore(ABC):
     @abstractmethod
     def import_lock(self, import_id: str) -> AbstractContextManager[None]: ...
 
+    @abstractmethod
+    def write_lock(self, account: str, entity: Entity) -> AbstractContextManager[None]: ...
+
     # import state --------------------------------------------------------------------------
 
     def begin_run(self, import_id: str) -> int:
@@ -622,6 +625,19 @@ class SqlStore(ABC):
                 """,
                 [account, list(keys)],
             )
+
+    def crm_ids(self, entity: Entity, keys: Sequence[str], *, account: str) -> dict[str, str]:
+        if not keys:
+            return {}
+        with self._connect() as conn:
+            rows = conn.rows(
+                f"""
+                SELECT key, crm_id FROM {records_table(entity)}
+                WHERE account = ? AND key = ANY(?) AND crm_id IS NOT NULL
+                """,
+                [account, list(keys)],
+            )
+        return dict(rows)
 
     # links ---------------------------------------------------------------------------------
 

@@ -3,12 +3,14 @@
 :class:`FakeCrm` holds records the way a CRM would (ids, creation times on its own clock, unique
 keys only where its capabilities say so); :class:`FakeDialect` answers the dialect calls from it
 without HTTP. Faults: answers lost after a create was applied (the ambiguous outcome), calls that
-fail for the whole retry window, a daily request allowance, a clock offset. The push core runs
+fail for the whole retry window, lookups held until others are under way (two imports finding the
+same record absent at once), a daily request allowance, a clock offset. The push core runs
 against it exactly as against a real CRM, through :class:`~bulk_pipeline.targets.runner.SyncTarget`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import random
 import threading
@@ -46,6 +48,7 @@ from bulk_pipeline.targets.http.limits import Budget, DailyAllowance, Limit
 from bulk_pipeline.targets.runner import SyncTarget
 
 ALL_ENTITIES = frozenset(Entity)
+MEETING_SECONDS = 2.0
 
 BATCHED = Capabilities(
     entities=ALL_ENTITIES,
@@ -69,6 +72,10 @@ class Faults:
     """Share of calls that fail for the whole retry window (nothing applied)."""
     fail_next: dict[str, int] = field(default_factory=dict)
     """Calls by operation name that fail next, however many: ``{"add_links": 1}``."""
+    lookups_meet: int = 0
+    """The first lookup waits until this many are under way (at most ``MEETING_SECONDS``), so
+    callers pushing at once all look before any writes: the moment two imports sharing a
+    record both find it absent."""
     seed: int = 0
 
 
@@ -100,6 +107,18 @@ class FakeCrm:
         """Held by every call, as a server serializes its writes."""
         self._next_id = 1
         self._rng = random.Random(self.faults.seed)
+        self._meeting = (
+            threading.Barrier(self.faults.lookups_meet) if self.faults.lookups_meet > 1 else None
+        )
+
+    def meet_lookups(self) -> None:
+        """Hold a lookup until ``faults.lookups_meet`` are under way, or ``MEETING_SECONDS``
+        passed; once: later lookups answer at once."""
+        if self._meeting is None:
+            return
+        with contextlib.suppress(threading.BrokenBarrierError):
+            self._meeting.wait(MEETING_SECONDS)
+        self._meeting.abort()
 
     def now(self) -> datetime:
         return datetime.now(UTC) + self.clock_offset
@@ -196,6 +215,7 @@ class FakeDialect(Dialect):
         self, entity: Entity, values: Sequence[str], by: str
     ) -> Operation[dict[str, CrmRecord]]:
         yield from self._call("lookup", "read")
+        self.crm.meet_lookups()
         found: dict[str, CrmRecord] = {}
         with self.crm.lock:
             index = self.crm.by_key(entity, by)

@@ -458,6 +458,19 @@ def test_forgotten_pushes_are_written_again_by_the_next_import(store: StagingSto
     assert {p.key: p.crm_id for p in pending} == {"a@x.com": None, "b@x.com": "id-b@x.com"}
 
 
+def test_the_crm_ids_keys_were_written_to_are_read_by_any_import(store: StagingStore) -> None:
+    _stage(store, DUPLICATED)
+    _create_all(store)
+
+    ids = store.crm_ids(Entity.CONTACTS, ["a@x.com", "b@x.com", "new@x.com"], account=ACCOUNT)
+    assert ids == {"a@x.com": "id-a@x.com", "b@x.com": "id-b@x.com"}
+    assert store.crm_ids(Entity.CONTACTS, ["a@x.com"], account="another") == {}
+    assert store.crm_ids(Entity.COMPANIES, ["a@x.com"], account=ACCOUNT) == {}
+    assert store.crm_ids(Entity.CONTACTS, [], account=ACCOUNT) == {}
+    store.forget_pushes(Entity.CONTACTS, ["a@x.com"], account=ACCOUNT)
+    assert store.crm_ids(Entity.CONTACTS, ["a@x.com"], account=ACCOUNT) == {}
+
+
 # --- recurring syncs ----------------------------------------------------------------------------
 
 
@@ -526,6 +539,41 @@ def test_a_second_holder_of_an_imports_lock_waits_and_other_imports_do_not(
 
     assert len(got_it) == 1 and got_it[0] >= released_at
     assert store.outcome_counts("imp-2")[LineOutcome.PENDING] == 2
+
+
+def test_a_second_writer_of_an_accounts_entity_waits_and_other_entities_and_accounts_do_not(
+    store: StagingStore,
+) -> None:
+    holding = threading.Event()
+    release = threading.Event()
+    got_it: list[float] = []
+
+    def first() -> None:
+        with store.write_lock(ACCOUNT, Entity.COMPANIES):
+            holding.set()
+            release.wait(10)
+
+    def second() -> None:
+        with store.write_lock(ACCOUNT, Entity.COMPANIES):
+            got_it.append(time.monotonic())
+
+    holder = threading.Thread(target=first)
+    holder.start()
+    assert holding.wait(10)
+    waiter = threading.Thread(target=second)
+    waiter.start()
+    with (
+        store.write_lock(ACCOUNT, Entity.DEALS),
+        store.write_lock("hubspot:https://api.hubapi.com#0a1b2c", Entity.COMPANIES),
+    ):
+        time.sleep(0.3)
+    assert got_it == []
+    released_at = time.monotonic()
+    release.set()
+    waiter.join(10)
+    holder.join(10)
+
+    assert len(got_it) == 1 and got_it[0] >= released_at
 
 
 def test_resume_times_in_the_future_survive_a_round_trip(store: StagingStore) -> None:

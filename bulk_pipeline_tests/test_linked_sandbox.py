@@ -41,20 +41,23 @@ def names(sandbox: RunningSandbox, object_type: str) -> dict[str, str]:
 
 
 def linked(sandbox: RunningSandbox, from_type: str, to_type: str) -> set[tuple[str, str]]:
-    """(from name, to name) of every association, read as a HubSpot client would (v4)."""
+    """(from name, to name) of every association, read as a HubSpot client would (v4, in
+    batches of at most 100)."""
     sources, targets = names(sandbox, from_type), names(sandbox, to_type)
-    if not sources:
-        return set()
-    answer = httpx.post(
-        f"{sandbox.url}/crm/v4/associations/{from_type}/{to_type}/batch/read",
-        json={"inputs": [{"id": record_id} for record_id in sources]},
-        headers={"Authorization": f"Bearer {sandbox.token}"},
-    ).json()
-    return {
-        (sources[str(row["from"]["id"])], targets[str(to["toObjectId"])])
-        for row in answer.get("results", [])
-        for to in row["to"]
-    }
+    ids = list(sources)
+    pairs: set[tuple[str, str]] = set()
+    for start in range(0, len(ids), 100):
+        answer = httpx.post(
+            f"{sandbox.url}/crm/v4/associations/{from_type}/{to_type}/batch/read",
+            json={"inputs": [{"id": record_id} for record_id in ids[start : start + 100]]},
+            headers={"Authorization": f"Bearer {sandbox.token}"},
+        ).json()
+        pairs |= {
+            (sources[str(row["from"]["id"])], targets[str(to["toObjectId"])])
+            for row in answer.get("results", [])
+            for to in row["to"]
+        }
+    return pairs
 
 
 def writes(sandbox: RunningSandbox) -> int:

@@ -2,8 +2,9 @@
 
 Real processes only, on the session's throwaway PostgreSQL server and sandbox CRMs over
 loopback: the Dagster daemon (``dagster-daemon run``, its queued run coordinator and the inbox
-sensor) launching eight imports as runs in their own processes; and four ``bulk-pipeline
-import`` processes pushing at once into one rate-limited account.
+sensor) launching eight linked imports as runs in their own processes (contacts naming companies
+that every file shares); and four ``bulk-pipeline import`` processes pushing at once into one
+rate-limited account.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 import pytest
 
 from bulk_pipeline import config, inbox, runs
@@ -27,11 +29,13 @@ from bulk_pipeline.sandbox.ratelimit import RateLimit
 from bulk_pipeline.sandbox.server import RunningSandbox, SandboxConfig, start_in_thread
 from bulk_pipeline.staging import open_store
 from bulk_pipeline_tests.recurring import contacts_csv
+from bulk_pipeline_tests.test_linked_sandbox import linked
 
 pytestmark = pytest.mark.needs_postgres
 CHECKOUT = Path(__file__).resolve().parents[1]
 IMPORTS = 8
 CONTACTS_PER_FILE = 40
+COMPANIES = 5
 LOCK_MESSAGES = ("could not set lock", "database is locked", "conflicting lock", "deadlock")
 
 
@@ -78,6 +82,24 @@ def _most_at_once(windows: list[tuple[float, float]]) -> int:
     return busiest
 
 
+def _company_of(email: str) -> str:
+    return f"firm{int(email.split('-')[1].split('@')[0]) % COMPANIES}.example"
+
+
+def _linked_contacts_csv(path: Path, emails: list[str]) -> Path:
+    """Contacts naming their company by name and website; every file names the same ones."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pl.DataFrame(
+        {
+            "Email": emails,
+            "First Name": [e.split("@")[0].title() for e in emails],
+            "Company": [_company_of(e).split(".")[0].title() for e in emails],
+            "Company Website": [f"https://www.{_company_of(e)}/" for e in emails],
+        }
+    ).write_csv(path)
+    return path
+
+
 @pytest.mark.timeout(600)
 def test_the_daemon_runs_eight_imports_at_once_on_postgres_without_lock_errors(
     crm: RunningSandbox,
@@ -91,7 +113,7 @@ def test_the_daemon_runs_eight_imports_at_once_on_postgres_without_lock_errors(
         for n in range(IMPORTS)
     }
     for n, addresses in emails.items():
-        contacts_csv(data_home / inbox.INBOX_DIR / f"accounts-{n}.csv", addresses)
+        _linked_contacts_csv(data_home / inbox.INBOX_DIR / f"accounts-{n}.csv", addresses)
     instance = open_instance()
 
     deadline = time.monotonic() + 480
@@ -111,6 +133,9 @@ def test_the_daemon_runs_eight_imports_at_once_on_postgres_without_lock_errors(
     every_email = {e for addresses in emails.values() for e in addresses}
     in_crm = [r["properties"]["email"] for r in crm.admin.records("contacts")]
     assert sorted(in_crm) == sorted(every_email)
+    companies = sorted(r["properties"]["domain"] for r in crm.admin.records("companies"))
+    assert companies == sorted({_company_of(e) for e in every_email}), "a company twice"
+    assert linked(crm, "contacts", "companies") == {(e, _company_of(e)) for e in every_email}
     messages = " ".join(
         entry.message.lower() for r in records for entry in instance.all_logs(r.dagster_run.run_id)
     )

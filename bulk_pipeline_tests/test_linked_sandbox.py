@@ -17,6 +17,7 @@ import pytest
 from bulk_pipeline import cli, config
 from bulk_pipeline.imports import register_import
 from bulk_pipeline.sandbox.server import RunningSandbox
+from bulk_pipeline_tests.postgres import PostgresServer
 from bulk_pipeline_tests.test_linked_imports import csv_file, migration
 
 OBJECTS = {
@@ -69,11 +70,27 @@ def rejected(summary: dict[str, Any]) -> dict[tuple[str, str], str]:
         return {(r["sheet"], r["line"]): r["reason"] for r in csv.DictReader(handle)}
 
 
+@pytest.fixture
+def staging(
+    store_kind: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """The command's staging and instance in the data home (DuckDB, SQLite), or both in a new
+    PostgreSQL database (``BULK_PIPELINE_DATABASE_URL``); asked for before ``instance``."""
+    if store_kind == "postgres":
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        monkeypatch.setenv(config.DATABASE_URL_ENV, server.new_database())
+    return store_kind
+
+
 def test_a_migration_workbook_is_imported_linked_reimported_for_free_and_rolled_back(
-    tmp_path: Path, crm: RunningSandbox, instance: dg.DagsterInstance
+    tmp_path: Path, staging: str, crm: RunningSandbox, instance: dg.DagsterInstance
 ) -> None:
     path = migration(tmp_path / "migration.xlsx")
     summary = imported(path)
+    assert type(instance.run_storage).__name__ == (
+        "PostgresRunStorage" if staging == "postgres" else "SqliteRunStorage"
+    )
+    assert (config.data_home() / "staging.duckdb").exists() == (staging == "duckdb")
 
     assert sorted(names(crm, "companies").values()) == ["acme.com", "globex.io", "initech.com"]
     assert sorted(names(crm, "contacts").values()) == [

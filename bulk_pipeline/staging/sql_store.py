@@ -10,8 +10,8 @@ import's state.
 Every statement of the protocol lives here, with ``?`` placeholders; a database brings only what
 differs (:class:`SqlConnection`: how a statement runs, how a polars frame becomes a table the SQL
 can join, how a result becomes a frame; plus the expression that packs a record's fields into
-JSON, and the per-import lock). A change to the protocol is made once, and the contract tests
-(``bulk_pipeline_tests/staging/``) run it over both databases.
+JSON, and the locks: per import, and per account and entity). A change to the protocol is made
+once, and the contract tests (``bulk_pipeline_tests/staging/``) run it over both databases.
 
 Work is set-based SQL over frames; no statement runs per record.
 """

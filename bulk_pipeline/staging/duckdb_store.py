@@ -54,6 +54,12 @@ class DuckDBConnection(SqlConnection):
             raise
         self._conn.execute("COMMIT")
 
+    def lock_in_key_order(self, table: str, where: str, params: Sequence[object]) -> None:
+        """Nothing to do: one process writes the file at a time, its threads one by one."""
+
+    def hold(self, name: str) -> None:
+        """Nothing to do, as for :meth:`lock_in_key_order`."""
+
     @contextmanager
     def table(self, name: str, frame: pl.DataFrame) -> Iterator[None]:
         self._conn.register(name, frame.to_arrow())

@@ -5,11 +5,13 @@ Chosen by ``BULK_PIPELINE_DATABASE_URL=postgresql://...``. The SQL is the DuckDB
 into temporary tables, and results leave as typed polars frames. The tables live in their own schema
 (``bulk_pipeline``), beside the Dagster instance's tables when both share a database.
 
-Writers of different imports never wait on each other (row locks, and the staging upsert locks
-rows in key order so two of them cannot deadlock); two runs of the same import are kept apart by
-an advisory lock per import (:meth:`PostgresStore.import_lock`), and pushes that could create
-the same record by one per account and entity (:meth:`PostgresStore.write_lock`). PostgreSQL
-releases them by itself when the session holding one ends, whether the process finished or died.
+Writers of different imports wait on each other only for the records they share: row locks,
+taken in key order by the staging upsert and by checkpoints so that two writers cannot deadlock,
+and a lock per account and entity while an import rewrites the values its records are named by
+(so none is kept twice). Two runs of the same import are kept apart by an advisory lock per
+import (:meth:`PostgresStore.import_lock`), and pushes that could create the same record by one
+per account and entity (:meth:`PostgresStore.write_lock`). PostgreSQL releases them by itself
+when the session holding one ends, whether the process finished or died.
 """
 
 from __future__ import annotations
@@ -149,6 +151,13 @@ class PostgresConnection(SqlConnection):
     def transaction(self) -> Iterator[None]:
         with self._conn.transaction():
             yield
+
+    def lock_in_key_order(self, table: str, where: str, params: Sequence[object]) -> None:
+        self.execute(f"SELECT 1 FROM {table} WHERE {where} ORDER BY key FOR UPDATE", params)
+
+    def hold(self, name: str) -> None:
+        """A transaction-level advisory lock: released at commit or rollback."""
+        self._conn.execute("SELECT pg_advisory_xact_lock(%s)", [advisory_key("hold", name)])
 
     @contextmanager
     def table(self, name: str, frame: pl.DataFrame) -> Iterator[None]:

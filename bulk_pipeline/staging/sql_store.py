@@ -207,6 +207,19 @@ class SqlConnection(ABC):
     def table(self, name: str, frame: pl.DataFrame) -> AbstractContextManager[None]:
         """``frame`` visible to statements as the table ``name`` while inside."""
 
+    @abstractmethod
+    def lock_in_key_order(self, table: str, where: str, params: Sequence[object]) -> None:
+        """Until the transaction ends, lock ``table``'s rows matching ``where`` in key order
+        (where the database takes writers at once): an UPDATE locks rows in its plan's order,
+        and two writers of shared rows in different orders deadlock; the staging upsert
+        inserts in key order too."""
+
+    @abstractmethod
+    def hold(self, name: str) -> None:
+        """Until the transaction ends, no other transaction holding ``name`` runs (where the
+        database takes writers at once): for rows that every writer deletes and writes anew,
+        which row locks cannot keep from being written twice."""
+
 
 class SqlStore(ABC):
     """The :class:`~bulk_pipeline.staging.StagingStore` protocol over a :class:`SqlConnection`."""
@@ -342,6 +355,7 @@ class SqlStore(ABC):
                 conn.table("invalid_frame", invalid_rows),
                 conn.transaction(),
             ):
+                conn.hold(f"record_refs/{account}/{entity.value}")
                 conn.execute(
                     f"""
                     DELETE FROM record_refs WHERE account = ? AND entity = ?
@@ -487,6 +501,9 @@ class SqlStore(ABC):
         )
         table = records_table(entity)
         with self._connect() as conn, conn.table("outcome_frame", frame), conn.transaction():
+            conn.lock_in_key_order(
+                table, "account = ? AND key IN (SELECT o.key FROM outcome_frame o)", [account]
+            )
             conn.execute(
                 f"""
                 UPDATE {table} SET

@@ -4,6 +4,7 @@ kept before imports had sheets."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -247,6 +248,66 @@ def test_deals_are_named_by_their_id_or_by_a_name_several_may_share(store: Stagi
     )
     assert [m.key for m in found["external_id:d-1"]] == ["d-1"]
     assert sorted(m.key for m in found["name:renewal"]) == ["d-1", "name:renewal\x1fglobex.io"]
+
+
+def test_imports_staging_and_checkpointing_shared_records_at_once_keep_each_reference_once(
+    store: StagingStore,
+) -> None:
+    """Two imports of the same companies, in opposite orders, stage and checkpoint side by side
+    (PostgreSQL runs them at once): no deadlock, and every value names its record once."""
+    names = [f"firm{i:03d}" for i in range(300)]
+    store.begin_run("imp-0")
+    _stage(store, Entity.COMPANIES, _companies(names), import_id="imp-0")
+    failures: list[BaseException] = []
+
+    def both(step: Callable[[str, list[str]], object], round_: int) -> None:
+        def guarded(import_id: str, order: list[str]) -> None:
+            try:
+                step(import_id, order)
+            except BaseException as exc:  # handed to the test's thread
+                failures.append(exc)
+
+        threads = [
+            threading.Thread(target=guarded, args=(f"imp-{side}{round_}", order))
+            for side, order in (("a", names), ("b", names[::-1]))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+
+    def stage(import_id: str, order: list[str]) -> None:
+        _stage(store, Entity.COMPANIES, _companies(order), import_id=import_id)
+
+    def checkpoint(import_id: str, order: list[str]) -> None:
+        store.checkpoint(
+            import_id,
+            Entity.COMPANIES,
+            [PushOutcome(f"{n}.com", LineOutcome.UPDATED, crm_id=f"c-{n}") for n in order],
+            account=ACCOUNT,
+            run=1,
+            done={},
+        )
+
+    for round_ in range(8):
+        both(stage, round_)
+        both(checkpoint, round_)
+
+    assert failures == []
+    refs = [f"domain:{n}.com" for n in names] + [f"name:{n}" for n in names]
+    found = store.resolve(Entity.COMPANIES, refs, account=ACCOUNT, import_id="imp-a7")
+    assert sorted(len(found[ref]) for ref in refs) == [1] * len(refs)
+    assert found["name:firm007"][0].crm_id == "c-firm007"
+
+
+def _companies(names: list[str]) -> pl.DataFrame:
+    return _frame(
+        {
+            "_line": list(range(2, len(names) + 2)),
+            "name": [n.title() for n in names],
+            "domain": [f"{n}.com" for n in names],
+        }
+    )
 
 
 # --- links --------------------------------------------------------------------------------------

@@ -634,10 +634,12 @@ class SqlStore(ABC):
     def forget_pushes(self, entity: Entity, keys: Sequence[str], *, account: str) -> None:
         if not keys:
             return
-        with self._connect() as conn:
+        table = records_table(entity)
+        with self._connect() as conn, conn.transaction():
+            conn.lock_in_key_order(table, "account = ? AND key = ANY(?)", [account, list(keys)])
             conn.execute(
                 f"""
-                UPDATE {records_table(entity)} SET pushed_hash = NULL, crm_id = NULL
+                UPDATE {table} SET pushed_hash = NULL, crm_id = NULL
                 WHERE account = ? AND key = ANY(?)
                 """,
                 [account, list(keys)],

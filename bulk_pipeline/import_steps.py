@@ -170,7 +170,8 @@ def ingest(
     """Read every table of the file, map its columns to our fields and normalize the values.
 
     ``accepted`` says which of an entity's fields the target CRM has a place for (a workspace
-    without a birthday attribute); columns feeding the others are reported as not sent.
+    without a birthday attribute), and its custom fields; columns feeding the others are
+    reported as not sent, and columns named like a custom field are kept for it.
     """
     started = time.monotonic()
     progress = progress_path(request.import_id)
@@ -206,10 +207,13 @@ def ingest(
         if index in unrecognized:
             continue
         sheet = raw.sheet or ""
+        held = accepted(entity) if accepted is not None else None
+        if held:
+            mapped = map_columns(raw, entity, mapping, custom=held)
         mapped = replace(mapped, frame=normalize(mapped.frame, entity))
-        if accepted is not None:
+        if held is not None:
             columns = [c for c in raw.frame.columns if c != "_line"]
-            mapped = keep_fields(mapped, entity, accepted(entity), columns)
+            mapped = keep_fields(mapped, entity, held, columns)
         normalized = mapped.frame
         issues = pl.DataFrame(
             [{**issue.values, "_line": issue.line} for issue in raw.rejected],
@@ -651,8 +655,11 @@ def dry_run(request: ImportRequest, store: StagingStore, target: Target) -> DryR
     write_frame(folder / "plan.csv", plan_rows)
     counts = store.outcome_counts(request.import_id)
     budget = target.budget()
-    daily = [s for s in budget if s.resets_at is not None and s.remaining is not None]
     units = summary.estimate.units if summary.estimate is not None else 0
+    unit = summary.estimate.unit if summary.estimate is not None else "requests"
+    daily = [
+        s for s in budget if s.resets_at is not None and s.remaining is not None and s.unit == unit
+    ]
     report = DryRunReport(
         import_id=request.import_id,
         file=request.source_path,

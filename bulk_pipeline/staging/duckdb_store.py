@@ -297,7 +297,11 @@ class DuckDBStore:
         valid, invalid = _with_sheet(valid), _with_sheet(invalid)
         keyed = valid.with_columns(identity_key_expression(spec, valid.columns).alias(KEY))
         deduped = _dedupe(keyed, on_duplicate)
-        present = [f for f in spec.fields if f in deduped.columns]
+        custom = sorted(
+            c for c in deduped.columns if c not in spec.fields and not c.startswith("_")
+        )
+        """The CRM's custom fields the file feeds (``mapping.map_columns``), after ours."""
+        present = [f for f in spec.fields if f in deduped.columns] + custom
         table = records_table(entity)
         record_sql = "to_json(struct_pack(" + ", ".join(f'"{f}" := "{f}"' for f in present) + "))"
         duplicates = _duplicate_rows(deduped)
@@ -310,7 +314,8 @@ class DuckDBStore:
         upsert = f"""
             INSERT INTO {table} (account, key, record, content_hash, source_file, source_sheet,
                                  source_line, import_id)
-            SELECT ?, {KEY}, {record_sql}, {_content_hash_sql(spec.fields)}, ?, {SHEET}, {LINE}, ?
+            SELECT ?, {KEY}, {record_sql}, {_content_hash_sql([*spec.fields, *custom])}, ?,
+                   {SHEET}, {LINE}, ?
             FROM kept_slice
             ON CONFLICT (account, key) DO UPDATE SET
                 record = excluded.record,

@@ -303,8 +303,9 @@ class Dialect(ABC):
 
     def fields(self, entity: Entity) -> Operation[frozenset[str]]:
         """Our fields of ``entity`` the CRM has a place for (columns feeding the others are
-        reported as not sent), link fields included where it links records; a CRM whose places
-        depend on the account may ask it."""
+        reported as not sent), link fields included where it links records, and the names of
+        the CRM's own custom fields a column named like one may feed; a CRM whose places depend
+        on the account may ask it."""
         yield from ()
         spec = ENTITY_SPECS[entity]
         ours = (*spec.fields, *spec.link_fields)
@@ -409,7 +410,7 @@ class Target(ABC):
 
     @abstractmethod
     def fields(self, entity: Entity) -> frozenset[str]:
-        """Our fields of ``entity`` the CRM has a place for."""
+        """Our fields of ``entity`` the CRM has a place for, and its custom fields' names."""
 
     @abstractmethod
     def find_list(self, name: str, entity: Entity, *, create: bool = False) -> CrmList:

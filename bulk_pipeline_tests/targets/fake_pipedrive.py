@@ -204,7 +204,7 @@ class FakePipedrive:
         )
         return code
 
-    # --- the exchange ----------------------------------------------------------------------------
+    # --- the exchange --------------------------------------------------------------------------
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         validate_request(request)
@@ -245,7 +245,8 @@ class FakePipedrive:
             headers["x-daily-ratelimit-token-remaining"] = str(left - cost)
         status, payload = self._route(request)
         response = httpx.Response(status, json=payload, headers=headers)
-        validate_response(request, response)
+        if response.is_success:
+            validate_response(request, response)
         return response
 
     def _route(self, request: httpx.Request) -> tuple[int, Any]:
@@ -283,7 +284,7 @@ class FakePipedrive:
         del self.items[kind][item["id"]]
         return 200, {"success": True, "data": {"id": item["id"]}}
 
-    # --- Pipedrive behaviour -----------------------------------------------------------------------
+    # --- Pipedrive behaviour ---------------------------------------------------------------------
 
     def _field_list(self, kind: str) -> list[dict[str, Any]]:
         standard = [

@@ -343,6 +343,8 @@ class PipedriveDialect(Dialect):
             if not index.lag_covered and index.synced_at is not None:
                 yield from self._refresh(entity, index, index.synced_at - SEARCH_LAG)
                 index.lag_covered = True
+                keys = [k for k in keys if not index.knows_key(k)]
+                unknown = [i for i in unknown if not index.knows_id(i)]
             yield from self._search(entity, index, {k: values[k] for k in keys})
             yield from self._read_ids(entity, index, unknown)
         finally:

@@ -59,6 +59,7 @@ from bulk_pipeline.push import (
     push_import,
     rollback_import,
 )
+from bulk_pipeline.reports.note import WrittenNote, read_note
 from bulk_pipeline.reports.rejected import write_rejected_csv
 from bulk_pipeline.staging import StagingStore
 from bulk_pipeline.targets.base import Estimate, ListResult, NoteParent, Target, Work
@@ -678,15 +679,13 @@ def dry_run(request: ImportRequest, store: StagingStore, target: Target) -> DryR
 
 def write_note(
     request: ImportRequest, store: StagingStore, target: Target, summary: ImportSummary
-) -> str:
+) -> WrittenNote:
     """Write the summary to the CRM as a note, once per finished import run; where notes need
     a parent record, it is attached to the first record the import wrote."""
     folder = config.reports_dir(request.import_id)
-    marker = folder / "note.json"
-    if marker.exists():
-        noted = json.loads(marker.read_text(encoding="utf-8"))
-        if noted.get("finished_at") == summary.finished_at:
-            return str(noted["note_id"])
+    written = read_note(folder, summary.finished_at)
+    if written is not None:
+        return written
     body = (
         f"bulk_pipeline import of {request.file_name} ({summary.entity}): "
         f"{summary.rows} rows, {summary.created} created, {summary.updated} updated, "
@@ -696,19 +695,14 @@ def write_note(
     )
     parent = _note_parent(request, store) if target.capabilities.note_needs_parent else None
     note_id = target.add_note(body, parent)
-    marker.write_text(
-        json.dumps(
-            {
-                "note_id": note_id,
-                "finished_at": summary.finished_at,
-                "attached_to": (
-                    None if parent is None else {"entity": parent.entity.value, "id": parent.id}
-                ),
-            }
-        ),
-        encoding="utf-8",
+    written = WrittenNote(
+        note_id,
+        summary.finished_at,
+        None if parent is None else parent.entity.value,
+        None if parent is None else parent.id,
     )
-    return note_id
+    written.save(folder)
+    return written
 
 
 def _note_parent(request: ImportRequest, store: StagingStore) -> NoteParent:
@@ -756,6 +750,7 @@ def rollback(
                 "removed": report.removed,
                 "unlinked": report.unlinked,
                 "delete": report.delete.value,
+                "restorable_days": report.restorable_days,
                 "restored": report.restored,
                 "already_rolled_back": report.already_rolled_back,
                 "not_found": report.not_found,

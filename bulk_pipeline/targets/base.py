@@ -73,6 +73,8 @@ class Capabilities:
     links_on_create: bool = True
     """ASSOCIATION style: a create carries its record's links (no separate link calls for new
     records). FOREIGN_KEY and REFERENCE links are fields, always written with the record."""
+    restorable_days: int | None = None
+    """How long a removed record can be restored from the CRM's trash, where it says."""
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,8 @@ SYNC_MARGIN = timedelta(seconds=10)
 may be committed a moment after it was answered."""
 SEARCH_LAG = timedelta(minutes=15)
 """How far behind new records Pipedrive's search index may be (not documented; generous)."""
+TRASH_DAYS = 30
+"""Pipedrive keeps deleted persons, organizations and deals in its trash this long."""
 GATE_POLL = 0.02
 NOTE_SEARCH_LIMIT = 100
 
@@ -103,6 +105,7 @@ CAPABILITIES = Capabilities(
     delete=DeleteKind.TRASH,
     links=LinkStyle.FOREIGN_KEY,
     note_needs_parent=True,
+    restorable_days=TRASH_DAYS,
 )
 
 

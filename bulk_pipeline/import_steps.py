@@ -59,6 +59,10 @@ from bulk_pipeline.push import (
     push_import,
     rollback_import,
 )
+from bulk_pipeline.reports.crm_duplicates import (
+    CRM_DUPLICATES_FILE,
+    write_crm_duplicates_report,
+)
 from bulk_pipeline.reports.note import WrittenNote, read_note
 from bulk_pipeline.reports.rejected import write_rejected_csv
 from bulk_pipeline.staging import StagingStore
@@ -500,6 +504,7 @@ def push(
             run=run,
             progress_path=progress_path(request.import_id),
             batches_path=_work(request.import_id, BATCHES_FILE),
+            crm_duplicates_path=_work(request.import_id, CRM_DUPLICATES_FILE),
             log=log,
             duplicates=store.outcome_counts(request.import_id)[LineOutcome.DUPLICATE],
             should_stop=should_stop,
@@ -837,6 +842,9 @@ def write_results(request: ImportRequest, store: StagingStore) -> ImportSummary:
     batches = _work(request.import_id, BATCHES_FILE)
     if batches.exists():
         shutil.copyfile(batches, folder / BATCHES_FILE)
+    crm_duplicates = write_crm_duplicates_report(
+        _work(request.import_id, CRM_DUPLICATES_FILE), folder / CRM_DUPLICATES_FILE
+    )
     timings_path = _work(request.import_id, "timings.json")
     timings = json.loads(timings_path.read_text("utf-8")) if timings_path.exists() else {}
     listed = folder / LIST_FILE
@@ -872,6 +880,7 @@ def write_results(request: ImportRequest, store: StagingStore) -> ImportSummary:
             ],
             "links": _link_counts(store, request.import_id),
             **extra,
+            **({"crm_duplicates": crm_duplicates} if crm_duplicates else {}),
         },
     )
     expected = sum(p.rows for p in parts)

@@ -319,3 +319,37 @@ def test_rollback_deletes_what_the_import_made_restores_the_rest_and_says_where(
     assert set(after) == set(before), "the person the import created is in the trash"
     assert after["kept0@example.com"] == before["kept0@example.com"]
     assert after["kept1@example.com"] == {**before["kept1@example.com"], "first_name": "Edited"}
+
+
+def test_duplicates_the_crm_already_held_are_reported_and_the_oldest_is_used(
+    tmp_path: Path, crm: RunningSandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seeding = open_target(TARGET)
+    try:
+        older = seeding.create(Entity.CONTACTS, [{"email": "twice@example.com"}])
+        newer = seeding.create(Entity.CONTACTS, [{"email": "Twice@Example.com"}])
+    finally:
+        seeding.close()
+    path = contacts_csv(tmp_path / "contacts.csv", ["twice@example.com", "once@example.com"])
+
+    summary = imported(path)
+
+    assert (summary["created"], summary["updated"]) == (1, 1)
+    assert summary["crm_duplicates"] == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert "1 keys are held by more than one record in the CRM" in out
+    import_id = register_import(path, target=TARGET).import_id
+    listed = pl.read_csv(
+        config.data_home() / "reports" / import_id / "crm_duplicates.csv", infer_schema=False
+    )
+    assert listed.to_dicts() == [
+        {
+            "entity": "contacts",
+            "key": "twice@example.com",
+            "used_id": older.successful[0].id,
+            "also_ids": newer.successful[0].id,
+        }
+    ]
+    assert emails_held(crm) == Counter({"twice@example.com": 2, "once@example.com": 1})
+    updated = next(p for p in persons(crm) if str(p["id"]) == older.successful[0].id)
+    assert updated["first_name"] == "Twice"

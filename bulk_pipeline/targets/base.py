@@ -91,6 +91,9 @@ class CrmRecord:
     case_blind: frozenset[str] = frozenset()
     """Fields whose values the CRM matches regardless of case (select options, statuses, user
     emails): a value of ours differing only in case is held already."""
+    duplicates: tuple[str, ...] = ()
+    """Other records the CRM holds under the same key (where it allows that); this one is the
+    record the target answers with, by its stated rule."""
 
 
 class FailureKind(StrEnum):

@@ -8,7 +8,6 @@ call the spec's ``x-token-cost``.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -321,8 +320,8 @@ def test_a_create_whose_answer_was_lost_is_read_back_by_listing_not_by_search(
     assert not fake.calls("GET", "/api/v2/persons/search")
 
 
-def test_duplicates_in_the_crm_are_reported_and_the_oldest_is_used(
-    fake: FakePipedrive, target: SyncTarget, caplog: pytest.LogCaptureFixture
+def test_duplicates_in_the_crm_are_named_and_the_oldest_is_used(
+    fake: FakePipedrive, target: SyncTarget
 ) -> None:
     first = person(fake, "dup@example.com", first_name="Old")
     second = person(fake, "Dup@Example.com", first_name="New")
@@ -332,13 +331,15 @@ def test_duplicates_in_the_crm_are_reported_and_the_oldest_is_used(
         emails=[{"value": "main@example.com"}, {"value": "alias@example.com"}],
     )
 
-    with caplog.at_level(logging.WARNING):
-        found = target.lookup(Entity.CONTACTS, ["dup@example.com", "alias@example.com"])
+    found = target.lookup(Entity.CONTACTS, ["dup@example.com", "alias@example.com"])
 
     assert found["dup@example.com"].id == str(first["id"])
-    assert f"ids {first['id']}, {second['id']}" in caplog.text
+    assert found["dup@example.com"].duplicates == (str(second["id"]),)
     assert found["alias@example.com"].id == str(other["id"])
     assert found["alias@example.com"].fields["email"] == "alias@example.com"
+    assert found["alias@example.com"].duplicates == ()
+    read = target.read(Entity.CONTACTS, [str(second["id"])])[str(second["id"])]
+    assert read.duplicates == (str(first["id"]),)
 
 
 def test_reads_of_deleted_items_come_back_absent(fake: FakePipedrive, target: SyncTarget) -> None:

@@ -12,7 +12,8 @@ What Pipedrive needs that a plain loop of POSTs does not give:
   older than ``REFRESH_SECONDS`` and before it answers for a key whose create was unclear: such
   a key is answered only by a listing that began after the answer was lost, never by search;
 - where the account holds several items under one key, the oldest (smallest id) is the one the
-  import uses; the others are reported once, by id;
+  import uses; the others are named in the record's ``duplicates`` (the push lists them in
+  ``crm_duplicates.csv``);
 - no batch writes: one record per call, several calls in flight (``capabilities.concurrency``);
 - notes need a parent record (v1 ``/notes``); a note whose answer was lost is looked for
   among its parent's notes instead of being written twice.
@@ -30,7 +31,7 @@ from typing import Any
 
 from bulk_pipeline.entities import Entity, normalize_key
 from bulk_pipeline.errors import CrmRefused, TransientError
-from bulk_pipeline.redaction import redact, redacting_logger
+from bulk_pipeline.redaction import redact
 from bulk_pipeline.targets.base import (
     BatchResult,
     Capabilities,
@@ -72,8 +73,6 @@ from bulk_pipeline.targets.pipedrive.fields import (
     to_body,
 )
 from bulk_pipeline.targets.pipedrive.index import Gate, MatchIndex
-
-log = redacting_logger(__name__)
 
 PAGE_LIMIT = 500
 """Items per page of a v2 list (Pipedrive's maximum)."""
@@ -165,7 +164,6 @@ class PipedriveDialect(Dialect):
         self._indexes = {entity: MatchIndex(partial(keys_of, entity)) for entity in PATHS}
         self._catalogs: dict[Entity, Catalog] = {}
         self._catalog_gate = Gate()
-        self._reported: set[tuple[Entity, str]] = set()
 
     # plumbing ---------------------------------------------------------------------------------
 
@@ -286,6 +284,9 @@ class PipedriveDialect(Dialect):
     # the match index --------------------------------------------------------------------------
 
     def _record(self, entity: Entity, item: Mapping[str, Any], key: str | None) -> CrmRecord:
+        """A record in our fields; a person found by one of several emails shows that one.
+        Other items under the same key (found by key: ``key``; read by id: any of its keys)
+        are named in ``duplicates``, oldest first."""
         fields = from_item(entity, item, self._catalogs.get(entity))
         if entity is Entity.CONTACTS and key is not None:
             matched = next(
@@ -297,20 +298,17 @@ class PipedriveDialect(Dialect):
                 None,
             )
             fields["email"] = matched or fields.get("email")
-        return CrmRecord(str(item["id"]), fields, _timestamp(item.get("add_time")))
-
-    def _report_duplicates(self, entity: Entity, key: str, holders: Sequence[Any]) -> None:
-        if len(holders) < 2 or (entity, key) in self._reported:
-            return
-        self._reported.add((entity, key))
-        ids = [str(h["id"]) for h in holders]
-        log.warning(
-            "Pipedrive holds %d %s under %s (ids %s); this import uses %s, the oldest",
-            len(ids),
-            PATHS[entity],
-            key,
-            ", ".join(ids),
-            ids[0],
+        index = self._indexes[entity]
+        others = {
+            str(holder["id"])
+            for k in ([key] if key is not None else keys_of(entity, item))
+            for holder in index.holders(k)
+        } - {str(item["id"])}
+        return CrmRecord(
+            str(item["id"]),
+            fields,
+            _timestamp(item.get("add_time")),
+            duplicates=tuple(sorted(others, key=lambda i: (len(i), i))),
         )
 
     def _ensure(
@@ -461,7 +459,6 @@ class PipedriveDialect(Dialect):
         for key in wanted:
             holders = index.holders(key)
             if holders:
-                self._report_duplicates(entity, key, holders)
                 found[key] = self._record(entity, holders[0], key)
         return found
 

@@ -88,6 +88,23 @@ def test_unmapped_columns_are_listed_in_file_order_and_not_in_the_frame() -> Non
     assert mapped.frame.row(0) == ("E-mail-value", 2)
 
 
+def test_columns_named_like_the_crms_custom_fields_are_kept_for_them() -> None:
+    held = frozenset({"email", "first_name", "Favourite Colour", "Company", "Lifecycle Stage"})
+    columns = ["E-mail", "First Name", "Company", "Job Title", "favourite_colour", "Notes"]
+    mapped = map_columns(raw(*columns), Entity.CONTACTS, custom=held)
+    kept = keep_fields(mapped, Entity.CONTACTS, held, columns)
+
+    assert kept.column_map == {
+        "email": "E-mail",
+        "first_name": "First Name",
+        "Company": "Company",
+        "Favourite Colour": "favourite_colour",
+    }
+    assert kept.unmapped == ["Job Title", "Notes"]
+    assert kept.frame.columns == ["email", "first_name", "Company", "Favourite Colour", "_line"]
+    assert kept.frame["Company"].to_list() == ["Company-value"]
+
+
 def test_first_of_two_columns_for_one_field_wins() -> None:
     mapped = map_columns(raw("Mail", "Email Address"), Entity.CONTACTS)
     assert mapped.column_map == {"email": "Mail"}

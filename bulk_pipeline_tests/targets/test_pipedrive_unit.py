@@ -254,6 +254,23 @@ def test_columns_named_like_custom_fields_are_written_there_and_others_refused(
     assert (found.fields["Tier"], found.fields["Tags"]) == ("Gold", "a, c")
 
 
+def test_a_field_of_ours_without_a_place_goes_to_the_custom_field_of_its_name(
+    fake: FakePipedrive,
+) -> None:
+    code = fake.add_custom_field("persons", "Company", "varchar")
+    target = opened(fake)
+    try:
+        assert "company" not in target.fields(Entity.CONTACTS).ours
+        target.create(Entity.CONTACTS, [{"email": "a@x.io", "company": "Acme"}])
+        found = target.lookup(Entity.CONTACTS, ["a@x.io"])["a@x.io"]
+    finally:
+        target.close()
+    assert sent(fake, "POST", "/api/v2/persons")[0]["custom_fields"] == {code: "Acme"}
+    assert found.fields["company"] == found.fields["Company"] == "Acme", (
+        "read back under the name it was written by, so a re-import sees it unchanged"
+    )
+
+
 # --- the match index -----------------------------------------------------------------------------
 
 

@@ -165,6 +165,7 @@ class Catalog:
             if f.custom and f.type in WRITABLE_CUSTOM_TYPES
         }
         self._standard = {f.code: f for f in self.fields if not f.custom}
+        self._native = self._our_native_fields()
 
     def custom_field(self, name: str) -> FieldDef | None:
         """The custom field a field of ours or a column named ``name`` goes to."""
@@ -179,6 +180,9 @@ class Catalog:
 
     def native(self) -> frozenset[str]:
         """Our fields with a place of their own in Pipedrive."""
+        return self._native
+
+    def _our_native_fields(self) -> frozenset[str]:
         entity = self.entity
         names = {ENTITY_SPECS[entity].key_field, *PLAIN.get(entity, {})}
         names |= set(NUMBERS.get(entity, {}))
@@ -354,6 +358,10 @@ def from_item(
         for definition in catalog.fields:
             if definition.custom and definition.type in WRITABLE_CUSTOM_TYPES:
                 fields[definition.name] = _custom_from(custom.get(definition.code), definition)
+        for ours in ENTITY_SPECS[entity].fields:
+            held_by = catalog.custom_field(ours)
+            if ours not in catalog.native() and held_by is not None:
+                fields[ours] = fields[held_by.name]
     return fields
 
 

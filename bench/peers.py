@@ -28,7 +28,7 @@ import os
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,9 +93,15 @@ def _contacts(path: Path) -> Iterator[dict[str, str]]:
             yield properties
 
 
-def per_row_script(path: Path, url: str, *, budget_s: float) -> dict[str, Any]:
-    """Search, then create or update, one row at a time, 100 ms apart, for ``budget_s``."""
-    client = _Client(url)
+def _row_by_row(
+    path: Path,
+    client: _Client,
+    write: Callable[[_Client, dict[str, str]], httpx.Response],
+    *,
+    budget_s: float,
+) -> dict[str, Any]:
+    """The guide's loop: each row with an email written by ``write``, 100 ms apart, for
+    ``budget_s``."""
     outcomes: Counter[str] = Counter()
     started = time.perf_counter()
     try:
@@ -103,25 +109,10 @@ def per_row_script(path: Path, url: str, *, budget_s: float) -> dict[str, Any]:
             if time.perf_counter() - started >= budget_s:
                 break
             outcomes["rows"] += 1
-            email = properties["email"]
-            if not email:
+            if not properties["email"]:
                 outcomes["skipped"] += 1
                 continue
-            search = {
-                "filterGroups": [
-                    {"filters": [{"propertyName": "email", "operator": "EQ", "value": email}]}
-                ],
-                "properties": ["email"],
-                "limit": 1,
-            }
-            found = client.send("POST", f"{CONTACTS}/search", search)
-            results = found.json().get("results", []) if found.is_success else []
-            if results:
-                answer = client.send(
-                    "PATCH", f"{CONTACTS}/{results[0]['id']}", {"properties": properties}
-                )
-            else:
-                answer = client.send("POST", CONTACTS, {"properties": properties})
+            answer = write(client, properties)
             outcomes["written" if answer.is_success else "failed"] += 1
             time.sleep(ROW_PAUSE_S)
     finally:
@@ -131,51 +122,55 @@ def per_row_script(path: Path, url: str, *, budget_s: float) -> dict[str, Any]:
         "seconds": time.perf_counter() - started,
         "client_429": client.rate_limited,
     }
+
+
+def _hubspot_row(client: _Client, properties: dict[str, str]) -> httpx.Response:
+    """Search the contact by email, then update it or create it."""
+    search = {
+        "filterGroups": [
+            {"filters": [{"propertyName": "email", "operator": "EQ", "value": properties["email"]}]}
+        ],
+        "properties": ["email"],
+        "limit": 1,
+    }
+    found = client.send("POST", f"{CONTACTS}/search", search)
+    results = found.json().get("results", []) if found.is_success else []
+    if results:
+        return client.send("PATCH", f"{CONTACTS}/{results[0]['id']}", {"properties": properties})
+    return client.send("POST", CONTACTS, {"properties": properties})
+
+
+def per_row_script(path: Path, url: str, *, budget_s: float) -> dict[str, Any]:
+    """Search, then create or update, one row at a time, 100 ms apart, for ``budget_s``."""
+    return _row_by_row(path, _Client(url), _hubspot_row, budget_s=budget_s)
 
 
 PERSONS = "/api/v2/persons"
 
 
-def pipedrive_per_row(path: Path, url: str, *, budget_s: float) -> dict[str, Any]:
-    """Pipedrive's version of the guide's loop: search the person by email (exact), then PATCH
-    it or POST a new one, 100 ms apart, for ``budget_s``."""
-    client = _Client(url, {"x-api-token": TOKEN})
-    outcomes: Counter[str] = Counter()
-    started = time.perf_counter()
-    try:
-        for row in _contacts(path):
-            if time.perf_counter() - started >= budget_s:
-                break
-            outcomes["rows"] += 1
-            email = row["email"]
-            if not email:
-                outcomes["skipped"] += 1
-                continue
-            person: dict[str, Any] = {
-                "first_name": row["firstname"],
-                "last_name": row["lastname"],
-                "phones": [{"value": row["phone"], "primary": True, "label": "work"}],
-            }
-            found = client.send(
-                "GET",
-                f"{PERSONS}/search",
-                params={"term": email, "fields": "email", "exact_match": "true", "limit": "1"},
-            )
-            items = (found.json().get("data") or {}).get("items", []) if found.is_success else []
-            if items:
-                answer = client.send("PATCH", f"{PERSONS}/{items[0]['item']['id']}", person)
-            else:
-                person["emails"] = [{"value": email, "primary": True, "label": "work"}]
-                answer = client.send("POST", PERSONS, person)
-            outcomes["written" if answer.is_success else "failed"] += 1
-            time.sleep(ROW_PAUSE_S)
-    finally:
-        client.close()
-    return {
-        **outcomes,
-        "seconds": time.perf_counter() - started,
-        "client_429": client.rate_limited,
+def _pipedrive_row(client: _Client, row: dict[str, str]) -> httpx.Response:
+    """Search the person by email (exact), then PATCH it or POST a new one."""
+    person: dict[str, Any] = {
+        "first_name": row["firstname"],
+        "last_name": row["lastname"],
+        "phones": [{"value": row["phone"], "primary": True, "label": "work"}],
     }
+    found = client.send(
+        "GET",
+        f"{PERSONS}/search",
+        params={"term": row["email"], "fields": "email", "exact_match": "true", "limit": "1"},
+    )
+    items = (found.json().get("data") or {}).get("items", []) if found.is_success else []
+    if items:
+        return client.send("PATCH", f"{PERSONS}/{items[0]['item']['id']}", person)
+    person["emails"] = [{"value": row["email"], "primary": True, "label": "work"}]
+    return client.send("POST", PERSONS, person)
+
+
+def pipedrive_per_row(path: Path, url: str, *, budget_s: float) -> dict[str, Any]:
+    """Pipedrive's version of the guide's loop, for ``budget_s``."""
+    client = _Client(url, {"x-api-token": TOKEN})
+    return _row_by_row(path, client, _pipedrive_row, budget_s=budget_s)
 
 
 def dlt_pipeline(path: Path, url: str, *, workdir: Path) -> dict[str, Any]:

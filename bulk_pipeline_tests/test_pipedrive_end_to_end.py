@@ -7,12 +7,8 @@ doubles a person although Pipedrive would take one, and rollback empties what th
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
 import subprocess
-import sys
-import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,6 +29,7 @@ from bulk_pipeline.staging import open_store
 from bulk_pipeline.targets import open_target
 from bulk_pipeline.targets.http import limits
 from bulk_pipeline.targets.pipedrive.fields import from_item
+from bulk_pipeline_tests.cli_processes import cli_process, kill_mid_push
 from bulk_pipeline_tests.recurring import contacts_csv, run_import_partition
 
 TARGET = "sandbox-pipedrive"
@@ -67,23 +64,8 @@ def imported(path: Path, *args: str) -> dict[str, Any]:
     return report(register_import(path, target=TARGET).import_id, "summary.json")
 
 
-def cli_process(path: Path, sandbox: RunningSandbox) -> subprocess.Popen[str]:
-    """The CLI in a process of its own (budgets are remembered per process, as in real use)."""
-    env = {
-        **os.environ,
-        config.HOME_ENV: str(config.data_home()),
-        config.SANDBOX_URL_ENV: sandbox.url,
-        config.SANDBOX_TOKEN_ENV: sandbox.token,
-    }
-    env.pop("DAGSTER_HOME", None)
-    command = ["import", str(path), "--target", TARGET, "--no-progress"]
-    return subprocess.Popen(
-        [sys.executable, "-m", "bulk_pipeline.cli", *command],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def pipedrive_cli(path: Path, sandbox: RunningSandbox) -> subprocess.Popen[str]:
+    return cli_process(sandbox, "import", str(path), "--target", TARGET, "--no-progress")
 
 
 def the_day_turns(sandbox: RunningSandbox) -> None:
@@ -169,7 +151,7 @@ def test_a_spent_token_budget_stops_the_push_and_a_rerun_after_the_reset_finishe
     path = contacts_csv(tmp_path / "contacts.csv", emails)
     crm.admin.configure(pipedrive={"daily_budget": 700})
 
-    stopped = cli_process(path, crm)
+    stopped = pipedrive_cli(path, crm)
     _, err = stopped.communicate(timeout=300)
 
     assert stopped.returncode == 1, err
@@ -184,7 +166,7 @@ def test_a_spent_token_budget_stops_the_push_and_a_rerun_after_the_reset_finishe
     assert status is not None and status.state is ImportState.STOPPED
 
     the_day_turns(crm)
-    resumed = cli_process(path, crm)
+    resumed = pipedrive_cli(path, crm)
     _, err = resumed.communicate(timeout=300)
 
     assert resumed.returncode == 0, err
@@ -230,15 +212,6 @@ def test_dagster_launches_an_import_stopped_by_the_budget_again_after_the_reset(
     assert report(import_id, "summary.json")["created"] == len(emails)
 
 
-def _wait_for_push(import_id: str, process: subprocess.Popen[str], timeout: float) -> None:
-    progress = config.data_home() / "work" / import_id / "progress.json"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
-        if progress.exists():
-            return
-        time.sleep(0.05)
-
-
 def test_kill_9_during_a_push_then_a_rerun_leaves_no_duplicate_person(
     tmp_path: Path, crm: RunningSandbox
 ) -> None:
@@ -248,22 +221,14 @@ def test_kill_9_during_a_push_then_a_rerun_leaves_no_duplicate_person(
     import_id = register_import(path, target=TARGET).import_id
     moments = random.Random(20261130)
 
-    kills = 0
-    while kills < 5:
-        (config.data_home() / "work" / import_id / "progress.json").unlink(missing_ok=True)
-        process = cli_process(path, crm)
-        _wait_for_push(import_id, process, timeout=60)
-        time.sleep(moments.uniform(0.2, 2.0))
-        if process.poll() is not None:
-            break
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        kills += 1
+    kills = kill_mid_push(
+        lambda: pipedrive_cli(path, crm), import_id, kills=5, moments=moments, within=(0.2, 2.0)
+    )
     assert kills == 5, "the push finished before five kills; raise the sandbox latency"
     assert 0 < len(persons(crm)) < records
 
     crm.admin.configure(latency_ms=0)
-    final = cli_process(path, crm)
+    final = pipedrive_cli(path, crm)
     _, err = final.communicate(timeout=300)
     assert final.returncode == 0, err
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import email.utils
 import json
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +29,8 @@ import httpx
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
-from bulk_pipeline_tests.specs import load_spec
+from bulk_pipeline_tests.specs import load_spec, nullable_cursors
+from bulk_pipeline_tests.targets.fake_hubspot import Fault, apply_then
 
 BASE_URL = "https://api.pipedrive.com"
 TOKEN = "pd-test-token-0000"
@@ -41,22 +41,10 @@ _specs: dict[str, OpenAPI] = {}
 _costs: dict[tuple[str, str], int] = {}
 
 
-def _nullable_cursors(node: Any) -> None:
-    if isinstance(node, dict):
-        cursor = node.get("properties", {}).get("next_cursor")
-        if isinstance(cursor, dict):
-            cursor["nullable"] = True
-        for value in node.values():
-            _nullable_cursors(value)
-    elif isinstance(node, list):
-        for value in node:
-            _nullable_cursors(value)
-
-
 def spec(version: str) -> OpenAPI:
     if version not in _specs:
         raw = load_spec("pipedrive", f"{version}.json")
-        _nullable_cursors(raw)
+        nullable_cursors(raw)
         _specs[version] = OpenAPI.from_dict(raw)
         prefix = "/api/v2" if version == "v2" else "/api/v1"
         for template, operations in raw["paths"].items():
@@ -110,30 +98,6 @@ def validate_response(request: httpx.Request, response: httpx.Response) -> None:
             content_type="application/json",
         ),
     )
-
-
-Fault = Callable[[httpx.Request, Callable[[], httpx.Response]], httpx.Response]
-
-
-def apply_then(exc: type[httpx.TransportError]) -> Fault:
-    """The call is applied, then the connection fails: the client cannot know it worked."""
-
-    def fault(request: httpx.Request, apply: Callable[[], httpx.Response]) -> httpx.Response:
-        apply()
-        raise exc("connection lost after the write", request=request)
-
-    return fault
-
-
-def answer(status: int, body: Any = None, headers: dict[str, str] | None = None) -> Fault:
-    """The server answers ``status`` without doing the work."""
-
-    def fault(request: httpx.Request, apply: Callable[[], httpx.Response]) -> httpx.Response:
-        content = body if isinstance(body, str) else None
-        payload = None if isinstance(body, str) else body
-        return httpx.Response(status, json=payload, content=content, headers=headers)
-
-    return fault
 
 
 def now_iso() -> str:

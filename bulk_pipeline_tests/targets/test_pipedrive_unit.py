@@ -26,14 +26,8 @@ from bulk_pipeline.targets.pipedrive.costs import TOKEN_COSTS
 from bulk_pipeline.targets.pipedrive.fields import domain_of
 from bulk_pipeline.targets.runner import SyncTarget
 from bulk_pipeline_tests.specs import load_spec
-from bulk_pipeline_tests.targets.fake_pipedrive import (
-    BASE_URL,
-    TOKEN,
-    FakePipedrive,
-    answer,
-    apply_then,
-    spec_cost,
-)
+from bulk_pipeline_tests.targets.fake_hubspot import answer, apply_then
+from bulk_pipeline_tests.targets.fake_pipedrive import BASE_URL, TOKEN, FakePipedrive, spec_cost
 
 QUICK = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.02)
 SETTINGS = {"PIPEDRIVE_API_TOKEN": TOKEN, "PIPEDRIVE_BASE_URL": BASE_URL}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,30 +78,54 @@ def costs(specs: Path) -> dict[tuple[str, str], int]:
     return table
 
 
-def render(table: dict[tuple[str, str], int]) -> str:
+def render_table(header: str, table: dict[tuple[str, str], int]) -> str:
+    """A cost module: ``header`` (its docstring and the dict's first line), then the table."""
     lines = [
         f'    ("{method}", "{path}"): {cost},' for (method, path), cost in sorted(table.items())
     ]
-    return HEADER + "\n".join(lines) + "\n}\n"
+    return header + "\n".join(lines) + "\n}\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--specs", type=Path, default=DEFAULT_SPECS)
-    parser.add_argument("--check", action="store_true", help="exit 1 if costs.py is out of date")
+def render(table: dict[tuple[str, str], int]) -> str:
+    return render_table(HEADER, table)
+
+
+def derive_main(
+    argv: list[str] | None,
+    *,
+    description: str,
+    default_specs: Path,
+    module: Path,
+    derive: Callable[[Path], str],
+) -> int:
+    """A derive script's command line: ``--specs PATH`` and ``--check`` (exit 1 when
+    ``module`` differs from what ``derive`` makes of the specs), else write ``module``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--specs", type=Path, default=default_specs)
+    parser.add_argument("--check", action="store_true", help="exit 1 if the module is stale")
     args = parser.parse_args(argv)
     if not (args.specs / "v2.yaml").is_file():
         parser.error(f"no Pipedrive specs at {args.specs}; give their folder with --specs")
-    text = render(costs(args.specs))
+    text = derive(args.specs)
     if args.check:
-        current = COSTS_MODULE.read_text(encoding="utf-8") if COSTS_MODULE.exists() else ""
+        current = module.read_text(encoding="utf-8") if module.exists() else ""
         if current != text:
-            print(f"{COSTS_MODULE} is out of date; run without --check", file=sys.stderr)
+            print(f"{module} is out of date; run without --check", file=sys.stderr)
             return 1
         return 0
-    COSTS_MODULE.write_text(text, encoding="utf-8")
-    print(f"wrote {COSTS_MODULE}")
+    module.write_text(text, encoding="utf-8")
+    print(f"wrote {module}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return derive_main(
+        argv,
+        description=__doc__.splitlines()[0],
+        default_specs=DEFAULT_SPECS,
+        module=COSTS_MODULE,
+        derive=lambda specs: render(costs(specs)),
+    )
 
 
 if __name__ == "__main__":

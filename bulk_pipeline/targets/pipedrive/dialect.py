@@ -222,20 +222,20 @@ class PipedriveDialect(Dialect):
             catalog = self._catalogs.get(entity)
             if catalog is None:
                 fields = yield from self._list(f"/api/v2/{FIELD_LISTS[entity]}")
-                catalog = Catalog(entity, [FieldDef.from_api(f) for f in fields])
+                pipelines: list[dict[str, Any]] = []
+                stages: list[dict[str, Any]] = []
                 if entity is Entity.DEALS:
                     pipelines = yield from self._list("/api/v2/pipelines")
                     stages = yield from self._list("/api/v2/stages")
-                    catalog = Catalog(
-                        entity,
-                        catalog.fields,
-                        {int(p["id"]): str(p.get("name") or "") for p in pipelines},
-                        [
-                            Stage(int(s["id"]), str(s.get("name") or ""), int(s["pipeline_id"]))
-                            for s in stages
-                        ],
-                    )
-                self._catalogs[entity] = catalog
+                catalog = self._catalogs[entity] = Catalog(
+                    entity,
+                    [FieldDef.from_api(f) for f in fields],
+                    {int(p["id"]): str(p.get("name") or "") for p in pipelines},
+                    [
+                        Stage(int(s["id"]), str(s.get("name") or ""), int(s["pipeline_id"]))
+                        for s in stages
+                    ],
+                )
             return catalog
         finally:
             self._catalog_gate.end()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import email.utils
 import json
 import re
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -132,6 +133,7 @@ class FakePipedrive:
     burst_limit: int = 40
     tokens_used: int = 0
     _next_id: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -171,6 +173,12 @@ class FakePipedrive:
     # --- the exchange --------------------------------------------------------------------------
 
     def handle(self, request: httpx.Request) -> httpx.Response:
+        """Answer one request; the target sends from several threads, so one at a time, as a
+        server's database would serialize them."""
+        with self._lock:
+            return self._handle(request)
+
+    def _handle(self, request: httpx.Request) -> httpx.Response:
         validate_request(request)
         assert request.headers.get("x-api-token") == TOKEN
         assert "api_token" not in str(request.url), "the token goes in a header, never the URL"

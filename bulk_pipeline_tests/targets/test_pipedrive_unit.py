@@ -287,6 +287,24 @@ def test_a_first_import_lists_the_account_once_and_never_searches(
     assert len(fake.calls("GET", "/api/v2/persons")) == 1, "answered from the index"
 
 
+def test_a_push_in_chunks_lists_the_account_once_whatever_the_order_of_its_keys(
+    fake: FakePipedrive, target: SyncTarget
+) -> None:
+    emails = [f"p{i}@example.com" for i in range(2_600)]
+    created = list(emails)
+    created[499], created[-1] = created[-1], created[499]  # creates in flight land out of order
+    for email in created:
+        person(fake, email)["update_time"] = "2026-01-01T00:00:00Z"
+
+    found = {}
+    for start in range(0, len(emails), 1_000):
+        found |= target.lookup(Entity.CONTACTS, emails[start : start + 1_000])
+
+    assert len(found) == len(emails)
+    assert len(fake.calls("GET", "/api/v2/persons")) == 6, "6 pages of 500, nothing else"
+    assert not fake.calls("GET", "/api/v2/persons/search")
+
+
 def test_a_few_keys_in_a_large_account_are_searched_once_the_listing_costs_as_much(
     fake: FakePipedrive, target: SyncTarget
 ) -> None:

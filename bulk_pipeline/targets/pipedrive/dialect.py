@@ -4,10 +4,11 @@ What Pipedrive needs that a plain loop of POSTs does not give:
 
 - no unique keys: two creates of one email make two persons. Lookups and reads are answered
   from our match index (``index.py``), filled by the cheapest route for the job: the listing of
-  the whole account (10 tokens per 500 items, oldest first) while it costs no more than the
-  searches (20 tokens per key) and reads by id (10 per 100 ids) it saves, then those for what
-  is still unknown (ski rental: never more than twice the cheaper route). Search lags behind
-  new records, so before the first search the items changed within that lag are listed;
+  the whole account (10 tokens per 500 items, oldest first) for as long as it has cost less
+  than searching (20 tokens per key) and reading by id (10 per 100 ids) everything asked of the
+  index so far would have, then those for what is still unknown (ski rental: never more than
+  about twice the cheaper route). Search lags behind new records, so before the first search the
+  items changed within that lag are listed;
 - the index is refreshed (items updated since the last listing, ``updated_since``) when it is
   older than ``REFRESH_SECONDS`` and before it answers for a key whose create was unclear: such
   a key is answered only by a listing that began after the answer was lost, never by search;
@@ -324,22 +325,18 @@ class PipedriveDialect(Dialect):
                 index.reset()
             if index.started and (index.age() > REFRESH_SECONDS or index.has_suspects(values)):
                 yield from self._refresh(entity, index, index.synced_at)
-            keys: list[str] = []
-            unknown: list[str] = []
-            while not index.complete:
-                keys = [k for k in values if not index.knows_key(k)]
-                unknown = [i for i in ids if not index.knows_id(i)]
-                if not keys and not unknown:
-                    return
-                instead = self._instead(entity, keys, unknown)
-                if (
-                    index.started
-                    and instead is not None
-                    and index.listing_spent >= index.other_spent + instead
-                ):
+            keys = [k for k in values if not index.knows_key(k)]
+            unknown = [i for i in ids if not index.knows_id(i)]
+            instead = self._instead(entity, keys, unknown)
+            if instead is not None:
+                index.asked(instead)
+            while not index.complete and (keys or unknown):
+                if index.started and instead is not None and index.listing_spent >= index.asked_for:
                     break
                 yield from self._list_page(entity, index)
-            if index.complete:
+                keys = [k for k in keys if not index.knows_key(k)]
+                unknown = [i for i in unknown if not index.knows_id(i)]
+            if index.complete or not (keys or unknown):
                 return
             if not index.lag_covered and index.synced_at is not None:
                 yield from self._refresh(entity, index, index.synced_at - SEARCH_LAG)
@@ -357,7 +354,7 @@ class PipedriveDialect(Dialect):
         if keys and entity not in SEARCH_FIELDS:
             return None
         path = f"/api/v2/{PATHS[entity]}"
-        searches = len(keys) * token_cost(ApiRequest("GET", f"{path}/search"))
+        searches = len(keys) * token_cost(ApiRequest("GET", f"{path}/search")) if keys else 0
         if len(ids) <= SINGLE_READS:
             reads = len(ids) * token_cost(ApiRequest("GET", f"{path}/1"))
         else:
@@ -411,7 +408,6 @@ class PipedriveDialect(Dialect):
                     params["cursor"] = cursor
                 request = ApiRequest("GET", f"{path}/search", params=params, kind=SEARCH)
                 body = self._body((yield from self._send(request)))
-                index.spent_elsewhere(token_cost(request))
                 results = (body.get("data") or {}).get("items") or ()
                 found += [
                     str(r["item"]["id"])
@@ -437,13 +433,11 @@ class PipedriveDialect(Dialect):
             batch = wanted[start : start + IDS_PER_READ]
             request = ApiRequest("GET", path, params={"ids": ",".join(batch)})
             body = self._body((yield from self._send(request)))
-            index.spent_elsewhere(token_cost(request))
             index.read_by_id([i for i in body.get("data") or () if isinstance(i, dict)], batch)
 
     def _get(self, entity: Entity, item_id: str) -> Operation[dict[str, Any] | None]:
         request = ApiRequest("GET", f"/api/v2/{PATHS[entity]}/{item_id}")
         outcome = yield from self._send(request)
-        self._indexes[entity].spent_elsewhere(token_cost(request))
         if outcome.verdict is Verdict.REJECTED and outcome.status == 404:
             return None
         data = self._body(outcome).get("data")

@@ -7,9 +7,9 @@ read of the account here, and answers lookups (by key) and reads (by id) from it
 How it is filled is the dialect's business (``dialect.py``): a listing of the whole account (10
 tokens per 500 items), exact searches (20 tokens per key, with a lag behind new records), reads
 by id, and refreshes of what changed since. The index keeps the state those choices depend on:
-how far the listing got, what each route has cost, which keys a create left unclear, and when
-it was last brought up to date. Items are kept as Pipedrive answered them, so an update can
-merge with the values it does not change.
+how far the listing got, what it cost against what the other routes would have, which keys a
+create left unclear, and when it was last brought up to date. Items are kept as Pipedrive
+answered them, so an update can merge with the values it does not change.
 
 Thread-safe; the lock is never held across a request. One listing or refresh at a time
 (``Gate``): the others wait for it and then read its result.
@@ -76,8 +76,9 @@ class MatchIndex(Gate):
             self.complete = False
             self.listing_spent = 0
             """Tokens the listing of the whole account has cost so far."""
-            self.other_spent = 0
-            """Tokens searches and reads by id have cost instead."""
+            self.asked_for = 0
+            """Tokens that searching and reading by id everything asked of the index (and not
+            known when asked) would have cost: the listing goes on while it costs less."""
             self.synced_at: datetime | None = None
             """The CRM's time from which a refresh must list what changed."""
             self.built_at = 0.0
@@ -207,6 +208,6 @@ class MatchIndex(Gate):
                 self.synced_at = synced_at
             self._suspects = {k: t for k, t in self._suspects.items() if t >= started}
 
-    def spent_elsewhere(self, cost: int) -> None:
+    def asked(self, cost: int) -> None:
         with self._lock:
-            self.other_spent += cost
+            self.asked_for += cost

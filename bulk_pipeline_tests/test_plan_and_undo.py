@@ -351,7 +351,7 @@ def test_kill_resume_and_rollback_leave_the_crm_as_before_whatever_its_clock(
     for _ in range(2):
         (config.data_home() / "work" / import_id / "progress.json").unlink(missing_ok=True)
         process = _cli_process(path, crm)
-        _wait_for_push(import_id, process, timeout=60)
+        wait_for_push(import_id, process, timeout=60)
         time.sleep(moments.uniform(0.2, 1.0))
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
@@ -360,7 +360,7 @@ def test_kill_resume_and_rollback_leave_the_crm_as_before_whatever_its_clock(
 
     final = _cli_process(path, crm)
     _, err = final.communicate(timeout=300)
-    assert final.returncode == 0, err.decode()
+    assert final.returncode == 0, err
     summary = report(import_id, "summary.json")
     existing = len(range(0, 3000, 7))
     assert (summary["created"], summary["updated"]) == (records - existing, existing)
@@ -381,33 +381,23 @@ def test_a_rollback_stopped_by_a_spent_budget_finishes_when_run_again(
     used = crm.admin.stats()["requests"]["total"]
     crm.admin.configure(daily_limit=used + 6)
 
-    stopped = _cli_rollback(import_id, crm)
-    assert stopped.returncode == 1
-    assert "daily request limit is spent until" in stopped.stderr
+    status, err = _cli_rollback(import_id, crm)
+    assert status == 1
+    assert "daily request limit is spent until" in err
     left = len(crm_state(crm))
     assert 1 < left < 1_501, "the rollback stopped partway"
 
     crm.admin.configure(daily_limit=None)
     for remembered in (config.data_home() / "budgets").glob("*.json"):
         remembered.unlink()
-    finished = _cli_rollback(import_id, crm)
-    assert finished.returncode == 0, finished.stderr
+    status, err = _cli_rollback(import_id, crm)
+    assert status == 0, err
     assert crm_state(crm) == before
 
 
-def _cli_rollback(import_id: str, sandbox: RunningSandbox) -> subprocess.CompletedProcess[str]:
-    """In a process of its own, as a person runs it again later (budgets are per process)."""
-    env = {
-        **os.environ,
-        config.HOME_ENV: str(config.data_home()),
-        config.SANDBOX_URL_ENV: sandbox.url,
-        config.SANDBOX_TOKEN_ENV: sandbox.token,
-    }
-    env.pop("DAGSTER_HOME", None)
-    return subprocess.run(
-        [sys.executable, "-m", "bulk_pipeline.cli", "rollback", import_id],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def _cli_rollback(import_id: str, sandbox: RunningSandbox) -> tuple[int, str]:
+    """In a process of its own, as a person runs it again later (budgets are per process): its
+    exit status and what it wrote to stderr."""
+    process = cli_process(sandbox, "rollback", import_id)
+    _, err = process.communicate(timeout=300)
+    return process.returncode, err

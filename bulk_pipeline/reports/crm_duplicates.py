@@ -8,11 +8,12 @@ checkpointed chunk, so they survive a crash; the report keeps one row per key.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
+
+from bulk_pipeline.csv_export import append_rows, write_frame, write_rows
 
 CRM_DUPLICATES_FILE = "crm_duplicates.csv"
 CRM_DUPLICATES_COLUMNS = ("entity", "key", "used_id", "also_ids")
@@ -24,13 +25,9 @@ def append_crm_duplicates(
     """Add ``(key, id used, other ids)`` rows for one chunk."""
     if path is None or not found:
         return
-    new = not path.exists()
-    with path.open("a", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        if new:
-            writer.writerow(CRM_DUPLICATES_COLUMNS)
-        for key, used, others in found:
-            writer.writerow([entity, key, used, " ".join(others)])
+    if not path.exists():
+        write_rows(path, CRM_DUPLICATES_COLUMNS, [])
+    append_rows(path, [[entity, key, used, " ".join(others)] for key, used, others in found])
 
 
 def write_crm_duplicates_report(source: Path, target: Path) -> int:
@@ -44,5 +41,4 @@ def write_crm_duplicates_report(source: Path, target: Path) -> int:
         .unique(subset=["entity", "key"], keep="last", maintain_order=True)
         .sort("entity", "key")
     )
-    rows.write_csv(target)
-    return rows.height
+    return write_frame(target, rows)

@@ -441,8 +441,8 @@ def to_body(
         values = {name: value for name, value in values.items() if value is not None}
     body = Body()
     handled: set[str] = set()
-    for writer in _WRITERS[entity]:
-        handled |= writer(body, values, catalog, current or {})
+    for write in _WRITERS[entity]:
+        handled |= write(body, values, catalog, current or {})
     for name, value in values.items():
         if name in handled:
             continue

@@ -26,7 +26,6 @@ from bulk_pipeline.entities import (
     Entity,
     EntitySpec,
     Reference,
-    same_value,
 )
 from bulk_pipeline.errors import BudgetExhausted, TransientError
 from bulk_pipeline.outcomes import (
@@ -296,7 +295,7 @@ class ChunkPush:
                     for c in sorted(candidates, key=lambda c: (len(c.id), c.id))
                     if c.id not in {m.id for m in claimed.values()}
                     and created_by(replace(change, proof=Proof.OPTIMISTIC), c)
-                    and all(same_value(v, c.fields[n]) for n, v in sent.items() if n in c.fields)
+                    and all(c.holds(n, v) for n, v in sent.items() if n in c.fields)
                 ),
                 None,
             )

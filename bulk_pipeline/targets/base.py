@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from bulk_pipeline.entities import ENTITY_SPECS, Entity
+from bulk_pipeline.entities import ENTITY_SPECS, Entity, same_value
 from bulk_pipeline.errors import BudgetExhausted
 from bulk_pipeline.targets.http.exchange import Operation
 from bulk_pipeline.targets.http.limits import LimitState
@@ -91,6 +91,21 @@ class CrmRecord:
     case_blind: frozenset[str] = frozenset()
     """Fields whose values the CRM matches regardless of case (select options, statuses, user
     emails): a value of ours differing only in case is held already."""
+
+    def holds(self, name: str, value: str | None, *, current_only: bool = False) -> bool:
+        """Whether the record holds ``value`` in field ``name``: as its value, as one of the
+        further values of a field the CRM holds several of (unless ``current_only``: whether
+        it is still the most recent), or differing in case only where the CRM ignores case."""
+        held = [self.fields.get(name)]
+        if not current_only:
+            held += self.also.get(name, ())
+        folded = name in self.case_blind
+        mine = (value or "").strip().casefold()
+        return any(
+            same_value(value, theirs) or (folded and mine == (theirs or "").strip().casefold())
+            for theirs in held
+        )
+
     duplicates: tuple[str, ...] = ()
     """Other records the CRM holds under the same key (where it allows that); this one is the
     record the target answers with, by its stated rule."""

@@ -110,9 +110,18 @@ def test_a_messy_file_lands_as_one_person_per_email_and_a_reimport_writes_nothin
 
     summary = imported(path)
 
-    assert (summary["created"], summary["duplicates"], summary["invalid"]) == (4, 1, 1)
-    assert "Company" in summary["unmapped_columns"]
+    contacts = summary["entities"]["contacts"]
+    assert (contacts["created"], contacts["duplicates"], contacts["invalid"]) == (4, 1, 1)
+    assert summary["entities"]["companies"]["created"] == 2
+    organizations = {o["id"]: o["name"] for o in crm.admin.records("organizations", "pipedrive")}
+    assert sorted(organizations.values()) == ["Analytical Engines", "Café Lumière"]
     held = {p["emails"][0]["value"]: p for p in persons(crm)}
+    assert {e: organizations.get(p.get("org_id")) for e, p in held.items()} == {
+        "ada.lovelace@example.com": "Analytical Engines",
+        "john.smith@example.com": None,
+        "lukasz.nowak@example.pl": None,
+        "zoe.martin@example.fr": "Café Lumière",
+    }
     assert sorted(held) == [
         "ada.lovelace@example.com",
         "john.smith@example.com",
@@ -140,7 +149,7 @@ def test_a_messy_file_lands_as_one_person_per_email_and_a_reimport_writes_nothin
     writes_before = writes(crm)
     again = imported(path)
 
-    assert (again["created"], again["updated"], again["unchanged"]) == (0, 0, 4)
+    assert (again["created"], again["updated"], again["unchanged"]) == (0, 0, 6)
     assert writes(crm) == writes_before, "a re-import makes no write call"
 
 

@@ -48,6 +48,11 @@ class Harness:
     """From now on, some creates are applied and their answers lost."""
 
 
+def _pipedrive_kind(entity: Entity) -> str:
+    """Pipedrive's item type of an entity, as its paths name it (``persons``)."""
+    return PATHS[entity].rsplit("/", 1)[-1]
+
+
 def _ours(entity: Entity, properties: dict[str, object]) -> dict[str, str]:
     return {k: v for k, v in from_properties(entity, dict(properties)).items() if v}
 
@@ -234,7 +239,7 @@ def open_harness(name: str, tmp_path: Path) -> Iterator[Harness]:
                 target,
                 lambda entity: {
                     str(i): _pipedrive_ours(entity, item)
-                    for i, item in pipedrive.items[PATHS[entity]].items()
+                    for i, item in pipedrive.items[_pipedrive_kind(entity)].items()
                 },
                 pipedrive.writes,
                 lose_pipedrive,
@@ -257,7 +262,7 @@ def open_harness(name: str, tmp_path: Path) -> Iterator[Harness]:
             if speaks_pipedrive:
                 return {
                     str(r["id"]): _pipedrive_ours(entity, r)
-                    for r in sandbox.admin.records(PATHS[entity], "pipedrive")
+                    for r in sandbox.admin.records(_pipedrive_kind(entity), "pipedrive")
                 }
             return {
                 r["id"]: _ours(entity, r["properties"])

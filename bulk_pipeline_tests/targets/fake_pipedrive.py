@@ -11,8 +11,12 @@ spec fixture (not from the target's own table), and lets a test queue faults, lo
 to creates after applying them, or set a daily token budget.
 
 v1's server is ``https://api.pipedrive.com/v1`` in its spec; company domains (and the target)
-use ``/api/v1``, so v1 paths are checked without ``/api``. ``next_cursor`` is checked as
-nullable: the pagination docs say it is ``null`` on the last page.
+use ``/api/v1``, so v1 paths are checked without ``/api``. Two corrections to the spec:
+``next_cursor`` is checked as nullable (the pagination docs say it is ``null`` on the last
+page), and so are the foreign keys ``org_id``, ``person_id`` and ``deal_id`` of request bodies
+(the spec types them as integers only; ``null`` is how a v2 client unlinks, which Pipedrive's
+docs do not spell out). A foreign key set to ``null`` leaves the item's answers, which never
+hold ``null`` where the spec does not allow it.
 """
 
 from __future__ import annotations
@@ -36,16 +40,44 @@ from bulk_pipeline_tests.targets.fake_hubspot import Fault, apply_then
 BASE_URL = "https://api.pipedrive.com"
 TOKEN = "pd-test-token-0000"
 ENTITY_PATHS = ("persons", "organizations", "deals")
-SEARCHABLE = {"persons": "email", "deals": "title"}
+"""Item types with custom fields."""
+ITEM_PATHS = (*ENTITY_PATHS, "activities", "notes")
+SEARCHABLE = {"persons": "email", "organizations": "name", "deals": "title"}
+FOREIGN_KEYS = ("org_id", "person_id", "deal_id")
+ACTIVITY_TYPES = ("call", "meeting", "task", "deadline", "email", "lunch")
 
 _specs: dict[str, OpenAPI] = {}
 _costs: dict[tuple[str, str], int] = {}
+
+
+def nullable_foreign_keys(raw: dict[str, Any]) -> None:
+    """Let PATCH and PUT bodies set a foreign key to ``null`` (unlink)."""
+    for operations in raw["paths"].values():
+        for method in ("patch", "put"):
+            body = operations.get(method, {}).get("requestBody", {})
+            for content in body.get("content", {}).values():
+                _nullable_keys(raw, content.get("schema", {}))
+
+
+def _nullable_keys(raw: dict[str, Any], schema: dict[str, Any]) -> None:
+    while "$ref" in schema:
+        node: Any = raw
+        for part in schema["$ref"].lstrip("#/").split("/"):
+            node = node[part]
+        schema = node
+    for name, prop in schema.get("properties", {}).items():
+        if name in FOREIGN_KEYS and "$ref" not in prop:
+            prop["nullable"] = True
+    for combined in ("allOf", "anyOf", "oneOf"):
+        for part in schema.get(combined, ()):
+            _nullable_keys(raw, part)
 
 
 def spec(version: str) -> OpenAPI:
     if version not in _specs:
         raw = load_spec("pipedrive", f"{version}.json")
         nullable_cursors(raw)
+        nullable_foreign_keys(raw)
         _specs[version] = OpenAPI.from_dict(raw)
         prefix = "/api/v2" if version == "v2" else "/api/v1"
         for template, operations in raw["paths"].items():
@@ -105,10 +137,15 @@ def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def v1_time(iso: str) -> str:
+    """API v1's timestamps: ``2024-05-01 10:00:00`` (UTC)."""
+    return iso.replace("T", " ").removesuffix("Z")
+
+
 @dataclass
 class FakePipedrive:
     items: dict[str, dict[int, dict[str, Any]]] = field(
-        default_factory=lambda: {name: {} for name in (*ENTITY_PATHS, "notes")}
+        default_factory=lambda: {name: {} for name in ITEM_PATHS}
     )
     custom_fields: dict[str, list[dict[str, Any]]] = field(
         default_factory=lambda: {name: [] for name in ENTITY_PATHS}
@@ -123,6 +160,8 @@ class FakePipedrive:
             {"id": 3, "name": "Lead In", "pipeline_id": 2},
         ]
     )
+    activity_priorities: list[str] = field(default_factory=list)
+    """Labels of the options of activities' ``priority`` field (none: the field has none)."""
     requests: list[httpx.Request] = field(default_factory=list)
     faults: list[Fault | None] = field(default_factory=list)
     """Consumed one per request; ``None`` lets that request through."""
@@ -184,12 +223,12 @@ class FakePipedrive:
         assert "api_token" not in str(request.url), "the token goes in a header, never the URL"
         self.requests.append(request)
         fault = self.faults.pop(0) if self.faults else None
-        is_create = request.method == "POST" and request.url.path.split("/")[-1] in ENTITY_PATHS
+        is_create = request.method == "POST" and request.url.path.split("/")[-1] in ITEM_PATHS
         if fault is None and self.lose_create_answers and is_create:
             self.lose_create_answers -= 1
             fault = apply_then(httpx.ReadTimeout)
         if fault is not None:
-            return fault(request, lambda: self._answer(request))
+            return fault(request, self._answer)
         return self._answer(request)
 
     def _answer(self, request: httpx.Request) -> httpx.Response:
@@ -228,8 +267,12 @@ class FakePipedrive:
         method = request.method
         if parts == ["users", "me"]:
             return 200, {"success": True, "data": {"id": 1, "name": "Owner", "email": "o@x.io"}}
+        if parts == ["activityTypes"]:
+            return 200, {"success": True, "data": self._activity_types()}
         if parts[0] == "notes":
-            return self._notes(method, query, body)
+            return self._notes(method, parts[1:], query, body)
+        if parts[0] == "activityFields":
+            return self._page(self._activity_fields(), query)
         if parts[0] in ("personFields", "organizationFields", "dealFields"):
             kind = {"personFields": "persons", "organizationFields": "organizations"}.get(
                 parts[0], "deals"
@@ -272,20 +315,56 @@ class FakePipedrive:
         ]
         return standard + self.custom_fields[kind]
 
+    def _activity_fields(self) -> list[dict[str, Any]]:
+        options = [{"id": i, "label": label} for i, label in enumerate(self.activity_priorities)]
+        return [
+            {
+                "field_code": code,
+                "field_name": code.replace("_", " ").capitalize(),
+                "field_type": field_type,
+                "is_custom_field": False,
+                "is_optional_response_field": False,
+                "options": options if code == "priority" and options else None,
+            }
+            for code, field_type in (
+                ("subject", "varchar"),
+                ("type", "varchar"),
+                ("priority", "enum" if options else "int"),
+            )
+        ]
+
+    @staticmethod
+    def _activity_types() -> list[dict[str, Any]]:
+        return [
+            {
+                "id": number,
+                "name": key.capitalize(),
+                "key_string": key,
+                "icon_key": key,
+                "active_flag": True,
+                "is_custom_flag": False,
+                "order_nr": number,
+                "add_time": "2024-01-01T00:00:00Z",
+                "update_time": "2024-01-01T00:00:00Z",
+            }
+            for number, key in enumerate(ACTIVITY_TYPES, start=1)
+        ]
+
     def _insert(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
         self._next_id += 1
         stamp = now_iso()
-        item: dict[str, Any] = {
-            "id": self._next_id,
-            "add_time": stamp,
-            "update_time": stamp,
-            "is_deleted": False,
-        }
-        if kind != "notes":
-            item["custom_fields"] = {f["field_code"]: None for f in self.custom_fields[kind]}
+        item: dict[str, Any] = {"id": self._next_id, "add_time": stamp, "update_time": stamp}
+        if kind == "notes":
+            item |= {"active_flag": True, "user_id": 1}
+        else:
+            item["is_deleted"] = False
             item["owner_id"] = 1
+        if kind in ENTITY_PATHS:
+            item["custom_fields"] = {f["field_code"]: None for f in self.custom_fields[kind]}
         if kind == "deals":
             item |= {"pipeline_id": 1, "stage_id": 1, "value": 0, "currency": "EUR"}
+        if kind == "activities":
+            item |= {"type": "task", "done": False}
         self.items[kind][item["id"]] = item
         return self._apply(kind, item, body, stamp=stamp)
 
@@ -293,7 +372,17 @@ class FakePipedrive:
         self, kind: str, item: dict[str, Any], body: dict[str, Any], stamp: str | None = None
     ) -> dict[str, Any]:
         for name, value in body.items():
-            if name == "custom_fields":
+            if name in FOREIGN_KEYS:
+                kinds = {"org_id": "organizations", "person_id": "persons", "deal_id": "deals"}
+                if value is None:
+                    item.pop(name, None)
+                    continue
+                assert value in self.items[kinds[name]], f"{name} {value} names nothing"
+                item[name] = value
+            elif kind == "activities" and name == "type":
+                assert value in ACTIVITY_TYPES, f"no activity type {value}"
+                item[name] = value
+            elif name == "custom_fields":
                 known = {f["field_code"] for f in self.custom_fields[kind]}
                 assert set(value) <= known, f"unknown custom field in {value}"
                 item["custom_fields"].update(value)
@@ -309,6 +398,10 @@ class FakePipedrive:
                 p for p in (item.get("first_name"), item.get("last_name")) if p
             ) or item.get("name")
         item["update_time"] = stamp or now_iso()
+        if kind == "notes":
+            assert any(item.get(p) for p in FOREIGN_KEYS), "a note needs a parent"
+            for moment in ("add_time", "update_time"):
+                item[moment] = v1_time(item[moment])
         return item
 
     def _page(self, rows: list[dict[str, Any]], query: dict[str, str]) -> tuple[int, Any]:
@@ -329,6 +422,9 @@ class FakePipedrive:
             rows = [r for r in rows if r["id"] in wanted]
         if query.get("updated_since"):
             rows = [r for r in rows if r["update_time"] >= query["updated_since"]]
+        for key in FOREIGN_KEYS:
+            if key in query:
+                rows = [r for r in rows if r.get(key) == int(query[key])]
         return self._page(rows, query)
 
     def _search(self, kind: str, query: dict[str, str]) -> tuple[int, Any]:
@@ -341,6 +437,9 @@ class FakePipedrive:
                 values = [e["value"] for e in item.get("emails") or ()]
                 brief = {"id": item["id"], "type": "person", "name": item.get("name")}
                 brief["emails"] = values
+            elif kind == "organizations":
+                values = [item.get("name") or ""]
+                brief = {"id": item["id"], "type": "organization", "name": item.get("name")}
             else:
                 values = [item.get("title") or ""]
                 brief = {"id": item["id"], "type": "deal", "title": item.get("title")}
@@ -352,17 +451,44 @@ class FakePipedrive:
             "additional_data": {"next_cursor": None},
         }
 
-    def _notes(self, method: str, query: dict[str, str], body: dict[str, Any]) -> tuple[int, Any]:
-        if method == "POST":
-            parents = [p for p in ("person_id", "org_id", "deal_id") if body.get(p)]
-            assert parents, "a note needs a parent"
-            note = self._insert("notes", body)
+    def _notes(
+        self, method: str, rest: list[str], query: dict[str, str], body: dict[str, Any]
+    ) -> tuple[int, Any]:
+        """API v1 notes: offset pages (``start``, ``limit``), ``sort``, PUT updates."""
+        if rest:
+            note = self.items["notes"].get(int(rest[0]))
+            if note is None:
+                return 404, {"success": False, "error": "Note not found"}
+            if method == "DELETE":
+                del self.items["notes"][note["id"]]
+                return 200, {"success": True, "data": True}
+            if method == "PUT":
+                note["update_time"] = now_iso()
+                return 200, {"success": True, "data": self._apply("notes", note, body)}
             return 200, {"success": True, "data": note}
-        rows = [
-            n
-            for n in sorted(self.items["notes"].values(), key=lambda n: -n["id"])
-            if all(
-                str(n.get(p)) == query[p] for p in ("person_id", "org_id", "deal_id") if p in query
-            )
-        ]
-        return 200, {"success": True, "data": rows}
+        if method == "POST":
+            return 200, {"success": True, "data": self._insert("notes", body)}
+        column, _, direction = query.get("sort", "id ASC").partition(" ")
+        rows = sorted(
+            self.items["notes"].values(), key=lambda n: n[column], reverse=direction == "DESC"
+        )
+        for key in FOREIGN_KEYS:
+            if key in query:
+                rows = [n for n in rows if str(n.get(key)) == query[key]]
+        if query.get("updated_since"):
+            since = v1_time(query["updated_since"])
+            rows = [n for n in rows if n["update_time"] >= since]
+        start, limit = int(query.get("start", "0")), int(query.get("limit", "100"))
+        more = start + limit < len(rows)
+        pagination: dict[str, Any] = {
+            "start": start,
+            "limit": limit,
+            "more_items_in_collection": more,
+        }
+        if more:
+            pagination["next_start"] = start + limit
+        return 200, {
+            "success": True,
+            "data": rows[start : start + limit],
+            "additional_data": {"pagination": pagination},
+        }

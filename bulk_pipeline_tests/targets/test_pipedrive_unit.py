@@ -533,3 +533,190 @@ def test_a_note_whose_answer_was_lost_is_found_not_written_twice(
     note_id = target.add_note("summary", NoteParent(Entity.DEALS, str(deal["id"])))
     assert len(fake.items["notes"]) == 1
     assert int(note_id) in fake.items["notes"]
+
+
+# --- links, activities and notes -----------------------------------------------------------------
+
+
+def test_links_are_foreign_keys_written_with_the_record_and_read_back(
+    fake: FakePipedrive, target: SyncTarget
+) -> None:
+    acme = fake.add("organizations", {"name": "Acme", "website": "acme.com"})
+    ada = person(fake, "ada@acme.com")
+
+    assert {"company_crm_id"} <= target.fields(Entity.CONTACTS)
+    assert {"company_crm_id", "contact_crm_id"} <= target.fields(Entity.DEALS)
+    result = target.create(
+        Entity.DEALS,
+        [{"name": "Renewal", "company_crm_id": str(acme["id"]), "contact_crm_id": str(ada["id"])}],
+    )
+
+    (body,) = sent(fake, "POST", "/api/v2/deals")
+    assert (body["org_id"], body["person_id"]) == (acme["id"], ada["id"])
+    deal = target.read(Entity.DEALS, [result.successful[0].id])[result.successful[0].id]
+    assert deal.fields["company_crm_id"] == str(acme["id"])
+    assert deal.fields["contact_crm_id"] == str(ada["id"])
+
+
+def test_a_link_to_a_record_that_exists_is_an_update_of_its_key_and_a_rollback_clears_it(
+    fake: FakePipedrive, target: SyncTarget
+) -> None:
+    acme = fake.add("organizations", {"name": "Acme", "website": "acme.com"})
+    ada = person(fake, "ada@acme.com")
+
+    target.update(Entity.CONTACTS, [str(ada["id"])], [{"company_crm_id": str(acme["id"])}])
+    target.update(Entity.CONTACTS, [str(ada["id"])], [{"company_crm_id": ""}], clear_blanks=True)
+
+    assert sent(fake, "PATCH", f"/api/v2/persons/{ada['id']}") == [
+        {"org_id": acme["id"]},
+        {"org_id": None},
+    ]
+    assert "org_id" not in fake.items["persons"][ada["id"]]
+
+
+def test_a_link_field_that_holds_no_id_is_refused_before_sending(
+    fake: FakePipedrive, target: SyncTarget
+) -> None:
+    result = target.create(Entity.CONTACTS, [{"email": "a@b.io", "company_crm_id": "new:acme"}])
+
+    assert result.failed[0].kind is FailureKind.INVALID
+    assert "is not a Pipedrive id" in result.failed[0].message
+    assert not fake.calls("POST", "/api/v2/persons")
+
+
+def test_companies_are_found_by_name_and_deals_searched_by_title_with_their_links(
+    fake: FakePipedrive, target: SyncTarget
+) -> None:
+    acme = fake.add("organizations", {"name": "Acme Corp", "website": "https://acme.com"})
+    globex = fake.add("organizations", {"name": "Globex"})
+    at_acme = fake.add("deals", {"title": "Renewal", "org_id": acme["id"]})
+    at_globex = fake.add("deals", {"title": "renewal", "org_id": globex["id"]})
+    fake.add("deals", {"title": "Pilot"})
+
+    by_name = target.lookup(Entity.COMPANIES, ["ACME corp"], by="name")
+    by_domain = target.lookup(Entity.COMPANIES, ["acme.com"], by="domain")
+    renewals = target.search(Entity.DEALS, ["Renewal"], "name")
+
+    assert by_name["acme corp"].id == by_domain["acme.com"].id == str(acme["id"])
+    assert {(r.id, r.fields["company_crm_id"]) for r in renewals} == {
+        (str(at_acme["id"]), str(acme["id"])),
+        (str(at_globex["id"]), str(globex["id"])),
+    }
+    assert target.lookup(Entity.COMPANIES, ["x"], by="industry") == {}, "not a field to find by"
+
+
+def test_search_by_title_is_never_answered_by_part_of_a_listing(fake: FakePipedrive) -> None:
+    """A partial listing knows the oldest deal of a title, not every one: a deal with the
+    title further on would be missed and the other company's deal created twice."""
+    for number in range(1_200):
+        fake.add("deals", {"title": f"Deal {number}"})
+    later = fake.add("deals", {"title": "Deal 3"})
+    target = opened(fake)
+    try:
+        target.lookup(Entity.DEALS, ["Deal 1"], by="name")
+        found = target.search(Entity.DEALS, ["Deal 3"], "name")
+    finally:
+        target.close()
+
+    assert str(later["id"]) in {r.id for r in found}
+    assert len(found) == 2
+
+
+def test_an_activity_names_its_type_and_priority_as_the_account_does(
+    fake: FakePipedrive,
+) -> None:
+    fake.activity_priorities = ["Low", "Medium", "High"]
+    target = opened(fake)
+    ada = person(fake, "ada@acme.com")
+    try:
+        assert {"type", "priority", "done", "contact_crm_id", "deal_crm_id"} <= target.fields(
+            Entity.ACTIVITIES
+        )
+        result = target.create(
+            Entity.ACTIVITIES,
+            [
+                {
+                    "subject": "Call Ada",
+                    "type": "CALL",
+                    "priority": "high",
+                    "due_date": "2025-01-10",
+                    "done": "false",
+                    "body": "About the renewal",
+                    "contact_crm_id": str(ada["id"]),
+                }
+            ],
+        )
+        read = target.read(Entity.ACTIVITIES, [result.successful[0].id])
+        refused = target.create(Entity.ACTIVITIES, [{"subject": "Fax", "type": "fax"}])
+    finally:
+        target.close()
+
+    (body,) = sent(fake, "POST", "/api/v2/activities")
+    assert body == {
+        "subject": "Call Ada",
+        "due_date": "2025-01-10",
+        "note": "About the renewal",
+        "done": False,
+        "type": "call",
+        "priority": 2,
+        "person_id": ada["id"],
+    }
+    record = read[result.successful[0].id]
+    assert (record.fields["type"], record.fields["priority"]) == ("Call", "High")
+    assert record.holds("type", "CALL") and record.holds("priority", "high")
+    assert "types: Call, Meeting" in refused.failed[0].message
+
+
+def test_an_activity_priority_without_options_has_no_place(
+    fake: FakePipedrive, target: SyncTarget
+) -> None:
+    assert "priority" not in target.fields(Entity.ACTIVITIES)
+    result = target.create(Entity.ACTIVITIES, [{"subject": "Call", "priority": "high"}])
+    assert result.failed[0].kind is FailureKind.INVALID
+
+
+def test_a_lost_activity_create_is_found_in_the_listing_and_not_sent_again(
+    fake: FakePipedrive, target: SyncTarget
+) -> None:
+    ada = person(fake, "ada@acme.com")
+    fake.add("activities", {"subject": "Call Ada", "type": "meeting"})
+    target.search(Entity.ACTIVITIES, ["Call Ada"], "subject")
+    fake.lose_create_answers = 1
+
+    result = target.create(
+        Entity.ACTIVITIES,
+        [{"subject": "Call Ada", "type": "call", "contact_crm_id": str(ada["id"])}],
+    )
+
+    assert [w.created for w in result.successful] == [True]
+    assert len(fake.items["activities"]) == 2, "the other call is not ours; ours is not sent twice"
+    assert fake.items["activities"][int(result.successful[0].id)]["type"] == "call"
+    assert len(fake.calls("POST", "/api/v2/activities")) == 1
+
+
+def test_notes_are_v1_with_a_parent_a_date_and_put_updates(
+    fake: FakePipedrive, target: SyncTarget
+) -> None:
+    ada = person(fake, "ada@acme.com")
+
+    assert "contact_crm_id" in target.fields(Entity.NOTES)
+    orphan = target.create(Entity.NOTES, [{"body": "Nobody's"}])
+    made = target.create(
+        Entity.NOTES,
+        [{"body": "Met at the fair", "date": "2025-02-03", "contact_crm_id": str(ada["id"])}],
+    )
+    note_id = made.successful[0].id
+    found = target.search(Entity.NOTES, ["met at the fair"], "body")
+    target.update(Entity.NOTES, [note_id], [{"body": "Met at the fair, again"}])
+    target.remove(Entity.NOTES, [note_id])
+
+    assert "attaches every note" in orphan.failed[0].message
+    assert sent(fake, "POST", "/api/v1/notes") == [
+        {"content": "Met at the fair", "add_time": "2025-02-03 00:00:00", "person_id": ada["id"]}
+    ]
+    assert [(r.id, r.fields["date"], r.fields["contact_crm_id"]) for r in found] == [
+        (note_id, "2025-02-03", str(ada["id"]))
+    ]
+    assert sent(fake, "PUT", f"/api/v1/notes/{note_id}") == [{"content": "Met at the fair, again"}]
+    assert not fake.items["notes"]
+    assert not fake.calls("GET", "/api/v2/noteFields"), "notes have no fields to read"

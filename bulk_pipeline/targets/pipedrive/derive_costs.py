@@ -25,7 +25,7 @@ DEFAULT_SPECS = Path(__file__).resolve().parents[3] / ".." / "shared" / "specs" 
 VERSIONS = {"/api/v2": "v2.yaml", "/api/v1": "v1.yaml"}
 """Each path prefix and the spec file whose operations answer under it."""
 
-_RECORDS = ("persons", "organizations", "deals")
+_RECORDS = ("persons", "organizations", "deals", "activities")
 OPERATIONS: tuple[tuple[str, str], ...] = (
     *(
         operation
@@ -39,15 +39,21 @@ OPERATIONS: tuple[tuple[str, str], ...] = (
         )
     ),
     ("GET", "/api/v2/persons/search"),
+    ("GET", "/api/v2/organizations/search"),
     ("GET", "/api/v2/deals/search"),
     ("GET", "/api/v2/personFields"),
     ("GET", "/api/v2/organizationFields"),
     ("GET", "/api/v2/dealFields"),
+    ("GET", "/api/v2/activityFields"),
     ("GET", "/api/v2/pipelines"),
     ("GET", "/api/v2/stages"),
     ("GET", "/api/v1/users/me"),
+    ("GET", "/api/v1/activityTypes"),
     ("GET", "/api/v1/notes"),
     ("POST", "/api/v1/notes"),
+    ("GET", "/api/v1/notes/{id}"),
+    ("PUT", "/api/v1/notes/{id}"),
+    ("DELETE", "/api/v1/notes/{id}"),
 )
 """Every (method, path template) the target sends."""
 

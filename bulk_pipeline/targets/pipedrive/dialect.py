@@ -15,9 +15,16 @@ What Pipedrive needs that a plain loop of POSTs does not give:
 - where the account holds several items under one key, the oldest (smallest id) is the one the
   import uses; the others are named in the record's ``duplicates`` (the push lists them in
   ``crm_duplicates.csv``);
+- lookups by any field an item is found by (a company by domain or name, a deal by title, an
+  activity by subject, a note by content), and searches for every item with a value (deals
+  with one title at different companies, told apart by their ``org_id``): a key is known whole
+  only from the listing of the whole account or a search, never from part of a listing;
+- links are foreign keys (``org_id``, ``person_id``, ``deal_id``): fields of the record, read
+  back and compared like the others, so a link that is there is never written again;
 - no batch writes: one record per call, several calls in flight (``capabilities.concurrency``);
-- notes need a parent record (v1 ``/notes``); a note whose answer was lost is looked for
-  among its parent's notes instead of being written twice.
+- notes are API v1 (``/api/v1/notes``: offset pages, ``PUT``) and need a parent record; a
+  summary note whose answer was lost is looked for among its parent's notes instead of being
+  written twice.
 """
 
 from __future__ import annotations
@@ -61,24 +68,31 @@ from bulk_pipeline.targets.http.exchange import (
 )
 from bulk_pipeline.targets.pipedrive.budget import POST, SEARCH, token_cost
 from bulk_pipeline.targets.pipedrive.fields import (
+    ACTIVITY_TYPES,
     FIELD_LISTS,
+    KEY_FIELDS,
     NOTE_PARENTS,
     PATHS,
     SEARCH_FIELDS,
+    UNIQUE_KEY_FIELDS,
+    V1,
+    ActivityType,
     Catalog,
     FieldDef,
     Stage,
     ValueProblem,
     from_item,
+    index_key,
     keys_of,
+    record_keys,
     to_body,
 )
 from bulk_pipeline.targets.pipedrive.index import Gate, MatchIndex
 
 PAGE_LIMIT = 500
-"""Items per page of a v2 list (Pipedrive's maximum)."""
+"""Items per page of a list (Pipedrive's maximum)."""
 IDS_PER_READ = 100
-"""Ids per ``GET /api/v2/persons?ids=`` (the spec's comma-separated list)."""
+"""Ids per ``GET /api/v2/persons?ids=`` (the spec's comma-separated list; v1 notes have none)."""
 SINGLE_READS = 9
 """Up to this many ids are read one by one (1 token each) rather than listed by id (10)."""
 REFRESH_SECONDS = 30.0
@@ -92,6 +106,9 @@ SEARCH_LAG = timedelta(minutes=15)
 """How far behind new records Pipedrive's search index may be (not documented; generous)."""
 TRASH_DAYS = 30
 """Pipedrive keeps deleted persons, organizations and deals in its trash this long."""
+CASE_BLIND = frozenset({"stage", "pipeline", "industry", "type", "priority"})
+"""Fields holding a name Pipedrive matches case aside (an option, a stage, an activity type):
+a value of ours differing in case only is held already."""
 GATE_POLL = 0.02
 NOTE_SEARCH_LIMIT = 100
 
@@ -187,19 +204,33 @@ class PipedriveDialect(Dialect):
         while not gate.try_begin():
             yield Pause(GATE_POLL)
 
+    def _page(
+        self, path: str, params: Mapping[str, str], cursor: str | None, *, v1: bool = False
+    ) -> Operation[tuple[list[dict[str, Any]], str | None, int]]:
+        """One page of a list, the cursor of the next (None on the last) and its token cost.
+        v2 pages by ``cursor``; v1 by ``start``, with ``more_items_in_collection``."""
+        query = {**params, "limit": str(PAGE_LIMIT)}
+        if cursor:
+            query["start" if v1 else "cursor"] = cursor
+        request = ApiRequest("GET", path, params=query)
+        body = self._body((yield from self._send(request)))
+        items = [i for i in body.get("data") or () if isinstance(i, dict)]
+        more = body.get("additional_data") or {}
+        if v1:
+            pages = more.get("pagination") or {}
+            following = pages.get("next_start") if pages.get("more_items_in_collection") else None
+            return items, None if following is None else str(following), token_cost(request)
+        return items, more.get("next_cursor") or None, token_cost(request)
+
     def _list(
-        self, path: str, params: Mapping[str, str] | None = None
+        self, path: str, params: Mapping[str, str] | None = None, *, v1: bool = False
     ) -> Operation[list[dict[str, Any]]]:
-        """Every item of a v2 list, page by page."""
+        """Every item of a list, page by page."""
         items: list[dict[str, Any]] = []
         cursor: str | None = None
         while True:
-            query = {**(params or {}), "limit": str(PAGE_LIMIT)}
-            if cursor:
-                query["cursor"] = cursor
-            body = self._body((yield from self._send(ApiRequest("GET", path, params=query))))
-            items += [i for i in body.get("data") or () if isinstance(i, dict)]
-            cursor = (body.get("additional_data") or {}).get("next_cursor")
+            page, cursor, _ = yield from self._page(path, params or {}, cursor, v1=v1)
+            items += page
             if not cursor:
                 return items
 
@@ -214,7 +245,8 @@ class PipedriveDialect(Dialect):
     # what the account defines -----------------------------------------------------------------
 
     def _catalog(self, entity: Entity) -> Operation[Catalog]:
-        """The entity's fields (and deals' pipelines and stages), read once."""
+        """The entity's fields (and deals' pipelines and stages, activities' types), read
+        once. Notes have no fields to read."""
         catalog = self._catalogs.get(entity)
         if catalog is not None:
             return catalog
@@ -222,12 +254,17 @@ class PipedriveDialect(Dialect):
         try:
             catalog = self._catalogs.get(entity)
             if catalog is None:
-                fields = yield from self._list(f"/api/v2/{FIELD_LISTS[entity]}")
+                fields: list[dict[str, Any]] = []
+                if entity in FIELD_LISTS:
+                    fields = yield from self._list(FIELD_LISTS[entity])
                 pipelines: list[dict[str, Any]] = []
                 stages: list[dict[str, Any]] = []
+                kinds: list[ActivityType] = []
                 if entity is Entity.DEALS:
                     pipelines = yield from self._list("/api/v2/pipelines")
                     stages = yield from self._list("/api/v2/stages")
+                if entity is Entity.ACTIVITIES:
+                    kinds = yield from self._activity_types()
                 catalog = self._catalogs[entity] = Catalog(
                     entity,
                     [FieldDef.from_api(f) for f in fields],
@@ -236,10 +273,20 @@ class PipedriveDialect(Dialect):
                         Stage(int(s["id"]), str(s.get("name") or ""), int(s["pipeline_id"]))
                         for s in stages
                     ],
+                    kinds,
                 )
             return catalog
         finally:
             self._catalog_gate.end()
+
+    def _activity_types(self) -> Operation[list[ActivityType]]:
+        """The account's active activity types (v1, one call, no pages)."""
+        body = self._body((yield from self._send(ApiRequest("GET", ACTIVITY_TYPES))))
+        return [
+            ActivityType(str(t["key_string"]), str(t.get("name") or t["key_string"]))
+            for t in body.get("data") or ()
+            if isinstance(t, dict) and t.get("key_string") and t.get("active_flag") is not False
+        ]
 
     def unmapped(self, entity: Entity, record: Record) -> list[str]:
         """Fields with no place in Pipedrive; custom ones are known once the catalog is read
@@ -250,8 +297,9 @@ class PipedriveDialect(Dialect):
         return [name for name in record if not catalog.holds(name)]
 
     def fields(self, entity: Entity) -> Operation[frozenset[str]]:
-        """Our fields with a place of their own, and the account's custom fields (a field of
-        ours without a place goes to the custom field of its name, see ``fields.py``)."""
+        """Our fields with a place of their own (link fields included), and the account's
+        custom fields (a field of ours without a place goes to the custom field of its name,
+        see ``fields.py``)."""
         catalog = yield from self._catalog(entity)
         return catalog.native() | frozenset(catalog.custom_names)
 
@@ -265,16 +313,18 @@ class PipedriveDialect(Dialect):
         index = self._indexes[entity]
         size = max(index.size(), work.lookups + work.reads)
         pages = max(1, math.ceil(size / PAGE_LIMIT))
-        catalog_calls = [("GET", f"/api/v2/{FIELD_LISTS[entity]}")]
+        catalog_calls = [FIELD_LISTS[entity]] if entity in FIELD_LISTS else []
         if entity is Entity.DEALS:
-            catalog_calls += [("GET", "/api/v2/pipelines"), ("GET", "/api/v2/stages")]
-        path = f"/api/v2/{PATHS[entity]}"
+            catalog_calls += ["/api/v2/pipelines", "/api/v2/stages"]
+        if entity is Entity.ACTIVITIES:
+            catalog_calls.append(ACTIVITY_TYPES)
+        path = PATHS[entity]
         calls = [
             (pages, ApiRequest("GET", path)),
             (1, ApiRequest("GET", "/api/v1/users/me")),
-            *((1, ApiRequest(m, p)) for m, p in catalog_calls),
+            *((1, ApiRequest("GET", p)) for p in catalog_calls),
             (work.creates, ApiRequest("POST", path)),
-            (work.updates, ApiRequest("PATCH", f"{path}/1")),
+            (work.updates, ApiRequest(self._update_method(entity), f"{path}/1")),
         ]
         return Estimate(
             requests=sum(n for n, _ in calls),
@@ -286,76 +336,97 @@ class PipedriveDialect(Dialect):
 
     def _record(self, entity: Entity, item: Mapping[str, Any], key: str | None) -> CrmRecord:
         """A record in our fields; a person found by one of several emails shows that one.
-        Other items under the same key (found by key: ``key``; read by id: any of its keys)
-        are named in ``duplicates``, oldest first."""
+        Other items under the same unique value (an email, a domain; by ``key`` when found by
+        one, else any of the item's) are named in ``duplicates``, oldest first."""
         fields = from_item(entity, item, self._catalogs.get(entity))
         if entity is Entity.CONTACTS and key is not None:
             matched = next(
                 (
                     str(e.get("value"))
                     for e in item.get("emails") or ()
-                    if isinstance(e, dict) and normalize_key(str(e.get("value") or "")) == key
+                    if isinstance(e, dict)
+                    and index_key("email", normalize_key(str(e.get("value") or ""))) == key
                 ),
                 None,
             )
             fields["email"] = matched or fields.get("email")
         index = self._indexes[entity]
+        unique = UNIQUE_KEY_FIELDS.get(entity)
+        keys = [key] if key is not None else keys_of(entity, item)
         others = {
             str(holder["id"])
-            for k in ([key] if key is not None else keys_of(entity, item))
+            for k in keys
+            if unique is not None and k.startswith(index_key(unique, ""))
             for holder in index.holders(k)
         } - {str(item["id"])}
         return CrmRecord(
             str(item["id"]),
             fields,
-            _timestamp(item.get("add_time")),
+            self._created_at(entity, item),
             duplicates=tuple(sorted(others, key=lambda i: (len(i), i))),
+            case_blind=CASE_BLIND & fields.keys(),
         )
 
+    @staticmethod
+    def _created_at(entity: Entity, item: Mapping[str, Any]) -> datetime | None:
+        """When Pipedrive created the item, by its clock. A note's ``add_time`` is the date the
+        note is about (ours, when the file gives one), so its first ``update_time`` stands in:
+        it is no earlier than the note's creation."""
+        if entity is Entity.NOTES:
+            return _timestamp(item.get("update_time"))
+        return _timestamp(item.get("add_time"))
+
     def _ensure(
-        self, entity: Entity, values: Mapping[str, str], ids: Sequence[str]
+        self,
+        entity: Entity,
+        values: Mapping[str, tuple[str, str]],
+        ids: Sequence[str],
+        *,
+        every: bool = False,
     ) -> Operation[None]:
-        """Make the index able to answer for these keys (``values``: key -> value as given)
-        and ids, by the cheapest route (see the module's docstring)."""
+        """Make the index able to answer for these keys (``values``: index key -> our field
+        and the value as given) and ids, by the cheapest route (see the module's docstring);
+        ``every``: for every item under each key, not only the oldest."""
         yield from self._catalog(entity)
         index = self._indexes[entity]
+        known = index.knows_every if every else index.knows_key
         yield from self._enter(index)
         try:
             if index.started and index.built_for() > REBUILD_SECONDS:
                 index.reset()
             if index.started and (index.age() > REFRESH_SECONDS or index.has_suspects(values)):
                 yield from self._refresh(entity, index, index.synced_at)
-            keys = [k for k in values if not index.knows_key(k)]
+            keys = [k for k in values if not known(k)]
             unknown = [i for i in ids if not index.knows_id(i)]
-            instead = self._instead(entity, keys, unknown)
+            instead = self._instead(entity, [values[k][0] for k in keys], unknown)
             if instead is not None:
                 index.asked(instead)
             while not index.complete and (keys or unknown):
                 if index.started and instead is not None and index.listing_spent >= index.asked_for:
                     break
                 yield from self._list_page(entity, index)
-                keys = [k for k in keys if not index.knows_key(k)]
+                keys = [k for k in keys if not known(k)]
                 unknown = [i for i in unknown if not index.knows_id(i)]
             if index.complete or not (keys or unknown):
                 return
             if not index.lag_covered and index.synced_at is not None:
                 yield from self._refresh(entity, index, index.synced_at - SEARCH_LAG)
                 index.lag_covered = True
-                keys = [k for k in keys if not index.knows_key(k)]
+                keys = [k for k in keys if not known(k)]
                 unknown = [i for i in unknown if not index.knows_id(i)]
             yield from self._search(entity, index, {k: values[k] for k in keys})
             yield from self._read_ids(entity, index, unknown)
         finally:
             index.end()
 
-    def _instead(self, entity: Entity, keys: Sequence[str], ids: Sequence[str]) -> int | None:
-        """What searching these keys and reading these ids would cost; None when a key cannot
-        be searched (organizations: their website is not searchable)."""
-        if keys and entity not in SEARCH_FIELDS:
+    def _instead(self, entity: Entity, by: Sequence[str], ids: Sequence[str]) -> int | None:
+        """What searching values of these fields and reading these ids would cost; None when
+        a field cannot be searched (an organization's website, an activity's subject)."""
+        if any((entity, field_name) not in SEARCH_FIELDS for field_name in by):
             return None
-        path = f"/api/v2/{PATHS[entity]}"
-        searches = len(keys) * token_cost(ApiRequest("GET", f"{path}/search")) if keys else 0
-        if len(ids) <= SINGLE_READS:
+        path = PATHS[entity]
+        searches = len(by) * token_cost(ApiRequest("GET", f"{path}/search")) if by else 0
+        if len(ids) <= SINGLE_READS or entity in V1:
             reads = len(ids) * token_cost(ApiRequest("GET", f"{path}/1"))
         else:
             reads = math.ceil(len(ids) / IDS_PER_READ) * token_cost(ApiRequest("GET", path))
@@ -365,16 +436,12 @@ class PipedriveDialect(Dialect):
         """The next page of the listing of the whole account, oldest first."""
         started = time.monotonic()
         index.began_listing(self._since(started))
-        params = {"limit": str(PAGE_LIMIT), "sort_by": "id", "sort_direction": "asc"}
-        if index.cursor:
-            params["cursor"] = index.cursor
-        request = ApiRequest("GET", f"/api/v2/{PATHS[entity]}", params=params)
-        body = self._body((yield from self._send(request)))
+        v1 = entity in V1
+        order = {"sort": "id ASC"} if v1 else {"sort_by": "id", "sort_direction": "asc"}
+        items, cursor, cost = yield from self._page(PATHS[entity], order, index.cursor, v1=v1)
         if index.synced_at is None:
             index.synced_at = self._since(started)
-        items = [i for i in body.get("data") or () if isinstance(i, dict)]
-        cursor = (body.get("additional_data") or {}).get("next_cursor")
-        index.listed(items, cursor or None, token_cost(request))
+        index.listed(items, cursor, cost)
 
     def _refresh(
         self, entity: Entity, index: MatchIndex, since: datetime | None
@@ -384,23 +451,25 @@ class PipedriveDialect(Dialect):
             index.reset()
             return
         started = time.monotonic()
-        items = yield from self._list(f"/api/v2/{PATHS[entity]}", {"updated_since": rfc3339(since)})
+        items = yield from self._list(
+            PATHS[entity], {"updated_since": rfc3339(since)}, v1=entity in V1
+        )
         index.put(items)
         index.refreshed(started, self._since(started))
 
     def _search(
-        self, entity: Entity, index: MatchIndex, values: Mapping[str, str]
+        self, entity: Entity, index: MatchIndex, values: Mapping[str, tuple[str, str]]
     ) -> Operation[None]:
         """Exact searches for keys the partial listing did not reach; what they find is read
         in full (search results are abridged) into the index."""
-        path = f"/api/v2/{PATHS[entity]}"
+        path = PATHS[entity]
         found: list[str] = []
-        for key, value in values.items():
+        for key, (field_name, value) in values.items():
             cursor: str | None = None
             while True:
                 params = {
                     "term": value.strip(),
-                    "fields": SEARCH_FIELDS[entity],
+                    "fields": SEARCH_FIELDS[(entity, field_name)],
                     "exact_match": "true",
                     "limit": str(PAGE_LIMIT),
                 }
@@ -421,10 +490,10 @@ class PipedriveDialect(Dialect):
         yield from self._read_ids(entity, index, [i for i in found if index.item(i) is None])
 
     def _read_ids(self, entity: Entity, index: MatchIndex, ids: Sequence[str]) -> Operation[None]:
-        path = f"/api/v2/{PATHS[entity]}"
+        path = PATHS[entity]
         wanted = list(dict.fromkeys(i for i in ids if i.isdigit()))
         index.read_by_id([], [i for i in ids if not i.isdigit()])
-        if len(wanted) <= SINGLE_READS:
+        if len(wanted) <= SINGLE_READS or entity in V1:
             for item_id in wanted:
                 item = yield from self._get(entity, item_id)
                 index.read_by_id([item] if item is not None else [], [item_id])
@@ -436,7 +505,7 @@ class PipedriveDialect(Dialect):
             index.read_by_id([i for i in body.get("data") or () if isinstance(i, dict)], batch)
 
     def _get(self, entity: Entity, item_id: str) -> Operation[dict[str, Any] | None]:
-        request = ApiRequest("GET", f"/api/v2/{PATHS[entity]}/{item_id}")
+        request = ApiRequest("GET", f"{PATHS[entity]}/{item_id}")
         outcome = yield from self._send(request)
         if outcome.verdict is Verdict.REJECTED and outcome.status == 404:
             return None
@@ -445,16 +514,37 @@ class PipedriveDialect(Dialect):
 
     # reads ------------------------------------------------------------------------------------
 
-    def lookup(self, entity: Entity, values: Sequence[str]) -> Operation[dict[str, CrmRecord]]:
-        wanted = {normalize_key(v): v for v in values if v.strip()}
+    def _wanted(self, entity: Entity, values: Sequence[str], by: str) -> dict[str, tuple[str, str]]:
+        """Index key -> (field, value) of each value; nothing for a field items are not found
+        by (Pipedrive cannot be asked for it: such records are created)."""
+        if by not in KEY_FIELDS[entity]:
+            return {}
+        return {index_key(by, normalize_key(v)): (by, v) for v in values if v.strip()}
+
+    def lookup(
+        self, entity: Entity, values: Sequence[str], by: str
+    ) -> Operation[dict[str, CrmRecord]]:
+        """The oldest item with each value, keyed by the normalized value."""
+        wanted = self._wanted(entity, values, by)
         yield from self._ensure(entity, wanted, ())
         index = self._indexes[entity]
         found: dict[str, CrmRecord] = {}
-        for key in wanted:
+        for key, (_, value) in wanted.items():
             holders = index.holders(key)
             if holders:
-                found[key] = self._record(entity, holders[0], key)
+                found[normalize_key(value)] = self._record(entity, holders[0], key)
         return found
+
+    def search(self, entity: Entity, values: Sequence[str], by: str) -> Operation[list[CrmRecord]]:
+        """Every item with one of the values, oldest first."""
+        wanted = self._wanted(entity, values, by)
+        yield from self._ensure(entity, wanted, (), every=True)
+        index = self._indexes[entity]
+        found: dict[str, CrmRecord] = {}
+        for key in wanted:
+            for item in index.holders(key):
+                found.setdefault(str(item["id"]), self._record(entity, item, key))
+        return list(found.values())
 
     def read(self, entity: Entity, ids: Sequence[str]) -> Operation[dict[str, CrmRecord]]:
         yield from self._ensure(entity, {}, ids)
@@ -480,16 +570,15 @@ class PipedriveDialect(Dialect):
             except ValueProblem as problem:
                 result.failed.append(Failed(it.index, FailureKind.INVALID, str(problem)))
                 continue
-            request = ApiRequest(
-                "POST", f"/api/v2/{PATHS[entity]}", json=body, kind=POST, idempotent=False
-            )
+            request = ApiRequest("POST", PATHS[entity], json=body, kind=POST, idempotent=False)
             outcome = yield from self._send(request)
             data = response_json(outcome).get("data") if outcome.verdict is Verdict.OK else None
             if isinstance(data, dict) and "id" in data:
                 index.put([data])
                 result.successful.append(Written(it.index, str(data["id"]), created=True))
             elif outcome.verdict in (Verdict.AMBIGUOUS, Verdict.OK):
-                index.suspect(it.key or "")
+                for key in record_keys(entity, it.record):
+                    index.suspect(key)
                 result.unconfirmed.append(it)
             else:
                 result.failed.append(failure(it.index, outcome, missing=FailureKind.INVALID))
@@ -498,8 +587,8 @@ class PipedriveDialect(Dialect):
     def update(
         self, entity: Entity, items: Sequence[Item], *, clear_blanks: bool
     ) -> Operation[BatchResult]:
-        """One PATCH per record, merged with the item's current values (a phone among
-        several, one part of an address) so only the fields named change."""
+        """One PATCH (v1 notes: PUT) per record, merged with the item's current values (a phone
+        among several, one part of an address) so only the fields named change."""
         catalog = yield from self._catalog(entity)
         index = self._indexes[entity]
         result = BatchResult()
@@ -518,8 +607,12 @@ class PipedriveDialect(Dialect):
             except ValueProblem as problem:
                 result.failed.append(Failed(it.index, FailureKind.INVALID, str(problem)))
                 continue
+            method = self._update_method(entity)
             request = ApiRequest(
-                "PATCH", f"/api/v2/{PATHS[entity]}/{item_id}", json=body, kind="write"
+                method,
+                f"{PATHS[entity]}/{item_id}",
+                json=body,
+                kind=POST if method == "PUT" else "write",
             )
             outcome = yield from self._send(request)
             data = response_json(outcome).get("data") if outcome.verdict is Verdict.OK else None
@@ -533,13 +626,14 @@ class PipedriveDialect(Dialect):
         return result
 
     def remove(self, entity: Entity, items: Sequence[Item]) -> Operation[BatchResult]:
-        """DELETE moves the item to Pipedrive's trash (30 days). An item already gone (404,
-        e.g. when the answer to an earlier DELETE was lost) counts as removed."""
+        """DELETE moves the item to Pipedrive's trash (30 days; notes are deleted). An item
+        already gone (404, e.g. when the answer to an earlier DELETE was lost) counts as
+        removed."""
         index = self._indexes[entity]
         result = BatchResult()
         for it in items:
             item_id = it.id or ""
-            request = ApiRequest("DELETE", f"/api/v2/{PATHS[entity]}/{item_id}", kind="write")
+            request = ApiRequest("DELETE", f"{PATHS[entity]}/{item_id}", kind="write")
             outcome = yield from self._send(request)
             if outcome.verdict is Verdict.OK or outcome.status == 404:
                 index.drop(item_id)
@@ -547,6 +641,11 @@ class PipedriveDialect(Dialect):
             else:
                 result.failed.append(failure(it.index, outcome, missing=FailureKind.NOT_FOUND))
         return result
+
+    @staticmethod
+    def _update_method(entity: Entity) -> str:
+        """Pipedrive's v2 updates are PATCH; v1's (notes) PUT."""
+        return "PUT" if entity in V1 else "PATCH"
 
     def add_note(self, body: str, parent: NoteParent | None) -> Operation[str]:
         """A v1 note on ``parent``. A note whose answer was lost is looked for among the
@@ -558,14 +657,14 @@ class PipedriveDialect(Dialect):
             )
         link = {NOTE_PARENTS[parent.entity]: int(parent.id)}
         request = ApiRequest(
-            "POST", "/api/v1/notes", json={"content": body, **link}, kind=POST, idempotent=False
+            "POST", PATHS[Entity.NOTES], json={"content": body, **link}, kind=POST, idempotent=False
         )
         outcome = yield from self._send(request)
         if outcome.verdict is not Verdict.AMBIGUOUS:
             return str(self._body(outcome)["data"]["id"])
         listing = ApiRequest(
             "GET",
-            "/api/v1/notes",
+            PATHS[Entity.NOTES],
             params={
                 **{k: str(v) for k, v in link.items()},
                 "sort": "id DESC",

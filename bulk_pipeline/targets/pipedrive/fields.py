@@ -1,6 +1,6 @@
 """Our fields as Pipedrive's, and back: the one place that knows Pipedrive's field names.
 
-API v2 shapes (the spec's request and response schemas):
+API v2 shapes (the spec's request and response schemas; v1 for notes):
 
 - persons (our contacts) hold ``emails`` and ``phones`` as lists of ``{value, primary, label}``,
   names in ``first_name``/``last_name`` (Pipedrive derives ``name``), an address object in
@@ -10,14 +10,19 @@ API v2 shapes (the spec's request and response schemas):
   ``employee_count`` and ``annual_revenue``, and ``industry`` as an option id;
 - deals keep our name in ``title``, ``value``, ``expected_close_date``, and the pipeline and
   stage as ids, found by name;
+- activities keep our body in ``note``, ``done`` as a boolean, ``type`` as an activity type's
+  ``key_string`` (found by name or key, ``/api/v1/activityTypes``) and ``priority`` as an option
+  id of the ``priority`` field of ``activityFields``, where the account has options for it;
+- notes (v1) keep our body in ``content`` and our date in ``add_time``;
 - custom fields sit in ``custom_fields`` under 40-character hash keys; a field of ours with no
   place of its own, or a column, goes to the custom field of the same name (``*Fields``).
 
+Links are foreign keys (``FOREIGN_KEYS``): a person's ``org_id``; a deal's ``org_id`` and
+``person_id``; an activity's or note's ``person_id``, ``org_id`` and ``deal_id``. They hold our
+link fields (``company_crm_id``...) and are written, read back and compared like any field.
+
 Writes merge with the record's current values where Pipedrive replaces a whole value (a phone
 among several, one part of an address), so an update changes only what it names.
-
-Foreign keys, for imports that link records: persons ``org_id``; deals ``person_id`` and
-``org_id``; activities and notes ``person_id``, ``org_id`` and ``deal_id`` (``FOREIGN_KEYS``).
 """
 
 from __future__ import annotations
@@ -32,34 +37,65 @@ from bulk_pipeline.mapping import header_key
 from bulk_pipeline.targets.base import Record
 
 PATHS: dict[Entity, str] = {
-    Entity.CONTACTS: "persons",
-    Entity.COMPANIES: "organizations",
-    Entity.DEALS: "deals",
+    Entity.CONTACTS: "/api/v2/persons",
+    Entity.COMPANIES: "/api/v2/organizations",
+    Entity.DEALS: "/api/v2/deals",
+    Entity.ACTIVITIES: "/api/v2/activities",
+    Entity.NOTES: "/api/v1/notes",
 }
-"""Our entity -> Pipedrive's item type, as it appears in API v2 paths."""
+"""Our entity -> the path of Pipedrive's items of that type (notes have no v2 endpoint)."""
+V1 = frozenset({Entity.NOTES})
+"""Entities served by API v1: offset pages (``start``), ``PUT`` updates, no ``ids`` filter."""
 FIELD_LISTS: dict[Entity, str] = {
-    Entity.CONTACTS: "personFields",
-    Entity.COMPANIES: "organizationFields",
-    Entity.DEALS: "dealFields",
+    Entity.CONTACTS: "/api/v2/personFields",
+    Entity.COMPANIES: "/api/v2/organizationFields",
+    Entity.DEALS: "/api/v2/dealFields",
+    Entity.ACTIVITIES: "/api/v2/activityFields",
 }
-SEARCH_FIELDS: dict[Entity, str] = {Entity.CONTACTS: "email", Entity.DEALS: "title"}
-"""The search field holding the key; organizations' ``website`` is not searchable."""
+ACTIVITY_TYPES = "/api/v1/activityTypes"
+KEY_FIELDS: dict[Entity, dict[str, Callable[[Mapping[str, Any]], list[Any]]]] = {
+    Entity.CONTACTS: {
+        "email": lambda item: [
+            e.get("value") for e in item.get("emails") or () if isinstance(e, dict)
+        ]
+    },
+    Entity.COMPANIES: {
+        "domain": lambda item: [domain_of(item.get("website"))],
+        "name": lambda item: [item.get("name")],
+    },
+    Entity.DEALS: {"name": lambda item: [item.get("title")]},
+    Entity.ACTIVITIES: {"subject": lambda item: [item.get("subject")]},
+    Entity.NOTES: {"body": lambda item: [item.get("content")]},
+}
+"""The fields of ours an item is found by (``lookup``/``search``), and its values of each."""
+SEARCH_FIELDS: dict[tuple[Entity, str], str] = {
+    (Entity.CONTACTS, "email"): "email",
+    (Entity.COMPANIES, "name"): "name",
+    (Entity.DEALS, "name"): "title",
+}
+"""The search field holding each key; an organization's ``website``, activities and notes
+cannot be searched."""
+UNIQUE_KEY_FIELDS: dict[Entity, str] = {Entity.CONTACTS: "email", Entity.COMPANIES: "domain"}
+"""Fields whose value names one record: items sharing one are duplicates in the account (a
+deal's title or a task's subject is shared by different records)."""
 NOTE_PARENTS: dict[Entity, str] = {
     Entity.CONTACTS: "person_id",
     Entity.COMPANIES: "org_id",
     Entity.DEALS: "deal_id",
 }
-FOREIGN_KEYS: dict[str, dict[str, Entity]] = {
-    "persons": {"org_id": Entity.COMPANIES},
-    "deals": {"person_id": Entity.CONTACTS, "org_id": Entity.COMPANIES},
-    "activities": {
-        "person_id": Entity.CONTACTS,
-        "org_id": Entity.COMPANIES,
-        "deal_id": Entity.DEALS,
-    },
-    "notes": {"person_id": Entity.CONTACTS, "org_id": Entity.COMPANIES, "deal_id": Entity.DEALS},
+_PARENT_KEYS = {
+    "company_crm_id": "org_id",
+    "contact_crm_id": "person_id",
+    "deal_crm_id": "deal_id",
 }
-"""Which field of a Pipedrive item holds the id of which of our entities."""
+FOREIGN_KEYS: dict[Entity, dict[str, str]] = {
+    Entity.CONTACTS: {"company_crm_id": "org_id"},
+    Entity.COMPANIES: {},
+    Entity.DEALS: {"company_crm_id": "org_id", "contact_crm_id": "person_id"},
+    Entity.ACTIVITIES: _PARENT_KEYS,
+    Entity.NOTES: _PARENT_KEYS,
+}
+"""Our link field -> the Pipedrive field holding the linked item's id."""
 
 PLAIN: dict[Entity, dict[str, str]] = {
     Entity.CONTACTS: {
@@ -70,6 +106,8 @@ PLAIN: dict[Entity, dict[str, str]] = {
     },
     Entity.COMPANIES: {"name": "name"},
     Entity.DEALS: {"name": "title", "close_date": "expected_close_date"},
+    Entity.ACTIVITIES: {"subject": "subject", "due_date": "due_date", "body": "note"},
+    Entity.NOTES: {"body": "content"},
 }
 """Our field -> a Pipedrive field holding the same text."""
 NUMBERS: dict[Entity, dict[str, tuple[str, bool]]] = {
@@ -148,15 +186,23 @@ class Stage:
     pipeline_id: int
 
 
+@dataclass(frozen=True)
+class ActivityType:
+    key: str
+    """``key_string``: what an activity's ``type`` holds."""
+    name: str
+
+
 @dataclass
 class Catalog:
-    """What an account defines for one entity: its fields (custom ones by name), and for deals
-    its pipelines and stages. Read once per target."""
+    """What an account defines for one entity: its fields (custom ones by name), for deals its
+    pipelines and stages, for activities their types. Read once per target."""
 
     entity: Entity
     fields: list[FieldDef]
     pipelines: dict[int, str] = field(default_factory=dict)
     stages: list[Stage] = field(default_factory=list)
+    activity_types: list[ActivityType] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._custom = {
@@ -184,7 +230,7 @@ class Catalog:
 
     def _our_native_fields(self) -> frozenset[str]:
         entity = self.entity
-        names = {ENTITY_SPECS[entity].key_field, *PLAIN.get(entity, {})}
+        names = {*KEY_FIELDS[entity], *PLAIN.get(entity, {}), *FOREIGN_KEYS[entity]}
         names |= set(NUMBERS.get(entity, {}))
         if entity in ADDRESS_FIELDS:
             names |= {"address", *ADDRESS_PARTS}
@@ -196,7 +242,20 @@ class Catalog:
                 names.add("industry")
         if entity is Entity.DEALS:
             names |= {"pipeline", "stage"}
+        if entity is Entity.ACTIVITIES:
+            names.add("done")
+            if self.activity_types:
+                names.add("type")
+            if self.priority() is not None:
+                names.add("priority")
+        if entity is Entity.NOTES:
+            names.add("date")
         return frozenset(names)
+
+    def priority(self) -> FieldDef | None:
+        """Activities' ``priority`` field, where the account gives it options to name."""
+        priority = self.standard("priority")
+        return priority if priority is not None and priority.options else None
 
     def holds(self, name: str) -> bool:
         return name in self.native() or self.custom_field(name) is not None
@@ -231,6 +290,20 @@ class Catalog:
     def stage_name(self, stage_id: Any) -> str | None:
         return next((s.name for s in self.stages if s.id == stage_id), None)
 
+    # activities' types
+
+    def activity_type(self, text: str) -> str:
+        """An activity type's ``key_string``, by its name or key (case aside)."""
+        wanted = normalize_key(text)
+        for kind in self.activity_types:
+            if wanted in (normalize_key(kind.key), normalize_key(kind.name)):
+                return kind.key
+        known = ", ".join(kind.name for kind in self.activity_types) or "none"
+        raise ValueProblem(f"type '{text}' is not an activity type of Pipedrive (types: {known})")
+
+    def activity_type_name(self, key: Any) -> str | None:
+        return next((kind.name for kind in self.activity_types if kind.key == key), _text(key))
+
 
 def is_blank(value: str | None) -> bool:
     return value is None or not value.strip()
@@ -248,17 +321,30 @@ def domain_of(website: str | None) -> str | None:
     return re.sub(r"^www[0-9]{0,3}\.", "", text) or None
 
 
+def index_key(field_name: str, key: str) -> str:
+    """A key of the match index: our field and a normalized value (``email:ada@acme.com``)."""
+    return f"{field_name}:{key}"
+
+
 def keys_of(entity: Entity, item: Mapping[str, Any]) -> list[str]:
-    """The dedupe keys an item answers to: every email of a person, an organization's domain,
-    a deal's title."""
-    if entity is Entity.CONTACTS:
-        values = [e.get("value") for e in item.get("emails") or () if isinstance(e, dict)]
-    elif entity is Entity.COMPANIES:
-        values = [domain_of(item.get("website"))]
-    else:
-        values = [item.get("title")]
-    keys = [normalize_key(v) for v in values if isinstance(v, str) and v.strip()]
-    return list(dict.fromkeys(k for k in keys if k))
+    """The index keys an item answers to: every email of a person, an organization's domain
+    and name, a deal's title, an activity's subject, a note's content."""
+    keys = [
+        index_key(field_name, normalize_key(value))
+        for field_name, values_of in KEY_FIELDS[entity].items()
+        for value in values_of(item)
+        if isinstance(value, str) and value.strip()
+    ]
+    return list(dict.fromkeys(keys))
+
+
+def record_keys(entity: Entity, record: Record) -> list[str]:
+    """The index keys an item written from our ``record`` answers to."""
+    return [
+        index_key(name, normalize_key(value))
+        for name in KEY_FIELDS[entity]
+        if (value := record.get(name)) and value.strip()
+    ]
 
 
 # --- from Pipedrive ------------------------------------------------------------------------------
@@ -312,6 +398,15 @@ def _address_from(value: Any) -> dict[str, str | None]:
     return fields
 
 
+def _linked_id(value: Any) -> str | None:
+    """The id a foreign key holds (v1 answers may nest it as ``{"value": id, ...}``)."""
+    if isinstance(value, dict):
+        value = value.get("value")
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return str(value)
+
+
 def _custom_from(value: Any, definition: FieldDef) -> str | None:
     if value is None:
         return None
@@ -350,9 +445,21 @@ def from_item(
         industry = catalog.standard("industry") if catalog else None
         if industry is not None and industry.options:
             fields["industry"] = _custom_from(item.get("industry"), industry)
-    elif catalog is not None:
+    elif entity is Entity.DEALS and catalog is not None:
         fields["pipeline"] = catalog.pipelines.get(item.get("pipeline_id"))  # type: ignore[arg-type]
         fields["stage"] = catalog.stage_name(item.get("stage_id"))
+    elif entity is Entity.ACTIVITIES:
+        fields["done"] = _text(item.get("done"))
+        if catalog is not None:
+            fields["type"] = catalog.activity_type_name(item.get("type"))
+            priority = catalog.priority()
+            if priority is not None:
+                fields["priority"] = _custom_from(item.get("priority"), priority)
+    elif entity is Entity.NOTES:
+        added = _text(item.get("add_time"))
+        fields["date"] = added[:10] if added else None
+    for ours, theirs in FOREIGN_KEYS[entity].items():
+        fields[ours] = _linked_id(item.get(theirs))
     custom = item.get("custom_fields")
     if catalog is not None and isinstance(custom, dict):
         for definition in catalog.fields:
@@ -431,7 +538,7 @@ def to_body(
     *,
     clear_blanks: bool = False,
 ) -> dict[str, Any]:
-    """The API v2 body that writes ``record`` (a create when ``current`` is None, else an update
+    """The body that writes ``record`` (a create when ``current`` is None, else an update
     of that item). Blanks are left out unless ``clear_blanks`` (a rollback), which clears them.
     Raises ``ValueProblem`` for a value Pipedrive cannot hold, or a field it has no place for."""
     values = {
@@ -452,6 +559,12 @@ def to_body(
         body.custom[definition.code] = None if value is None else _custom_to(definition, value)
     if current is None and entity is Entity.CONTACTS:
         _name_a_person(body, values)
+    parents = set(NOTE_PARENTS.values())
+    if current is None and entity is Entity.NOTES and not body.values.keys() & parents:
+        raise ValueProblem(
+            "Pipedrive attaches every note to a person, an organization or a deal: give the "
+            "note a contact, company or deal it is about"
+        )
     return body.json()
 
 
@@ -573,13 +686,79 @@ def _name_a_person(body: Body, values: Mapping[str, str | None]) -> None:
         body.values["name"] = values["email"]
 
 
+def _links(entity: Entity) -> Writer:
+    """Link fields into their foreign keys: an id, or ``null`` to unlink (a rollback)."""
+
+    def write(
+        body: Body, values: Mapping[str, str | None], catalog: Catalog, current: Mapping[str, Any]
+    ) -> set[str]:
+        done = set()
+        for ours, theirs in FOREIGN_KEYS[entity].items():
+            if ours not in values:
+                continue
+            value = values[ours]
+            if value is not None and not value.isdigit():
+                raise ValueProblem(f"{ours} '{value}' is not a Pipedrive id")
+            body.values[theirs] = None if value is None else int(value)
+            done.add(ours)
+        return done
+
+    return write
+
+
+def _activity(
+    body: Body, values: Mapping[str, str | None], catalog: Catalog, current: Mapping[str, Any]
+) -> set[str]:
+    """``done`` as a boolean, ``type`` as a type's key, ``priority`` as an option id."""
+    done = set()
+    if "done" in values:
+        flag = values["done"]
+        if flag not in (None, "true", "false"):
+            raise ValueProblem(f"done '{flag}' is neither done nor open (true or false)")
+        body.values["done"] = flag == "true"
+        done.add("done")
+    if "type" in values and catalog.activity_types:
+        kind = values["type"]
+        if kind is not None:
+            body.values["type"] = catalog.activity_type(kind)
+        done.add("type")
+    priority = catalog.priority()
+    if "priority" in values and priority is not None:
+        level = values["priority"]
+        body.values["priority"] = None if level is None else priority.option_id(level)
+        done.add("priority")
+    return done
+
+
+def _note_date(
+    body: Body, values: Mapping[str, str | None], catalog: Catalog, current: Mapping[str, Any]
+) -> set[str]:
+    """A note's date is its ``add_time`` (v1: ``YYYY-MM-DD HH:MM:SS``, UTC)."""
+    if "date" not in values:
+        return set()
+    date = values["date"]
+    if date is not None:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", date):
+            raise ValueProblem(f"date '{date}' is not a date (YYYY-MM-DD)")
+        body.values["add_time"] = f"{date} 00:00:00"
+    return {"date"}
+
+
 _WRITERS: dict[Entity, Sequence[Writer]] = {
-    Entity.CONTACTS: (_plain(Entity.CONTACTS), _emails, _phones, _address(Entity.CONTACTS)),
+    Entity.CONTACTS: (
+        _plain(Entity.CONTACTS),
+        _emails,
+        _phones,
+        _address(Entity.CONTACTS),
+        _links(Entity.CONTACTS),
+    ),
     Entity.COMPANIES: (
         _plain(Entity.COMPANIES),
         _website,
         _industry,
         _address(Entity.COMPANIES),
     ),
-    Entity.DEALS: (_plain(Entity.DEALS), _pipeline_and_stage),
+    Entity.DEALS: (_plain(Entity.DEALS), _pipeline_and_stage, _links(Entity.DEALS)),
+    Entity.ACTIVITIES: (_plain(Entity.ACTIVITIES), _activity, _links(Entity.ACTIVITIES)),
+    Entity.NOTES: (_plain(Entity.NOTES), _note_date, _links(Entity.NOTES)),
 }

@@ -1,4 +1,5 @@
-"""Our own match index of one entity's Pipedrive items, by id and by dedupe key.
+"""Our own match index of one entity's Pipedrive items, by id and by the values they are found
+by (``fields.keys_of``: ``email:ada@acme.com``, ``name:acme``).
 
 Pipedrive accepts any number of persons with one email, so nothing on its side stops a second
 create: the target must know what the account holds before it creates. It keeps what it has
@@ -94,7 +95,7 @@ class MatchIndex(Gate):
             for item in items:
                 item_id = str(item["id"])
                 self._unkey(item_id)
-                if item.get("is_deleted"):
+                if item.get("is_deleted") or item.get("active_flag") is False:
                     self._gone.add(item_id)
                     continue
                 self._items[item_id] = item
@@ -142,6 +143,12 @@ class MatchIndex(Gate):
         its oldest holder is among the items listed.)"""
         with self._lock:
             return self.complete or key in self._ids_by_key or key in self._searched
+
+    def knows_every(self, key: str) -> bool:
+        """Whether the index holds every item under ``key`` (a partial listing may have missed
+        newer ones): listed whole, or searched."""
+        with self._lock:
+            return self.complete or key in self._searched
 
     def knows_id(self, item_id: str) -> bool:
         with self._lock:

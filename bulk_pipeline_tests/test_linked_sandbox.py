@@ -5,7 +5,6 @@ injected faults."""
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import pytest
 from bulk_pipeline import cli, config
 from bulk_pipeline.imports import register_import
 from bulk_pipeline.sandbox.server import RunningSandbox
-from bulk_pipeline_tests.test_linked_imports import csv_file, migration
+from bulk_pipeline_tests.linked_files import BROKEN, csv_file, migration, rejected
 
 OBJECTS = {
     "companies": "domain",
@@ -61,11 +60,6 @@ def writes(sandbox: RunningSandbox) -> int:
     return int(sandbox.admin.requests("hubspot")["writes"])
 
 
-def rejected(summary: dict[str, Any]) -> dict[tuple[str, str], str]:
-    with open(summary["rejected_csv"], encoding="utf-8-sig", newline="") as handle:
-        return {(r["sheet"], r["line"]): r["reason"] for r in csv.DictReader(handle)}
-
-
 def test_a_migration_workbook_is_imported_linked_reimported_for_free_and_rolled_back(
     tmp_path: Path, crm: RunningSandbox, instance: dg.DagsterInstance
 ) -> None:
@@ -101,12 +95,7 @@ def test_a_migration_workbook_is_imported_linked_reimported_for_free_and_rolled_
         ("Call Ada", "ada@acme.com"),
         ("Email Bob", "bob@globex.io"),
     }
-    assert set(rejected(summary)) == {
-        ("Contacts", "5"),
-        ("Deals", "4"),
-        ("Activities", "4"),
-        ("Activities", "5"),
-    }
+    assert set(rejected(summary)) == BROKEN
     assert "'ghost.example' names no company" in rejected(summary)[("Deals", "4")]
 
     before = writes(crm)

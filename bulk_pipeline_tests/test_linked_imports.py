@@ -409,3 +409,18 @@ def test_a_json_object_keyed_by_entity_is_imported_entity_by_entity(
         ("contacts", "contacts"),
         ("organizations", "companies"),
     ]
+
+
+@pytest.mark.parametrize("links", [LinkStyle.FOREIGN_KEY, LinkStyle.ASSOCIATION])
+def test_a_dry_run_of_a_file_imported_already_plans_no_change_and_no_link(
+    tmp_path: Path, store: StagingStore, links: LinkStyle
+) -> None:
+    crm = FakeCrm(capabilities=with_capabilities(links=links))
+    target = fake_target(crm)
+    path = migration(tmp_path / "migration.xlsx")
+    run(path, target, store)
+
+    plan = _plan(path, target, store)
+
+    for entity, counts in plan["entities"].items():
+        assert (counts["creates"], counts["updates"], counts["links"]) == (0, 0, 0), entity

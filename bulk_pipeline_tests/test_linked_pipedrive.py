@@ -250,15 +250,15 @@ def big_migration(path: Path, companies: int) -> Path:
 def test_kill_9_during_a_linked_push_then_a_rerun_writes_each_record_once_and_links_it(
     tmp_path: Path, crm: RunningSandbox
 ) -> None:
-    companies = 60
-    crm.admin.configure(latency_ms=25)
+    companies = 100
+    crm.admin.configure(latency_ms=100)
     path = big_migration(tmp_path / "big.xlsx", companies)
     import_id = register_import(path, target=TARGET).import_id
 
     def start() -> subprocess.Popen[str]:
         return cli_process(crm, "import", str(path), "--target", TARGET, "--no-progress")
 
-    kills = kill_mid_push(start, import_id, kills=4, moments=random.Random(15), within=(0.1, 1.5))
+    kills = kill_mid_push(start, import_id, kills=4, moments=random.Random(15), within=(0.1, 1.0))
     assert kills == 4, "the push finished before four kills; raise the sandbox latency"
 
     crm.admin.configure(latency_ms=0)

@@ -282,3 +282,52 @@ def test_kill_9_during_a_linked_push_then_a_rerun_writes_each_record_once_and_li
     assert deals_to == {(f"Deal {n}", f"a{n}@c{n}.example") for n in range(companies)}
     calls_to = linked(crm, "activities", "deal_id", "deals")
     assert calls_to == {(f"Call {n}", f"Deal {n}") for n in range(companies)}
+
+
+def test_notes_and_activities_hang_on_their_records_and_a_note_without_one_is_refused(
+    tmp_path: Path, crm: RunningSandbox
+) -> None:
+    path = tmp_path / "export.json"
+    path.write_text(
+        json.dumps(
+            {
+                "notes": [
+                    {
+                        "body": "Met at the fair",
+                        "date": "2025-02-03",
+                        "contact_email": "ada@acme.com",
+                    },
+                    {"body": "Nobody's note"},
+                    {"body": "Terms agreed", "deal_name": "Big deal"},
+                ],
+                "activities": [
+                    {"subject": "Call", "type": "Call", "done": "yes", "company": "Acme"},
+                ],
+                "deals": [{"name": "Big deal", "company": "Acme"}],
+                "contacts": [{"email": "ada@acme.com", "company_domain": "acme.com"}],
+                "organizations": [{"name": "Acme", "domain": "acme.com"}],
+            }
+        ),
+        encoding="utf-8",
+    )
+    summary = imported(path)
+
+    (acme,) = items(crm, "organizations")
+    (ada,) = items(crm, "persons")
+    (deal,) = items(crm, "deals")
+    (call,) = items(crm, "activities")
+    notes = {n["content"]: n for n in items(crm, "notes")}
+    assert (ada["org_id"], deal["org_id"]) == (acme["id"], acme["id"])
+    assert (call["type"], call["done"], call["org_id"]) == ("call", True, acme["id"])
+    assert notes["Met at the fair"]["person_id"] == ada["id"]
+    assert notes["Met at the fair"]["add_time"] == "2025-02-03 00:00:00"
+    assert notes["Terms agreed"]["deal_id"] == deal["id"]
+    assert set(notes) == {"Met at the fair", "Terms agreed"}
+    assert "attaches every note to a person" in rejected(summary)[("notes", "2")]
+
+    before = writes(crm)
+    imported(path)
+    assert writes(crm) == before, "a re-import makes no write call"
+
+    assert cli.main(["rollback", summary["import_id"]]) == 0
+    assert all(not items(crm, kind) for kind in (*NAMED_BY, "notes"))

@@ -104,13 +104,14 @@ def local_stages(
     entity = infer_entity(raw.frame.columns, raw.entity_hint)
     if entity is None:
         raise SystemExit(f"{path}: cannot tell the entity from its columns")
-    mapped = stages.run("map", map_columns, raw, entity)
+    held = accepted(entity) if accepted is not None else None
+    mapped = stages.run("map", map_columns, raw, entity, None, custom=held or ())
     del raw
     normalized = stages.run("normalize", normalize, mapped.frame, entity)
-    if accepted is not None:
+    if held is not None:
         mapped = replace(mapped, frame=normalized)
         columns = [c for c in mapped.frame.columns if c != "_line"]
-        normalized = keep_fields(mapped, entity, accepted(entity), columns).frame
+        normalized = keep_fields(mapped, entity, held, columns).frame
     del mapped
     checked = stages.run("validate", validate_rows, normalized, entity, source=str(path))
     del normalized

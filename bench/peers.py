@@ -5,6 +5,9 @@
     design); the harness extrapolates its rate to the whole file.
 (b) ``dlt``: a dlt pipeline whose custom destination (``@dlt.destination``, ``batch_size=100``)
     posts each batch to the same ``batch/upsert`` endpoint the pipeline's ``upsert_many`` uses.
+(c) ``pipedrive-per-row``: the same guide's script for Pipedrive (API v2): for each row, an
+    exact search of the person by email, then create or update it, sleep 100 ms. Capped by
+    ``--budget`` like (a).
 
 Both do what such scripts do and no more: map the file's headers to HubSpot properties by hand,
 trim and lower-case the email, skip rows without one (dlt: without a plausible one, or nearly
@@ -13,6 +16,7 @@ every batch of 100 would be refused for one bad email), and wait out a 429 for i
 could not write is counted as ``failed``.
 
     python -m bench.peers per-row bench/out/contacts_20k.csv --url URL --budget 60
+    python -m bench.peers pipedrive-per-row bench/out/contacts_1k.csv --url URL --budget 60
     python -m bench.peers dlt bench/out/contacts_20k.csv --url URL --workdir DIR
 """
 
@@ -24,7 +28,7 @@ import os
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,18 +56,24 @@ BATCH_SIZE = 100
 class _Client:
     """An httpx client that waits out 429s for their Retry-After and counts them."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
         self.http = httpx.Client(
             base_url=url,
-            headers={"Authorization": f"Bearer {TOKEN}"},
+            headers=headers or {"Authorization": f"Bearer {TOKEN}"},
             timeout=30.0,
             trust_env=False,
         )
         self.rate_limited = 0
 
-    def send(self, method: str, path: str, body: dict[str, Any]) -> httpx.Response:
+    def send(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> httpx.Response:
         for _ in range(MAX_ATTEMPTS):
-            response = self.http.request(method, path, json=body)
+            response = self.http.request(method, path, json=body, params=params)
             if response.status_code != 429:
                 return response
             self.rate_limited += 1
@@ -83,9 +93,15 @@ def _contacts(path: Path) -> Iterator[dict[str, str]]:
             yield properties
 
 
-def per_row_script(path: Path, url: str, *, budget_s: float) -> dict[str, Any]:
-    """Search, then create or update, one row at a time, 100 ms apart, for ``budget_s``."""
-    client = _Client(url)
+def _row_by_row(
+    path: Path,
+    client: _Client,
+    write: Callable[[_Client, dict[str, str]], httpx.Response],
+    *,
+    budget_s: float,
+) -> dict[str, Any]:
+    """The guide's loop: each row with an email written by ``write``, 100 ms apart, for
+    ``budget_s``."""
     outcomes: Counter[str] = Counter()
     started = time.perf_counter()
     try:
@@ -93,25 +109,10 @@ def per_row_script(path: Path, url: str, *, budget_s: float) -> dict[str, Any]:
             if time.perf_counter() - started >= budget_s:
                 break
             outcomes["rows"] += 1
-            email = properties["email"]
-            if not email:
+            if not properties["email"]:
                 outcomes["skipped"] += 1
                 continue
-            search = {
-                "filterGroups": [
-                    {"filters": [{"propertyName": "email", "operator": "EQ", "value": email}]}
-                ],
-                "properties": ["email"],
-                "limit": 1,
-            }
-            found = client.send("POST", f"{CONTACTS}/search", search)
-            results = found.json().get("results", []) if found.is_success else []
-            if results:
-                answer = client.send(
-                    "PATCH", f"{CONTACTS}/{results[0]['id']}", {"properties": properties}
-                )
-            else:
-                answer = client.send("POST", CONTACTS, {"properties": properties})
+            answer = write(client, properties)
             outcomes["written" if answer.is_success else "failed"] += 1
             time.sleep(ROW_PAUSE_S)
     finally:
@@ -121,6 +122,55 @@ def per_row_script(path: Path, url: str, *, budget_s: float) -> dict[str, Any]:
         "seconds": time.perf_counter() - started,
         "client_429": client.rate_limited,
     }
+
+
+def _hubspot_row(client: _Client, properties: dict[str, str]) -> httpx.Response:
+    """Search the contact by email, then update it or create it."""
+    search = {
+        "filterGroups": [
+            {"filters": [{"propertyName": "email", "operator": "EQ", "value": properties["email"]}]}
+        ],
+        "properties": ["email"],
+        "limit": 1,
+    }
+    found = client.send("POST", f"{CONTACTS}/search", search)
+    results = found.json().get("results", []) if found.is_success else []
+    if results:
+        return client.send("PATCH", f"{CONTACTS}/{results[0]['id']}", {"properties": properties})
+    return client.send("POST", CONTACTS, {"properties": properties})
+
+
+def per_row_script(path: Path, url: str, *, budget_s: float) -> dict[str, Any]:
+    """Search, then create or update, one row at a time, 100 ms apart, for ``budget_s``."""
+    return _row_by_row(path, _Client(url), _hubspot_row, budget_s=budget_s)
+
+
+PERSONS = "/api/v2/persons"
+
+
+def _pipedrive_row(client: _Client, row: dict[str, str]) -> httpx.Response:
+    """Search the person by email (exact), then PATCH it or POST a new one."""
+    person: dict[str, Any] = {
+        "first_name": row["firstname"],
+        "last_name": row["lastname"],
+        "phones": [{"value": row["phone"], "primary": True, "label": "work"}],
+    }
+    found = client.send(
+        "GET",
+        f"{PERSONS}/search",
+        params={"term": row["email"], "fields": "email", "exact_match": "true", "limit": "1"},
+    )
+    items = (found.json().get("data") or {}).get("items", []) if found.is_success else []
+    if items:
+        return client.send("PATCH", f"{PERSONS}/{items[0]['item']['id']}", person)
+    person["emails"] = [{"value": row["email"], "primary": True, "label": "work"}]
+    return client.send("POST", PERSONS, person)
+
+
+def pipedrive_per_row(path: Path, url: str, *, budget_s: float) -> dict[str, Any]:
+    """Pipedrive's version of the guide's loop, for ``budget_s``."""
+    client = _Client(url, {"x-api-token": TOKEN})
+    return _row_by_row(path, client, _pipedrive_row, budget_s=budget_s)
 
 
 def dlt_pipeline(path: Path, url: str, *, workdir: Path) -> dict[str, Any]:
@@ -178,6 +228,10 @@ def main(argv: list[str] | None = None) -> None:
     per_row.add_argument("file", type=Path)
     per_row.add_argument("--url", required=True)
     per_row.add_argument("--budget", type=float, required=True, help="seconds before stopping")
+    pipedrive = kinds.add_parser("pipedrive-per-row")
+    pipedrive.add_argument("file", type=Path)
+    pipedrive.add_argument("--url", required=True)
+    pipedrive.add_argument("--budget", type=float, required=True, help="seconds before stopping")
     dlt = kinds.add_parser("dlt")
     dlt.add_argument("file", type=Path)
     dlt.add_argument("--url", required=True)
@@ -185,6 +239,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.kind == "per-row":
         result = per_row_script(args.file, args.url, budget_s=args.budget)
+    elif args.kind == "pipedrive-per-row":
+        result = pipedrive_per_row(args.file, args.url, budget_s=args.budget)
     else:
         result = dlt_pipeline(args.file, args.url, workdir=args.workdir)
     emit({**result, "peak_rss_mib": status_mib("VmHWM")})

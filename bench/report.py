@@ -32,7 +32,13 @@ TARGETS = {
     "e2e_seconds": 15.0,
     "calls_per_link": 0.011,
     "attio_write_share": 0.9,
+    "pipedrive_tokens_per_create": 6.0,
+    "pipedrive_tokens_per_unchanged_row": 0.05,
+    "pipedrive_burst_efficiency": 0.9,
 }
+PIPEDRIVE_BURST = 40
+PIPEDRIVE_BURST_SECONDS = 2.0
+"""The Growth plan's api_token burst limit the bench sets: 40 requests per rolling 2 s."""
 STAGE_NAMES = ("read", "map", "normalize", "validate", "stage")
 SKELETON = """# Benchmarks
 
@@ -648,6 +654,125 @@ def _links(results: dict[str, Any]) -> Table | None:
     return table
 
 
+def _pipedrive_figures(results: dict[str, Any]) -> dict[str, float]:
+    """The three Pipedrive targets' figures, from runs that succeeded."""
+    pipedrive = results.get("pipedrive", {})
+    figures: dict[str, float] = {}
+    first = pipedrive.get("first")
+    if _ok(first) and first["outcomes"]["created"]:
+        figures["tokens_per_create"] = first["tokens"] / first["outcomes"]["created"]
+    cold = pipedrive.get("resync_cold")
+    if _ok(cold) and cold["outcomes"]["unchanged"]:
+        figures["tokens_per_unchanged_row"] = cold["tokens"] / cold["outcomes"]["unchanged"]
+    burst = pipedrive.get("burst")
+    if _ok(burst):
+        counts = _requests(burst)
+        admitted = counts["total"] - counts["rate_limited"]
+        fastest = (-(-admitted // PIPEDRIVE_BURST) - 1) * PIPEDRIVE_BURST_SECONDS
+        figures["burst_pace"] = fastest / burst["push_seconds"] if fastest else 1.0
+        figures["writes_per_s"] = counts["writes"] / burst["push_seconds"]
+        figures["burst_429_share"] = counts["rate_limited"] / counts["total"]
+    return figures
+
+
+def _pipedrive(results: dict[str, Any]) -> Table:
+    pipedrive = results.get("pipedrive", {})
+    table = Table(
+        "Pipedrive: tokens and the burst limit (the sandbox's Pipedrive dialect)",
+        [
+            "run",
+            "rows",
+            "created",
+            "updated",
+            "unchanged",
+            "requests",
+            "tokens",
+            "tokens/created",
+            "tokens/unchanged row",
+            "push s",
+            "writes/s",
+            "429",
+            "persons held",
+            "duplicate persons",
+        ],
+    )
+    runs = (
+        ("first import, no limits", "first"),
+        ("re-sync, same staging file (read by CRM id)", "resync"),
+        ("re-sync, fresh staging file (every row looked up by email)", "resync_cold"),
+        ("first import, 40 requests / 2 s", "burst"),
+    )
+    for label, key in runs:
+        run = pipedrive.get(key)
+        if not _ok(run):
+            table.rows.append([label, _error(run)])
+            continue
+        assert run is not None
+        outcomes, counts = run["outcomes"], _requests(run)
+        created, unchanged = outcomes["created"], outcomes["unchanged"]
+        table.rows.append(
+            [
+                label,
+                _n(run["rows"]),
+                _n(created),
+                _n(outcomes["updated"]),
+                _n(unchanged),
+                _n(counts["total"]),
+                _n(run["tokens"]),
+                f"{run['tokens'] / created:.2f}" if created else "",
+                f"{run['tokens'] / unchanged:.4f}" if unchanged and not created else "",
+                _s(run["push_seconds"]),
+                _n(counts["writes"] / run["push_seconds"], 1),
+                _n(counts["rate_limited"]),
+                _n(run["crm_records"]),
+                _n(run["crm_duplicates"]),
+            ]
+        )
+    peer = pipedrive.get("per_row")
+    label = "per-row guide script (search, then create or update)"
+    if _ok(peer):
+        assert peer is not None
+        counts = _requests(peer)
+        written = peer.get("written", 0)
+        table.rows.append(
+            [
+                f"{label}, {_s(peer['seconds'])} s cap",
+                _n(peer["rows"]),
+                f"{_n(written)} written",
+                "",
+                "",
+                _n(counts["total"]),
+                _n(peer["tokens"]),
+                f"{peer['tokens'] / written:.2f} per row written" if written else "",
+                "",
+                _s(peer["seconds"]),
+                _n(counts["writes"] / peer["seconds"], 1),
+                _n(counts["rate_limited"]),
+                _n(peer["crm_records"]),
+                _n(peer["crm_duplicates"]),
+            ]
+        )
+    else:
+        table.rows.append([label, _error(peer)])
+    figures = _pipedrive_figures(results)
+    if "burst_pace" in figures:
+        table.notes.append(
+            f"Under the burst limit the push ran at {figures['burst_pace']:.2f} of the fastest "
+            "pace the rolling window allows (a burst of 40 at the start, then 40 per 2 s: "
+            "N requests need at least 2 s x (ceil(N / 40) - 1)); writes/s can exceed 20 on a "
+            "short run because of that first burst."
+        )
+    table.notes.append(
+        "Tokens are what the sandbox charged, each call at its x-token-cost (create 5, list 10 "
+        "per 500, search 20, fields 10). The pipeline builds its match index by listing the "
+        "account and never searches here; the per-row script searches every row (20 tokens, 10 "
+        "searches per 2 s) and, with the sandbox's search index "
+        f"{pipedrive.get('search_lag_s', 0):g} s behind new persons, creates a second person "
+        "when an email comes again soon after: Pipedrive accepts duplicates."
+    )
+    return table
+
+
 # --- targets -------------------------------------------------------------------------------------
 
 
@@ -772,6 +897,34 @@ def _targets(results: dict[str, Any]) -> Table:
                 _verdict(figures["write_share"] >= TARGETS["attio_write_share"]),
             ]
         )
+    pipedrive = _pipedrive_figures(results)
+    for measure, key, shown, target, met in (
+        (
+            "Pipedrive, tokens per created person (first import)",
+            "tokens_per_create",
+            "{:.2f} tokens",
+            "≤ 6 (a create costs 5)",
+            lambda v: v <= TARGETS["pipedrive_tokens_per_create"],
+        ),
+        (
+            "Pipedrive, tokens per unchanged row (re-sync, every row looked up by email)",
+            "tokens_per_unchanged_row",
+            "{:.4f} tokens",
+            "≤ 0.05",
+            lambda v: v <= TARGETS["pipedrive_tokens_per_unchanged_row"],
+        ),
+        (
+            "Pipedrive, pace under the burst limit (40 / 2 s)",
+            "burst_pace",
+            "{:.2f} of the limit",
+            "≥ 0.9",
+            lambda v: v >= TARGETS["pipedrive_burst_efficiency"],
+        ),
+    ):
+        if key in pipedrive:
+            rows.append(
+                [measure, shown.format(pipedrive[key]), target, _verdict(met(pipedrive[key]))]
+            )
     e2e = results.get("e2e")
     if _ok(e2e):
         assert e2e is not None
@@ -814,6 +967,7 @@ def tables(results: dict[str, Any]) -> list[Table]:
         _resync(results),
         _peers(results),
         _attio(results),
+        _pipedrive(results),
         _e2e(results),
         *([links] if (links := _links(results)) else []),
     ]

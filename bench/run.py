@@ -42,6 +42,23 @@ RESYNC_CHANGED_SHARE = 0.01
 ATTIO_LIMITS = {"read_limit": "100/1000", "write_limit": "25/1000"}
 """Attio's documented limits: 100 reads and 25 writes per second."""
 ATTIO_WRITES_PER_S = 25
+PIPEDRIVE = "sandbox-pipedrive"
+PIPEDRIVE_UNLIMITED = {
+    "daily_budget": None,
+    "burst_limit": None,
+    "search_limit": None,
+    "block_after": None,
+    "search_lag_s": 0,
+}
+PIPEDRIVE_GROWTH = {
+    **PIPEDRIVE_UNLIMITED,
+    "burst_limit": {"max": 40, "interval_ms": 2_000},
+    "search_limit": {"max": 10, "interval_ms": 2_000},
+}
+"""Pipedrive's Growth plan for an api_token: 40 requests per 2 s; search 10 per 2 s."""
+PIPEDRIVE_SEARCH_LAG_S = 2.0
+"""How far the sandbox's search index trails new persons in the per-row peer's run (Pipedrive
+does not say how far its own does)."""
 WORKER_TIMEOUT_S = 3_600.0
 LINK_COMPANIES = 100
 """Companies the contacts of the links benchmark work at."""
@@ -69,6 +86,11 @@ class Profile:
     attio_rows: int
     """An import into the sandbox's Attio at its documented limits, then its re-sync: about
     40 s per 1,000 rows at 25 writes a second."""
+    pipedrive_rows: int
+    """Into the sandbox's Pipedrive dialect with no limits: a first import, then re-syncs."""
+    pipedrive_burst_rows: int
+    """Into Pipedrive's Growth burst limit (40 requests / 2 s), and the per-row peer's file."""
+    pipedrive_per_row_s: float
     e2e_rows: int = 10_000
     link_rows: int = 10_000
 
@@ -84,6 +106,9 @@ QUICK = Profile(
     peers_rows=40_000,
     per_row_budget_s=45.0,
     attio_rows=1_000,
+    pipedrive_rows=5_000,
+    pipedrive_burst_rows=1_000,
+    pipedrive_per_row_s=30.0,
 )
 FULL = Profile(
     name="full",
@@ -96,6 +121,9 @@ FULL = Profile(
     peers_rows=200_000,
     per_row_budget_s=120.0,
     attio_rows=5_000,
+    pipedrive_rows=20_000,
+    pipedrive_burst_rows=2_000,
+    pipedrive_per_row_s=60.0,
 )
 
 
@@ -421,6 +449,102 @@ class Bench:
             "resync": {**resync, "changed_rows": changed_rows},
         }
 
+    # Pipedrive: tokens per created person and per unchanged row, the burst limit, a peer
+
+    def pipedrive_counted(
+        self, sandbox: SandboxProcess, measure: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """A measurement with the tokens and requests the sandbox's Pipedrive dialect charged,
+        and the persons it holds after (and how many share an email with another)."""
+        tokens = sandbox.admin.limits("pipedrive")["tokens_used"]
+        requests = sandbox.admin.requests("pipedrive")
+        result = measure()
+        after = sandbox.admin.requests("pipedrive")
+        result["tokens"] = sandbox.admin.limits("pipedrive")["tokens_used"] - tokens
+        result["requests"] = {
+            name: after[name] - requests[name]
+            for name in ("total", "reads", "writes", "rate_limited")
+        }
+        persons = sandbox.admin.records("persons", "pipedrive")
+        emails = [e["value"].lower() for p in persons for e in p.get("emails") or ()]
+        result["crm_records"] = len(persons)
+        result["crm_duplicates"] = len(emails) - len(set(emails))
+        return result
+
+    def pipedrive_import(
+        self, sandbox: SandboxProcess, label: str, path: Path, home: str
+    ) -> dict[str, Any]:
+        return attempt(
+            label,
+            lambda: self.pipedrive_counted(
+                sandbox,
+                lambda: worker(
+                    "bench.measure",
+                    "import",
+                    path,
+                    "--home",
+                    self.home(home),
+                    "--url",
+                    sandbox.url,
+                    "--target",
+                    PIPEDRIVE,
+                ),
+            ),
+        )
+
+    def pipedrive(self, sandbox: SandboxProcess) -> None:
+        profile = self.profile
+        path = input_file(profile.pipedrive_rows)
+        size = size_label(profile.pipedrive_rows)
+        sandbox.admin.reset()
+        sandbox.admin.configure(pipedrive=PIPEDRIVE_UNLIMITED)
+        results: dict[str, Any] = {"rows": profile.pipedrive_rows}
+        results["first"] = self.pipedrive_import(
+            sandbox, f"Pipedrive: first import, {size} rows, no limits", path, "pd-import"
+        )
+        results["resync"] = self.pipedrive_import(
+            sandbox, f"Pipedrive: re-sync of the same {size} rows", path, "pd-import"
+        )
+        results["resync_cold"] = self.pipedrive_import(
+            sandbox,
+            f"Pipedrive: re-sync of the same {size} rows, no staging state (all looked up)",
+            path,
+            "pd-cold",
+        )
+        burst_path = input_file(profile.pipedrive_burst_rows)
+        burst_size = size_label(profile.pipedrive_burst_rows)
+        sandbox.admin.reset()
+        sandbox.admin.configure(pipedrive=PIPEDRIVE_GROWTH)
+        results["burst"] = self.pipedrive_import(
+            sandbox,
+            f"Pipedrive: first import, {burst_size} rows, 40 requests / 2 s",
+            burst_path,
+            "pd-burst",
+        )
+        results["burst_rows"] = profile.pipedrive_burst_rows
+        sandbox.admin.reset()
+        sandbox.admin.configure(
+            pipedrive={**PIPEDRIVE_GROWTH, "search_lag_s": PIPEDRIVE_SEARCH_LAG_S}
+        )
+        results["per_row"] = attempt(
+            f"Pipedrive peer: per-row search-then-write script, {burst_size} rows, "
+            f"{profile.pipedrive_per_row_s:.0f} s cap",
+            lambda: self.pipedrive_counted(
+                sandbox,
+                lambda: worker(
+                    "bench.peers",
+                    "pipedrive-per-row",
+                    burst_path,
+                    "--url",
+                    sandbox.url,
+                    "--budget",
+                    profile.pipedrive_per_row_s,
+                ),
+            ),
+        )
+        results["search_lag_s"] = PIPEDRIVE_SEARCH_LAG_S
+        self.results["pipedrive"] = results
+
     # 7: end to end
 
     # 8: links (HubSpot associations)
@@ -544,6 +668,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             bench.pushes(sandbox)
             bench.attio(sandbox)
+            bench.pipedrive(sandbox)
             bench.end_to_end(sandbox)
             bench.links(sandbox)
         finally:

@@ -442,7 +442,8 @@ def _print_rollback(import_id: str, *, dry_run: bool, asking: bool = False) -> N
     would = "would be " if dry_run else ""
     _say(
         f"{'dry run of the ' if dry_run else ''}rollback of {import_id}: "
-        f"{done['removed']} records {would}removed ({done['delete']}), "
+        f"{done['removed']} records {would}removed "
+        f"({_removal(done['delete'], done.get('restorable_days'))}), "
         f"{done['restored']} {would}restored to previous values, "
         + (f"{done['unlinked']} links {would}removed, " if done.get("unlinked") else "")
         + f"{done['already_rolled_back']} already rolled back before"
@@ -465,6 +466,17 @@ def _print_rollback(import_id: str, *, dry_run: bool, asking: bool = False) -> N
             _say(f"  {line}")
         if len(conflicts) > 20:
             _say(f"  ... and {len(conflicts) - 20} more")
+
+
+def _removal(kind: str, days: int | None) -> str:
+    """What removing means in the CRM, for people."""
+    if kind == "trash":
+        return "moved to the CRM's trash" + (
+            f", where they can be restored for {days} days" if days else ""
+        )
+    if kind == "archive":
+        return "archived in the CRM, where they can be restored"
+    return "deleted for good"
 
 
 def run_sandbox(args: argparse.Namespace) -> int:

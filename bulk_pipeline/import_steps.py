@@ -59,6 +59,11 @@ from bulk_pipeline.push import (
     push_import,
     rollback_import,
 )
+from bulk_pipeline.reports.crm_duplicates import (
+    CRM_DUPLICATES_FILE,
+    write_crm_duplicates_report,
+)
+from bulk_pipeline.reports.note import WrittenNote, read_note
 from bulk_pipeline.reports.rejected import write_rejected_csv
 from bulk_pipeline.staging import StagingStore
 from bulk_pipeline.targets.base import Estimate, ListResult, NoteParent, Target, Work
@@ -170,7 +175,8 @@ def ingest(
     """Read every table of the file, map its columns to our fields and normalize the values.
 
     ``accepted`` says which of an entity's fields the target CRM has a place for (a workspace
-    without a birthday attribute); columns feeding the others are reported as not sent.
+    without a birthday attribute), and its custom fields; columns feeding the others are
+    reported as not sent, and columns named like a custom field are kept for it.
     """
     started = time.monotonic()
     progress = progress_path(request.import_id)
@@ -206,10 +212,13 @@ def ingest(
         if index in unrecognized:
             continue
         sheet = raw.sheet or ""
+        held = accepted(entity) if accepted is not None else None
+        if held:
+            mapped = map_columns(raw, entity, mapping, custom=held)
         mapped = replace(mapped, frame=normalize(mapped.frame, entity))
-        if accepted is not None:
+        if held is not None:
             columns = [c for c in raw.frame.columns if c != "_line"]
-            mapped = keep_fields(mapped, entity, accepted(entity), columns)
+            mapped = keep_fields(mapped, entity, held, columns)
         normalized = mapped.frame
         issues = pl.DataFrame(
             [{**issue.values, "_line": issue.line} for issue in raw.rejected],
@@ -498,6 +507,7 @@ def push(
                 run=run,
                 progress_path=progress_path(request.import_id),
                 batches_path=_work(request.import_id, BATCHES_FILE),
+                crm_duplicates_path=_work(request.import_id, CRM_DUPLICATES_FILE),
                 log=log,
                 duplicates=store.outcome_counts(request.import_id)[LineOutcome.DUPLICATE],
                 should_stop=should_stop,
@@ -654,8 +664,11 @@ def dry_run(request: ImportRequest, store: StagingStore, target: Target) -> DryR
     write_frame(folder / "plan.csv", plan_rows)
     counts = store.outcome_counts(request.import_id)
     budget = target.budget()
-    daily = [s for s in budget if s.resets_at is not None and s.remaining is not None]
     units = summary.estimate.units if summary.estimate is not None else 0
+    unit = summary.estimate.unit if summary.estimate is not None else "requests"
+    daily = [
+        s for s in budget if s.resets_at is not None and s.remaining is not None and s.unit == unit
+    ]
     report = DryRunReport(
         import_id=request.import_id,
         file=request.source_path,
@@ -674,15 +687,13 @@ def dry_run(request: ImportRequest, store: StagingStore, target: Target) -> DryR
 
 def write_note(
     request: ImportRequest, store: StagingStore, target: Target, summary: ImportSummary
-) -> str:
+) -> WrittenNote:
     """Write the summary to the CRM as a note, once per finished import run; where notes need
     a parent record, it is attached to the first record the import wrote."""
     folder = config.reports_dir(request.import_id)
-    marker = folder / "note.json"
-    if marker.exists():
-        noted = json.loads(marker.read_text(encoding="utf-8"))
-        if noted.get("finished_at") == summary.finished_at:
-            return str(noted["note_id"])
+    written = read_note(folder, summary.finished_at)
+    if written is not None:
+        return written
     body = (
         f"bulk_pipeline import of {request.file_name} ({summary.entity}): "
         f"{summary.rows} rows, {summary.created} created, {summary.updated} updated, "
@@ -692,19 +703,14 @@ def write_note(
     )
     parent = _note_parent(request, store) if target.capabilities.note_needs_parent else None
     note_id = target.add_note(body, parent)
-    marker.write_text(
-        json.dumps(
-            {
-                "note_id": note_id,
-                "finished_at": summary.finished_at,
-                "attached_to": (
-                    None if parent is None else {"entity": parent.entity.value, "id": parent.id}
-                ),
-            }
-        ),
-        encoding="utf-8",
+    written = WrittenNote(
+        note_id,
+        summary.finished_at,
+        None if parent is None else parent.entity.value,
+        None if parent is None else parent.id,
     )
-    return note_id
+    written.save(folder)
+    return written
 
 
 def _note_parent(request: ImportRequest, store: StagingStore) -> NoteParent:
@@ -753,6 +759,7 @@ def rollback(
                 "removed": report.removed,
                 "unlinked": report.unlinked,
                 "delete": report.delete.value,
+                "restorable_days": report.restorable_days,
                 "restored": report.restored,
                 "already_rolled_back": report.already_rolled_back,
                 "not_found": report.not_found,
@@ -839,6 +846,9 @@ def write_results(request: ImportRequest, store: StagingStore) -> ImportSummary:
     batches = _work(request.import_id, BATCHES_FILE)
     if batches.exists():
         shutil.copyfile(batches, folder / BATCHES_FILE)
+    crm_duplicates = write_crm_duplicates_report(
+        _work(request.import_id, CRM_DUPLICATES_FILE), folder / CRM_DUPLICATES_FILE
+    )
     timings_path = _work(request.import_id, "timings.json")
     timings = json.loads(timings_path.read_text("utf-8")) if timings_path.exists() else {}
     listed = folder / LIST_FILE
@@ -874,6 +884,7 @@ def write_results(request: ImportRequest, store: StagingStore) -> ImportSummary:
             ],
             "links": _link_counts(store, request.import_id),
             **extra,
+            **({"crm_duplicates": crm_duplicates} if crm_duplicates else {}),
         },
     )
     expected = sum(p.rows for p in parts)

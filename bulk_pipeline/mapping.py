@@ -232,13 +232,23 @@ class MappedTable:
     """The subset of ``unmapped`` that the mapping file deliberately ignores (``null``)."""
 
 
+def custom_fields(entity: Entity, accepted: Collection[str]) -> list[str]:
+    """The CRM's own fields among ``accepted``: neither fields of ours nor link fields (which
+    only the push fills, never a column)."""
+    spec = ENTITY_SPECS[entity]
+    ours = {*spec.fields, *spec.link_fields}
+    return [name for name in accepted if name not in ours]
+
+
 def keep_fields(
     mapped: MappedTable, entity: Entity, accepted: Collection[str], columns: Sequence[str]
 ) -> MappedTable:
     """Only the fields the CRM has a place for (the entity's identities, required fields, fields
     kept only in staging and the fields references name other records by, always): the columns
-    that fed the others become unmapped, in the file's ``columns`` order. Applied after
-    normalizing, so a website still gives a company its domain."""
+    that fed the others become unmapped, in the file's ``columns`` order, unless ``accepted``
+    names a custom field of the CRM like the field or its column (compared as headers are),
+    which then holds them. Applied after normalizing, so a website still gives a company its
+    domain."""
     spec = ENTITY_SPECS[entity]
     keep = (
         set(accepted)
@@ -247,13 +257,23 @@ def keep_fields(
         | set(spec.local)
         | {ours for reference in spec.references for ours, _ in reference.by}
     )
-    dropped = [name for name in mapped.column_map if name not in keep]
-    if not dropped:
+    custom = {header_key(name): name for name in custom_fields(entity, accepted)}
+    dropped: list[str] = []
+    moved: dict[str, str] = {}
+    for name, column in mapped.column_map.items():
+        if name in keep:
+            continue
+        target = custom.get(header_key(name)) or custom.get(header_key(column))
+        if target is None or target in mapped.column_map or target in moved.values():
+            dropped.append(name)
+        else:
+            moved[name] = target
+    if not dropped and not moved:
         return mapped
     unmapped = set(mapped.unmapped) | {mapped.column_map[name] for name in dropped}
     return MappedTable(
-        frame=mapped.frame.drop(dropped),
-        column_map={n: c for n, c in mapped.column_map.items() if n not in dropped},
+        frame=mapped.frame.drop(dropped).rename(moved),
+        column_map={moved.get(n, n): c for n, c in mapped.column_map.items() if n not in dropped},
         unmapped=[column for column in columns if column in unmapped],
         ignored=mapped.ignored,
     )
@@ -345,13 +365,19 @@ def _entity(section: object, source: str) -> Entity:
 
 
 def map_columns(
-    raw: RawTable, entity: Entity, mapping: Mapping[str, Mapping[str, str | None]] | None = None
+    raw: RawTable,
+    entity: Entity,
+    mapping: Mapping[str, Mapping[str, str | None]] | None = None,
+    *,
+    custom: Collection[str] = (),
 ) -> MappedTable:
     """Rename the source columns that feed the entity's fields; list the others as unmapped.
 
     Precedence: the mapping file, then a header spelled exactly like a field ("first_name"),
     then the built-in aliases (which include each field name in any case and punctuation). When
     two columns claim one field, the first column wins and the other is listed as unmapped.
+    ``custom`` are the CRM's own extra fields (custom fields): a column that feeds none of ours
+    and is named like one of them (compared as headers are) is kept, under its name.
     """
     explicit = dict(check_mapping(mapping or {}, "mapping").get(entity.value, {}))
     explicit_by_key = {header_key(column): target for column, target in explicit.items()}
@@ -385,6 +411,11 @@ def map_columns(
             claim(target, column)
 
     ordered = {name: column_map[name] for name in fields if name in column_map}
+    by_key = {header_key(name): name for name in custom_fields(entity, custom)}
+    for column in columns:
+        target = by_key.get(header_key(column))
+        if column not in claimed and target is not None and target not in ordered:
+            ordered[target] = column
     used = set(ordered.values())
     frame = raw.frame.select(
         *(cs.by_name(column).cast(pl.String).alias(name) for name, column in ordered.items()),

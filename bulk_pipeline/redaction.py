@@ -3,7 +3,8 @@
 Targets register their token here when they are built; every message that may carry text from
 outside (server error bodies, exception strings) and every log record of bulk_pipeline passes
 through :func:`redact`. Patterns catch credentials we were never told about (an ``Authorization``
-header echoed back by a proxy, a ``hapikey=`` query parameter).
+header echoed back by a proxy, an ``x-api-token`` header, a ``hapikey=`` or ``api_token=`` query
+parameter).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ _MIN_SECRET_LENGTH = 6
 
 _PATTERNS = (
     re.compile(r"(?i)(authorization\s*[:=]\s*)(bearer\s+)?[^\s,;\"']+"),
+    re.compile(r"(?i)((?:x-api-token|x-api-key)[\"']?\s*[:=]\s*[\"']?)[^\s,;\"']+"),
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
     re.compile(r"(?i)((?:hapikey|access_token|api_token|token)=)[^&\s\"']+"),
 )

@@ -7,9 +7,6 @@ sandbox enforces HubSpot's daily request limit and reports what is left in its h
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -25,24 +22,15 @@ from bulk_pipeline.outcomes import ImportState
 from bulk_pipeline.resume import mark_paused, paused_dir
 from bulk_pipeline.sandbox.server import RunningSandbox
 from bulk_pipeline.staging import open_store
+from bulk_pipeline_tests.cli_processes import cli_process
 from bulk_pipeline_tests.recurring import contacts_csv
 
 
-def _cli(path: Path, sandbox: RunningSandbox) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        config.HOME_ENV: str(config.data_home()),
-        config.SANDBOX_URL_ENV: sandbox.url,
-        config.SANDBOX_TOKEN_ENV: sandbox.token,
-    }
-    env.pop("DAGSTER_HOME", None)
-    return subprocess.run(
-        [sys.executable, "-m", "bulk_pipeline.cli", "import", str(path), "--no-progress"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def _cli(path: Path, sandbox: RunningSandbox) -> tuple[int, str]:
+    """The import in a process of its own: its exit status and what it wrote to stderr."""
+    process = cli_process(sandbox, "import", str(path), "--no-progress")
+    _, err = process.communicate(timeout=300)
+    return process.returncode, err
 
 
 def test_a_spent_daily_limit_stops_the_import_with_its_reset_time_and_a_rerun_resumes(
@@ -53,13 +41,13 @@ def test_a_spent_daily_limit_stops_the_import_with_its_reset_time_and_a_rerun_re
     crm.admin.configure(daily_limit=12)
 
     started = time.monotonic()
-    stopped = _cli(path, crm)
+    status, err = _cli(path, crm)
     elapsed = time.monotonic() - started
 
-    assert stopped.returncode == 75, stopped.stderr  # EX_TEMPFAIL: try again later
-    assert "daily request limit is spent until" in stopped.stderr
+    assert status == 75, err  # EX_TEMPFAIL: try again later
+    assert "daily request limit is spent until" in err
     midnight = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
-    assert f"{midnight}T00:00:00Z" in stopped.stderr
+    assert f"{midnight}T00:00:00Z" in err
     assert elapsed < 60
     requests = crm.admin.stats()["requests"]
     assert requests["total"] == 12, "no request goes out once the day's limit is used"
@@ -78,9 +66,9 @@ def test_a_spent_daily_limit_stops_the_import_with_its_reset_time_and_a_rerun_re
             json.dumps({"exhausted_until": datetime.now(UTC).isoformat()}), encoding="utf-8"
         )
 
-    resumed = _cli(path, crm)
+    status, err = _cli(path, crm)
 
-    assert resumed.returncode == 0, resumed.stderr
+    assert status == 0, err
     held = Counter(r["properties"]["email"] for r in crm.admin.records("contacts"))
     assert len(held) == len(emails)
     assert set(held.values()) == {1}

@@ -88,6 +88,32 @@ def test_unmapped_columns_are_listed_in_file_order_and_not_in_the_frame() -> Non
     assert mapped.frame.row(0) == ("E-mail-value", 2)
 
 
+def test_columns_named_like_the_crms_custom_fields_are_kept_for_them() -> None:
+    held = frozenset({"email", "first_name", "Favourite Colour", "Job Title", "Lifecycle Stage"})
+    columns = ["E-mail", "First Name", "Company", "Job Title", "favourite_colour", "Notes"]
+    mapped = map_columns(raw(*columns), Entity.CONTACTS, custom=held)
+    kept = keep_fields(mapped, Entity.CONTACTS, held, columns)
+
+    assert kept.column_map == {
+        "email": "E-mail",
+        "first_name": "First Name",
+        "company": "Company",
+        "Job Title": "Job Title",
+        "Favourite Colour": "favourite_colour",
+    }, "a company is a reference, kept whatever the CRM holds; a job title goes to its field"
+    assert kept.unmapped == ["Notes"]
+    assert kept.frame["Job Title"].to_list() == ["Job Title-value"]
+
+
+def test_link_fields_are_never_taken_for_custom_fields() -> None:
+    held = frozenset({"email", "company_crm_id"})
+    mapped = map_columns(raw("Email", "Company CRM ID"), Entity.CONTACTS, custom=held)
+    kept = keep_fields(mapped, Entity.CONTACTS, held, ["Email", "Company CRM ID"])
+
+    assert kept.column_map == {"email": "Email"}
+    assert kept.unmapped == ["Company CRM ID"]
+
+
 def test_first_of_two_columns_for_one_field_wins() -> None:
     mapped = map_columns(raw("Mail", "Email Address"), Entity.CONTACTS)
     assert mapped.column_map == {"email": "Mail"}

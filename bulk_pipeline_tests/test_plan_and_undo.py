@@ -7,11 +7,9 @@ interrupt tests drive the real CLI in a separate process.
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,11 +22,11 @@ from bulk_pipeline import cli, config
 from bulk_pipeline.entities import Entity
 from bulk_pipeline.imports import register_import
 from bulk_pipeline.outcomes import ChangeAction, Intent, Proof
-from bulk_pipeline.progress import Phase, read_progress
 from bulk_pipeline.push.execute import CHUNK_SIZE
 from bulk_pipeline.sandbox.server import RunningSandbox
 from bulk_pipeline.staging import open_store
 from bulk_pipeline.targets import open_target
+from bulk_pipeline_tests.cli_processes import cli_process, kill_mid_push, wait_for_push
 
 SYSTEM_PROPERTIES = {"hs_object_id", "createdate", "lastmodifieddate"}
 
@@ -186,31 +184,8 @@ def test_note_writes_the_summary_to_the_crm(tmp_path: Path, crm: RunningSandbox)
     assert register_import(path).import_id in body
 
 
-def _cli_process(path: Path, sandbox: RunningSandbox) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        config.HOME_ENV: str(config.data_home()),
-        config.SANDBOX_URL_ENV: sandbox.url,
-        config.SANDBOX_TOKEN_ENV: sandbox.token,
-    }
-    env.pop("DAGSTER_HOME", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "bulk_pipeline.cli", "import", str(path), "--no-progress"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-
-
-def _wait_for_push(import_id: str, process: subprocess.Popen[bytes], timeout: float) -> None:
-    """Until the push has started (its progress written), so a kill lands mid-push."""
-    progress = config.data_home() / "work" / import_id / "progress.json"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
-        snapshot = read_progress(progress)
-        if snapshot is not None and snapshot.phase == Phase.PUSHING:
-            return
-        time.sleep(0.05)
+def _cli_process(path: Path, sandbox: RunningSandbox) -> subprocess.Popen[str]:
+    return cli_process(sandbox, "import", str(path), "--no-progress")
 
 
 def test_kill_9_at_random_moments_then_rerun_ends_with_each_record_exactly_once(
@@ -222,23 +197,15 @@ def test_kill_9_at_random_moments_then_rerun_ends_with_each_record_exactly_once(
     import_id = register_import(path).import_id
     moments = random.Random(20261127)
 
-    kills = 0
-    while kills < 5:
-        (config.data_home() / "work" / import_id / "progress.json").unlink(missing_ok=True)
-        process = _cli_process(path, crm)
-        _wait_for_push(import_id, process, timeout=60)
-        time.sleep(moments.uniform(0.0, 2.5))
-        if process.poll() is not None:
-            break
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        kills += 1
+    kills = kill_mid_push(
+        lambda: _cli_process(path, crm), import_id, kills=5, moments=moments, within=(0.0, 2.5)
+    )
     assert kills == 5, "the push finished before five kills; raise the sandbox latency"
 
     crm.admin.configure(latency_ms=0)
     final = _cli_process(path, crm)
     _, err = final.communicate(timeout=300)
-    assert final.returncode == 0, err.decode()
+    assert final.returncode == 0, err
 
     emails = [r["properties"]["email"] for r in crm.admin.records("contacts")]
     assert len(emails) == records
@@ -256,15 +223,15 @@ def test_an_interrupt_stops_between_batches_and_the_next_run_resumes(
     path = contacts_csv(tmp_path / "contacts.csv", records)
     import_id = register_import(path).import_id
     process = _cli_process(path, crm)
-    _wait_for_push(import_id, process, timeout=60)
+    wait_for_push(import_id, process, timeout=60)
     time.sleep(0.5)
 
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
 
     assert process.returncode == 130
-    assert "stopped on request after batch" in err.decode()
-    assert "Traceback" not in err.decode()
+    assert "stopped on request after batch" in err
+    assert "Traceback" not in err
     progress = json.loads(
         (config.data_home() / "work" / import_id / "progress.json").read_text(encoding="utf-8")
     )
@@ -384,7 +351,7 @@ def test_kill_resume_and_rollback_leave_the_crm_as_before_whatever_its_clock(
     for _ in range(2):
         (config.data_home() / "work" / import_id / "progress.json").unlink(missing_ok=True)
         process = _cli_process(path, crm)
-        _wait_for_push(import_id, process, timeout=60)
+        wait_for_push(import_id, process, timeout=60)
         time.sleep(moments.uniform(0.2, 1.0))
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
@@ -393,7 +360,7 @@ def test_kill_resume_and_rollback_leave_the_crm_as_before_whatever_its_clock(
 
     final = _cli_process(path, crm)
     _, err = final.communicate(timeout=300)
-    assert final.returncode == 0, err.decode()
+    assert final.returncode == 0, err
     summary = report(import_id, "summary.json")
     existing = len(range(0, 3000, 7))
     assert (summary["created"], summary["updated"]) == (records - existing, existing)
@@ -414,33 +381,23 @@ def test_a_rollback_stopped_by_a_spent_budget_finishes_when_run_again(
     used = crm.admin.stats()["requests"]["total"]
     crm.admin.configure(daily_limit=used + 6)
 
-    stopped = _cli_rollback(import_id, crm)
-    assert stopped.returncode == 1
-    assert "daily request limit is spent until" in stopped.stderr
+    status, err = _cli_rollback(import_id, crm)
+    assert status == 1
+    assert "daily request limit is spent until" in err
     left = len(crm_state(crm))
     assert 1 < left < 1_501, "the rollback stopped partway"
 
     crm.admin.configure(daily_limit=None)
     for remembered in (config.data_home() / "budgets").glob("*.json"):
         remembered.unlink()
-    finished = _cli_rollback(import_id, crm)
-    assert finished.returncode == 0, finished.stderr
+    status, err = _cli_rollback(import_id, crm)
+    assert status == 0, err
     assert crm_state(crm) == before
 
 
-def _cli_rollback(import_id: str, sandbox: RunningSandbox) -> subprocess.CompletedProcess[str]:
-    """In a process of its own, as a person runs it again later (budgets are per process)."""
-    env = {
-        **os.environ,
-        config.HOME_ENV: str(config.data_home()),
-        config.SANDBOX_URL_ENV: sandbox.url,
-        config.SANDBOX_TOKEN_ENV: sandbox.token,
-    }
-    env.pop("DAGSTER_HOME", None)
-    return subprocess.run(
-        [sys.executable, "-m", "bulk_pipeline.cli", "rollback", import_id],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def _cli_rollback(import_id: str, sandbox: RunningSandbox) -> tuple[int, str]:
+    """In a process of its own, as a person runs it again later (budgets are per process): its
+    exit status and what it wrote to stderr."""
+    process = cli_process(sandbox, "rollback", import_id)
+    _, err = process.communicate(timeout=300)
+    return process.returncode, err

@@ -306,8 +306,8 @@ def import_results(
     )
     if request.note:
         with _target(crm, request, store) as target:
-            note_id = import_steps.write_note(request, store, target, summary)
-        context.log.info("wrote the summary to the CRM as note %s", note_id)
+            note = import_steps.write_note(request, store, target, summary)
+        context.log.info("%s", note.describe())
     return dg.MaterializeResult(metadata=results_metadata(summary.as_json(), html_report))
 
 

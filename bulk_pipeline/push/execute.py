@@ -27,7 +27,6 @@ from bulk_pipeline.entities import (
     Entity,
     EntitySpec,
     Reference,
-    same_value,
 )
 from bulk_pipeline.errors import BudgetExhausted, TransientError
 from bulk_pipeline.outcomes import (
@@ -51,6 +50,7 @@ from bulk_pipeline.push.references import (
     sendable,
 )
 from bulk_pipeline.reports.batches import BatchLog
+from bulk_pipeline.reports.crm_duplicates import append_crm_duplicates
 from bulk_pipeline.staging import StagingStore
 from bulk_pipeline.targets.base import (
     BatchResult,
@@ -135,6 +135,8 @@ class ChunkOutcome:
     """Records this pipeline never wrote that the CRM held already (their key exists)."""
     stop: BudgetExhausted | TransientError | None = None
     """Why the push must stop after checkpointing this chunk."""
+    crm_duplicates: list[tuple[str, str, tuple[str, ...]]] = field(default_factory=list)
+    """Keys the CRM holds more than once: (key, id used, the other ids)."""
 
     def count(self, outcome: LineOutcome) -> int:
         return sum(o.outcome is outcome for o in self.outcomes.values())
@@ -241,6 +243,11 @@ class ChunkPush:
             )
             if fresh:
                 current |= self._create_optimistically(fresh)
+            self.result.crm_duplicates = [
+                (key, record.id, record.duplicates)
+                for key, record in current.items()
+                if record.duplicates
+            ]
             sent_fresh = {id(r) for r in fresh}
             to_plan = [r for r in records if id(r) not in sent_fresh or r.key in current]
             self._write([ctx.plan(r, current.get(r.key)) for r in to_plan], records)
@@ -289,7 +296,7 @@ class ChunkPush:
                     for c in sorted(candidates, key=lambda c: (len(c.id), c.id))
                     if c.id not in {m.id for m in claimed.values()}
                     and created_by(replace(change, proof=Proof.OPTIMISTIC), c)
-                    and all(same_value(v, c.fields[n]) for n, v in sent.items() if n in c.fields)
+                    and all(c.holds(n, v) for n, v in sent.items() if n in c.fields)
                 ),
                 None,
             )
@@ -645,6 +652,7 @@ def push_import(
     run: int,
     progress_path: Path | None = None,
     batches_path: Path | None = None,
+    crm_duplicates_path: Path | None = None,
     log: Callable[[str], None] = lambda _message: None,
     chunk_size: int = CHUNK_SIZE,
     duplicates: int = 0,
@@ -659,7 +667,8 @@ def push_import(
     record two imports share is created once.
 
     Raises ``BudgetExhausted`` or ``TransientError`` after saving what was done when the CRM's
-    budget runs out or the CRM stops answering, and ``PushStopped`` when asked to stop.
+    budget runs out or the CRM stops answering, and ``PushStopped`` when asked to stop. Keys the
+    CRM already holds more than once are appended to ``crm_duplicates_path``.
     """
     started = time.monotonic()
     ordered = [e for e in DEPENDENCY_ORDER if e in entities]
@@ -705,6 +714,7 @@ def push_import(
                     done=chunk.done,
                 )
             batch_log.add(len(chunk.outcomes))
+            append_crm_duplicates(crm_duplicates_path, entity.value, chunk.crm_duplicates)
             tracker.add(
                 created=chunk.count(LineOutcome.CREATED),
                 updated=chunk.count(LineOutcome.UPDATED),

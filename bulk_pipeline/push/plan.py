@@ -11,7 +11,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from bulk_pipeline.entities import same_value
 from bulk_pipeline.outcomes import Change, Proof
 from bulk_pipeline.targets.base import CrmRecord, Estimate
 from bulk_pipeline.targets.http.clock import DATE_RESOLUTION
@@ -43,18 +42,8 @@ class PlannedRecord:
 
 
 def holds(record: CrmRecord, name: str, value: str | None, *, current_only: bool = False) -> bool:
-    """Whether the CRM record holds ``value`` in field ``name``: as its value, as one of the
-    further values of a field the CRM holds several of (unless ``current_only``: whether it is
-    still the most recent), or differing in case only where the CRM ignores case."""
-    held = [record.fields.get(name)]
-    if not current_only:
-        held += record.also.get(name, ())
-    folded = name in record.case_blind
-    mine = (value or "").strip().casefold()
-    return any(
-        same_value(value, theirs) or (folded and mine == (theirs or "").strip().casefold())
-        for theirs in held
-    )
+    """Whether the CRM record holds ``value`` in field ``name`` (``CrmRecord.holds``)."""
+    return record.holds(name, value, current_only=current_only)
 
 
 def changed_fields(ours: Mapping[str, str], existing: CrmRecord) -> dict[str, str]:

@@ -52,8 +52,8 @@ def resolve_references(
     """Set each record's link fields from the values it refers by; see the module's text.
 
     ``linked``: the link fields the CRM writes (references it cannot link are left alone).
-    ``planning`` (a dry run): a reference to a record the import has yet to create links to
-    ``new:<its key>``, since nothing was written."""
+    ``planning`` (a dry run): a reference to a record the import has yet to write links to the
+    CRM id an earlier run wrote it to, else to ``new:<its key>``, since nothing was written."""
     spec = ENTITY_SPECS[entity]
     links: dict[str, dict[str, str]] = {r.key: {} for r in records}
     by_key = {r.key: r for r in records}
@@ -83,7 +83,7 @@ def resolve_references(
                     f"{reference.entity.value} ({places}); name one by a value that only it has"
                 )
             elif planning and found and found[0].outcome is LineOutcome.PENDING:
-                links[record_key][reference.link_field] = f"new:{found[0].key}"
+                links[record_key][reference.link_field] = found[0].crm_id or f"new:{found[0].key}"
             elif found and found[0].outcome in UNWRITTEN:
                 resolved.failed[record_key] = (
                     f"its {reference.name} ({found[0].where}) was not written"

@@ -50,6 +50,8 @@ class RollbackReport:
     """Why the rollback stopped before the end (CRM down, budget spent); run it again."""
     dry_run: bool = False
     delete: DeleteKind = DeleteKind.ARCHIVE
+    restorable_days: int | None = None
+    """How long removed records can be restored in the CRM, where it says."""
 
     @property
     def complete(self) -> bool:
@@ -109,7 +111,11 @@ class Rollback:
         self.import_id = import_id
         self.force = force
         self.dry_run = dry_run
-        self.report = RollbackReport(dry_run=dry_run, delete=target.capabilities.delete)
+        self.report = RollbackReport(
+            dry_run=dry_run,
+            delete=target.capabilities.delete,
+            restorable_days=target.capabilities.restorable_days,
+        )
 
     def run(self) -> RollbackReport:
         changes = self.store.changes(self.import_id, account=self.target.account)

@@ -22,6 +22,8 @@ from bulk_pipeline.imports import UnknownImportError
 from bulk_pipeline.instance import open_instance
 from bulk_pipeline.progress import read_progress
 from bulk_pipeline.reports.charts import OUTCOMES
+from bulk_pipeline.reports.crm_duplicates import CRM_DUPLICATES_FILE
+from bulk_pipeline.reports.note import read_note
 from bulk_pipeline.reports.render import (
     HTML_FILE,
     REJECTED_FILE,
@@ -282,7 +284,8 @@ def _finished(summary: dict[str, Any]) -> datetime | None:
 
 def summary_notes(summary: dict[str, Any]) -> list[str]:
     """What a person must know beyond the counts: columns not sent, the sheet read and the
-    sheets not read, the list the records were added to, warnings."""
+    sheets not read, the list the records were added to, warnings, keys the CRM holds twice,
+    where the summary note went."""
     notes: list[str] = []
     if summary.get("unmapped_columns"):
         notes.append("Columns not sent (no CRM field): " + ", ".join(summary["unmapped_columns"]))
@@ -312,6 +315,15 @@ def summary_notes(summary: dict[str, Any]) -> list[str]:
             "in it already"
         )
     notes += [f"warning: {warning}" for warning in summary.get("warnings", [])]
+    folder = Path(summary.get("rejected_csv") or "").parent
+    if summary.get("crm_duplicates"):
+        notes.append(
+            f"{summary['crm_duplicates']:,} keys are held by more than one record in the CRM; "
+            f"the import used the oldest of each. Which ids: {folder / CRM_DUPLICATES_FILE}"
+        )
+    note = read_note(folder, summary.get("finished_at"))
+    if note is not None:
+        notes.append(note.describe())
     return notes
 
 

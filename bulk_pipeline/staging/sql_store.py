@@ -320,7 +320,11 @@ class SqlStore(ABC):
         valid, invalid = _with_sheet(valid), _with_sheet(invalid)
         keyed = valid.with_columns(identity_key_expression(spec, valid.columns).alias(KEY))
         deduped = _dedupe(keyed, on_duplicate)
-        present = [f for f in spec.fields if f in deduped.columns]
+        custom = sorted(
+            c for c in deduped.columns if c not in spec.fields and not c.startswith("_")
+        )
+        """The CRM's custom fields the file feeds (``mapping.map_columns``), after ours."""
+        present = [f for f in spec.fields if f in deduped.columns] + custom
         table = records_table(entity)
         duplicates = _duplicate_rows(deduped)
         kept = deduped.drop("_rows").rename({"_kept_line": LINE, "_kept_sheet": SHEET})
@@ -332,7 +336,8 @@ class SqlStore(ABC):
         upsert = f"""
             INSERT INTO {table} (account, key, record, content_hash, source_file, source_sheet,
                                  source_line, import_id)
-            SELECT ?, {KEY}, {self._record_json(present)}, {_content_hash_sql(spec.fields)}, ?,
+            SELECT ?, {KEY}, {self._record_json(present)},
+                   {_content_hash_sql([*spec.fields, *custom])}, ?,
                    {SHEET}, {LINE}, ?
             FROM kept_slice{self.upsert_order}
             ON CONFLICT (account, key) DO UPDATE SET

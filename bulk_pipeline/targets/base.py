@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from bulk_pipeline.entities import ENTITY_SPECS, Entity
+from bulk_pipeline.entities import ENTITY_SPECS, Entity, same_value
 from bulk_pipeline.errors import BudgetExhausted
 from bulk_pipeline.targets.http.exchange import Operation
 from bulk_pipeline.targets.http.limits import LimitState
@@ -73,6 +73,8 @@ class Capabilities:
     links_on_create: bool = True
     """ASSOCIATION style: a create carries its record's links (no separate link calls for new
     records). FOREIGN_KEY and REFERENCE links are fields, always written with the record."""
+    restorable_days: int | None = None
+    """How long a removed record can be restored from the CRM's trash, where it says."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,24 @@ class CrmRecord:
     case_blind: frozenset[str] = frozenset()
     """Fields whose values the CRM matches regardless of case (select options, statuses, user
     emails): a value of ours differing only in case is held already."""
+
+    def holds(self, name: str, value: str | None, *, current_only: bool = False) -> bool:
+        """Whether the record holds ``value`` in field ``name``: as its value, as one of the
+        further values of a field the CRM holds several of (unless ``current_only``: whether
+        it is still the most recent), or differing in case only where the CRM ignores case."""
+        held = [self.fields.get(name)]
+        if not current_only:
+            held += self.also.get(name, ())
+        folded = name in self.case_blind
+        mine = (value or "").strip().casefold()
+        return any(
+            same_value(value, theirs) or (folded and mine == (theirs or "").strip().casefold())
+            for theirs in held
+        )
+
+    duplicates: tuple[str, ...] = ()
+    """Other records the CRM holds under the same key (where it allows that); this one is the
+    record the target answers with, by its stated rule."""
 
 
 class FailureKind(StrEnum):
@@ -303,8 +323,9 @@ class Dialect(ABC):
 
     def fields(self, entity: Entity) -> Operation[frozenset[str]]:
         """Our fields of ``entity`` the CRM has a place for (columns feeding the others are
-        reported as not sent), link fields included where it links records; a CRM whose places
-        depend on the account may ask it."""
+        reported as not sent), link fields included where it links records, and the names of
+        the CRM's own custom fields a column named like one may feed; a CRM whose places depend
+        on the account may ask it."""
         yield from ()
         spec = ENTITY_SPECS[entity]
         ours = (*spec.fields, *spec.link_fields)
@@ -409,7 +430,7 @@ class Target(ABC):
 
     @abstractmethod
     def fields(self, entity: Entity) -> frozenset[str]:
-        """Our fields of ``entity`` the CRM has a place for."""
+        """Our fields of ``entity`` the CRM has a place for, and its custom fields' names."""
 
     @abstractmethod
     def find_list(self, name: str, entity: Entity, *, create: bool = False) -> CrmList:

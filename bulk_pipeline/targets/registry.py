@@ -2,9 +2,9 @@
 offer, and the one place that opens a target from its settings.
 
 Each entry is a CRM package's :class:`~bulk_pipeline.targets.crm.Crm`, reached either at its own
-URL with the user's token (``hubspot``, ``attio``) or on the embedded sandbox, which speaks every
-dialect (``sandbox`` for HubSpot's, ``sandbox-attio``). Adding a CRM is a package plus its
-entries here.
+URL with the user's token (``hubspot``, ``attio``, ``pipedrive``) or on the embedded
+sandbox, which speaks every dialect (``sandbox`` for HubSpot's, ``sandbox-attio``,
+``sandbox-pipedrive``). Adding a CRM is a package plus its entries here.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from bulk_pipeline.targets.http.drivers import AsyncDriver, ClientSettings, Sync
 from bulk_pipeline.targets.http.exchange import Exchange, RetryPolicy
 from bulk_pipeline.targets.http.limits import Budget, shared_budget
 from bulk_pipeline.targets.hubspot import HUBSPOT
+from bulk_pipeline.targets.pipedrive import PIPEDRIVE
 from bulk_pipeline.targets.runner import AsyncTarget, SyncTarget
 
 
@@ -87,6 +88,8 @@ REGISTRY: dict[str, TargetEntry] = {
         TargetEntry("hubspot", HUBSPOT),
         TargetEntry("sandbox-attio", ATTIO, sandbox=True),
         TargetEntry("attio", ATTIO),
+        TargetEntry("sandbox-pipedrive", PIPEDRIVE, sandbox=True),
+        TargetEntry("pipedrive", PIPEDRIVE),
     )
 }
 TARGET_NAMES: tuple[str, ...] = tuple(REGISTRY)

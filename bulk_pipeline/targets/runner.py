@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TypeVar
 
-from bulk_pipeline.entities import ENTITY_SPECS, Entity, describe_key, normalize_key, same_value
+from bulk_pipeline.entities import ENTITY_SPECS, Entity, describe_key, normalize_key
 from bulk_pipeline.errors import BudgetExhausted, UserInputError
 from bulk_pipeline.targets.base import (
     BatchResult,
@@ -300,7 +300,7 @@ class Operations:
 def _holds(record: CrmRecord, sent: Record) -> bool:
     """The CRM record holds every value we sent that it reads back."""
     return all(
-        same_value(value, record.fields[name])
+        record.holds(name, value)
         for name, value in sent.items()
         if name in record.fields and not _is_blank(value)
     )

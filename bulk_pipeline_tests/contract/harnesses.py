@@ -2,8 +2,9 @@
 
 Every harness opens a fresh target on a fresh CRM and can say what the CRM holds (in our field
 names), how many writes it received, and arrange for answers to creates to be lost after the CRM
-applied them. In-memory combinations cover capabilities no real CRM of ours has yet; HubSpot and
-Attio run against a spec-checked fake transport and against the sandbox over loopback.
+applied them. In-memory combinations cover capabilities no real CRM of ours has yet; HubSpot,
+Attio and Pipedrive each run against a spec-checked fake transport and against the sandbox over
+loopback.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from bulk_pipeline.targets.fake import FakeCrm, Faults, fake_target, with_capabi
 from bulk_pipeline.targets.http import Budget, RetryPolicy
 from bulk_pipeline.targets.hubspot.dialect import hubspot_budget
 from bulk_pipeline.targets.hubspot.properties import OBJECT_TYPES, from_properties
-from bulk_pipeline_tests.targets import fake_attio
+from bulk_pipeline.targets.pipedrive.budget import pipedrive_budget
+from bulk_pipeline.targets.pipedrive.fields import PATHS, from_item
+from bulk_pipeline_tests.targets import fake_attio, fake_pipedrive
 from bulk_pipeline_tests.targets.fake_hubspot import BASE_URL, FakeHubSpot
 
 Records = dict[str, dict[str, str]]
@@ -43,6 +46,11 @@ class Harness:
     writes: Callable[[], int]
     lose_create_answers: Callable[[], None]
     """From now on, some creates are applied and their answers lost."""
+
+
+def _pipedrive_kind(entity: Entity) -> str:
+    """Pipedrive's item type of an entity, as its paths name it (``persons``)."""
+    return PATHS[entity].rsplit("/", 1)[-1]
 
 
 def _ours(entity: Entity, properties: dict[str, object]) -> dict[str, str]:
@@ -78,6 +86,8 @@ HARNESSES = [
     "hubspot-sandbox",
     "attio-fake-transport",
     "attio-sandbox",
+    "pipedrive-fake-transport",
+    "pipedrive-sandbox",
 ]
 
 ATTIO_OBJECTS = {Entity.CONTACTS: "people", Entity.COMPANIES: "companies", Entity.DEALS: "deals"}
@@ -107,6 +117,10 @@ def _attio_records(entity: Entity, records: list[dict[str, object]]) -> Records:
                 fields[name] = str(held[0][key])
         view[str(record["id"]["record_id"])] = fields  # type: ignore[index]
     return view
+
+
+def _pipedrive_ours(entity: Entity, item: dict[str, object]) -> dict[str, str]:
+    return {k: v for k, v in from_item(entity, item, None).items() if v}
 
 
 @contextmanager
@@ -203,24 +217,63 @@ def open_harness(name: str, tmp_path: Path) -> Iterator[Harness]:
         finally:
             target.close()
             sandbox.stop()
-    else:
-        sandbox = start_in_thread(
-            db_path=tmp_path / "contract-crm.sqlite3", config=SandboxConfig.unlimited()
-        )
+    elif name == "pipedrive-fake-transport":
+        pipedrive = fake_pipedrive.FakePipedrive()
         target = open_target(
-            "sandbox",
-            {SANDBOX_URL_ENV: sandbox.url, SANDBOX_TOKEN_ENV: sandbox.token},
+            "pipedrive",
+            {
+                "PIPEDRIVE_API_TOKEN": fake_pipedrive.TOKEN,
+                "PIPEDRIVE_BASE_URL": fake_pipedrive.BASE_URL,
+            },
             retry=QUICK,
-            budget=hubspot_budget(),
+            budget=pipedrive_budget({}),
+            transport=pipedrive.transport(),
         )
+
+        def lose_pipedrive() -> None:
+            pipedrive.lose_create_answers = 3
+
         try:
             yield Harness(
                 name,
                 target,
                 lambda entity: {
-                    r["id"]: _ours(entity, r["properties"])
-                    for r in sandbox.admin.records(OBJECT_TYPES[entity])
+                    str(i): _pipedrive_ours(entity, item)
+                    for i, item in pipedrive.items[_pipedrive_kind(entity)].items()
                 },
+                pipedrive.writes,
+                lose_pipedrive,
+            )
+        finally:
+            target.close()
+    else:
+        sandbox = start_in_thread(
+            db_path=tmp_path / "contract-crm.sqlite3", config=SandboxConfig.unlimited()
+        )
+        speaks_pipedrive = name == "pipedrive-sandbox"
+        target = open_target(
+            "sandbox-pipedrive" if speaks_pipedrive else "sandbox",
+            {SANDBOX_URL_ENV: sandbox.url, SANDBOX_TOKEN_ENV: sandbox.token},
+            retry=QUICK,
+            budget=pipedrive_budget({}) if speaks_pipedrive else hubspot_budget(),
+        )
+
+        def held(entity: Entity) -> Records:
+            if speaks_pipedrive:
+                return {
+                    str(r["id"]): _pipedrive_ours(entity, r)
+                    for r in sandbox.admin.records(_pipedrive_kind(entity), "pipedrive")
+                }
+            return {
+                r["id"]: _ours(entity, r["properties"])
+                for r in sandbox.admin.records(OBJECT_TYPES[entity])
+            }
+
+        try:
+            yield Harness(
+                name,
+                target,
+                held,
                 lambda: int(sandbox.admin.stats()["requests"]["writes"]),
                 lambda: sandbox.admin.configure(drop_rate=0.4, seed=3),
             )

@@ -25,3 +25,17 @@ def spec_path(vendor: str, name: str) -> Path:
 def load_spec(vendor: str, name: str) -> dict[str, Any]:
     """The fixture as a dict, e.g. to look up an operation's declared responses."""
     return dict(json.loads(spec_path(vendor, name).read_text(encoding="utf-8")))
+
+
+def nullable_cursors(node: Any) -> None:
+    """Let ``next_cursor`` be null in every schema of a Pipedrive spec, as Pipedrive's pagination
+    docs say it is on the last page (most list schemas type it as a plain string)."""
+    if isinstance(node, dict):
+        cursor = node.get("properties", {}).get("next_cursor")
+        if isinstance(cursor, dict):
+            cursor["nullable"] = True
+        for value in node.values():
+            nullable_cursors(value)
+    elif isinstance(node, list):
+        for value in node:
+            nullable_cursors(value)

@@ -241,7 +241,7 @@ def test_a_rollback_deletes_for_good_only_when_confirmed(
 
     assert cli.main(["rollback", import_id, "--dry-run"]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert "4 records would be removed (permanent)" in out
+    assert "4 records would be removed (deleted for good)" in out
     assert "cannot be restored after the rollback" in out and "--yes" in out
     plan = summary(import_id, "rollback_plan.json")
     assert (plan["delete"], plan["removed"], plan["restored"]) == ("permanent", 4, 1)

@@ -154,3 +154,34 @@ def test_hubspot_target_from_environment_keeps_the_token_hidden(
         given.close()
     with pytest.raises(UserInputError, match="unknown CRM target"):
         open_target("salesforce")
+
+
+def test_pipedrive_token_stays_out_of_urls_messages_and_reprs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    token = "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0"
+    assert redact("x-api-token: zzzqqq123456") == "x-api-token: ***"
+    assert "zzzqqq123456" not in redact('{"x-api-token": "zzzqqq123456"}')
+    monkeypatch.delenv("PIPEDRIVE_API_TOKEN", raising=False)
+    with pytest.raises(TargetConfigError, match="PIPEDRIVE_API_TOKEN"):
+        open_target("pipedrive")
+    seen: list[httpx.Request] = []
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(401, json={"success": False, "error": f"bad token {token}"})
+
+    target = open_target(
+        "pipedrive",
+        {"PIPEDRIVE_API_TOKEN": token, "PIPEDRIVE_BASE_URL": "https://api.pipedrive.com"},
+        transport=httpx.MockTransport(refuse),
+        budget=Budget({"*": ()}),
+    )
+    try:
+        with pytest.raises(TargetConfigError) as refused:
+            target.check()
+    finally:
+        target.close()
+    assert token not in str(refused.value) + repr(target) + target.account
+    assert [r.headers["x-api-token"] for r in seen] == [token]
+    assert token not in str(seen[0].url)

@@ -248,7 +248,8 @@ class PipedriveApi:
         }
 
     def _list_notes(self, query: Query) -> Answer:
-        """API v1's offset pagination: ``start`` and ``limit``, ``more_items_in_collection``."""
+        """API v1's offset pagination: ``start`` and ``limit``, ``more_items_in_collection``;
+        filters by parent, user and ``updated_since``."""
         start = _int_param(query, "start") or 0
         limit = _limit(query)
         conditions: list[tuple[str, Sequence[object]]] = []
@@ -256,6 +257,9 @@ class PipedriveApi:
             value = _int_param(query, name)
             if value is not None:
                 conditions.append((f"json_extract(data, '$.{name}') = ?", (value,)))
+        since = _first(query, "updated_since")
+        if since:
+            conditions.append(("update_time >= ?", (parse_time("updated_since", since),)))
         sort = (_first(query, "sort") or "id ASC").split()
         column = {"id": "id", "add_time": "add_time", "update_time": "update_time"}.get(sort[0])
         if (

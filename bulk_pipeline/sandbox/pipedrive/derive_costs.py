@@ -12,12 +12,13 @@ Run it from the repository root when a spec changes:
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from bulk_pipeline.targets.pipedrive.derive_costs import derive_main, render_table
 
 COSTS_MODULE = Path(__file__).with_name("costs.py")
 DEFAULT_SPECS = Path(__file__).resolve().parents[3] / ".." / "shared" / "specs" / "pipedrive"
@@ -49,29 +50,17 @@ def costs(specs: Path) -> dict[tuple[str, str], int]:
 
 
 def render(table: dict[tuple[str, str], int]) -> str:
-    lines = [
-        f'    ("{method}", "{path}"): {cost},' for (method, path), cost in sorted(table.items())
-    ]
-    return HEADER + "\n".join(lines) + "\n}\n"
+    return render_table(HEADER, table)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--specs", type=Path, default=DEFAULT_SPECS)
-    parser.add_argument("--check", action="store_true", help="exit 1 if costs.py is out of date")
-    args = parser.parse_args(argv)
-    if not (args.specs / "v2.yaml").is_file():
-        parser.error(f"no Pipedrive specs at {args.specs}; give their folder with --specs")
-    text = render(costs(args.specs))
-    if args.check:
-        current = COSTS_MODULE.read_text(encoding="utf-8") if COSTS_MODULE.exists() else ""
-        if current != text:
-            print(f"{COSTS_MODULE} is out of date; run without --check", file=sys.stderr)
-            return 1
-        return 0
-    COSTS_MODULE.write_text(text, encoding="utf-8")
-    print(f"wrote {COSTS_MODULE}")
-    return 0
+    return derive_main(
+        argv,
+        description=__doc__.splitlines()[0],
+        default_specs=DEFAULT_SPECS,
+        module=COSTS_MODULE,
+        derive=lambda specs: render(costs(specs)),
+    )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from bulk_pipeline.targets.http.exchange import (
 )
 from bulk_pipeline.targets.http.limits import (
     Budget,
+    Cooldown,
     DailyAllowance,
     LimitState,
     RollingWindow,
@@ -34,6 +35,7 @@ __all__ = [
     "BearerAuth",
     "Budget",
     "ClientSettings",
+    "Cooldown",
     "CrmClock",
     "DailyAllowance",
     "Effect",

@@ -209,8 +209,9 @@ def exchange(request: ApiRequest, setup: Exchange) -> Operation[Outcome]:
 
     Retries 429, 5xx, timeouts and dropped connections with backoff (honouring ``Retry-After``);
     other 4xx are answers, not failures. 401/403 raise ``TargetConfigError``: no record can
-    succeed. The budget may raise ``BudgetExhausted`` before a request that it cannot afford, or
-    on a 429 that means a long-term budget is spent. A non-idempotent request is not resent after
+    succeed (unless the budget reads the refusal as a limit: a block for ignoring 429s). The
+    budget may raise ``BudgetExhausted`` before a request that it cannot afford, or on a 429
+    that means a long-term budget is spent. A non-idempotent request is not resent after
     a failure that may have applied it: the outcome is AMBIGUOUS and the caller checks what
     happened before sending anything again.
     """
@@ -230,6 +231,7 @@ def exchange(request: ApiRequest, setup: Exchange) -> Operation[Outcome]:
             setup.clock.observe(result.headers.get("Date"))
             status = result.status_code
             if status in (401, 403):
+                setup.budget.refused(request, result)
                 raise TargetConfigError(
                     f"the CRM at {setup.where} refused {request.describe()} with HTTP {status}: "
                     "the token is invalid, expired or lacks the scopes for this object; "

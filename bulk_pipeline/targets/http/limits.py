@@ -9,7 +9,10 @@ process (:func:`shared_budget`). It routes each request, by its ``kind``, to the
   what is left read from the CRM's headers where it sends them. When it is spent, the next request
   raises ``BudgetExhausted`` with the reset time instead of being sent, so a push stops before a
   storm of 429s; the exhaustion is written under the data home so other processes importing into
-  the same account stop too.
+  the same account stop too;
+- :class:`Cooldown`: a lane held back after the CRM said "too many" (every request of the lane
+  waits out the CRM's ``Retry-After``, not only the one refused), or stopped until a given time
+  when carrying on would get the client blocked.
 
 Pacing is client-side and never blocks a thread: ``acquire`` is an effect-yielding generator that
 pauses (``Pause``) until every limit of the request's lane has room.
@@ -49,13 +52,17 @@ class LimitState:
     remaining: int | None
     resets_at: datetime | None = None
     exhausted_until: datetime | None = None
+    unit: str = "requests"
+    """What ``limit`` and ``remaining`` count (``requests``, ``tokens``): a cost estimate is
+    compared only with limits of its own unit."""
 
     def describe(self) -> str:
         if self.exhausted_until is not None:
             return f"{self.name}: spent until {self.exhausted_until.isoformat(timespec='seconds')}"
         if self.remaining is None:
             return f"{self.name}: {self.limit if self.limit is not None else 'unknown'} limit"
-        return f"{self.name}: {self.remaining:,} of {self.limit or '?'} left"
+        limit = f"{self.limit:,}" if self.limit is not None else "?"
+        return f"{self.name}: {self.remaining:,} of {limit} {self.unit} left"
 
 
 class Limit(ABC):
@@ -77,7 +84,8 @@ class Limit(ABC):
         """The request was not sent after all (another limit of its lane said wait)."""
 
     @abstractmethod
-    def state(self) -> LimitState: ...
+    def state(self) -> LimitState | None:
+        """What the limit has left; None when it has nothing to say (a lane not held back)."""
 
 
 # --- rolling windows ----------------------------------------------------------------------------
@@ -403,10 +411,15 @@ class DailyAllowance(Limit):
         remaining_header: str | None = None,
         limit_header: str | None = None,
         state_file: Path | None = None,
+        unit: str = "requests",
+        per_request: bool = False,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         next_reset: Callable[[datetime], datetime] = next_utc_midnight,
     ) -> None:
         self.name = name
+        self.unit = unit
+        self._per_request = per_request
+        """Count each request as one unit, whatever it costs in the lane's other limits."""
         self._limit = limit
         self._remaining: int | None = limit
         self._remaining_header = remaining_header
@@ -454,6 +467,8 @@ class DailyAllowance(Limit):
         return BudgetExhausted(self.name, resume, detail)
 
     def take(self, cost: int = 1) -> _Spend:
+        if self._per_request:
+            cost = 1
         with self._lock:
             now = self._now()
             self._roll_over(now)
@@ -502,7 +517,63 @@ class DailyAllowance(Limit):
                 self._remaining,
                 resets_at=self._day_ends,
                 exhausted_until=self._exhausted_until,
+                unit=self.unit,
             )
+
+
+# --- holding a lane back after "too many" -------------------------------------------------------
+
+
+class Cooldown(Limit):
+    """Holds every request of a lane back after the CRM answered "too many" (``hold``), or stops
+    them all until a time (``stop``) when carrying on would get the client blocked.
+
+    A 429 tells one request to wait; the requests in flight on other threads would go on and
+    meet 429s of their own, which a CRM that blocks clients who ignore 429s counts against us.
+    Thread-safe; never blocks a thread (``take`` says how long to wait).
+    """
+
+    def __init__(self, name: str, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.name = name
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._held_until = 0.0
+        self._stopped: BudgetExhausted | None = None
+
+    def hold(self, seconds: float) -> None:
+        """No request of the lane goes in the next ``seconds``."""
+        with self._lock:
+            self._held_until = max(self._held_until, self._clock() + max(seconds, 0.0))
+
+    def stop(self, until: datetime, detail: str = "") -> BudgetExhausted:
+        """Every request of the lane raises until ``until``; the error to raise now."""
+        error = BudgetExhausted(self.name, until, detail)
+        with self._lock:
+            self._stopped = error
+        return error
+
+    def take(self, cost: int = 1) -> object | float:
+        with self._lock:
+            stopped = self._stopped
+            if stopped is not None and stopped.resume_at <= datetime.now(UTC):
+                stopped = self._stopped = None
+            wait = self._held_until - self._clock()
+        if stopped is not None:
+            raise stopped
+        return max(wait, 0.001) if wait > 0 else self
+
+    def settle(self, token: object, response: httpx.Response | None) -> None:
+        """Nothing to learn: the CRM's 429 rule calls ``hold``."""
+
+    def give_back(self, token: object) -> None:
+        """Nothing was counted."""
+
+    def state(self) -> LimitState | None:
+        with self._lock:
+            stopped = self._stopped
+        if stopped is None:
+            return None
+        return LimitState(self.name, None, None, exhausted_until=stopped.resume_at)
 
 
 # --- the budget of one account ------------------------------------------------------------------
@@ -512,11 +583,18 @@ Cost = Callable[[ApiRequest], int]
 RateLimitRule = Callable[[ApiRequest, httpx.Response, float | None], float | None]
 """What a 429 means for a CRM: the seconds to wait (given the parsed ``Retry-After``), or it
 raises ``BudgetExhausted`` when a long-term budget is spent."""
+RefusalRule = Callable[[ApiRequest, httpx.Response], None]
+"""What a 401/403 means beyond a refused token: it may raise ``BudgetExhausted`` when the answer
+is the CRM's block of a client that kept sending after 429s."""
 
 
 def wait_as_told(request: ApiRequest, response: httpx.Response, retry_after: float | None) -> float:
     """The default reading of a 429: a short-term limit; wait for ``Retry-After`` or a moment."""
     return retry_after if retry_after is not None else 1.0
+
+
+def token_refused(request: ApiRequest, response: httpx.Response) -> None:
+    """The default reading of a 401/403: the token (the exchange says so)."""
 
 
 @dataclass
@@ -537,12 +615,14 @@ class Budget:
         *,
         cost: Cost = lambda _request: 1,
         on_rate_limited: RateLimitRule = wait_as_told,
+        on_refused: RefusalRule = token_refused,
     ) -> None:
         if "*" not in lanes:
             raise ValueError("a budget needs a default lane '*'")
         self.lanes = {kind: tuple(limits) for kind, limits in lanes.items()}
         self.cost = cost
         self._on_rate_limited = on_rate_limited
+        self._on_refused = on_refused
 
     def limits_for(self, request: ApiRequest) -> tuple[Limit, ...]:
         return self.lanes.get(request.kind, self.lanes["*"])
@@ -600,14 +680,19 @@ class Budget:
             },
             cost=self.cost,
             on_rate_limited=self._on_rate_limited,
+            on_refused=self._on_refused,
         )
+
+    def refused(self, request: ApiRequest, response: httpx.Response) -> None:
+        self._on_refused(request, response)
 
     def state(self) -> list[LimitState]:
         seen: dict[int, Limit] = {}
         for limits in self.lanes.values():
             for limit in limits:
                 seen.setdefault(id(limit), limit)
-        return [limit.state() for limit in seen.values()]
+        states = (limit.state() for limit in seen.values())
+        return [state for state in states if state is not None]
 
 
 _budgets: dict[str, Budget] = {}
@@ -635,6 +720,7 @@ def as_json(states: Sequence[LimitState]) -> list[dict[str, Any]]:
             "remaining": s.remaining,
             "resets_at": s.resets_at.isoformat() if s.resets_at else None,
             "exhausted_until": s.exhausted_until.isoformat() if s.exhausted_until else None,
+            "unit": s.unit,
         }
         for s in states
     ]

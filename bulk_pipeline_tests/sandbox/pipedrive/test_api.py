@@ -3,6 +3,8 @@ deletes, notes and their parents, custom fields, users."""
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -278,6 +280,19 @@ def test_notes_page_by_offset(pipedrive: httpx.Client) -> None:
     assert last["additional_data"]["pagination"]["more_items_in_collection"] is False
     newest = data(pipedrive.get(NOTES, params={"sort": "id DESC", "limit": "1"}))
     assert newest[0]["content"] == "n4"
+
+
+def test_notes_changed_since_a_time_are_listed_alone(pipedrive: httpx.Client) -> None:
+    ada = person(pipedrive, "Ada")
+    data(pipedrive.post(NOTES, json={"content": "old", "person_id": ada["id"]}))
+    time.sleep(1.1)
+    new = data(pipedrive.post(NOTES, json={"content": "new", "person_id": ada["id"]}))
+    since = new["update_time"].replace(" ", "T") + "Z"
+
+    changed = data(pipedrive.get(NOTES, params={"updated_since": since}))
+
+    assert [n["content"] for n in changed] == ["new"]
+    assert "updated_since" in error(pipedrive.get(NOTES, params={"updated_since": "soon"}), 400)
 
 
 def test_custom_fields_by_hash_key(pipedrive: httpx.Client, sandbox: RunningSandbox) -> None:

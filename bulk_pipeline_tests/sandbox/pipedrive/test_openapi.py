@@ -22,21 +22,9 @@ from openapi_core import OpenAPI
 from openapi_core.exceptions import OpenAPIError
 from openapi_core.testing import MockRequest, MockResponse
 
-from bulk_pipeline_tests.specs import load_spec
+from bulk_pipeline_tests.specs import load_spec, nullable_cursors
 
 PIPEDRIVE = "https://api.pipedrive.com"
-
-
-def _nullable_cursors(node: Any) -> None:
-    if isinstance(node, dict):
-        cursor = node.get("properties", {}).get("next_cursor")
-        if isinstance(cursor, dict):
-            cursor["nullable"] = True
-        for value in node.values():
-            _nullable_cursors(value)
-    elif isinstance(node, list):
-        for value in node:
-            _nullable_cursors(value)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +32,7 @@ def specs() -> dict[str, OpenAPI]:
     loaded = {}
     for version in ("v1", "v2"):
         raw = load_spec("pipedrive", f"{version}.json")
-        _nullable_cursors(raw)
+        nullable_cursors(raw)
         loaded[version] = OpenAPI.from_dict(raw)
     return loaded
 

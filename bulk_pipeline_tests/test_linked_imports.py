@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import xlsxwriter
 
 from bulk_pipeline import config, import_steps
 from bulk_pipeline.entities import Entity
@@ -25,58 +24,15 @@ from bulk_pipeline.staging import StagingStore, open_store
 from bulk_pipeline.targets.base import LinkStyle
 from bulk_pipeline.targets.fake import FakeCrm, Faults, fake_target, with_capabilities
 from bulk_pipeline.targets.runner import SyncTarget
-
-COMPANIES = [
-    ["Name", "Domain", "Website"],
-    ["Acme", "acme.com", ""],
-    ["Globex", "", "https://www.globex.io/about"],
-    ["Initech", "initech.com", "initech.com"],
-]
-CONTACTS = [
-    ["Email", "First Name", "Company Website"],
-    ["ada@acme.com", "Ada", "http://acme.com"],
-    ["bob@globex.io", "Bob", "globex.io"],
-    ["cy@initech.com", "Cy", "https://initech.com/"],
-    ["dee@nowhere.org", "Dee", "nowhere.org"],
-]
-DEALS = [
-    ["Deal ID", "Deal Name", "Amount", "Company Domain", "Contact Email"],
-    ["D-1", "Acme renewal", "1200", "acme.com", "ada@acme.com"],
-    ["D-2", "Globex pilot", "500", "globex.io", "bob@globex.io"],
-    ["D-3", "Ghost deal", "10", "ghost.example", ""],
-]
-ACTIVITIES = [
-    ["Subject", "Due Date", "Contact Email", "Deal ID"],
-    ["Call Ada", "2025-01-10", "ada@acme.com", "D-1"],
-    ["Email Bob", "2025-01-11", "bob@globex.io", "D-2"],
-    ["Call nobody", "2025-01-12", "nobody@acme.com", ""],
-    ["Chase ghost", "2025-01-13", "", "D-404"],
-]
-
-
-def workbook(path: Path, sheets: dict[str, list[list[str]]]) -> Path:
-    book = xlsxwriter.Workbook(str(path))
-    for name, rows in sheets.items():
-        sheet = book.add_worksheet(name)
-        for r, row in enumerate(rows):
-            for c, value in enumerate(row):
-                if value != "":
-                    sheet.write_string(r, c, value)
-    book.close()
-    return path
-
-
-def csv_file(path: Path, rows: list[list[str]]) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        csv.writer(handle).writerows(rows)
-    return path
-
-
-def migration(path: Path) -> Path:
-    return workbook(
-        path,
-        {"Companies": COMPANIES, "Contacts": CONTACTS, "Deals": DEALS, "Activities": ACTIVITIES},
-    )
+from bulk_pipeline_tests.linked_workbook import (
+    ACTIVITIES,
+    COMPANIES,
+    CONTACTS,
+    DEALS,
+    csv_file,
+    migration,
+    workbook,
+)
 
 
 def run(path: Path, target: SyncTarget, store: StagingStore) -> ImportSummary:

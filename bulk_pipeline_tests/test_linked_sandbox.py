@@ -17,7 +17,7 @@ import pytest
 from bulk_pipeline import cli, config
 from bulk_pipeline.imports import register_import
 from bulk_pipeline.sandbox.server import RunningSandbox
-from bulk_pipeline_tests.test_linked_imports import csv_file, migration
+from bulk_pipeline_tests.linked_workbook import csv_file, migration
 
 OBJECTS = {
     "companies": "domain",

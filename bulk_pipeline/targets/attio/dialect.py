@@ -32,11 +32,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-import httpx
-
 from bulk_pipeline.entities import ENTITY_SPECS, Entity, normalize_key
 from bulk_pipeline.errors import CrmRefused, TargetConfigError, TransientError, UserInputError
-from bulk_pipeline.redaction import redact
 from bulk_pipeline.targets.attio.attributes import (
     CHOICE_TYPES,
     OBJECTS,
@@ -46,6 +43,7 @@ from bulk_pipeline.targets.attio.attributes import (
     Workspace,
     place_fields,
 )
+from bulk_pipeline.targets.attio.calls import WRITE, Calls, error_code
 from bulk_pipeline.targets.attio.index import NameIndex
 from bulk_pipeline.targets.attio.values import (
     Value,
@@ -80,7 +78,6 @@ from bulk_pipeline.targets.http.exchange import (
     ApiRequest,
     Exchange,
     Operation,
-    Outcome,
     Pause,
     Verdict,
 )
@@ -88,7 +85,6 @@ from bulk_pipeline.targets.http.limits import Budget, RollingWindow
 
 READS_PER_SECOND = 100
 WRITES_PER_SECOND = 25
-WRITE = "write"
 LOOKUP_BATCH = 50
 """Keys or ids per query (its filter is one ``$or`` or ``$in`` of them)."""
 PAGE = 500
@@ -125,35 +121,6 @@ def attio_budget() -> Budget:
     return Budget({"*": (reads,), WRITE: (writes,)})
 
 
-def response_json(response: httpx.Response | None) -> dict[str, Any]:
-    if response is None or not response.content:
-        return {}
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def error_code(outcome: Outcome) -> str:
-    return str(response_json(outcome.response).get("code") or "")
-
-
-def error_message(outcome: Outcome, workspace: Workspace | None = None) -> str:
-    """Attio's message, with the fields it is about named where it names their attributes."""
-    body = response_json(outcome.response)
-    message = str(body.get("message") or outcome.failure or f"HTTP {outcome.status}")
-    if workspace is not None:
-        named = [
-            name
-            for name, slot in workspace.slots.items()
-            if slot.attribute.id in message or f'"{slot.attribute.slug}"' in message
-        ]
-        if named:
-            message = f"{', '.join(named)}: {message}"
-    return redact(message)
-
-
 def _slug(name: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "_", name.casefold()).strip("_")
     return slug if slug[:1].isalpha() else f"list_{slug}"
@@ -166,6 +133,7 @@ class AttioDialect(Dialect):
 
     def __init__(self, exchange: Exchange) -> None:
         self.exchange = exchange
+        self.calls = Calls(exchange)
         self._workspaces: dict[Entity, Workspace] = {}
         self._members: dict[str, str] | None = None
         self._held: OrderedDict[str, dict[str, Value]] = OrderedDict()
@@ -174,28 +142,6 @@ class AttioDialect(Dialect):
 
     # plumbing -------------------------------------------------------------------------------
 
-    def _send(self, request: ApiRequest) -> Operation[Outcome]:
-        return self.exchange.send(request)
-
-    def _body(self, outcome: Outcome) -> dict[str, Any]:
-        """The body of a call that must succeed (reads, lists); else the error for the call."""
-        if outcome.verdict is Verdict.OK:
-            return response_json(outcome.response)
-        if outcome.verdict is Verdict.GAVE_UP:
-            raise TransientError(
-                f"the CRM at {self.exchange.where} did not answer {outcome.request.describe()} "
-                f"for {outcome.attempts} attempts within the retry window; last: "
-                f"{outcome.failure}"
-            )
-        raise CrmRefused(
-            f"{outcome.request.describe()} was refused: {error_code(outcome) or outcome.status}: "
-            f"{error_message(outcome)}"
-        )
-
-    def _get(self, path: str, params: Mapping[str, str] | None = None) -> Operation[Any]:
-        outcome = yield from self._send(ApiRequest("GET", path, params=params))
-        return self._body(outcome).get("data")
-
     def _query(self, path: str, filter_: Mapping[str, Any] | None) -> Operation[list[Any]]:
         """Every row of a ``.../query`` listing (a read), page after page."""
         rows: list[Any] = []
@@ -203,8 +149,8 @@ class AttioDialect(Dialect):
             body: dict[str, Any] = {"limit": PAGE, "offset": len(rows)}
             if filter_:
                 body["filter"] = filter_
-            outcome = yield from self._send(ApiRequest("POST", path, json=body))
-            page = self._body(outcome).get("data") or []
+            outcome = yield from self.calls.send(ApiRequest("POST", path, json=body))
+            page = self.calls.body(outcome).get("data") or []
             rows += page
             if len(page) < PAGE:
                 return rows
@@ -236,7 +182,7 @@ class AttioDialect(Dialect):
         if known is not None:
             return known
         object_slug = OBJECTS[entity]
-        listed = yield from self._get(f"/v2/objects/{object_slug}/attributes")
+        listed = yield from self.calls.get(f"/v2/objects/{object_slug}/attributes")
         attributes = [Attribute.from_api(a) for a in listed or [] if not a.get("is_archived")]
         slots = place_fields(entity, attributes)
         for name, slot in list(slots.items()):
@@ -250,7 +196,7 @@ class AttioDialect(Dialect):
                         "option_id",
                     )
                 )
-                found = yield from self._get(
+                found = yield from self.calls.get(
                     f"/v2/objects/{object_slug}/attributes/{attribute.slug}/{kind}"
                 )
                 choices = tuple(
@@ -268,7 +214,7 @@ class AttioDialect(Dialect):
 
     def _workspace_members(self) -> Operation[dict[str, str]]:
         if self._members is None:
-            found = yield from self._get("/v2/workspace_members")
+            found = yield from self.calls.get("/v2/workspace_members")
             self._members = {
                 str(m["email_address"]).casefold(): str(m["id"]["workspace_member_id"])
                 for m in found or []
@@ -290,7 +236,7 @@ class AttioDialect(Dialect):
 
     def check(self) -> Operation[None]:
         request = ApiRequest("GET", "/v2/self", patience=PREFLIGHT_SECONDS)
-        body = self._body((yield from self._send(request)))
+        body = self.calls.body((yield from self.calls.send(request)))
         if body.get("active") is False:
             raise TargetConfigError(
                 f"the CRM at {self.exchange.where} says the access token is not active; create "
@@ -391,21 +337,6 @@ class AttioDialect(Dialect):
 
     # writes -----------------------------------------------------------------------------------
 
-    def _failed(self, item: Item, outcome: Outcome, workspace: Workspace) -> Failed:
-        if outcome.verdict is Verdict.GAVE_UP:
-            return Failed(
-                item.index,
-                FailureKind.TRANSIENT,
-                f"gave up after {outcome.attempts} attempts; last: {outcome.failure}",
-            )
-        kind = {
-            404: FailureKind.NOT_FOUND,
-            409: FailureKind.CONFLICT,
-        }.get(outcome.status or 0, FailureKind.INVALID)
-        if error_code(outcome) == "uniqueness_conflict":
-            kind = FailureKind.CONFLICT
-        return Failed(item.index, kind, error_message(outcome, workspace))
-
     def _values(
         self, workspace: Workspace, item: Item, *, held: Mapping[str, Value] | None = None
     ) -> dict[str, list[Value]] | Failed:
@@ -443,17 +374,17 @@ class AttioDialect(Dialect):
                 kind=WRITE,
                 idempotent=False,
             )
-            outcome = yield from self._send(request)
+            outcome = yield from self.calls.send(request)
             if outcome.verdict is Verdict.AMBIGUOUS:
                 result.unconfirmed.append(item)
                 self._deals.invalidate()
             elif outcome.verdict is Verdict.OK:
-                record = self._remember(workspace, self._body(outcome)["data"])
+                record = self._remember(workspace, self.calls.body(outcome)["data"])
                 result.successful.append(Written(item.index, record.id, created=True))
             elif error_code(outcome) == "uniqueness_conflict":
                 result.conflicted.append(item)
             else:
-                result.failed.append(self._failed(item, outcome, workspace))
+                result.failed.append(self.calls.failed(item.index, outcome, workspace))
         return result
 
     def upsert(self, entity: Entity, items: Sequence[Item]) -> Operation[BatchResult]:
@@ -490,11 +421,11 @@ class AttioDialect(Dialect):
                     kind=WRITE,
                 )
             )
-            outcome = yield from self._send(request)
+            outcome = yield from self.calls.send(request)
             if outcome.verdict is not Verdict.OK:
-                result.failed.append(self._failed(item, outcome, workspace))
+                result.failed.append(self.calls.failed(item.index, outcome, workspace))
                 continue
-            record = self._remember(workspace, self._body(outcome)["data"])
+            record = self._remember(workspace, self.calls.body(outcome)["data"])
             result.successful.append(Written(item.index, record.id, created=found is None))
         return result
 
@@ -534,14 +465,14 @@ class AttioDialect(Dialect):
                 json={"data": {"values": values}},
                 kind=WRITE,
             )
-            outcome = yield from self._send(request)
+            outcome = yield from self.calls.send(request)
             if outcome.verdict is Verdict.OK:
-                self._remember(workspace, self._body(outcome)["data"])
+                self._remember(workspace, self.calls.body(outcome)["data"])
                 result.successful.append(Written(item.index, record_id, created=False))
             else:
                 if entity is Entity.DEALS:
                     self._deals.invalidate()
-                result.failed.append(self._failed(item, outcome, workspace))
+                result.failed.append(self.calls.failed(item.index, outcome, workspace))
         return result
 
     def _current(
@@ -558,14 +489,14 @@ class AttioDialect(Dialect):
         )
         if not full and (held is not None or not needs_parts):
             return held or {}, {}
-        outcome = yield from self._send(
+        outcome = yield from self.calls.send(
             ApiRequest("GET", self._records_path(workspace, f"/{record_id}"))
         )
         if outcome.verdict is Verdict.REJECTED and outcome.status == 404:
             return Failed(
                 item.index, FailureKind.NOT_FOUND, f"no {workspace.object} record {record_id}"
             )
-        data = self._body(outcome)["data"]
+        data = self.calls.body(outcome)["data"]
         self._remember(workspace, data)
         return composites(workspace, data), dict(data.get("values") or {})
 
@@ -575,14 +506,14 @@ class AttioDialect(Dialect):
         result = BatchResult()
         for item in items:
             record_id = item.id or ""
-            outcome = yield from self._send(
+            outcome = yield from self.calls.send(
                 ApiRequest("DELETE", self._records_path(workspace, f"/{record_id}"), kind=WRITE)
             )
             if outcome.verdict is Verdict.OK or outcome.status == 404:
                 self._forget(entity, record_id)
                 result.successful.append(Written(item.index, record_id, created=False))
             else:
-                result.failed.append(self._failed(item, outcome, workspace))
+                result.failed.append(self.calls.failed(item.index, outcome, workspace))
         return result
 
     def add_note(self, body: str, parent: NoteParent | None) -> Operation[str]:
@@ -605,8 +536,8 @@ class AttioDialect(Dialect):
             kind=WRITE,
             idempotent=False,
         )
-        outcome = yield from self._send(request)
-        return str(self._body(outcome)["data"]["id"]["note_id"])
+        outcome = yield from self.calls.send(request)
+        return str(self.calls.body(outcome)["data"]["id"]["note_id"])
 
     # lists ------------------------------------------------------------------------------------
 
@@ -614,7 +545,7 @@ class AttioDialect(Dialect):
         """A list by its name or slug (case aside); created when asked. It must hold records
         of the entity's object."""
         object_slug = OBJECTS[entity]
-        lists = yield from self._get("/v2/lists")
+        lists = yield from self.calls.get("/v2/lists")
         wanted = name.strip().casefold()
         found = next(
             (
@@ -663,12 +594,12 @@ class AttioDialect(Dialect):
             kind=WRITE,
             idempotent=False,
         )
-        outcome = yield from self._send(request)
+        outcome = yield from self.calls.send(request)
         if outcome.verdict is Verdict.OK:
-            return dict(self._body(outcome)["data"])
+            return dict(self.calls.body(outcome)["data"])
         if outcome.verdict is not Verdict.AMBIGUOUS:
-            self._body(outcome)
-        lists = yield from self._get("/v2/lists")
+            self.calls.body(outcome)
+        lists = yield from self.calls.get("/v2/lists")
         made = next((d for d in lists or [] if d["api_slug"] == _slug(name)), None)
         if made is None:
             raise TransientError(
@@ -700,9 +631,9 @@ class AttioDialect(Dialect):
                 },
                 kind=WRITE,
             )
-            outcome = yield from self._send(request)
+            outcome = yield from self.calls.send(request)
             if outcome.verdict is Verdict.OK or error_code(outcome) == "multiple_match_results":
                 result.successful.append(Written(item.index, item.id or "", created=True))
             else:
-                result.failed.append(self._failed(item, outcome, workspace))
+                result.failed.append(self.calls.failed(item.index, outcome, workspace))
         return result

@@ -11,6 +11,9 @@ What Attio needs that a loop of POSTs does not give:
   ``upsert`` asserts the records it did not find on the unique attribute (PUT, safe to repeat)
   and patches those it found;
 - deals have no unique attribute: they are found through a match index by name (``index.py``);
+- links are record references: a person's company, a deal's company and people (``attributes.py``),
+  written, compared and restored like the other values; a task's linked records
+  (``tasks.py``); a note's one parent (``notes.py``);
 - updates PATCH only the changed values: a multiselect attribute (phone numbers, emails,
   domains) gets our value added in front, nothing removed; a rollback PUTs the attribute back as
   it was (the value the import added removed);
@@ -34,6 +37,8 @@ from typing import Any
 
 from bulk_pipeline.entities import ENTITY_SPECS, Entity, normalize_key
 from bulk_pipeline.errors import CrmRefused, TargetConfigError, TransientError, UserInputError
+from bulk_pipeline.targets.attio import notes as note_parents
+from bulk_pipeline.targets.attio import tasks as task_fields
 from bulk_pipeline.targets.attio.attributes import (
     CHOICE_TYPES,
     OBJECTS,
@@ -44,7 +49,9 @@ from bulk_pipeline.targets.attio.attributes import (
     place_fields,
 )
 from bulk_pipeline.targets.attio.calls import WRITE, Calls, error_code
-from bulk_pipeline.targets.attio.index import NameIndex
+from bulk_pipeline.targets.attio.index import NameIndex, first_created
+from bulk_pipeline.targets.attio.notes import NoteCalls
+from bulk_pipeline.targets.attio.tasks import TaskCalls
 from bulk_pipeline.targets.attio.values import (
     Value,
     ValueProblem,
@@ -97,7 +104,7 @@ FILTER_PROPERTY = {"email-address": "email_address", "domain": "domain", "text":
 """The property of a key attribute's values a lookup compares."""
 
 CAPABILITIES = Capabilities(
-    entities=frozenset(OBJECTS),
+    entities=frozenset(Entity),
     batch_size=1,
     lookup_batch_size=LOOKUP_BATCH,
     concurrency=CONCURRENCY,
@@ -107,7 +114,10 @@ CAPABILITIES = Capabilities(
     links=LinkStyle.REFERENCE,
     note_needs_parent=True,
     lists=True,
+    one_link={Entity.NOTES: note_parents.PARENTS},
 )
+FIELDS_APART = {Entity.ACTIVITIES: task_fields.FIELDS, Entity.NOTES: note_parents.FIELDS}
+"""Our fields of the entities Attio keeps apart from its objects' records: tasks and notes."""
 
 
 def attio_budget() -> Budget:
@@ -139,6 +149,10 @@ class AttioDialect(Dialect):
         self._held: OrderedDict[str, dict[str, Value]] = OrderedDict()
         self._lock = threading.Lock()
         self._deals = NameIndex(ENTITY_SPECS[Entity.DEALS].search_field)
+        self._apart: dict[Entity, TaskCalls | NoteCalls] = {
+            Entity.ACTIVITIES: TaskCalls(self.calls),
+            Entity.NOTES: NoteCalls(self.calls),
+        }
 
     # plumbing -------------------------------------------------------------------------------
 
@@ -182,9 +196,10 @@ class AttioDialect(Dialect):
         if known is not None:
             return known
         object_slug = OBJECTS[entity]
+        object_ids = yield from self.calls.objects()
         listed = yield from self.calls.get(f"/v2/objects/{object_slug}/attributes")
         attributes = [Attribute.from_api(a) for a in listed or [] if not a.get("is_archived")]
-        slots = place_fields(entity, attributes)
+        slots = place_fields(entity, attributes, object_ids)
         for name, slot in list(slots.items()):
             attribute = slot.attribute
             if attribute.type in CHOICE_TYPES:
@@ -222,11 +237,15 @@ class AttioDialect(Dialect):
         return self._members
 
     def fields(self, entity: Entity) -> Operation[frozenset[str]]:
+        if entity in FIELDS_APART:
+            return FIELDS_APART[entity]
         workspace = yield from self.workspace(entity)
         return frozenset(workspace.slots)
 
     def unmapped(self, entity: Entity, record: Record) -> list[str]:
         """Fields that are not ours, or that the workspace (once asked) has no place for."""
+        if entity in FIELDS_APART:
+            return [name for name in record if name not in FIELDS_APART[entity]]
         workspace = self._workspaces.get(entity)
         return [
             name
@@ -244,6 +263,12 @@ class AttioDialect(Dialect):
             )
 
     def estimate(self, entity: Entity, work: Work) -> Estimate:
+        """Records are read 50 to a query; tasks and notes one by one, and a task whose links
+        change is read before its update."""
+        if entity in FIELDS_APART:
+            updates = work.updates * (2 if entity is Entity.ACTIVITIES else 1)
+            requests = work.lookups + work.reads + work.creates + updates
+            return Estimate(requests=requests, units=requests, unit="requests")
         reads = math.ceil(work.lookups / LOOKUP_BATCH) + math.ceil(work.reads / LOOKUP_BATCH)
         requests = reads + work.creates + work.updates
         return Estimate(requests=requests, units=requests, unit="requests")
@@ -254,6 +279,9 @@ class AttioDialect(Dialect):
         return f"/v2/objects/{workspace.object}/records{suffix}"
 
     def read(self, entity: Entity, ids: Sequence[str]) -> Operation[dict[str, CrmRecord]]:
+        apart = self._apart.get(entity)
+        if apart is not None:
+            return (yield from apart.read(ids))
         workspace = yield from self.workspace(entity)
         rows = yield from self._query(
             self._records_path(workspace, "/query"), {"record_id": {"$in": list(ids)}}
@@ -263,8 +291,13 @@ class AttioDialect(Dialect):
     def lookup(
         self, entity: Entity, values: Sequence[str], by: str
     ) -> Operation[dict[str, CrmRecord]]:
-        """People and companies by their unique attribute; deals by the match index. A field
-        Attio cannot filter on finds nothing (the records are created)."""
+        """People and companies by their unique attribute; deals by the match index; tasks and
+        notes from a listing (the first created per value). A field Attio cannot filter on finds
+        nothing (the records are created)."""
+        apart = self._apart.get(entity)
+        if apart is not None:
+            listed = yield from apart.search(values, by)
+            return first_created(listed, by)
         workspace = yield from self.workspace(entity)
         wanted = {normalize_key(v) for v in values if v.strip()}
         if entity not in CAPABILITIES.refuses_duplicate_keys:
@@ -310,7 +343,10 @@ class AttioDialect(Dialect):
 
     def search(self, entity: Entity, values: Sequence[str], by: str) -> Operation[list[CrmRecord]]:
         """Every deal with one of the names, from the match index; people and companies by
-        their unique attribute (one each)."""
+        their unique attribute (one each); tasks and notes from a listing."""
+        apart = self._apart.get(entity)
+        if apart is not None:
+            return (yield from apart.search(values, by))
         workspace = yield from self.workspace(entity)
         wanted = {normalize_key(v) for v in values if v.strip()}
         if entity in CAPABILITIES.refuses_duplicate_keys:
@@ -348,6 +384,9 @@ class AttioDialect(Dialect):
     def create(self, entity: Entity, items: Sequence[Item]) -> Operation[CreateResult]:
         """POST each record; a unique value that exists is reported as ``conflicted`` (the
         runner reads it), a lost answer as ``unconfirmed``; never resent blindly."""
+        apart = self._apart.get(entity)
+        if apart is not None:
+            return (yield from apart.create(items))
         workspace = yield from self.workspace(entity)
         result = CreateResult()
         for item in items:
@@ -434,7 +473,11 @@ class AttioDialect(Dialect):
     ) -> Operation[BatchResult]:
         """PATCH the changed values (a multiselect attribute gets ours added in front). With
         ``clear_blanks`` (a rollback) PUT them back: blanks cleared, and the value an import
-        added in front of a multiselect attribute removed."""
+        added in front of a multiselect attribute removed. Tasks and notes: see their
+        modules."""
+        apart = self._apart.get(entity)
+        if apart is not None:
+            return (yield from apart.update(items, clear_blanks=clear_blanks))
         workspace = yield from self.workspace(entity)
         result = BatchResult()
         for item in items:
@@ -502,6 +545,9 @@ class AttioDialect(Dialect):
 
     def remove(self, entity: Entity, items: Sequence[Item]) -> Operation[BatchResult]:
         """Delete for good; a record already gone (a repeated delete) counts as removed."""
+        apart = self._apart.get(entity)
+        if apart is not None:
+            return (yield from apart.remove(items))
         workspace = yield from self.workspace(entity)
         result = BatchResult()
         for item in items:

@@ -180,7 +180,7 @@ class AttioApi:
             "active": True,
             "scope": "record_permission:read-write object_configuration:read-write "
             "list_entry:read-write list_configuration:read-write note:read-write "
-            "user_management:read",
+            "task:read-write user_management:read",
             "client_id": TOKEN_ID,
             "token_type": "Bearer",
             "exp": None,

@@ -473,6 +473,15 @@ def test_links_are_record_references_written_with_the_record(
     held = target.read(Entity.DEALS, [deal])[deal].fields
     assert (held["company_crm_id"], held["contact_crm_id"]) == (acme, ada)
 
+    (bob,) = _ids(
+        target.upsert(Entity.CONTACTS, [{"email": "bob@acme.com", "company_crm_id": acme}])
+    )
+    (asserted,) = attio.bodies("PUT")
+    assert asserted["data"]["values"]["company"] == [
+        {"target_object": "companies", "target_record_id": acme}
+    ], "the link rides on the assert"
+    assert target.read(Entity.CONTACTS, [bob])[bob].fields["company_crm_id"] == acme
+
 
 def test_a_person_added_to_a_deal_keeps_its_people_and_a_rollback_takes_only_ours_out(
     target: SyncTarget, attio: FakeAttio

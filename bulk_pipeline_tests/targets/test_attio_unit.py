@@ -15,6 +15,7 @@ from bulk_pipeline.entities import Entity
 from bulk_pipeline.errors import TargetConfigError, UserInputError
 from bulk_pipeline.targets import open_target
 from bulk_pipeline.targets.attio import attio_budget
+from bulk_pipeline.targets.attio.tasks import linked_after_update
 from bulk_pipeline.targets.base import FailureKind
 from bulk_pipeline.targets.http import ApiRequest, Budget, RetryPolicy
 from bulk_pipeline.targets.runner import SyncTarget
@@ -708,4 +709,27 @@ def test_notes_are_found_by_listing_page_after_page_and_a_lost_create_is_not_res
         ("50", "0"),
         ("50", "50"),
         ("50", "51"),
+    ]
+
+
+def test_a_task_patch_keeps_links_to_objects_of_no_entity_of_ours() -> None:
+    current = [
+        (None, "0b8ea1d6-object-of-projects", "project-1"),
+        (Entity.CONTACTS, "people-object-id", "bob"),
+    ]
+
+    added = linked_after_update(current, {"contact_crm_id": "ada"}, rollback=False)
+    undone = linked_after_update(
+        [(None, "0b8ea1d6-object-of-projects", "project-1"), (Entity.CONTACTS, "p", "ada")],
+        {"contact_crm_id": None},
+        rollback=True,
+    )
+
+    assert added == [
+        {"target_object": "0b8ea1d6-object-of-projects", "target_record_id": "project-1"},
+        {"target_object": "people", "target_record_id": "ada"},
+        {"target_object": "people", "target_record_id": "bob"},
+    ]
+    assert undone == [
+        {"target_object": "0b8ea1d6-object-of-projects", "target_record_id": "project-1"}
     ]

@@ -102,37 +102,47 @@ def create_body(record: Record) -> dict[str, Any]:
     }
 
 
-def _linked_ids(
-    data: Mapping[str, Any], entities: Mapping[str, Entity]
-) -> list[tuple[Entity, str]]:
-    """(entity, record id) of each record the task is linked to, in Attio's order."""
-    linked = []
-    for link in data.get("linked_records") or []:
-        entity = entities.get(str(link.get("target_object_id")))
-        if entity is not None:
-            linked.append((entity, str(link["target_record_id"])))
-    return linked
+Linked = tuple[Entity | None, str, str]
+"""A record a task is linked to: our entity of its object (None: an object of no entity of
+ours), the object as Attio answered it (its id), the record's id."""
+
+
+def linked_records(data: Mapping[str, Any], entities: Mapping[str, Entity]) -> list[Linked]:
+    """The records a task is linked to, in Attio's order."""
+    return [
+        (
+            entities.get(str(link["target_object_id"])),
+            str(link["target_object_id"]),
+            str(link["target_record_id"]),
+        )
+        for link in data.get("linked_records") or []
+    ]
 
 
 def linked_after_update(
-    current: Sequence[tuple[Entity, str]], record: Record, *, rollback: bool
+    current: Sequence[Linked], record: Record, *, rollback: bool
 ) -> list[dict[str, str]]:
-    """The linked records a ``PATCH`` sends: ours in front of the links of their object (the
-    others kept); in a rollback, the link the import put in front taken out, and the one that
-    was in front before put back."""
-    links = list(current)
+    """The linked records a ``PATCH`` sends (it replaces the task's): ours in front of the
+    links to records of their object, every other link kept; in a rollback, the link the import
+    put in front taken out, and the one that was in front before put back."""
+    links = [(entity, record_id) for entity, _, record_id in current]
+    objects = [target if entity is None else OBJECTS[entity] for entity, target, _ in current]
     for name, entity in LINKS.items():
         if name not in record:
             continue
         wanted = (record.get(name) or "").strip()
         if rollback:
-            first = next((link for link in links if link[0] is entity), None)
+            first = next((i for i, link in enumerate(links) if link[0] is entity), None)
             if first is not None:
-                links.remove(first)
+                del links[first], objects[first]
         if wanted and (entity, wanted) not in links:
             at = next((i for i, link in enumerate(links) if link[0] is entity), len(links))
             links.insert(at, (entity, wanted))
-    return [_link(entity, record_id) for entity, record_id in links]
+            objects.insert(at, OBJECTS[entity])
+    return [
+        {"target_object": target, "target_record_id": record_id}
+        for target, (_, record_id) in zip(objects, links, strict=True)
+    ]
 
 
 def read_task(data: Mapping[str, Any], entities: Mapping[str, Entity]) -> CrmRecord:
@@ -149,9 +159,9 @@ def read_task(data: Mapping[str, Any], entities: Mapping[str, Entity]) -> CrmRec
         "done": "true" if data.get("is_completed") else "false",
     }
     also: dict[str, tuple[str, ...]] = {}
-    linked = _linked_ids(data, entities)
+    linked = linked_records(data, entities)
     for name, entity in LINKS.items():
-        ids = [record_id for of, record_id in linked if of is entity]
+        ids = [record_id for of, _, record_id in linked if of is entity]
         fields[name] = ids[0] if ids else None
         if len(ids) > 1:
             also[name] = tuple(ids[1:])
@@ -253,7 +263,7 @@ class TaskCalls:
                 if outcome.verdict is Verdict.REJECTED and outcome.status == 404:
                     result.failed.append(self.calls.failed(item.index, outcome))
                     continue
-                current = _linked_ids(self.calls.body(outcome)["data"], entities)
+                current = linked_records(self.calls.body(outcome)["data"], entities)
                 data["linked_records"] = linked_after_update(
                     current, item.record, rollback=clear_blanks
                 )

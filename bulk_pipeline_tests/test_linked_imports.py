@@ -357,6 +357,47 @@ def test_links_that_are_fields_are_written_with_the_record_and_restored_by_rollb
     assert set(crm.of(Entity.COMPANIES)) == {old.id}
 
 
+def test_a_record_the_crm_links_to_one_record_only_is_linked_by_its_first_reference(
+    tmp_path: Path, store: StagingStore
+) -> None:
+    crm = FakeCrm(
+        capabilities=with_capabilities(
+            links=LinkStyle.REFERENCE, one_link={Entity.NOTES: ("deal", "contact", "company")}
+        )
+    )
+    path = workbook(
+        tmp_path / "notes.xlsx",
+        {
+            "Contacts": [["Email"], ["ada@acme.com"]],
+            "Deals": [["Deal ID", "Deal Name"], ["D-1", "Acme renewal"]],
+            "Notes": [
+                ["Body", "Contact Email", "Deal ID"],
+                ["Both named", "ada@acme.com", "D-1"],
+                ["Only Ada", "ada@acme.com", ""],
+                ["A ghost deal", "ada@acme.com", "D-404"],
+            ],
+        },
+    )
+    target = fake_target(crm)
+    summary = run(path, target, store)
+
+    deal = by_field(crm, Entity.DEALS, "name")["Acme renewal"]
+    ada = by_field(crm, Entity.CONTACTS, "email")["ada@acme.com"]
+    notes = {r.fields["body"]: r.fields for r in crm.of(Entity.NOTES).values()}
+    assert {
+        body: {k: v for k, v in f.items() if k.endswith("_crm_id")} for body, f in notes.items()
+    } == {
+        "Both named": {"deal_crm_id": deal},
+        "Only Ada": {"contact_crm_id": ada},
+    }
+    rejected = {(r["sheet"], r["line"]): r["reason"] for r in rows_of(summary.rejected_csv)}
+    assert list(rejected) == [("Notes", "4")], "a reference not written is still checked"
+    writes = crm.writes()
+    again = run(path, target, store)
+    assert crm.writes() == writes, "the link left out is not missed on a re-import"
+    assert again.extra["entities"]["notes"]["unchanged"] == 2
+
+
 def _plan(path: Path, target: SyncTarget, store: StagingStore) -> dict[str, Any]:
     request = register_import(path)
     import_steps.ingest(request)

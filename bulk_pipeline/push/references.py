@@ -99,13 +99,24 @@ def resolve_references(
                     f"record with {theirs} '{value}' in this import or in the CRM. Add it to "
                     f"the import, correct the value, or clear it"
                 )
+    preference = target.capabilities.one_link.get(entity)
     for r in records:
         if r.key in resolved.invalid or r.key in resolved.failed:
             continue
+        made = links[r.key] if preference is None else _first_link(spec, links[r.key], preference)
         resolved.records.append(
-            PendingRecord(r.key, r.line, {**r.fields, **links[r.key]}, r.crm_id, r.sheet)
+            PendingRecord(r.key, r.line, {**r.fields, **made}, r.crm_id, r.sheet)
         )
     return resolved
+
+
+def _first_link(
+    spec: EntitySpec, links: dict[str, str], preference: Sequence[str]
+) -> dict[str, str]:
+    """Of a record's resolved links, the one its CRM keeps: the first by preference."""
+    by_name = {reference.name: reference.link_field for reference in spec.references}
+    chosen = next((by_name[name] for name in preference if by_name[name] in links), None)
+    return {} if chosen is None else {chosen: links[chosen]}
 
 
 def _usable(matches: Sequence[ReferenceMatch]) -> list[ReferenceMatch]:

@@ -75,6 +75,11 @@ class Capabilities:
     records). FOREIGN_KEY and REFERENCE links are fields, always written with the record."""
     restorable_days: int | None = None
     """How long a removed record can be restored from the CRM's trash, where it says."""
+    one_link: Mapping[Entity, tuple[str, ...]] = field(default_factory=dict)
+    """Entities whose records the CRM links to one record only (a note with one parent), with
+    their references by name in order of preference: such a record is linked by the first
+    reference it gives; its others are still checked (one that names nothing rejects the line)
+    but not written."""
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,8 @@ class FakeAttio:
         self.faults: list[Fault | None] = []
         """Consumed one per request; ``None`` lets that request through."""
         self.lose_create_answers = 0
-        """The next this many record creates are applied and their answers lost."""
+        """The next this many creates (of records, tasks or notes) are applied and their answers
+        lost."""
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -114,7 +115,7 @@ class FakeAttio:
             fault is None
             and self.lose_create_answers
             and request.method == "POST"
-            and request.url.path.endswith("/records")
+            and request.url.path.endswith(("/records", "/v2/tasks", "/v2/notes"))
         ):
             self.lose_create_answers -= 1
             fault = apply_then(httpx.ReadTimeout)

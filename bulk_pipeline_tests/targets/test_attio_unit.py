@@ -15,6 +15,7 @@ from bulk_pipeline.entities import Entity
 from bulk_pipeline.errors import TargetConfigError, UserInputError
 from bulk_pipeline.targets import open_target
 from bulk_pipeline.targets.attio import attio_budget
+from bulk_pipeline.targets.attio.tasks import linked_after_update
 from bulk_pipeline.targets.base import FailureKind
 from bulk_pipeline.targets.http import ApiRequest, Budget, RetryPolicy
 from bulk_pipeline.targets.runner import SyncTarget
@@ -127,9 +128,12 @@ def test_fields_are_placed_on_the_workspaces_attributes(
     target: SyncTarget, attio: FakeAttio
 ) -> None:
     assert "date_of_birth" not in target.fields(Entity.CONTACTS)
-    assert "company" not in target.fields(Entity.CONTACTS), "a reference: linked imports"
+    assert "company" not in target.fields(Entity.CONTACTS), "a reference, not a name"
+    assert "company_crm_id" in target.fields(Entity.CONTACTS), "linked by the reference"
     assert {"email", "first_name", "city", "phone"} <= target.fields(Entity.CONTACTS)
-    assert target.fields(Entity.DEALS) == frozenset({"name", "amount", "stage", "owner"})
+    assert target.fields(Entity.DEALS) == frozenset(
+        {"name", "amount", "stage", "owner", "company_crm_id", "contact_crm_id"}
+    )
 
     attribute(attio, "people", "birthday_date", "Date of birth", "date")
     fresh = open_target(
@@ -433,3 +437,299 @@ def test_a_refused_or_inactive_token_is_a_configuration_error_without_the_token(
         right.check()
     with pytest.raises(TargetConfigError, match="ATTIO_ACCESS_TOKEN is not set"):
         open_target("attio", {})
+
+
+# links, tasks and notes -------------------------------------------------------------------------
+
+
+def _ids(result: Any) -> list[str]:
+    assert not result.failed, result.failed
+    return [w.id for w in result.successful]
+
+
+def test_links_are_record_references_written_with_the_record(
+    target: SyncTarget, attio: FakeAttio
+) -> None:
+    (acme,) = _ids(target.create(Entity.COMPANIES, [{"name": "Acme", "domain": "acme.com"}]))
+    (ada,) = _ids(
+        target.create(Entity.CONTACTS, [{"email": "ada@acme.com", "company_crm_id": acme}])
+    )
+    (deal,) = _ids(
+        target.create(
+            Entity.DEALS, [{"name": "Pilot", "company_crm_id": acme, "contact_crm_id": ada}]
+        )
+    )
+
+    person, sent_deal = attio.bodies("POST", "/records")[1:]
+    assert person["data"]["values"]["company"] == [
+        {"target_object": "companies", "target_record_id": acme}
+    ]
+    assert sent_deal["data"]["values"]["associated_company"] == [
+        {"target_object": "companies", "target_record_id": acme}
+    ]
+    assert sent_deal["data"]["values"]["associated_people"] == [
+        {"target_object": "people", "target_record_id": ada}
+    ]
+    assert target.read(Entity.CONTACTS, [ada])[ada].fields["company_crm_id"] == acme
+    held = target.read(Entity.DEALS, [deal])[deal].fields
+    assert (held["company_crm_id"], held["contact_crm_id"]) == (acme, ada)
+
+    (bob,) = _ids(
+        target.upsert(Entity.CONTACTS, [{"email": "bob@acme.com", "company_crm_id": acme}])
+    )
+    (asserted,) = attio.bodies("PUT")
+    assert asserted["data"]["values"]["company"] == [
+        {"target_object": "companies", "target_record_id": acme}
+    ], "the link rides on the assert"
+    assert target.read(Entity.CONTACTS, [bob])[bob].fields["company_crm_id"] == acme
+
+
+def test_a_person_added_to_a_deal_keeps_its_people_and_a_rollback_takes_only_ours_out(
+    target: SyncTarget, attio: FakeAttio
+) -> None:
+    ada, bob = _ids(
+        target.create(Entity.CONTACTS, [{"email": "ada@x.com"}, {"email": "bob@x.com"}])
+    )
+    (deal,) = _ids(target.create(Entity.DEALS, [{"name": "Pilot", "contact_crm_id": bob}]))
+
+    assert _ids(target.update(Entity.DEALS, [deal], [{"contact_crm_id": ada}])) == [deal]
+    (patch,) = attio.bodies("PATCH")
+    assert patch["data"]["values"] == {
+        "associated_people": [{"target_object": "people", "target_record_id": ada}]
+    }
+    now = target.read(Entity.DEALS, [deal])[deal]
+    assert (now.fields["contact_crm_id"], now.also["contact_crm_id"]) == (ada, (bob,))
+
+    target.update(Entity.DEALS, [deal], [{"contact_crm_id": bob}], clear_blanks=True)
+    (put,) = attio.bodies("PUT", deal)
+    assert put["data"]["values"]["associated_people"] == [
+        {"target_object": "people", "target_record_id": bob}
+    ]
+    after = target.read(Entity.DEALS, [deal])[deal]
+    assert (after.fields["contact_crm_id"], after.also.get("contact_crm_id")) == (bob, None)
+
+
+def test_a_persons_company_link_is_cleared_by_a_rollback_that_found_none(
+    target: SyncTarget, attio: FakeAttio
+) -> None:
+    (acme,) = _ids(target.create(Entity.COMPANIES, [{"name": "Acme", "domain": "acme.com"}]))
+    (ada,) = _ids(target.create(Entity.CONTACTS, [{"email": "ada@acme.com"}]))
+    target.update(Entity.CONTACTS, [ada], [{"company_crm_id": acme}])
+
+    target.update(Entity.CONTACTS, [ada], [{"company_crm_id": None}], clear_blanks=True)
+
+    (put,) = attio.bodies("PUT", ada)
+    assert put["data"]["values"] == {"company": []}
+    assert target.read(Entity.CONTACTS, [ada])[ada].fields["company_crm_id"] is None
+
+
+def test_a_task_is_created_with_every_property_and_its_links(
+    target: SyncTarget, attio: FakeAttio
+) -> None:
+    (acme,) = _ids(target.create(Entity.COMPANIES, [{"name": "Acme", "domain": "acme.com"}]))
+    (ada,) = _ids(target.create(Entity.CONTACTS, [{"email": "ada@acme.com"}]))
+    (deal,) = _ids(target.create(Entity.DEALS, [{"name": "Pilot"}]))
+    task = {
+        "subject": "Call Ada",
+        "body": "About the renewal.\nBring the numbers.",
+        "due_date": "2025-01-10",
+        "done": "true",
+        "contact_crm_id": ada,
+        "company_crm_id": acme,
+        "deal_crm_id": deal,
+    }
+
+    (task_id,) = _ids(target.create(Entity.ACTIVITIES, [task]))
+
+    (body,) = attio.bodies("POST", "/v2/tasks")
+    assert body == {
+        "data": {
+            "content": "Call Ada\n\nAbout the renewal.\nBring the numbers.",
+            "format": "plaintext",
+            "deadline_at": "2025-01-10T00:00:00Z",
+            "is_completed": True,
+            "linked_records": [
+                {"target_object": "people", "target_record_id": ada},
+                {"target_object": "companies", "target_record_id": acme},
+                {"target_object": "deals", "target_record_id": deal},
+            ],
+            "assignees": [],
+        }
+    }
+    held = target.read(Entity.ACTIVITIES, [task_id])[task_id].fields
+    assert held == task, "read back as written"
+    assert target.fields(Entity.ACTIVITIES) >= {"subject", "due_date", "deal_crm_id"}
+    assert "priority" not in target.fields(Entity.ACTIVITIES), "no place in an Attio task"
+
+
+def test_a_task_update_adds_its_link_beside_the_others_and_a_rollback_takes_it_out(
+    target: SyncTarget, attio: FakeAttio
+) -> None:
+    ada, bob = _ids(
+        target.create(Entity.CONTACTS, [{"email": "ada@x.com"}, {"email": "bob@x.com"}])
+    )
+    (task_id,) = _ids(
+        target.create(Entity.ACTIVITIES, [{"subject": "Call", "contact_crm_id": bob}])
+    )
+    attio.requests.clear()
+
+    assert _ids(
+        target.update(Entity.ACTIVITIES, [task_id], [{"contact_crm_id": ada, "done": "true"}])
+    ) == [task_id]
+
+    assert attio.calls() == [f"GET /v2/tasks/{task_id}", f"PATCH /v2/tasks/{task_id}"]
+    (patch,) = attio.bodies("PATCH")
+    assert patch == {
+        "data": {
+            "is_completed": True,
+            "linked_records": [
+                {"target_object": "people", "target_record_id": ada},
+                {"target_object": "people", "target_record_id": bob},
+            ],
+        }
+    }
+    now = target.read(Entity.ACTIVITIES, [task_id])[task_id]
+    assert (now.fields["contact_crm_id"], now.also["contact_crm_id"]) == (ada, (bob,))
+
+    target.update(
+        Entity.ACTIVITIES, [task_id], [{"contact_crm_id": bob, "done": None}], clear_blanks=True
+    )
+    after = target.read(Entity.ACTIVITIES, [task_id])[task_id]
+    assert (after.fields["contact_crm_id"], after.also, after.fields["done"]) == (bob, {}, "false")
+
+
+def test_a_task_whose_text_changed_fails_without_a_call(
+    target: SyncTarget, attio: FakeAttio
+) -> None:
+    (task_id,) = _ids(target.create(Entity.ACTIVITIES, [{"subject": "Call"}]))
+    attio.requests.clear()
+
+    result = target.update(Entity.ACTIVITIES, [task_id], [{"subject": "Call back"}])
+
+    (failed,) = result.failed
+    assert failed.kind is FailureKind.INVALID
+    assert "Attio cannot change the text of a task" in failed.message
+    assert attio.requests == []
+    too_long = target.create(Entity.ACTIVITIES, [{"subject": "Long", "body": "x" * 2000}])
+    assert "at most 2000" in too_long.failed[0].message
+    assert attio.requests == []
+
+
+def test_a_task_create_whose_answer_was_lost_is_found_by_listing_not_sent_again(
+    target: SyncTarget, attio: FakeAttio
+) -> None:
+    (ada,) = _ids(target.create(Entity.CONTACTS, [{"email": "ada@x.com"}]))
+    target.create(Entity.ACTIVITIES, [{"subject": "Call", "due_date": "2025-01-10"}])
+    attio.lose_create_answers = 1
+
+    result = target.create(
+        Entity.ACTIVITIES, [{"subject": "Call", "due_date": "2025-01-10", "contact_crm_id": ada}]
+    )
+
+    (written,) = result.successful
+    assert written.created
+    assert len(attio.api.store.tasks()) == 2
+    assert len(attio.bodies("POST", "/v2/tasks")) == 2, "not resent"
+    assert any(c.startswith("GET /v2/tasks") for c in attio.calls("GET"))
+    mine = target.read(Entity.ACTIVITIES, [written.id])[written.id]
+    assert mine.fields["contact_crm_id"] == ada, "the task it made, not the older one"
+
+
+def test_a_note_goes_on_one_parent_with_its_date_in_the_title(
+    target: SyncTarget, attio: FakeAttio
+) -> None:
+    (ada,) = _ids(target.create(Entity.CONTACTS, [{"email": "ada@x.com"}]))
+    (deal,) = _ids(target.create(Entity.DEALS, [{"name": "Pilot"}]))
+    attio.requests.clear()
+
+    both, alone = _ids(
+        target.create(
+            Entity.NOTES,
+            [
+                {
+                    "body": "Met at the fair\nShe wants a demo",
+                    "date": "2025-01-10",
+                    "contact_crm_id": ada,
+                    "deal_crm_id": deal,
+                },
+                {"body": "Called", "contact_crm_id": ada},
+            ],
+        )
+    )
+    orphan = target.create(Entity.NOTES, [{"body": "Nobody's"}])
+
+    first, second = attio.bodies("POST", "/v2/notes")
+    assert first == {
+        "data": {
+            "parent_object": "deals",
+            "parent_record_id": deal,
+            "title": "2025-01-10: Met at the fair",
+            "format": "plaintext",
+            "content": "Met at the fair\nShe wants a demo",
+        }
+    }
+    assert (second["data"]["parent_object"], second["data"]["title"]) == ("people", "Called")
+    assert "Attio attaches every note to a record" in orphan.failed[0].message
+    read = target.read(Entity.NOTES, [both, alone])
+    assert read[both].fields == {
+        "body": "Met at the fair\nShe wants a demo",
+        "date": "2025-01-10",
+        "contact_crm_id": None,
+        "company_crm_id": None,
+        "deal_crm_id": deal,
+    }
+    assert read[alone].fields["contact_crm_id"] == ada
+    changed = target.update(Entity.NOTES, [alone], [{"body": "Called twice"}])
+    assert "Attio cannot change a note" in changed.failed[0].message
+    assert _ids(target.remove(Entity.NOTES, [alone, alone])) == [alone, alone]
+    assert [n["id"]["note_id"] for n in attio.api.store.notes()] == [both]
+
+
+def test_notes_are_found_by_listing_page_after_page_and_a_lost_create_is_not_resent(
+    target: SyncTarget, attio: FakeAttio
+) -> None:
+    (ada,) = _ids(target.create(Entity.CONTACTS, [{"email": "ada@x.com"}]))
+    _ids(
+        target.create(
+            Entity.NOTES, [{"body": f"Note {i}", "contact_crm_id": ada} for i in range(50)]
+        )
+    )
+    attio.lose_create_answers = 1
+    attio.requests.clear()
+
+    result = target.create(Entity.NOTES, [{"body": "Note 50", "contact_crm_id": ada}])
+
+    assert [w.created for w in result.successful] == [True]
+    assert len(attio.api.store.notes()) == 51
+    assert len(attio.bodies("POST", "/v2/notes")) == 1
+    listings = [
+        r.url.params for r in attio.requests if r.url.path == "/v2/notes" and r.method == "GET"
+    ]
+    assert [(p["limit"], p["offset"]) for p in listings] == [
+        ("50", "0"),
+        ("50", "50"),
+        ("50", "51"),
+    ]
+
+
+def test_a_task_patch_keeps_links_to_objects_of_no_entity_of_ours() -> None:
+    current = [
+        (None, "0b8ea1d6-object-of-projects", "project-1"),
+        (Entity.CONTACTS, "people-object-id", "bob"),
+    ]
+
+    added = linked_after_update(current, {"contact_crm_id": "ada"}, rollback=False)
+    undone = linked_after_update(
+        [(None, "0b8ea1d6-object-of-projects", "project-1"), (Entity.CONTACTS, "p", "ada")],
+        {"contact_crm_id": None},
+        rollback=True,
+    )
+
+    assert added == [
+        {"target_object": "0b8ea1d6-object-of-projects", "target_record_id": "project-1"},
+        {"target_object": "people", "target_record_id": "ada"},
+        {"target_object": "people", "target_record_id": "bob"},
+    ]
+    assert undone == [
+        {"target_object": "0b8ea1d6-object-of-projects", "target_record_id": "project-1"}
+    ]

@@ -4,8 +4,9 @@ Bearer token; records of people (``email_addresses`` unique), companies (``domai
 deals (no unique attribute) whose values are typed arrays of value objects; create (refusing a
 unique value that exists), assert by a unique attribute, ``PATCH`` (adds to multiselect values)
 and ``PUT`` (overwrites them), deletes for good; attributes with select options and statuses;
-lists and entries; notes; reads and writes limited separately, 429 with an HTTP-date
-``Retry-After``. Its settings are ``SandboxConfig.attio`` (``settings.py``).
+record references; lists and entries; notes; tasks linked to records; reads and writes limited
+separately, 429 with an HTTP-date ``Retry-After``. Its settings are ``SandboxConfig.attio``
+(``settings.py``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class AttioDialect(Dialect):
     title = "Attio REST API v2"
     prefixes = ("/v2/",)
     schema = SCHEMA
-    record_types = (*OBJECTS, "entries", "lists", "notes")
+    record_types = (*OBJECTS, "entries", "lists", "notes", "tasks")
 
     def __init__(self, token: str) -> None:
         super().__init__(token)
@@ -82,6 +83,8 @@ class AttioDialect(Dialect):
             return api.store.lists()
         if type_name == "notes":
             return api.store.notes()
+        if type_name == "tasks":
+            return api.store.tasks()
         return None
 
     def reset(self, conn: StoreConnection) -> None:

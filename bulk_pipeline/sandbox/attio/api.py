@@ -2,7 +2,8 @@
 
 Records of people, companies and deals (query, create, assert, get, ``PATCH`` appending to
 multiselect attributes, ``PUT`` overwriting them, delete for good), their attributes with select
-options and statuses, lists and list entries, notes, workspace members and ``/v2/self``.
+options and statuses, lists and list entries, notes, tasks (``tasks.py``), workspace members and
+``/v2/self``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from bulk_pipeline.sandbox.attio import filters
 from bulk_pipeline.sandbox.attio.errors import attio_error, bad_request, not_found
 from bulk_pipeline.sandbox.attio.store import AttioStore, Row, Values
+from bulk_pipeline.sandbox.attio.tasks import Tasks
 from bulk_pipeline.sandbox.attio.values import (
     DEFAULT_PROPERTY,
     WRITER,
@@ -105,6 +107,11 @@ ROUTES: tuple[tuple[str, str, str], ...] = (
     ("POST", "/v2/notes", "create_note"),
     ("GET", "/v2/notes/{note_id}", "note"),
     ("DELETE", "/v2/notes/{note_id}", "delete_note"),
+    ("GET", "/v2/tasks", "tasks"),
+    ("POST", "/v2/tasks", "create_task"),
+    ("GET", "/v2/tasks/{task_id}", "task"),
+    ("PATCH", "/v2/tasks/{task_id}", "patch_task"),
+    ("DELETE", "/v2/tasks/{task_id}", "delete_task"),
 )
 _IN_ORDER = literal_first(ROUTES, lambda route: route[1])
 
@@ -158,6 +165,7 @@ class AttioApi:
         self.store = store
         self.now = now
         """The sandbox's clock, in Attio's timestamp format (record and value times)."""
+        self.tasks = Tasks(store, now, self._object_of, self._resolver)
         self._operations: dict[str, Callable[[AttioRoute, Request], Answer]] = {
             name: getattr(self, f"_{name}") for _, _, name in ROUTES
         }
@@ -172,7 +180,7 @@ class AttioApi:
             "active": True,
             "scope": "record_permission:read-write object_configuration:read-write "
             "list_entry:read-write list_configuration:read-write note:read-write "
-            "user_management:read",
+            "task:read-write user_management:read",
             "client_id": TOKEN_ID,
             "token_type": "Bearer",
             "exp": None,
@@ -856,6 +864,32 @@ class AttioApi:
             if not self.store.delete_note(route.params["note_id"]):
                 raise not_found(f'Note with ID "{route.params["note_id"]}" not found.')
         return 200, {}
+
+    # Tasks ------------------------------------------------------------------------------------
+
+    def _tasks(self, route: AttioRoute, request: Request) -> Answer:
+        limit = _first(request, "limit")
+        return self.tasks.list(
+            linked_object=_first(request, "linked_object"),
+            linked_record_id=_first(request, "linked_record_id"),
+            is_completed=_first(request, "is_completed"),
+            assignee=_first(request, "assignee"),
+            sort=_first(request, "sort"),
+            offset=_count(_first(request, "offset"), "offset", 0),
+            limit=None if limit is None else _count(limit, "limit", 0),
+        )
+
+    def _create_task(self, route: AttioRoute, request: Request) -> Answer:
+        return self.tasks.create(_data(request.body))
+
+    def _task(self, route: AttioRoute, request: Request) -> Answer:
+        return self.tasks.get(route.params["task_id"])
+
+    def _patch_task(self, route: AttioRoute, request: Request) -> Answer:
+        return self.tasks.patch(route.params["task_id"], _data(request.body))
+
+    def _delete_task(self, route: AttioRoute, request: Request) -> Answer:
+        return self.tasks.delete(route.params["task_id"])
 
     # The admin view ---------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
 """Attio's workspace in the sandbox's SQLite file: attributes and their choices, records (values
-by attribute id, as JSON), the index of unique values, lists, list entries and notes.
+by attribute id, as JSON), the index of unique values, lists, list entries, notes and tasks.
 
 Records are deleted for good, as in Attio. Writes happen inside the caller's
 ``StoreConnection.write()`` transaction, so that a read, the checks on it and the write are one
@@ -69,7 +69,12 @@ CREATE TABLE IF NOT EXISTS attio_notes (
     seq INTEGER NOT NULL,
     data TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS attio_notes_parent ON attio_notes (parent_record_id, seq)
+CREATE INDEX IF NOT EXISTS attio_notes_parent ON attio_notes (parent_record_id, seq);
+CREATE TABLE IF NOT EXISTS attio_tasks (
+    task_id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    data TEXT NOT NULL
+)
 """
 
 Values = dict[str, list[dict[str, Any]]]
@@ -226,6 +231,7 @@ class AttioStore:
             ("attio_lists", "lists"),
             ("attio_entries", "entries"),
             ("attio_notes", "notes"),
+            ("attio_tasks", "tasks"),
         ):
             count = self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
             if count:
@@ -326,6 +332,36 @@ class AttioStore:
         cursor = self._db.execute("DELETE FROM attio_notes WHERE note_id = ?", (note_id,))
         return cursor.rowcount > 0
 
+    # Tasks ------------------------------------------------------------------------------------
+
+    def tasks(self) -> list[dict[str, Any]]:
+        """Every task, oldest first."""
+        rows = self._db.execute("SELECT data FROM attio_tasks ORDER BY seq")
+        return [json.loads(row[0]) for row in rows]
+
+    def task(self, task_id: str) -> dict[str, Any] | None:
+        row = self._db.execute(
+            "SELECT data FROM attio_tasks WHERE task_id = ?", (task_id,)
+        ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def insert_task(self, data: dict[str, Any]) -> None:
+        seq = self._next("attio_tasks", "seq")
+        self._db.execute(
+            "INSERT INTO attio_tasks (task_id, seq, data) VALUES (?, ?, ?)",
+            (data["id"]["task_id"], seq, _dumps(data)),
+        )
+
+    def replace_task(self, data: dict[str, Any]) -> None:
+        self._db.execute(
+            "UPDATE attio_tasks SET data = ? WHERE task_id = ?",
+            (_dumps(data), data["id"]["task_id"]),
+        )
+
+    def delete_task(self, task_id: str) -> bool:
+        cursor = self._db.execute("DELETE FROM attio_tasks WHERE task_id = ?", (task_id,))
+        return cursor.rowcount > 0
+
     # Housekeeping -----------------------------------------------------------------------------
 
     def is_empty(self) -> bool:
@@ -340,6 +376,7 @@ class AttioStore:
             "attio_lists",
             "attio_entries",
             "attio_notes",
+            "attio_tasks",
         ):
             self._db.execute(f"DELETE FROM {table}")
 

@@ -19,7 +19,7 @@ from typing import Any
 import phonenumbers
 
 from bulk_pipeline.sandbox.attio.errors import bad_request
-from bulk_pipeline.sandbox.attio.workspace import MEMBERS, TOKEN_ID, WORKSPACE_ID
+from bulk_pipeline.sandbox.attio.workspace import MEMBERS, OBJECTS, TOKEN_ID, WORKSPACE_ID
 from bulk_pipeline.sandbox.dialect import ApiError
 
 COUNTRY_CODES = frozenset(phonenumbers.SUPPORTED_REGIONS) | {
@@ -271,9 +271,16 @@ def _choice(attribute: Attribute, raw: Any) -> dict[str, Any]:
 
 
 def _reference(attribute: Attribute, raw: Any, resolve: Resolver) -> dict[str, Any]:
+    """A record of an object the attribute may refer to (its config's allowed objects)."""
     if not isinstance(raw, Mapping) or "target_object" not in raw:
         raise _invalid(attribute, "expected an object with target_object")
-    target = str(raw["target_object"])
+    given = str(raw["target_object"])
+    standard = next((o for o in OBJECTS.values() if given in (o.slug, o.id)), None)
+    allowed = attribute.definition["config"]["record_reference"]["allowed_object_ids"]
+    if standard is not None and allowed is not None and standard.id not in allowed:
+        names = ", ".join(o.slug for o in OBJECTS.values() if o.id in allowed)
+        raise _invalid(attribute, f"it refers to records of {names}, not {standard.slug}")
+    target = standard.slug if standard is not None else given
     record_id = raw.get("target_record_id")
     found = resolve(target, raw)
     if found is None:

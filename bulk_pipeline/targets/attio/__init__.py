@@ -12,8 +12,8 @@ ATTIO = Crm(
     default_base_url="https://api.attio.com",
     token_help=(
         "create an access token in Attio (Workspace settings, Developers) with read-write "
-        "record, list entry and note permissions, read object and list configuration and read "
-        "user management, and export it"
+        "record, list entry, note and task permissions, read object and list configuration and "
+        "read user management, and export it"
     ),
     auth=BearerAuth,
     budget=lambda _settings, _state_file: attio_budget(),

@@ -4,8 +4,9 @@ Attio workspaces differ: admins add attributes (a "Date of birth", a "Lifecycle 
 statuses. So our fields are placed by looking the workspace's attributes up, by slug or by title,
 among a few candidates per field (Attio's standard attribute first, then the field's own name). A
 field whose candidates the workspace lacks, or whose attribute has a type we cannot write from
-one text value (a record reference: links come with linked imports), has no place, and its
-column is reported as not sent.
+one text value, has no place, and its column is reported as not sent. Link fields
+(``company_crm_id``...) go to record-reference attributes that may refer to the linked object:
+a person's ``company``, a deal's ``associated_company`` and ``associated_people``.
 """
 
 from __future__ import annotations
@@ -56,10 +57,11 @@ CASE_BLIND_TYPES = frozenset({"select", "status", "email-address", "domain", "ac
 @dataclass(frozen=True)
 class Place:
     """Where a field goes: the first attribute found by these slugs or titles, and the part of
-    its value for composite types."""
+    its value for composite types, or the entity a record reference refers to."""
 
     names: tuple[str, ...]
     part: str | None = None
+    refers_to: Entity | None = None
 
 
 def _location(part: str) -> Place:
@@ -83,6 +85,7 @@ PLACES: dict[Entity, dict[str, Place]] = {
         "country": _location("country_code"),
         "lifecycle_stage": Place(("lifecycle_stage",)),
         "date_of_birth": Place(("date_of_birth", "Birthday")),
+        "company_crm_id": Place(("company",), refers_to=Entity.COMPANIES),
     },
     Entity.COMPANIES: {
         "name": Place(("name",)),
@@ -107,6 +110,8 @@ PLACES: dict[Entity, dict[str, Place]] = {
         "close_date": Place(("close_date", "Expected close date")),
         "description": Place(("description",)),
         "owner": Place(("owner",)),
+        "company_crm_id": Place(("associated_company",), refers_to=Entity.COMPANIES),
+        "contact_crm_id": Place(("associated_people",), refers_to=Entity.CONTACTS),
     },
 }
 """Our fields and where Attio keeps them; the field's own name (as slug and as title) is always
@@ -140,9 +145,13 @@ class Attribute:
     """A default value fills it on new records."""
     choices: tuple[Choice, ...] = ()
     """Active select options or statuses."""
+    allowed_objects: tuple[str, ...] | None = None
+    """A record reference's objects (ids) it may refer to; None where the answer does not say."""
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> Attribute:
+        reference = ((data.get("config") or {}).get("record_reference")) or {}
+        allowed = reference.get("allowed_object_ids")
         return cls(
             id=str(data["id"]["attribute_id"]),
             slug=str(data["api_slug"]),
@@ -153,6 +162,7 @@ class Attribute:
             required=bool(data.get("is_required")),
             writable=bool(data.get("is_writable", True)),
             defaulted=bool(data.get("is_default_value_enabled")),
+            allowed_objects=None if allowed is None else tuple(str(a) for a in allowed),
         )
 
     def choice(self, given: str) -> Choice | None:
@@ -170,10 +180,12 @@ class Attribute:
 
 @dataclass(frozen=True)
 class Slot:
-    """One of our fields placed on an attribute (and a part of its value)."""
+    """One of our fields placed on an attribute (and a part of its value, or the object a
+    record reference refers to)."""
 
     attribute: Attribute
     part: str | None = None
+    target: str | None = None
 
 
 def title_key(text: str) -> str:
@@ -182,8 +194,24 @@ def title_key(text: str) -> str:
     return re.sub(r"[^0-9a-z]", "", decomposed.casefold().encode("ascii", "ignore").decode())
 
 
-def place_fields(entity: Entity, attributes: Sequence[Attribute]) -> dict[str, Slot]:
-    """Where each of our fields goes in this workspace (fields without a place are absent)."""
+def _fits(place: Place, attribute: Attribute, object_ids: Mapping[str, str]) -> bool:
+    if place.refers_to is not None:
+        target = object_ids.get(OBJECTS[place.refers_to])
+        return (
+            attribute.type == "record-reference"
+            and target is not None
+            and (attribute.allowed_objects is None or target in attribute.allowed_objects)
+        )
+    if place.part:
+        return attribute.type in PARTS and place.part in PARTS[attribute.type]
+    return attribute.type in SCALAR_TYPES
+
+
+def place_fields(
+    entity: Entity, attributes: Sequence[Attribute], object_ids: Mapping[str, str]
+) -> dict[str, Slot]:
+    """Where each of our fields goes in this workspace (fields without a place are absent);
+    ``object_ids``: the workspace's objects, slug -> id."""
     by_slug = {a.slug: a for a in attributes}
     by_title: dict[str, Attribute] = {}
     for each in attributes:
@@ -194,13 +222,9 @@ def place_fields(entity: Entity, attributes: Sequence[Attribute]) -> dict[str, S
             attribute = by_slug.get(candidate) or by_title.get(title_key(candidate))
             if attribute is None or not attribute.writable:
                 continue
-            fits = (
-                attribute.type in PARTS and place.part in PARTS[attribute.type]
-                if place.part
-                else attribute.type in SCALAR_TYPES
-            )
-            if fits:
-                placed[name] = Slot(attribute, place.part)
+            if _fits(place, attribute, object_ids):
+                target = None if place.refers_to is None else OBJECTS[place.refers_to]
+                placed[name] = Slot(attribute, place.part, target)
                 break
     return placed
 

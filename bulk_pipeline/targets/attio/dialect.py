@@ -11,6 +11,9 @@ What Attio needs that a loop of POSTs does not give:
   ``upsert`` asserts the records it did not find on the unique attribute (PUT, safe to repeat)
   and patches those it found;
 - deals have no unique attribute: they are found through a match index by name (``index.py``);
+- links are record references: a person's company, a deal's company and people (``attributes.py``),
+  written, compared and restored like the other values; a task's linked records
+  (``tasks.py``); a note's one parent (``notes.py``);
 - updates PATCH only the changed values: a multiselect attribute (phone numbers, emails,
   domains) gets our value added in front, nothing removed; a rollback PUTs the attribute back as
   it was (the value the import added removed);
@@ -32,11 +35,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-import httpx
-
 from bulk_pipeline.entities import ENTITY_SPECS, Entity, normalize_key
 from bulk_pipeline.errors import CrmRefused, TargetConfigError, TransientError, UserInputError
-from bulk_pipeline.redaction import redact
+from bulk_pipeline.targets.attio import notes as note_parents
+from bulk_pipeline.targets.attio import tasks as task_fields
 from bulk_pipeline.targets.attio.attributes import (
     CHOICE_TYPES,
     OBJECTS,
@@ -46,7 +48,10 @@ from bulk_pipeline.targets.attio.attributes import (
     Workspace,
     place_fields,
 )
-from bulk_pipeline.targets.attio.index import NameIndex
+from bulk_pipeline.targets.attio.calls import WRITE, Calls, error_code
+from bulk_pipeline.targets.attio.index import NameIndex, first_created
+from bulk_pipeline.targets.attio.notes import NoteCalls
+from bulk_pipeline.targets.attio.tasks import TaskCalls
 from bulk_pipeline.targets.attio.values import (
     Value,
     ValueProblem,
@@ -80,7 +85,6 @@ from bulk_pipeline.targets.http.exchange import (
     ApiRequest,
     Exchange,
     Operation,
-    Outcome,
     Pause,
     Verdict,
 )
@@ -88,7 +92,6 @@ from bulk_pipeline.targets.http.limits import Budget, RollingWindow
 
 READS_PER_SECOND = 100
 WRITES_PER_SECOND = 25
-WRITE = "write"
 LOOKUP_BATCH = 50
 """Keys or ids per query (its filter is one ``$or`` or ``$in`` of them)."""
 PAGE = 500
@@ -101,7 +104,7 @@ FILTER_PROPERTY = {"email-address": "email_address", "domain": "domain", "text":
 """The property of a key attribute's values a lookup compares."""
 
 CAPABILITIES = Capabilities(
-    entities=frozenset(OBJECTS),
+    entities=frozenset(Entity),
     batch_size=1,
     lookup_batch_size=LOOKUP_BATCH,
     concurrency=CONCURRENCY,
@@ -111,7 +114,10 @@ CAPABILITIES = Capabilities(
     links=LinkStyle.REFERENCE,
     note_needs_parent=True,
     lists=True,
+    one_link={Entity.NOTES: note_parents.PARENTS},
 )
+FIELDS_APART = {Entity.ACTIVITIES: task_fields.FIELDS, Entity.NOTES: note_parents.FIELDS}
+"""Our fields of the entities Attio keeps apart from its objects' records: tasks and notes."""
 
 
 def attio_budget() -> Budget:
@@ -123,35 +129,6 @@ def attio_budget() -> Budget:
         "write requests per second", WRITES_PER_SECOND, 1.0, learn_from_refusals=True
     )
     return Budget({"*": (reads,), WRITE: (writes,)})
-
-
-def response_json(response: httpx.Response | None) -> dict[str, Any]:
-    if response is None or not response.content:
-        return {}
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def error_code(outcome: Outcome) -> str:
-    return str(response_json(outcome.response).get("code") or "")
-
-
-def error_message(outcome: Outcome, workspace: Workspace | None = None) -> str:
-    """Attio's message, with the fields it is about named where it names their attributes."""
-    body = response_json(outcome.response)
-    message = str(body.get("message") or outcome.failure or f"HTTP {outcome.status}")
-    if workspace is not None:
-        named = [
-            name
-            for name, slot in workspace.slots.items()
-            if slot.attribute.id in message or f'"{slot.attribute.slug}"' in message
-        ]
-        if named:
-            message = f"{', '.join(named)}: {message}"
-    return redact(message)
 
 
 def _slug(name: str) -> str:
@@ -166,35 +143,18 @@ class AttioDialect(Dialect):
 
     def __init__(self, exchange: Exchange) -> None:
         self.exchange = exchange
+        self.calls = Calls(exchange)
         self._workspaces: dict[Entity, Workspace] = {}
         self._members: dict[str, str] | None = None
         self._held: OrderedDict[str, dict[str, Value]] = OrderedDict()
         self._lock = threading.Lock()
         self._deals = NameIndex(ENTITY_SPECS[Entity.DEALS].search_field)
+        self._apart: dict[Entity, TaskCalls | NoteCalls] = {
+            Entity.ACTIVITIES: TaskCalls(self.calls),
+            Entity.NOTES: NoteCalls(self.calls),
+        }
 
     # plumbing -------------------------------------------------------------------------------
-
-    def _send(self, request: ApiRequest) -> Operation[Outcome]:
-        return self.exchange.send(request)
-
-    def _body(self, outcome: Outcome) -> dict[str, Any]:
-        """The body of a call that must succeed (reads, lists); else the error for the call."""
-        if outcome.verdict is Verdict.OK:
-            return response_json(outcome.response)
-        if outcome.verdict is Verdict.GAVE_UP:
-            raise TransientError(
-                f"the CRM at {self.exchange.where} did not answer {outcome.request.describe()} "
-                f"for {outcome.attempts} attempts within the retry window; last: "
-                f"{outcome.failure}"
-            )
-        raise CrmRefused(
-            f"{outcome.request.describe()} was refused: {error_code(outcome) or outcome.status}: "
-            f"{error_message(outcome)}"
-        )
-
-    def _get(self, path: str, params: Mapping[str, str] | None = None) -> Operation[Any]:
-        outcome = yield from self._send(ApiRequest("GET", path, params=params))
-        return self._body(outcome).get("data")
 
     def _query(self, path: str, filter_: Mapping[str, Any] | None) -> Operation[list[Any]]:
         """Every row of a ``.../query`` listing (a read), page after page."""
@@ -203,8 +163,8 @@ class AttioDialect(Dialect):
             body: dict[str, Any] = {"limit": PAGE, "offset": len(rows)}
             if filter_:
                 body["filter"] = filter_
-            outcome = yield from self._send(ApiRequest("POST", path, json=body))
-            page = self._body(outcome).get("data") or []
+            outcome = yield from self.calls.send(ApiRequest("POST", path, json=body))
+            page = self.calls.body(outcome).get("data") or []
             rows += page
             if len(page) < PAGE:
                 return rows
@@ -236,9 +196,10 @@ class AttioDialect(Dialect):
         if known is not None:
             return known
         object_slug = OBJECTS[entity]
-        listed = yield from self._get(f"/v2/objects/{object_slug}/attributes")
+        object_ids = yield from self.calls.objects()
+        listed = yield from self.calls.get(f"/v2/objects/{object_slug}/attributes")
         attributes = [Attribute.from_api(a) for a in listed or [] if not a.get("is_archived")]
-        slots = place_fields(entity, attributes)
+        slots = place_fields(entity, attributes, object_ids)
         for name, slot in list(slots.items()):
             attribute = slot.attribute
             if attribute.type in CHOICE_TYPES:
@@ -250,7 +211,7 @@ class AttioDialect(Dialect):
                         "option_id",
                     )
                 )
-                found = yield from self._get(
+                found = yield from self.calls.get(
                     f"/v2/objects/{object_slug}/attributes/{attribute.slug}/{kind}"
                 )
                 choices = tuple(
@@ -268,7 +229,7 @@ class AttioDialect(Dialect):
 
     def _workspace_members(self) -> Operation[dict[str, str]]:
         if self._members is None:
-            found = yield from self._get("/v2/workspace_members")
+            found = yield from self.calls.get("/v2/workspace_members")
             self._members = {
                 str(m["email_address"]).casefold(): str(m["id"]["workspace_member_id"])
                 for m in found or []
@@ -276,11 +237,15 @@ class AttioDialect(Dialect):
         return self._members
 
     def fields(self, entity: Entity) -> Operation[frozenset[str]]:
+        if entity in FIELDS_APART:
+            return FIELDS_APART[entity]
         workspace = yield from self.workspace(entity)
         return frozenset(workspace.slots)
 
     def unmapped(self, entity: Entity, record: Record) -> list[str]:
         """Fields that are not ours, or that the workspace (once asked) has no place for."""
+        if entity in FIELDS_APART:
+            return [name for name in record if name not in FIELDS_APART[entity]]
         workspace = self._workspaces.get(entity)
         return [
             name
@@ -290,7 +255,7 @@ class AttioDialect(Dialect):
 
     def check(self) -> Operation[None]:
         request = ApiRequest("GET", "/v2/self", patience=PREFLIGHT_SECONDS)
-        body = self._body((yield from self._send(request)))
+        body = self.calls.body((yield from self.calls.send(request)))
         if body.get("active") is False:
             raise TargetConfigError(
                 f"the CRM at {self.exchange.where} says the access token is not active; create "
@@ -298,6 +263,12 @@ class AttioDialect(Dialect):
             )
 
     def estimate(self, entity: Entity, work: Work) -> Estimate:
+        """Records are read 50 to a query; tasks and notes one by one, and a task whose links
+        change is read before its update."""
+        if entity in FIELDS_APART:
+            updates = work.updates * (2 if entity is Entity.ACTIVITIES else 1)
+            requests = work.lookups + work.reads + work.creates + updates
+            return Estimate(requests=requests, units=requests, unit="requests")
         reads = math.ceil(work.lookups / LOOKUP_BATCH) + math.ceil(work.reads / LOOKUP_BATCH)
         requests = reads + work.creates + work.updates
         return Estimate(requests=requests, units=requests, unit="requests")
@@ -308,6 +279,9 @@ class AttioDialect(Dialect):
         return f"/v2/objects/{workspace.object}/records{suffix}"
 
     def read(self, entity: Entity, ids: Sequence[str]) -> Operation[dict[str, CrmRecord]]:
+        apart = self._apart.get(entity)
+        if apart is not None:
+            return (yield from apart.read(ids))
         workspace = yield from self.workspace(entity)
         rows = yield from self._query(
             self._records_path(workspace, "/query"), {"record_id": {"$in": list(ids)}}
@@ -317,8 +291,13 @@ class AttioDialect(Dialect):
     def lookup(
         self, entity: Entity, values: Sequence[str], by: str
     ) -> Operation[dict[str, CrmRecord]]:
-        """People and companies by their unique attribute; deals by the match index. A field
-        Attio cannot filter on finds nothing (the records are created)."""
+        """People and companies by their unique attribute; deals by the match index; tasks and
+        notes from a listing (the first created per value). A field Attio cannot filter on finds
+        nothing (the records are created)."""
+        apart = self._apart.get(entity)
+        if apart is not None:
+            listed = yield from apart.search(values, by)
+            return first_created(listed, by)
         workspace = yield from self.workspace(entity)
         wanted = {normalize_key(v) for v in values if v.strip()}
         if entity not in CAPABILITIES.refuses_duplicate_keys:
@@ -364,7 +343,10 @@ class AttioDialect(Dialect):
 
     def search(self, entity: Entity, values: Sequence[str], by: str) -> Operation[list[CrmRecord]]:
         """Every deal with one of the names, from the match index; people and companies by
-        their unique attribute (one each)."""
+        their unique attribute (one each); tasks and notes from a listing."""
+        apart = self._apart.get(entity)
+        if apart is not None:
+            return (yield from apart.search(values, by))
         workspace = yield from self.workspace(entity)
         wanted = {normalize_key(v) for v in values if v.strip()}
         if entity in CAPABILITIES.refuses_duplicate_keys:
@@ -391,21 +373,6 @@ class AttioDialect(Dialect):
 
     # writes -----------------------------------------------------------------------------------
 
-    def _failed(self, item: Item, outcome: Outcome, workspace: Workspace) -> Failed:
-        if outcome.verdict is Verdict.GAVE_UP:
-            return Failed(
-                item.index,
-                FailureKind.TRANSIENT,
-                f"gave up after {outcome.attempts} attempts; last: {outcome.failure}",
-            )
-        kind = {
-            404: FailureKind.NOT_FOUND,
-            409: FailureKind.CONFLICT,
-        }.get(outcome.status or 0, FailureKind.INVALID)
-        if error_code(outcome) == "uniqueness_conflict":
-            kind = FailureKind.CONFLICT
-        return Failed(item.index, kind, error_message(outcome, workspace))
-
     def _values(
         self, workspace: Workspace, item: Item, *, held: Mapping[str, Value] | None = None
     ) -> dict[str, list[Value]] | Failed:
@@ -417,6 +384,9 @@ class AttioDialect(Dialect):
     def create(self, entity: Entity, items: Sequence[Item]) -> Operation[CreateResult]:
         """POST each record; a unique value that exists is reported as ``conflicted`` (the
         runner reads it), a lost answer as ``unconfirmed``; never resent blindly."""
+        apart = self._apart.get(entity)
+        if apart is not None:
+            return (yield from apart.create(items))
         workspace = yield from self.workspace(entity)
         result = CreateResult()
         for item in items:
@@ -443,17 +413,17 @@ class AttioDialect(Dialect):
                 kind=WRITE,
                 idempotent=False,
             )
-            outcome = yield from self._send(request)
+            outcome = yield from self.calls.send(request)
             if outcome.verdict is Verdict.AMBIGUOUS:
                 result.unconfirmed.append(item)
                 self._deals.invalidate()
             elif outcome.verdict is Verdict.OK:
-                record = self._remember(workspace, self._body(outcome)["data"])
+                record = self._remember(workspace, self.calls.body(outcome)["data"])
                 result.successful.append(Written(item.index, record.id, created=True))
             elif error_code(outcome) == "uniqueness_conflict":
                 result.conflicted.append(item)
             else:
-                result.failed.append(self._failed(item, outcome, workspace))
+                result.failed.append(self.calls.failed(item.index, outcome, workspace))
         return result
 
     def upsert(self, entity: Entity, items: Sequence[Item]) -> Operation[BatchResult]:
@@ -490,11 +460,11 @@ class AttioDialect(Dialect):
                     kind=WRITE,
                 )
             )
-            outcome = yield from self._send(request)
+            outcome = yield from self.calls.send(request)
             if outcome.verdict is not Verdict.OK:
-                result.failed.append(self._failed(item, outcome, workspace))
+                result.failed.append(self.calls.failed(item.index, outcome, workspace))
                 continue
-            record = self._remember(workspace, self._body(outcome)["data"])
+            record = self._remember(workspace, self.calls.body(outcome)["data"])
             result.successful.append(Written(item.index, record.id, created=found is None))
         return result
 
@@ -503,7 +473,11 @@ class AttioDialect(Dialect):
     ) -> Operation[BatchResult]:
         """PATCH the changed values (a multiselect attribute gets ours added in front). With
         ``clear_blanks`` (a rollback) PUT them back: blanks cleared, and the value an import
-        added in front of a multiselect attribute removed."""
+        added in front of a multiselect attribute removed. Tasks and notes: see their
+        modules."""
+        apart = self._apart.get(entity)
+        if apart is not None:
+            return (yield from apart.update(items, clear_blanks=clear_blanks))
         workspace = yield from self.workspace(entity)
         result = BatchResult()
         for item in items:
@@ -534,14 +508,14 @@ class AttioDialect(Dialect):
                 json={"data": {"values": values}},
                 kind=WRITE,
             )
-            outcome = yield from self._send(request)
+            outcome = yield from self.calls.send(request)
             if outcome.verdict is Verdict.OK:
-                self._remember(workspace, self._body(outcome)["data"])
+                self._remember(workspace, self.calls.body(outcome)["data"])
                 result.successful.append(Written(item.index, record_id, created=False))
             else:
                 if entity is Entity.DEALS:
                     self._deals.invalidate()
-                result.failed.append(self._failed(item, outcome, workspace))
+                result.failed.append(self.calls.failed(item.index, outcome, workspace))
         return result
 
     def _current(
@@ -558,31 +532,34 @@ class AttioDialect(Dialect):
         )
         if not full and (held is not None or not needs_parts):
             return held or {}, {}
-        outcome = yield from self._send(
+        outcome = yield from self.calls.send(
             ApiRequest("GET", self._records_path(workspace, f"/{record_id}"))
         )
         if outcome.verdict is Verdict.REJECTED and outcome.status == 404:
             return Failed(
                 item.index, FailureKind.NOT_FOUND, f"no {workspace.object} record {record_id}"
             )
-        data = self._body(outcome)["data"]
+        data = self.calls.body(outcome)["data"]
         self._remember(workspace, data)
         return composites(workspace, data), dict(data.get("values") or {})
 
     def remove(self, entity: Entity, items: Sequence[Item]) -> Operation[BatchResult]:
         """Delete for good; a record already gone (a repeated delete) counts as removed."""
+        apart = self._apart.get(entity)
+        if apart is not None:
+            return (yield from apart.remove(items))
         workspace = yield from self.workspace(entity)
         result = BatchResult()
         for item in items:
             record_id = item.id or ""
-            outcome = yield from self._send(
+            outcome = yield from self.calls.send(
                 ApiRequest("DELETE", self._records_path(workspace, f"/{record_id}"), kind=WRITE)
             )
             if outcome.verdict is Verdict.OK or outcome.status == 404:
                 self._forget(entity, record_id)
                 result.successful.append(Written(item.index, record_id, created=False))
             else:
-                result.failed.append(self._failed(item, outcome, workspace))
+                result.failed.append(self.calls.failed(item.index, outcome, workspace))
         return result
 
     def add_note(self, body: str, parent: NoteParent | None) -> Operation[str]:
@@ -605,8 +582,8 @@ class AttioDialect(Dialect):
             kind=WRITE,
             idempotent=False,
         )
-        outcome = yield from self._send(request)
-        return str(self._body(outcome)["data"]["id"]["note_id"])
+        outcome = yield from self.calls.send(request)
+        return str(self.calls.body(outcome)["data"]["id"]["note_id"])
 
     # lists ------------------------------------------------------------------------------------
 
@@ -614,7 +591,7 @@ class AttioDialect(Dialect):
         """A list by its name or slug (case aside); created when asked. It must hold records
         of the entity's object."""
         object_slug = OBJECTS[entity]
-        lists = yield from self._get("/v2/lists")
+        lists = yield from self.calls.get("/v2/lists")
         wanted = name.strip().casefold()
         found = next(
             (
@@ -663,12 +640,12 @@ class AttioDialect(Dialect):
             kind=WRITE,
             idempotent=False,
         )
-        outcome = yield from self._send(request)
+        outcome = yield from self.calls.send(request)
         if outcome.verdict is Verdict.OK:
-            return dict(self._body(outcome)["data"])
+            return dict(self.calls.body(outcome)["data"])
         if outcome.verdict is not Verdict.AMBIGUOUS:
-            self._body(outcome)
-        lists = yield from self._get("/v2/lists")
+            self.calls.body(outcome)
+        lists = yield from self.calls.get("/v2/lists")
         made = next((d for d in lists or [] if d["api_slug"] == _slug(name)), None)
         if made is None:
             raise TransientError(
@@ -700,9 +677,9 @@ class AttioDialect(Dialect):
                 },
                 kind=WRITE,
             )
-            outcome = yield from self._send(request)
+            outcome = yield from self.calls.send(request)
             if outcome.verdict is Verdict.OK or error_code(outcome) == "multiple_match_results":
                 result.successful.append(Written(item.index, item.id or "", created=True))
             else:
-                result.failed.append(self._failed(item, outcome, workspace))
+                result.failed.append(self.calls.failed(item.index, outcome, workspace))
         return result

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from bulk_pipeline.entities import normalize_key
 from bulk_pipeline.targets.base import CrmRecord
@@ -83,16 +83,21 @@ class NameIndex:
         ]
 
     def by_key(self) -> dict[str, CrmRecord]:
-        found: dict[str, CrmRecord] = {}
-        for record in self.records():
-            value = record.fields.get(self._key_field)
-            if not value or not value.strip():
-                continue
-            key = normalize_key(value)
-            previous = found.get(key)
-            if previous is None or _earlier(record, previous):
-                found[key] = record
-        return found
+        return first_created(self.records(), self._key_field)
+
+
+def first_created(records: Iterable[CrmRecord], key_field: str) -> dict[str, CrmRecord]:
+    """The first-created record of each value of ``key_field``, keyed by ``normalize_key``."""
+    found: dict[str, CrmRecord] = {}
+    for record in records:
+        value = record.fields.get(key_field)
+        if not value or not value.strip():
+            continue
+        key = normalize_key(value)
+        previous = found.get(key)
+        if previous is None or _earlier(record, previous):
+            found[key] = record
+    return found
 
 
 def _earlier(a: CrmRecord, b: CrmRecord) -> bool:

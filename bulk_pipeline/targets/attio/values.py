@@ -2,8 +2,9 @@
 a typed value object, and where each value is checked before it is sent.
 
 Writing: one value object per field (``{"email_address": ...}``, ``{"option": title}``,
-``{"currency_value": 4200}``...), personal names and locations as one value composed of several of
-our fields, phone numbers in E.164 with their country. A value the attribute cannot take (an
+``{"currency_value": 4200}``, a link as ``{"target_object": "companies", "target_record_id":
+...}``...), personal names and locations as one value composed of several of our fields, phone
+numbers in E.164 with their country. A value the attribute cannot take (an
 unknown select option or status, a member that is not in the workspace, a phone number the
 normalizer could not read) raises :class:`ValueProblem`, naming the field: that record fails,
 its batch does not.
@@ -185,6 +186,10 @@ def write_values(
                 text = _check_country(name, text) if not _blank(text) else None
             parts.setdefault(attribute.slug, {})[slot.part] = text
             attributes[attribute.slug] = attribute
+        elif not _blank(text) and slot.target is not None:
+            values[attribute.slug] = [
+                {"target_object": slot.target, "target_record_id": (text or "").strip()}
+            ]
         elif not _blank(text):
             values[attribute.slug] = [scalar_value(name, attribute, text or "", workspace)]
         elif clear_blanks:
@@ -214,6 +219,11 @@ def as_input(attribute: Attribute, shown: Value) -> Value:
         return {"email_address": value["email_address"]}
     if attribute.type == "domain":
         return {"domain": value["domain"]}
+    if attribute.type == "record-reference":
+        return {
+            "target_object": value["target_object"],
+            "target_record_id": value["target_record_id"],
+        }
     return value
 
 
@@ -245,6 +255,8 @@ def text_of(
     if kind == "actor-reference":
         member = str(value.get("referenced_actor_id"))
         return workspace.member_email(member) or member
+    if kind == "record-reference":
+        return str(value["target_record_id"])
     found = value.get("value")
     if isinstance(found, bool):
         return "true" if found else "false"

@@ -1,6 +1,6 @@
 """The Attio dialect's behaviour: credentials, value shapes, uniqueness, assert, PATCH against
-PUT on multiselect attributes, required values and defaults, filters, permanent deletes, lists
-and entries, notes, custom attributes."""
+PUT on multiselect attributes, record references, required values and defaults, filters,
+permanent deletes, lists and entries, notes, tasks, custom attributes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bulk_pipeline.sandbox.attio.workspace import MEMBERS, TOKEN_OWNER
+from bulk_pipeline.sandbox.attio.workspace import MEMBERS, OBJECTS, TOKEN_OWNER
 from bulk_pipeline.sandbox.server import RunningSandbox
 from bulk_pipeline_tests.sandbox.attio.conftest import COMPANIES, DEALS, PEOPLE, values
 
@@ -346,6 +346,156 @@ def test_notes_need_a_parent_record(attio: httpx.Client) -> None:
     assert written["content_plaintext"] == "c"
     listed = ok(attio.get("/v2/notes", params={"parent_record_id": person["id"]["record_id"]}))
     assert [n["id"] for n in listed] == [written["id"]]
+
+
+def test_record_references_name_records_of_their_allowed_objects(attio: httpx.Client) -> None:
+    acme = create(attio, COMPANIES, domains=["acme.example"])["id"]["record_id"]
+    ada = create(attio, PEOPLE, email_addresses=["ada@example.com"])["id"]["record_id"]
+    bob = create(attio, PEOPLE, email_addresses=["bob@example.com"])["id"]["record_id"]
+    person = create(
+        attio,
+        PEOPLE,
+        email_addresses=["cy@example.com"],
+        company=[{"target_object": "companies", "domains": [{"domain": "acme.example"}]}],
+    )
+    assert values(person, "company", "target_record_id") == [acme]
+    assert values(person, "company", "target_object") == ["companies"]
+    deal = create(
+        attio,
+        DEALS,
+        name=["Pilot"],
+        associated_company=[{"target_object": OBJECTS["companies"].id, "target_record_id": acme}],
+        associated_people=[{"target_object": "people", "target_record_id": ada}],
+    )
+    assert values(deal, "associated_company", "target_object") == ["companies"]
+    added = ok(
+        patch(
+            attio,
+            DEALS,
+            deal,
+            associated_people=[{"target_object": "people", "target_record_id": bob}],
+        )
+    )
+    assert values(added, "associated_people", "target_record_id") == [bob, ada]
+    wrong = patch(
+        attio,
+        DEALS,
+        deal,
+        associated_company=[{"target_object": "people", "target_record_id": ada}],
+    )
+    assert "not people" in refused(wrong, 400, "validation_type")
+    missing = patch(
+        attio,
+        DEALS,
+        deal,
+        associated_company=[
+            {
+                "target_object": "companies",
+                "target_record_id": "00000000-0000-4000-8000-000000000000",
+            }
+        ],
+    )
+    refused(missing, 400, "value_not_found")
+    two = patch(
+        attio,
+        PEOPLE,
+        person,
+        company=[
+            {"target_object": "companies", "target_record_id": acme},
+            {"target_object": "companies", "domains": ["other.example"]},
+        ],
+    )
+    refused(two, 400, "validation_type")
+
+
+def task_body(**changes: Any) -> dict[str, Any]:
+    return {
+        "data": {
+            "content": "Call Ada",
+            "format": "plaintext",
+            "deadline_at": "2025-01-10",
+            "is_completed": False,
+            "linked_records": [],
+            "assignees": [],
+            **changes,
+        }
+    }
+
+
+def test_tasks_link_records_and_change_only_what_attio_lets_change(
+    attio: httpx.Client, sandbox: RunningSandbox
+) -> None:
+    ada = create(attio, PEOPLE, email_addresses=["ada@example.com"])["id"]["record_id"]
+    deal = create(attio, DEALS, name=["Pilot"])["id"]["record_id"]
+    task = ok(
+        attio.post(
+            "/v2/tasks",
+            json=task_body(
+                linked_records=[
+                    {
+                        "target_object": "people",
+                        "email_addresses": [{"email_address": "ADA@example.com"}],
+                    },
+                    {"target_object": "deals", "target_record_id": deal},
+                ],
+                assignees=[{"workspace_member_email_address": MEMBERS[1].email}],
+            ),
+        )
+    )
+    task_id = task["id"]["task_id"]
+    assert task["content_plaintext"] == "Call Ada"
+    assert task["deadline_at"] == "2025-01-10T00:00:00.000000000Z"
+    assert task["linked_records"] == [
+        {"target_object_id": OBJECTS["people"].id, "target_record_id": ada},
+        {"target_object_id": OBJECTS["deals"].id, "target_record_id": deal},
+    ]
+    assert task["assignees"] == [
+        {"referenced_actor_type": "workspace-member", "referenced_actor_id": MEMBERS[1].id}
+    ]
+    refused(attio.post("/v2/tasks", json=task_body(content="x" * 2001)), 400, "validation_type")
+    missing = {k: v for k, v in task_body()["data"].items() if k != "is_completed"}
+    assert "is_completed" in refused(
+        attio.post("/v2/tasks", json={"data": missing}), 400, "validation_type"
+    )
+    nowhere = [
+        {"target_object": "people", "target_record_id": "00000000-0000-4000-8000-000000000000"}
+    ]
+    refused(attio.post("/v2/tasks", json=task_body(linked_records=nowhere)), 404, "not_found")
+    refused(
+        attio.post("/v2/tasks", json=task_body(linked_records=[{"target_object": "planets"}])),
+        404,
+        "not_found",
+    )
+
+    done = ok(
+        attio.patch(
+            f"/v2/tasks/{task_id}",
+            json={
+                "data": {
+                    "is_completed": True,
+                    "linked_records": [{"target_object": "deals", "target_record_id": deal}],
+                }
+            },
+        )
+    )
+    assert done["is_completed"] is True and done["content_plaintext"] == "Call Ada"
+    assert [link["target_record_id"] for link in done["linked_records"]] == [deal], "replaced"
+    refused(
+        attio.patch(f"/v2/tasks/{task_id}", json={"data": {"content": "Other"}}),
+        400,
+        "validation_type",
+    )
+    other = ok(attio.post("/v2/tasks", json=task_body(content="Email Ada")))
+    listed = ok(attio.get("/v2/tasks", params={"linked_object": "deals", "linked_record_id": deal}))
+    assert [t["id"]["task_id"] for t in listed] == [task_id]
+    newest = ok(attio.get("/v2/tasks", params={"sort": "created_at:desc", "limit": "1"}))
+    assert [t["id"]["task_id"] for t in newest] == [other["id"]["task_id"]]
+    assert len(ok(attio.get("/v2/tasks", params={"is_completed": "false"}))) == 1
+    assert ok(attio.get(f"/v2/tasks/{task_id}"))["is_completed"] is True
+    assert sandbox.admin.counts("attio")["tasks"] == 2
+    assert attio.delete(f"/v2/tasks/{task_id}").status_code == 200
+    refused(attio.get(f"/v2/tasks/{task_id}"), 404, "not_found")
+    refused(attio.delete(f"/v2/tasks/{task_id}"), 404, "not_found")
 
 
 @pytest.mark.parametrize("kind", ["select", "text"])

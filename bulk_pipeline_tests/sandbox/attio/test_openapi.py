@@ -1,13 +1,14 @@
 """The Attio dialect's answers, checked against Attio's OpenAPI file (as a spec fixture).
 
 Every operation the sandbox serves is called, its request validated and its answer validated
-with openapi-core against ``attio/api-00.json``. Four adjustments, explained in
+with openapi-core against ``attio/api-00.json``. Five adjustments, explained in
 ``bulk_pipeline_tests/specs/attio_spec.py``:
 3.0-style ``nullable: true`` is read as 3.1's ``null`` type (Attio's examples answer ``null``
 there), a timestamp value is a ``date-time`` as Attio's documentation shows it (the spec says
 ``date``), error ``code``s beyond the one the spec names per status are allowed (Attio answers
-``uniqueness_conflict`` for a unique value that exists), and 401, 429 and 5xx answers, which the
-spec declares on no operation, are checked against the spec's own error shape.
+``uniqueness_conflict`` for a unique value that exists), 401, 429 and 5xx answers, which the
+spec declares on no operation, are checked against the spec's own error shape, and a query
+parameter typed ``["string", "null"]`` is read as text (openapi-core reads one type).
 """
 
 from __future__ import annotations
@@ -245,6 +246,40 @@ def test_lists_entries_and_notes_match_the_spec(api: CheckedClient) -> None:
     api.call("GET", "/v2/notes", params={"parent_object": "people", "parent_record_id": person_id})
     api.call("DELETE", f"/v2/notes/{note['id']['note_id']}")
     api.call("GET", f"/v2/notes/{note['id']['note_id']}", 404)
+
+
+def test_tasks_match_the_spec(api: CheckedClient) -> None:
+    person = api.call(
+        "POST", PEOPLE, body={"data": {"values": {"email_addresses": ["grace@example.com"]}}}
+    )
+    person_id = person["id"]["record_id"]
+    task = api.call(
+        "POST",
+        "/v2/tasks",
+        body={
+            "data": {
+                "content": "Call Grace",
+                "format": "plaintext",
+                "deadline_at": "2025-01-10T00:00:00Z",
+                "is_completed": False,
+                "linked_records": [{"target_object": "people", "target_record_id": person_id}],
+                "assignees": [],
+            }
+        },
+    )
+    task_id = task["id"]["task_id"]
+    api.call("GET", f"/v2/tasks/{task_id}")
+    api.call(
+        "GET",
+        "/v2/tasks",
+        params={"linked_object": "people", "linked_record_id": person_id, "limit": "10"},
+    )
+    api.call("PATCH", f"/v2/tasks/{task_id}", body={"data": {"is_completed": True}})
+    api.call(
+        "PATCH", f"/v2/tasks/{task_id}", 400, body={"data": {"content": "x"}}, check_request=False
+    )
+    api.call("DELETE", f"/v2/tasks/{task_id}")
+    api.call("GET", f"/v2/tasks/{task_id}", 404)
 
 
 def test_errors_match_the_spec(api: CheckedClient, sandbox: RunningSandbox) -> None:

@@ -11,18 +11,19 @@ JSON object it prints (``bench.worker``):
 The floor (``bench/floor.py``) and the peers (``bench/peers.py``) are separate modules, so that
 they do not carry this module's imports in their memory.
 
-Local stages are the calls ``import_steps`` makes, without Dagster and without its intermediate
-parquet files: ``read_file`` -> ``map_columns`` -> ``normalize`` -> ``validate_rows`` ->
-``stage_import`` into a fresh DuckDB file. Each stage drops the previous stage's frames once it
-has its own, as the import steps do between assets.
+Local stages are the import's own steps without Dagster, on a file registered under a fresh data
+home: ``import_steps.ingest`` (read, map, normalize, into the import's work folder),
+``validate`` and ``stage`` (into the data home's staging store), each handing the next its
+files as the assets do.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -30,21 +31,18 @@ import polars as pl
 
 from bench.bench_push import TOKEN, contacts, push_async, push_sync
 from bench.worker import emit, reset_peak, status_mib
-from bulk_pipeline.config import SANDBOX_TOKEN_ENV, SANDBOX_URL_ENV
+from bulk_pipeline import config, import_steps
+from bulk_pipeline.config import HOME_ENV, SANDBOX_TOKEN_ENV, SANDBOX_URL_ENV
 from bulk_pipeline.entities import Entity
 from bulk_pipeline.errors import BudgetExhausted, TransientError
-from bulk_pipeline.imports import file_digest, import_id_for
-from bulk_pipeline.ingest import read_file
-from bulk_pipeline.mapping import infer_entity, keep_fields, map_columns
-from bulk_pipeline.normalize import normalize
-from bulk_pipeline.outcomes import ImportState, LineOutcome, OnDuplicate
+from bulk_pipeline.imports import ImportRequest, register_import
+from bulk_pipeline.ingest import DEFAULT_LIMITS, Limits
+from bulk_pipeline.outcomes import ImportState, LineOutcome
 from bulk_pipeline.push import push_import
 from bulk_pipeline.staging import open_store
 from bulk_pipeline.targets import open_target
-from bulk_pipeline.validate import validate_rows
 
 TARGET_ID = "sandbox"
-STAGING_FILE = "staging.duckdb"
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -85,62 +83,54 @@ class Stages:
 
 def local_stages(
     path: Path,
-    db_path: Path,
-    import_id: str,
+    home: Path,
     *,
+    target: str = TARGET_ID,
     account: str = TARGET_ID,
     accepted: Callable[[Entity], frozenset[str]] | None = None,
-) -> tuple[Entity, dict[str, Any]]:
-    """Read, map, normalize, validate and stage one file; the figures of each stage. With
-    ``accepted``, the fields the target has no place for are dropped after normalizing, as the
-    import does."""
+) -> tuple[ImportRequest, dict[str, Any]]:
+    """Register the file under ``home`` (the data home) and run the import's local steps on it,
+    as an import does: ingest (read, map, normalize), validate, stage; the figures of each.
+
+    With ``accepted``, the fields the target has no place for are dropped after normalizing
+    (and companies are derived from a contact's company columns only where the target links
+    contacts to companies), as the import does. Files over the default limits are read with
+    limits raised to fit them: the bench measures sizes an operator would raise them for.
+    """
+    os.environ[HOME_ENV] = str(home)
+    request = register_import(path, target=target)
+    limits = Limits(
+        max_bytes=max(DEFAULT_LIMITS.max_bytes, path.stat().st_size),
+        max_rows=max(DEFAULT_LIMITS.max_rows, _lines(path)),
+    )
     stages = Stages()
-    raw = stages.run("read", read_file, path)
-    rows = raw.frame.height + len(raw.rejected)
-    unreadable = pl.DataFrame(
-        {"_line": [i.line for i in raw.rejected], "reason": [i.reason for i in raw.rejected]},
-        schema={"_line": pl.Int64, "reason": pl.String},
-    )
-    entity = infer_entity(raw.frame.columns, raw.entity_hint)
-    if entity is None:
-        raise SystemExit(f"{path}: cannot tell the entity from its columns")
-    held = accepted(entity) if accepted is not None else None
-    mapped = stages.run("map", map_columns, raw, entity, None, custom=held or ())
-    del raw
-    normalized = stages.run("normalize", normalize, mapped.frame, entity)
-    if held is not None:
-        mapped = replace(mapped, frame=normalized)
-        columns = [c for c in mapped.frame.columns if c != "_line"]
-        normalized = keep_fields(mapped, entity, held, columns).frame
-    del mapped
-    checked = stages.run("validate", validate_rows, normalized, entity, source=str(path))
-    del normalized
-    invalid = pl.concat([checked.rejected.select("_line", "reason"), unreadable])
-    store = open_store(db_path)
-    store.begin_run(import_id)
-    staged = stages.run(
-        "stage",
-        store.stage,
-        import_id,
-        entity,
-        checked.valid,
-        invalid,
-        account=account,
-        source_file=str(path),
-        on_duplicate=OnDuplicate.SKIP,
-    )
-    return entity, {
-        "rows": rows,
-        "valid": checked.valid.height,
-        "invalid": invalid.height,
+    stages.run("ingest", import_steps.ingest, request, accepted, limits=limits)
+    validated = stages.run("validate", import_steps.validate, request)
+    store = open_store(config.staging_db_path())
+    staged = stages.run("stage", import_steps.stage, request, store, account)
+    counts = store.outcome_counts(request.import_id)
+    return request, {
+        "rows": validated.rows,
+        "valid": validated.valid,
+        "invalid": validated.invalid,
         "staged": staged.staged,
         "duplicates": staged.duplicates,
+        "outcomes": {outcome.value: counts[outcome] for outcome in LineOutcome},
         **stages.figures(),
     }
 
 
+def _lines(path: Path) -> int:
+    """An upper bound of the file's rows (its newlines), read in blocks."""
+    count = 0
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 24), b""):
+            count += block.count(b"\n")
+    return count
+
+
 def measure_stages(path: Path, home: Path) -> dict[str, Any]:
-    _, figures = local_stages(path, home / STAGING_FILE, f"bench-{path.stem}")
+    _, figures = local_stages(path, home)
     return figures
 
 
@@ -148,18 +138,18 @@ def measure_import(path: Path, home: Path, url: str, target_name: str) -> dict[s
     """Stage the file into ``home``'s staging file (kept between runs, so a second file is a
     re-sync), then push it with the pipeline's own push to the sandbox's dialect of the target
     (``sandbox``, ``sandbox-attio``)."""
-    db_path = home / STAGING_FILE
-    import_id = import_id_for(path.name, file_digest(path))
     target = open_target(target_name, {SANDBOX_URL_ENV: url, SANDBOX_TOKEN_ENV: TOKEN})
-    entity, figures = local_stages(
-        path, db_path, import_id, account=target.account, accepted=target.fields
+    request, figures = local_stages(
+        path, home, target=target_name, account=target.account, accepted=target.fields
     )
-    store = open_store(db_path)
+    import_id = request.import_id
+    store = open_store(config.staging_db_path())
     error = None
     started = time.perf_counter()
     try:
         run = store.begin_run(import_id)
-        push_import(store, target, [entity], import_id=import_id, run=run)
+        entities = import_steps.supported_entities(request, target)
+        push_import(store, target, entities, import_id=import_id, run=run)
     except (TransientError, BudgetExhausted) as exc:
         error = str(exc)
     finally:

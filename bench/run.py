@@ -1,7 +1,7 @@
 """Every benchmark in one run, side by side: print the figures and rewrite BENCHMARKS.md.
 
-    python -m bench.run            # make bench: quick profile, a few minutes
-    python -m bench.run --full     # make bench-full: 1M and 10M rows, a >= 2 minute throttled push
+    python -m bench.run            # make bench: memory and time at 100k, 1M and 10M rows
+    python -m bench.run --full     # make bench-full: also 30M rows, a >= 2 minute throttled push
 
 Each measurement runs in its own process (``bench/measure.py``, ``floor.py``, ``peers.py``, the
 ``bulk-pipeline`` command), so its peak RSS is its own. Pushes go to a sandbox CRM in another
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -69,19 +70,21 @@ class Profile:
     name: str
     command: str
     local_rows: tuple[int, ...]
-    """Local stages and the floor (the issue's item 1)."""
-    memory_rows: tuple[int, ...]
-    """More sizes for the memory curve (item 2), each run only if its peak fits in memory."""
+    """Local stages, each beside the two floors: time per row and memory as input grows."""
+    big_rows: tuple[int, ...]
+    """Local stages only (no floor: the polars floor holds the whole file in memory)."""
+    cli_rows: tuple[int, ...]
+    """The whole ``bulk-pipeline import --dry-run``, its peak RSS as input grows."""
     import_rows: int
-    """Pipeline import with no rate limit (item 3), then its re-sync (item 5)."""
+    """Pipeline import with no rate limit, then its re-sync."""
     upsert_records: int
-    """Raw ``upsert_many`` with no rate limit (item 3)."""
+    """Raw ``upsert_many`` with no rate limit."""
     throttled_seconds: int
-    """Raw ``upsert_many`` under the limit lasts at least this long (item 4)."""
+    """Raw ``upsert_many`` under the limit lasts at least this long."""
     peers_rows: int
-    """The pipeline under the limit (item 4) and the peers (item 6) on one file; about 8,400
-    records per 10k rows at 100 records per request make the pipeline's push last about 8 s per
-    10k rows, so 200k rows give the >= 2 minute push of the full profile."""
+    """The pipeline under the limit and the peers on one file; about 8,400 records per 10k
+    rows at 100 records per request make the pipeline's push last about 8 s per 10k rows, so
+    200k rows give the >= 2 minute push of the full profile."""
     per_row_budget_s: float
     attio_rows: int
     """An import into the sandbox's Attio at its documented limits, then its re-sync: about
@@ -95,11 +98,14 @@ class Profile:
     link_rows: int = 10_000
 
 
+SIZES = (100_000, 1_000_000, 10_000_000)
+"""The sizes memory growth and time per row are compared over."""
 QUICK = Profile(
     name="quick",
     command="make bench",
-    local_rows=(10_000, 100_000),
-    memory_rows=(),
+    local_rows=SIZES,
+    big_rows=(),
+    cli_rows=SIZES,
     import_rows=100_000,
     upsert_records=100_000,
     throttled_seconds=30,
@@ -113,8 +119,9 @@ QUICK = Profile(
 FULL = Profile(
     name="full",
     command="make bench-full",
-    local_rows=(100_000, 1_000_000),
-    memory_rows=(10_000_000,),
+    local_rows=SIZES,
+    big_rows=(30_000_000,),
+    cli_rows=SIZES,
     import_rows=100_000,
     upsert_records=100_000,
     throttled_seconds=120,
@@ -263,33 +270,45 @@ class Bench:
 
     def local(self) -> None:
         runs: list[dict[str, Any]] = []
-        for rows in (*self.profile.local_rows, *self.profile.memory_rows):
-            if rows in self.profile.memory_rows and not self._memory_allows(rows, runs):
-                runs.append({"rows": rows, "not_run": "not enough memory available"})
-                continue
+        for rows in (*self.profile.local_rows, *self.profile.big_rows):
             path, label = input_file(rows), size_label(rows)
             home = self.home(f"local-{label}")
-            stages = self.measure(
+            run: dict[str, Any] = {"rows": rows}
+            run["stages"] = self.measure(
                 f"local stages, {label} rows", "bench.measure", "stages", path, "--home", home
             )
-            floor = self.measure(f"polars floor, {label} rows", "bench.floor", path)
-            runs.append({"rows": rows, "stages": stages, "floor": floor})
+            shutil.rmtree(home, ignore_errors=True)
+            if rows in self.profile.local_rows:
+                run["floor"] = self.measure(
+                    f"polars floor, {label} rows", "bench.floor", "polars", path
+                )
+                run["duckdb_floor"] = self.measure(
+                    f"durable DuckDB floor, {label} rows",
+                    "bench.floor",
+                    "duckdb",
+                    path,
+                    "--db",
+                    self.workdir / "floor.duckdb",
+                )
+            runs.append(run)
         self.results["local"] = runs
 
-    @staticmethod
-    def _memory_allows(rows: int, done: list[dict[str, Any]]) -> bool:
-        """Whether a big file's expected peak fits in the memory available now: the largest peak
-        so far scaled linearly by rows (measured peaks grow a little slower than that)."""
-        measured = [r for r in done if "peak_rss_mib" in r.get("stages", {})]
-        if not measured:
-            return True
-        largest = max(measured, key=lambda r: int(r["rows"]))
-        expected = largest["stages"]["peak_rss_mib"] * rows / largest["rows"]
-        available = report.meminfo_mib("MemAvailable")
-        if expected <= available:
-            return True
-        print(f"- skipping {size_label(rows)}: expects ~{expected:,.0f} MiB, {available:,.0f} free")
-        return False
+    def cli(self, sandbox: SandboxProcess) -> None:
+        """``bulk-pipeline import --dry-run`` of each size into an empty sandbox without a
+        rate limit: the whole command's peak RSS (interpreter, Dagster, every step, the
+        lookups of every record and the plan), as input grows."""
+        runs: list[dict[str, Any]] = []
+        for rows in self.profile.cli_rows:
+            self.fresh(sandbox, limited=False)
+            label = size_label(rows)
+            home = self.home(f"cli-{label}")
+            result = attempt(
+                f"bulk-pipeline import --dry-run, {label} rows",
+                partial(self.command, sandbox, home, input_file(rows), "--dry-run"),
+            )
+            runs.append({"rows": rows, **result})
+            shutil.rmtree(home, ignore_errors=True)
+        self.results["cli"] = runs
 
     # 3, 4, 5, 6: pushes into the sandbox
 
@@ -585,7 +604,7 @@ class Bench:
     def association_calls(self, sandbox: SandboxProcess, home: Path, path: Path) -> dict[str, Any]:
         """``bulk-pipeline import`` of one file: the calls it cost, by route, and its links."""
         before = sandbox.admin.requests("hubspot")["by_route"]
-        summary = self.import_command(sandbox, home, path)
+        summary: dict[str, Any] = self.command(sandbox, home, path)["summary"]
         after = sandbox.admin.requests("hubspot")["by_route"]
         calls = {route: after[route] - before.get(route, 0) for route in after}
         return {
@@ -594,8 +613,11 @@ class Bench:
             "entities": summary.get("entities", {}),
         }
 
-    def import_command(self, sandbox: SandboxProcess, home: Path, path: Path) -> dict[str, Any]:
-        """Run ``bulk-pipeline import`` on ``path`` into the sandbox; its summary."""
+    def command(
+        self, sandbox: SandboxProcess, home: Path, path: Path, *options: str
+    ) -> dict[str, Any]:
+        """``bulk-pipeline import PATH [options]`` into the sandbox, its data home ``home``:
+        wall time, its own peak RSS (``wait4``), its step timings, and its summary or plan."""
         env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
         env |= {
             "BULK_PIPELINE_HOME": str(home),
@@ -603,51 +625,38 @@ class Bench:
             "BULK_PIPELINE_SANDBOX_TOKEN": TOKEN,
         }
         command = [str(Path(sys.executable).parent / "bulk-pipeline"), "import", str(path)]
-        done = subprocess.run(
-            [*command, "--no-progress"], env=env, capture_output=True, text=True, check=False
-        )
-        if done.returncode != 0:
-            raise BenchError(
-                f"bulk-pipeline import exited {done.returncode}: {done.stderr[-2000:]}"
-            )
+        command += [*options, "--no-progress"]
+        log = home / "cli.log"
+        with log.open("wb") as output:
+            started = time.perf_counter()
+            process = subprocess.Popen(command, env=env, stdout=output, stderr=output)
+            _, status, usage = os.wait4(process.pid, 0)  # this child's own peak RSS
+            seconds = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            tail = log.read_text(errors="replace")[-2000:]
+            raise BenchError(f"bulk-pipeline import exited {process.returncode}: {tail}")
         import_id = import_id_for(path.name, file_digest(path))
-        return report.read_json(home / "reports" / import_id / "summary.json")
+        reports = home / "reports" / import_id
+        timings = home / "work" / import_id / "timings.json"
+        outcome = "plan.json" if "--dry-run" in options else "summary.json"
+        return {
+            "seconds": seconds,
+            "peak_rss_mib": usage.ru_maxrss / 1024,
+            "timings": report.read_json(timings) if timings.exists() else {},
+            outcome.removesuffix(".json"): report.read_json(reports / outcome),
+        }
 
     def end_to_end(self, sandbox: SandboxProcess) -> None:
         self.fresh(sandbox, limited=False)
-        path = input_file(self.profile.e2e_rows)
+        rows = self.profile.e2e_rows
         home = self.home("e2e")
-        env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
-        env |= {
-            "BULK_PIPELINE_HOME": str(home),
-            "BULK_PIPELINE_SANDBOX_URL": sandbox.url,
-            "BULK_PIPELINE_SANDBOX_TOKEN": TOKEN,
-        }
-        command = [str(Path(sys.executable).parent / "bulk-pipeline"), "import", str(path)]
-        command.append("--no-progress")
 
         def run() -> dict[str, Any]:
-            log = home / "cli.log"
-            with log.open("wb") as output:
-                started = time.perf_counter()
-                process = subprocess.Popen(command, env=env, stdout=output, stderr=output)
-                _, status, usage = os.wait4(process.pid, 0)  # this child's own peak RSS
-                seconds = time.perf_counter() - started
-            process.returncode = os.waitstatus_to_exitcode(status)
-            if process.returncode != 0:
-                tail = log.read_text(errors="replace")[-2000:]
-                raise BenchError(f"bulk-pipeline import exited {process.returncode}: {tail}")
-            summaries = list((home / "reports").glob("*/summary.json"))
-            summary = report.read_json(summaries[0]) if summaries else {}
-            return {
-                "rows": self.profile.e2e_rows,
-                "seconds": seconds,
-                "peak_rss_mib": usage.ru_maxrss / 1024,
-                "summary": summary,
-            }
+            return {"rows": rows, **self.command(sandbox, home, input_file(rows))}
 
         self.results["e2e"] = attempt(
-            f"end to end: bulk-pipeline import, {size_label(self.profile.e2e_rows)} rows",
+            f"end to end: bulk-pipeline import, {size_label(rows)} rows",
             lambda: self.counted(sandbox, run),
         )
 
@@ -666,6 +675,7 @@ def main(argv: list[str] | None = None) -> None:
         bench.local()
         sandbox = SandboxProcess(bench.home("sandbox"))
         try:
+            bench.cli(sandbox)
             bench.pushes(sandbox)
             bench.attio(sandbox)
             bench.pipedrive(sandbox)

@@ -30,7 +30,7 @@ from bulk_pipeline.import_parts import (
     table_path,
 )
 from bulk_pipeline.imports import ORIGIN_INBOX, ImportRequest
-from bulk_pipeline.ingest import InputFileError, RawTable, read_tables
+from bulk_pipeline.ingest import DEFAULT_LIMITS, InputFileError, Limits, RawTable, read_tables
 from bulk_pipeline.mapping import (
     MappedTable,
     infer_entity,
@@ -170,13 +170,17 @@ def preflight(request: ImportRequest, target: Target) -> None:
 
 
 def ingest(
-    request: ImportRequest, accepted: Callable[[Entity], frozenset[str]] | None = None
+    request: ImportRequest,
+    accepted: Callable[[Entity], frozenset[str]] | None = None,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> IngestReport:
     """Read every table of the file, map its columns to our fields and normalize the values.
 
     ``accepted`` says which of an entity's fields the target CRM has a place for (a workspace
     without a birthday attribute), and its custom fields; columns feeding the others are
     reported as not sent, and columns named like a custom field are kept for it.
+    ``limits`` bound what the file may hold (an operator raises them for a larger file).
     """
     started = time.monotonic()
     progress = progress_path(request.import_id)
@@ -188,6 +192,7 @@ def ingest(
             entity=request.entity,
             source=request.source,
             sheet=request.sheet,
+            limits=limits,
         )
     except InputFileError as exc:
         # A library's own message may name the internal copy; people know the file they gave.

@@ -20,6 +20,10 @@ CRM_RETRY_SECONDS_ENV = "BULK_PIPELINE_CRM_RETRY_SECONDS"
 """How long a CRM that stopped answering is given to come back before a push stops."""
 DATABASE_URL_ENV = "BULK_PIPELINE_DATABASE_URL"
 """``postgresql://...``: staging, the Dagster instance and shared budgets in PostgreSQL."""
+CHUNK_ROWS_ENV = "BULK_PIPELINE_CHUNK_ROWS"
+"""Rows each step holds at a time (reading, mapping, normalizing, validating, reports)."""
+STAGING_MEMORY_ENV = "BULK_PIPELINE_STAGING_MEMORY"
+"""DuckDB's memory limit while staging (e.g. ``256MB``); beyond it DuckDB spills to disk."""
 
 CHECKOUT_HOME = "data"
 """The data home of a source checkout, beside the package (git-ignored)."""
@@ -38,6 +42,10 @@ DEFAULT_MAX_COMPRESSION_RATIO = 100
 """Spreadsheet parts compress 3 to 15-fold; Apache POI refuses beyond 100-fold too."""
 DEFAULT_MAX_TEXT_BYTES = 2 * 1024**3
 DEFAULT_MAX_WORKBOOK_PARTS = 10_000
+DEFAULT_CHUNK_ROWS = 100_000
+"""About 10 MB of a typical contacts file: large enough that per-chunk costs vanish, small
+enough that a chunk and its copies through normalization stay well under 100 MB."""
+DEFAULT_STAGING_MEMORY = "256MB"
 
 
 def data_home() -> Path:
@@ -77,6 +85,33 @@ def checkout_root() -> Path | None:
     except OSError:
         return None
     return root if 'name = "bulk_pipeline"' in project else None
+
+
+def chunk_rows() -> int:
+    """Rows per chunk (``$BULK_PIPELINE_CHUNK_ROWS``, by default 100,000)."""
+    configured = os.environ.get(CHUNK_ROWS_ENV, "").strip()
+    if not configured:
+        return DEFAULT_CHUNK_ROWS
+    try:
+        rows = int(configured.replace("_", ""))
+    except ValueError:
+        rows = 0
+    if rows < 1:
+        raise ValueError(f"${CHUNK_ROWS_ENV} must be a whole number of rows, got {configured!r}")
+    return rows
+
+
+def staging_memory() -> str:
+    """DuckDB's memory limit while staging (``$BULK_PIPELINE_STAGING_MEMORY``, by default
+    256MB)."""
+    return os.environ.get(STAGING_MEMORY_ENV, "").strip() or DEFAULT_STAGING_MEMORY
+
+
+def spill_dir() -> Path:
+    """Where DuckDB writes what does not fit its memory limit, under the data home."""
+    path = data_home() / "tmp" / "duckdb"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def sandbox_token() -> str:

@@ -77,15 +77,35 @@ def _neutralized(name: str) -> pl.Expr:
 
 def write_frame(path: Path, frame: pl.DataFrame) -> int:
     """Write ``frame`` with every text cell and header neutralized; return the row count."""
-    headers = _safe_headers(frame.columns)
-    safe = frame.select(
-        (cs.by_name(name) if _keeps_type(frame.schema[name]) else _neutralized(name)).alias(header)
-        for name, header in zip(frame.columns, headers, strict=True)
-    )
+    return write_frames(path, [frame])
+
+
+def write_frames(path: Path, frames: Iterable[pl.DataFrame]) -> int:
+    """Write frames of the same columns one after the other, as one file with one header
+    (the first frame's, which may have no rows); return the row count. A file written a
+    frame at a time holds one frame in memory, however long it grows."""
     partial = _partial(path)
-    safe.write_csv(partial, include_bom=True)
+    count = 0
+    with partial.open("wb") as handle:
+        handle.write(BOM.encode())
+        columns: list[str] = []
+        safe: list[pl.Expr] = []
+        for frame in frames:
+            if not safe:
+                columns = frame.columns
+                headers = _safe_headers(columns)
+                safe = [
+                    (
+                        cs.by_name(name) if _keeps_type(frame.schema[name]) else _neutralized(name)
+                    ).alias(header)
+                    for name, header in zip(columns, headers, strict=True)
+                ]
+                frame.select(safe).write_csv(handle)
+            else:
+                frame.select(columns).select(safe).write_csv(handle, include_header=False)
+            count += frame.height
     os.replace(partial, path)
-    return safe.height
+    return count
 
 
 def write_rows(path: Path, header: Sequence[str], rows: Iterable[Sequence[Cell]]) -> int:

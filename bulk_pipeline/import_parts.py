@@ -60,11 +60,28 @@ class Part:
         return f"sheet '{self.sheet}'" if self.sheet else "the file"
 
 
+ISSUE_REASON = "_reason"
+"""Why a row of the table cannot be a record, beside its values in its issues file."""
+
+
 def table_path(import_id: str, table: int) -> Path:
     """The table's source rows, as read (for rejected.csv)."""
     folder = config.work_dir(import_id) / "tables"
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"{table}.parquet"
+
+
+def issues_path(import_id: str, table: int, chunk: int) -> Path:
+    """Rows of one chunk of the table that cannot be records (a ragged row), with what was
+    readable of them (their columns differ from the table's) and ``_reason``."""
+    folder = config.work_dir(import_id) / "tables" / f"{table}-issues"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{chunk:08d}.parquet"
+
+
+def issue_files(import_id: str, table: int) -> list[Path]:
+    """The table's issues files, in reading order."""
+    return sorted((config.work_dir(import_id) / "tables" / f"{table}-issues").glob("*.parquet"))
 
 
 def derived_companies(contacts: pl.DataFrame) -> pl.DataFrame:

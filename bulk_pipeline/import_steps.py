@@ -10,29 +10,44 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from bulk_pipeline import config
-from bulk_pipeline.csv_export import write_frame
+from bulk_pipeline.chunk_files import ParquetSink, read_chunks
+from bulk_pipeline.csv_export import write_frame, write_frames
 from bulk_pipeline.entities import DEPENDENCY_ORDER, Entity, describe_key
 from bulk_pipeline.errors import CrmRefused, UserInputError
 from bulk_pipeline.import_parts import (
     CONTACT_COMPANY_LINK,
     DERIVED_COMPANY_FIELDS,
+    ISSUE_REASON,
     Part,
     derived_companies,
+    issue_files,
+    issues_path,
     table_path,
 )
 from bulk_pipeline.imports import ORIGIN_INBOX, ImportRequest
-from bulk_pipeline.ingest import DEFAULT_LIMITS, InputFileError, Limits, RawTable, read_tables
+from bulk_pipeline.ingest import (
+    DEFAULT_LIMITS,
+    LINE_COLUMN,
+    InputFileError,
+    Limits,
+    RawTable,
+    TableStream,
+    stream_tables,
+)
+from bulk_pipeline.ingest.table import empty_frame
 from bulk_pipeline.mapping import (
     MappedTable,
+    MappingSpec,
     infer_entity,
     keep_fields,
     load_mapping,
@@ -65,21 +80,24 @@ from bulk_pipeline.reports.crm_duplicates import (
 )
 from bulk_pipeline.reports.note import WrittenNote, read_note
 from bulk_pipeline.reports.rejected import write_rejected_csv
-from bulk_pipeline.staging import StagingStore
+from bulk_pipeline.staging import StagingStore, line_pages
 from bulk_pipeline.targets.base import Estimate, ListResult, NoteParent, Target, Work
 from bulk_pipeline.validate import validate_rows
 
 INVALID_SCHEMA = {"_line": pl.Int64, "column": pl.String, "value": pl.String, "reason": pl.String}
-REJECTED_OUTCOMES = (LineOutcome.INVALID.value, LineOutcome.FAILED.value)
+REJECTED_OUTCOMES = (LineOutcome.INVALID, LineOutcome.FAILED)
+DUPLICATES_SCHEMA = {
+    "sheet": pl.String,
+    "line": pl.Int64,
+    "entity": pl.String,
+    "key": pl.String,
+    "reason": pl.String,
+}
 BATCHES_FILE = "push_batches.csv"
 ROLLBACK_FILE = "rollback.json"
 ROLLBACK_PLAN_FILE = "rollback_plan.json"
 LIST_FILE = "list.json"
-LISTED_OUTCOMES = (
-    LineOutcome.CREATED.value,
-    LineOutcome.UPDATED.value,
-    LineOutcome.UNCHANGED.value,
-)
+LISTED_OUTCOMES = (LineOutcome.CREATED, LineOutcome.UPDATED, LineOutcome.UNCHANGED)
 """Records a list option adds: those the import wrote, and those it found as they were."""
 
 
@@ -175,77 +193,59 @@ def ingest(
     *,
     limits: Limits = DEFAULT_LIMITS,
 ) -> IngestReport:
-    """Read every table of the file, map its columns to our fields and normalize the values.
+    """Read every table of the file, map its columns to our fields and normalize the values,
+    a chunk at a time (``config.chunk_rows``): the file's rows as read, the normalized rows of
+    each part and the rows that cannot be read go to the import's work folder as they come.
 
     ``accepted`` says which of an entity's fields the target CRM has a place for (a workspace
     without a birthday attribute), and its custom fields; columns feeding the others are
-    reported as not sent, and columns named like a custom field are kept for it.
-    ``limits`` bound what the file may hold (an operator raises them for a larger file).
+    reported as not sent, and columns named like a custom field are kept for it. ``limits``
+    bound what the file may hold (an operator raises them for a larger file).
     """
     started = time.monotonic()
     progress = progress_path(request.import_id)
     report_phase(progress, Phase.READING)
     mapping = load_mapping(Path(request.mapping_path)) if request.mapping_path else None
+    work = config.work_dir(request.import_id)
+    for folder in ("parts", "tables"):
+        shutil.rmtree(work / folder, ignore_errors=True)
     try:
-        tables = read_tables(
+        tables = stream_tables(
             Path(request.stored_path),
             entity=request.entity,
             source=request.source,
             sheet=request.sheet,
             limits=limits,
         )
+        entities = [_table_entity(request, table, mapping) for table in tables]
+        unrecognized = _unrecognized_sheets(tables, entities, mapping)
+        derive = (accepted is None or CONTACT_COMPANY_LINK in accepted(Entity.CONTACTS)) and all(
+            e is not Entity.COMPANIES for i, e in enumerate(entities) if i not in unrecognized
+        )
+        read = [
+            _ingest_table(
+                request,
+                index,
+                table,
+                entity,
+                mapping,
+                accepted=accepted,
+                derive=derive,
+                progress=lambda lines: report_phase(
+                    progress,
+                    Phase.READING,
+                    processed=lines,
+                    elapsed_seconds=time.monotonic() - started,
+                ),
+            )
+            for index, (table, entity) in enumerate(zip(tables, entities, strict=True))
+            if index not in unrecognized
+        ]
     except InputFileError as exc:
         # A library's own message may name the internal copy; people know the file they gave.
         raise InputFileError(str(exc).replace(request.stored_path, request.source)) from exc
-    shutil.rmtree(config.work_dir(request.import_id) / "parts", ignore_errors=True)
-    parts: list[Part] = []
-    unreadable: dict[str, list[dict[str, Any]]] = {}
-    lines = 0
-    entities: list[Entity] = []
-    for raw in tables:
-        entity = request.entity or infer_entity(raw.frame.columns, raw.entity_hint, mapping)
-        if entity is None:
-            raise InputFileError(_entity_unknown(request, raw.frame.columns, raw.sheet or ""))
-        entities.append(entity)
-    mapped_tables = [
-        map_columns(raw, entity, mapping) for raw, entity in zip(tables, entities, strict=True)
-    ]
-    unrecognized = _unrecognized_sheets(tables, mapped_tables)
-    for index, (raw, entity, mapped) in enumerate(
-        zip(tables, entities, mapped_tables, strict=True)
-    ):
-        if index in unrecognized:
-            continue
-        sheet = raw.sheet or ""
-        held = accepted(entity) if accepted is not None else None
-        if held:
-            mapped = map_columns(raw, entity, mapping, custom=held)
-        mapped = replace(mapped, frame=normalize(mapped.frame, entity))
-        if held is not None:
-            columns = [c for c in raw.frame.columns if c != "_line"]
-            mapped = keep_fields(mapped, entity, held, columns)
-        normalized = mapped.frame
-        issues = pl.DataFrame(
-            [{**issue.values, "_line": issue.line} for issue in raw.rejected],
-            schema_overrides={"_line": pl.Int64},
-        )
-        source_rows = pl.concat([raw.frame, issues], how="diagonal_relaxed").sort("_line")
-        source_rows.write_parquet(table_path(request.import_id, index))
-        lines += source_rows.height
-        part = Part(
-            id=str(index),
-            table=index,
-            sheet=sheet,
-            entity=entity,
-            rows=source_rows.height,
-            column_map=mapped.column_map,
-            unmapped=mapped.unmapped,
-        )
-        normalized.write_parquet(part.path(request.import_id, "mapped.parquet"))
-        unreadable[part.id] = [{"_line": i.line, "reason": i.reason} for i in raw.rejected]
-        parts.append(part)
-    if accepted is None or CONTACT_COMPANY_LINK in accepted(Entity.CONTACTS):
-        parts += _company_parts(request.import_id, parts)
+    parts = [t.part for t in read] + [t.companies for t in read if t.companies is not None]
+    lines = sum(t.part.rows for t in read)
     skipped = [
         {"sheet": s.name, "reason": s.reason, "to_import": _sheet_choice(request, s.name)}
         for table in tables
@@ -266,7 +266,7 @@ def ingest(
     ]
     first = parts[0]
     first_table = tables[first.table]
-    columns = [c for c in first_table.frame.columns if c != "_line"]
+    columns = read[0].columns
     unmapped = sorted({c for p in parts if not p.derived for c in p.unmapped})
     info: dict[str, Any] = {
         "entity": first.entity.value,
@@ -281,7 +281,10 @@ def ingest(
         "skipped_sheets": skipped,
         "warnings": warnings,
         "parts": [p.as_json() for p in parts],
-        "unreadable": unreadable,
+        "tables": [
+            {"columns": t.columns, "issue_columns": t.issue_columns, "unreadable": t.unreadable}
+            for t in read
+        ],
     }
     _work(request.import_id, "ingest.json").write_text(json.dumps(info, indent=2), "utf-8")
     _record_timing(request.import_id, "ingest", started)
@@ -299,7 +302,7 @@ def ingest(
         columns=columns,
         column_map=first.column_map,
         unmapped=unmapped,
-        unreadable_rows=sum(len(issues) for issues in unreadable.values()),
+        unreadable_rows=sum(t.unreadable for t in read),
         sheet=first_table.sheet,
         skipped_sheets=skipped,
         warnings=warnings,
@@ -307,38 +310,139 @@ def ingest(
     )
 
 
-def _company_parts(import_id: str, parts: list[Part]) -> list[Part]:
-    """Where the file holds no companies of its own, the companies its contacts' company
-    columns name: found or created once each, and linked to their contacts."""
-    if any(p.entity is Entity.COMPANIES for p in parts):
-        return []
-    derived: list[Part] = []
-    for part in parts:
-        if part.entity is not Entity.CONTACTS:
-            continue
-        contacts = pl.read_parquet(part.path(import_id, "mapped.parquet"))
-        companies = derived_companies(contacts)
-        if companies.height == 0:
-            continue
-        company = Part(
-            id=f"{part.id}-companies",
-            table=part.table,
-            sheet=part.sheet,
-            entity=Entity.COMPANIES,
-            rows=companies.height,
+def _unrecognized_sheets(
+    tables: Sequence[TableStream], entities: Sequence[Entity], mapping: MappingSpec | None
+) -> set[int]:
+    """Sheets named for an entity that hold none of its fields (a "Notes" sheet of remarks
+    for the reader), skipped when another sheet holds data: a sheet with some of an entity's
+    columns but not the required ones is an error instead, as is a file of such sheets only."""
+    unrecognized = {
+        index
+        for index, (table, entity) in enumerate(zip(tables, entities, strict=True))
+        if table.sheet
+        and not map_columns(
+            RawTable(frame=empty_frame(table.headers), source=table.source), entity, mapping
+        ).column_map
+    }
+    return unrecognized if len(unrecognized) < len(tables) else set()
+
+
+def _table_entity(
+    request: ImportRequest, table: TableStream, mapping: MappingSpec | None
+) -> Entity:
+    entity = request.entity or infer_entity(table.headers, table.entity_hint, mapping)
+    if entity is None:
+        raise InputFileError(_entity_unknown(request, table.headers, table.sheet or ""))
+    return entity
+
+
+@dataclass(frozen=True)
+class _TableRead:
+    part: Part
+    companies: Part | None
+    """The companies the table's company columns name, when derived."""
+    columns: list[str]
+    """The table's columns as read (without the blank-headed ones that hold nothing)."""
+    issue_columns: list[str]
+    """Further columns of rows that cannot be records (the extra fields of a ragged row)."""
+    unreadable: int
+
+
+def _ingest_table(
+    request: ImportRequest,
+    index: int,
+    table: TableStream,
+    entity: Entity,
+    mapping: MappingSpec | None,
+    *,
+    accepted: Callable[[Entity], frozenset[str]] | None,
+    derive: bool,
+    progress: Callable[[int], None],
+) -> _TableRead:
+    """Read one table chunk by chunk: its rows as read (for rejected.csv), its rows that
+    cannot be records, and its mapped and normalized rows (and the companies its contacts
+    name, when ``derive``)."""
+    sheet = table.sheet or ""
+    part = Part(id=str(index), table=index, sheet=sheet, entity=entity, rows=0)
+    company = Part(
+        id=f"{index}-companies",
+        table=index,
+        sheet=sheet,
+        entity=Entity.COMPANIES,
+        rows=0,
+        derived=True,
+    )
+    derive = derive and entity is Entity.CONTACTS
+    keep = accepted(entity) if accepted is not None else None
+    filled: set[str] = set()
+    issue_columns: dict[str, None] = {}
+    unreadable = 0
+    mapped: MappedTable | None = None
+    with (
+        ParquetSink(table_path(request.import_id, index)) as rows_sink,
+        ParquetSink(part.path(request.import_id, "mapped.parquet")) as mapped_sink,
+        ParquetSink(company.path(request.import_id, "mapped.parquet")) as company_sink,
+    ):
+        for number, chunk in enumerate(table.chunks):
+            raw = RawTable(frame=chunk.frame, source=table.source)
+            mapped = map_columns(raw, entity, mapping, custom=keep or ())
+            mapped = replace(mapped, frame=normalize(mapped.frame, entity))
+            if keep is not None:
+                mapped = keep_fields(mapped, entity, keep, table.headers)
+            rows_sink.write(chunk.frame)
+            mapped_sink.write(mapped.frame)
+            if derive:
+                companies = derived_companies(mapped.frame)
+                if companies.width:
+                    company_sink.write(companies)
+            if chunk.rejected:
+                issues = pl.DataFrame(
+                    [
+                        {**issue.values, LINE_COLUMN: issue.line, ISSUE_REASON: issue.reason}
+                        for issue in chunk.rejected
+                    ],
+                    schema_overrides={LINE_COLUMN: pl.Int64},
+                )
+                issues.write_parquet(issues_path(request.import_id, index, number))
+                issue_columns |= dict.fromkeys(
+                    c for c in issues.columns if c not in (LINE_COLUMN, ISSUE_REASON)
+                )
+                unreadable += issues.height
+            height = chunk.frame.height
+            filled |= {c for c in table.blank_headers if chunk.frame[c].null_count() < height}
+            part = replace(part, rows=part.rows + height + len(chunk.rejected))
+            company = replace(company, rows=company_sink.rows)
+            progress(part.rows)
+    assert mapped is not None, "a table stream yields at least one chunk"
+    empty = set(table.blank_headers) - filled
+    columns = [c for c in table.headers if c not in empty]
+    part = replace(
+        part,
+        column_map=mapped.column_map,
+        unmapped=[c for c in mapped.unmapped if c not in empty],
+    )
+    derived = None
+    if company.rows:
+        derived = replace(
+            company,
             column_map={
-                name: part.column_map[ours]
+                name: mapped.column_map[ours]
                 for ours, name in DERIVED_COMPANY_FIELDS.items()
-                if ours in part.column_map
+                if ours in mapped.column_map
             },
-            derived=True,
         )
-        companies.write_parquet(company.path(import_id, "mapped.parquet"))
-        derived.append(company)
-    return derived
+    else:
+        shutil.rmtree(company.path(request.import_id, "mapped.parquet").parent)
+    return _TableRead(
+        part=part,
+        companies=derived,
+        columns=columns,
+        issue_columns=[c for c in issue_columns if c not in columns],
+        unreadable=unreadable,
+    )
 
 
-def _entity_unknown(request: ImportRequest, columns: list[str], sheet: str = "") -> str:
+def _entity_unknown(request: ImportRequest, columns: Sequence[str], sheet: str = "") -> str:
     """Why the entity is unknown, and what this person can do about it where the file came from."""
     listed = ", ".join(c for c in columns if c != "_line") or "(none)"
     where = f"{request.source} sheet '{sheet}'" if sheet else request.source
@@ -362,16 +466,6 @@ def _entity_unknown(request: ImportRequest, columns: list[str], sheet: str = "")
     )
 
 
-def _unrecognized_sheets(tables: list[RawTable], mapped: list[MappedTable]) -> set[int]:
-    """Sheets named for an entity that hold none of its fields (a "Notes" sheet of remarks
-    for the reader), skipped when another sheet holds data: a sheet with some of an entity's
-    columns but not the required ones is an error instead, as is a file of such sheets only."""
-    unrecognized = {
-        index for index, table in enumerate(mapped) if tables[index].sheet and not table.column_map
-    }
-    return unrecognized if len(unrecognized) < len(tables) else set()
-
-
 def _sheet_choice(request: ImportRequest, sheet: str) -> str:
     """How to import a sheet that was skipped."""
     path = request.source
@@ -381,37 +475,46 @@ def _sheet_choice(request: ImportRequest, sheet: str) -> str:
 
 
 def validate(request: ImportRequest) -> ValidationReport:
-    """Split each part's normalized rows into valid rows and quarantined rows with reasons."""
+    """Split each part's normalized rows into valid rows and quarantined rows with reasons, a
+    chunk at a time; the rows that could not be read join the quarantined ones."""
     started = time.monotonic()
-    info = _ingest_info(request.import_id)
     parts = import_parts(request.import_id)
     progress = progress_path(request.import_id)
     total = sum(p.rows for p in parts)
     report_phase(progress, Phase.VALIDATING, total=total)
-    valid = invalid = 0
+    valid = invalid = processed = 0
     samples: list[dict[str, Any]] = []
     for part in parts:
-        frame = pl.read_parquet(part.path(request.import_id, "mapped.parquet"))
         source = f"{request.source} sheet '{part.sheet}'" if part.sheet else request.source
-        result = validate_rows(frame, part.entity, source=source)
-        unreadable = pl.DataFrame(
-            info["unreadable"].get(part.id, []), schema={"_line": pl.Int64, "reason": pl.String}
-        )
-        rejected = pl.concat(
-            [
-                result.rejected.select(INVALID_SCHEMA.keys()).cast(INVALID_SCHEMA),  # type: ignore[arg-type]
-                unreadable.with_columns(
-                    pl.lit(None, pl.String).alias("column"), pl.lit(None, pl.String).alias("value")
-                ).select(INVALID_SCHEMA.keys()),
-            ]
-        ).sort("_line")
-        result.valid.write_parquet(part.path(request.import_id, "valid.parquet"))
-        rejected.write_parquet(part.path(request.import_id, "invalid.parquet"))
-        valid += result.valid.height
-        invalid += rejected.height
+        first: list[pl.DataFrame] = []
+        with (
+            ParquetSink(part.path(request.import_id, "valid.parquet")) as valid_sink,
+            ParquetSink(part.path(request.import_id, "invalid.parquet")) as invalid_sink,
+        ):
+            mapped = part.path(request.import_id, "mapped.parquet")
+            for frame in read_chunks(mapped, config.chunk_rows()):
+                result = validate_rows(frame, part.entity, source=source)
+                rejected = result.rejected.select(INVALID_SCHEMA.keys()).cast(INVALID_SCHEMA)  # type: ignore[arg-type]
+                valid_sink.write(result.valid)
+                invalid_sink.write(rejected)
+                first.append(rejected.head(5))
+                processed += frame.height
+                report_phase(
+                    progress,
+                    Phase.VALIDATING,
+                    processed=processed,
+                    total=total,
+                    elapsed_seconds=time.monotonic() - started,
+                )
+            if not part.derived:
+                for unreadable in _unreadable(request.import_id, part.table):
+                    invalid_sink.write(unreadable)
+                    first.append(unreadable.head(5))
+            valid += valid_sink.rows
+            invalid += invalid_sink.rows
         samples += [
             {**row, "sheet": part.sheet, "entity": part.entity.value}
-            for row in rejected.head(5).to_dicts()
+            for row in pl.concat(first).sort(LINE_COLUMN).head(5).to_dicts()
         ]
     _record_timing(request.import_id, "validate", started)
     report_phase(
@@ -423,6 +526,17 @@ def validate(request: ImportRequest) -> ValidationReport:
         done=True,
     )
     return ValidationReport(rows=total, valid=valid, invalid=invalid, sample=samples[:5])
+
+
+def _unreadable(import_id: str, table: int) -> Iterator[pl.DataFrame]:
+    """The table's rows that cannot be records, as quarantined rows, a chunk at a time."""
+    for path in issue_files(import_id, table):
+        yield pl.read_parquet(path, columns=[LINE_COLUMN, ISSUE_REASON]).select(
+            LINE_COLUMN,
+            pl.lit(None, pl.String).alias("column"),
+            pl.lit(None, pl.String).alias("value"),
+            pl.col(ISSUE_REASON).alias("reason"),
+        )
 
 
 def stage(request: ImportRequest, store: StagingStore, account: str) -> StageResult:
@@ -537,12 +651,12 @@ def add_to_list(request: ImportRequest, store: StagingStore, target: Target) -> 
     if not request.list_name:
         return None
     entity = import_entity(request.import_id)
-    lines = store.line_outcomes(request.import_id).filter(
-        pl.col("outcome").is_in(LISTED_OUTCOMES)
-        & pl.col("crm_id").is_not_null()
-        & (pl.col("entity") == entity.value)
+    pages = line_pages(
+        store, request.import_id, config.chunk_rows(), outcomes=LISTED_OUTCOMES, entity=entity
     )
-    ids = lines["crm_id"].unique(maintain_order=True).to_list()
+    ids = list(
+        dict.fromkeys(crm_id for page in pages for crm_id in page["crm_id"].drop_nulls().to_list())
+    )
     result = target.add_to_list(request.list_name, entity, ids, create=request.create_list)
     (config.reports_dir(request.import_id) / LIST_FILE).write_text(
         json.dumps(
@@ -720,11 +834,11 @@ def write_note(
 
 def _note_parent(request: ImportRequest, store: StagingStore) -> NoteParent:
     """The first record the import wrote (else the first it found unchanged)."""
-    lines = store.line_outcomes(request.import_id).filter(pl.col("crm_id").is_not_null())
-    for outcomes in (("created", "updated"), ("unchanged",)):
-        rows = lines.filter(pl.col("outcome").is_in(outcomes)).head(1).to_dicts()
-        if rows:
-            return NoteParent(Entity(rows[0]["entity"]), str(rows[0]["crm_id"]))
+    for outcomes in ((LineOutcome.CREATED, LineOutcome.UPDATED), (LineOutcome.UNCHANGED,)):
+        for page in line_pages(store, request.import_id, config.chunk_rows(), outcomes=outcomes):
+            rows = page.filter(pl.col("crm_id").is_not_null()).head(1).to_dicts()
+            if rows:
+                return NoteParent(Entity(rows[0]["entity"]), str(rows[0]["crm_id"]))
     raise UserInputError(
         f"this CRM attaches notes to a record, and import {request.import_id} has none to "
         "attach the summary to"
@@ -785,48 +899,119 @@ def progress_path(import_id: str) -> Path:
     return _work(import_id, "progress.json")
 
 
-def _write_rejected(import_id: str, rejected_lines: pl.DataFrame) -> Path:
+def _write_rejected(import_id: str, pages: Iterable[pl.DataFrame]) -> Path:
     """rejected.csv: the original columns of each rejected line, with its sheet (when the file
     has named sheets), entity (when the import holds several), line and reason.
 
-    ``rejected_lines`` holds ``_sheet``, ``_line``, ``_entity`` and ``reason``."""
+    ``pages`` hold ``_sheet``, ``_line``, ``_entity`` and ``reason``, in that order from page
+    to page; each page is joined with its lines as read (found by their line numbers in the
+    table's rows, which are in line order) and written before the next is read."""
+    info = _ingest_info(import_id)
     parts = import_parts(import_id)
-    tables = {p.table: p.sheet for p in parts}
-    rows = []
-    for table, sheet in sorted(tables.items()):
-        source_rows = pl.read_parquet(table_path(import_id, table))
-        lines = rejected_lines.filter(pl.col("_sheet") == sheet)
-        rows.append(source_rows.join(lines, on="_line", how="inner"))
-    rejected = pl.concat(rows, how="diagonal_relaxed").sort(
-        "_sheet", "_line", "_entity", maintain_order=True
+    tables = {p.sheet: p.table for p in parts}
+    place = [
+        *(["_sheet"] if any(tables) else []),
+        *(["_entity"] if len({p.entity for p in parts}) > 1 else []),
+    ]
+    columns = dict.fromkeys(
+        c for table in info["tables"] for c in [*table["columns"], *table["issue_columns"]]
     )
-    if not any(tables.values()):
-        rejected = rejected.drop("_sheet")
-    if len({p.entity for p in parts}) == 1:
-        rejected = rejected.drop("_entity")
+    schema = {
+        **dict.fromkeys(columns, pl.String),
+        **dict.fromkeys(place, pl.String),
+        LINE_COLUMN: pl.Int64,
+        "reason": pl.String,
+    }
+    issues = {table: _Issues(import_id, table) for table in tables.values()}
+
+    def frames() -> Iterator[pl.DataFrame]:
+        yield pl.DataFrame(schema=schema)
+        for page in pages:
+            for (sheet,), lines in page.group_by("_sheet", maintain_order=True):
+                table = tables[str(sheet)]
+                first, last = lines.select(
+                    pl.min(LINE_COLUMN).alias("first"), pl.max(LINE_COLUMN).alias("last")
+                ).row(0)
+                read = (
+                    pl.scan_parquet(table_path(import_id, table))
+                    .filter(pl.col(LINE_COLUMN).is_between(first, last))
+                    .collect()
+                )
+                rows = pl.concat(
+                    [
+                        read.join(lines, on=LINE_COLUMN),
+                        issues[table].between(first, last).join(lines, on=LINE_COLUMN),
+                    ],
+                    how="diagonal_relaxed",
+                ).sort(LINE_COLUMN, "_entity", maintain_order=True)
+                yield rows.select(
+                    pl.col(c).cast(t) if c in rows.columns else pl.lit(None, t).alias(c)
+                    for c, t in schema.items()
+                )
+
     path = config.reports_dir(import_id) / "rejected.csv"
-    write_rejected_csv(path, rejected)
+    write_rejected_csv(path, frames())
     return path
+
+
+class _Issues:
+    """A table's rows that cannot be records, as read, found by line (its issues files are in
+    line order; one is read at a time, as the pages asking for them move on)."""
+
+    def __init__(self, import_id: str, table: int) -> None:
+        self._files = iter(issue_files(import_id, table))
+        self._held = pl.DataFrame(schema={LINE_COLUMN: pl.Int64})
+
+    def between(self, first: int, last: int) -> pl.DataFrame:
+        while self._held.height == 0 or self._held.select(pl.max(LINE_COLUMN)).item() < last:
+            path = next(self._files, None)
+            if path is None:
+                break
+            read = pl.read_parquet(path).drop(ISSUE_REASON)
+            self._held = pl.concat([self._held, read], how="diagonal_relaxed")
+        self._held = self._held.filter(pl.col(LINE_COLUMN) >= first)
+        return self._held.filter(pl.col(LINE_COLUMN) <= last)
 
 
 def write_validation_rejects(request: ImportRequest) -> Path:
     """For an import stopped by its checks: the invalid rows, so the file can be fixed."""
-    invalid = pl.concat(
-        [
-            pl.read_parquet(p.path(request.import_id, "invalid.parquet")).select(
-                pl.lit(p.sheet).alias("_sheet"),
-                "_line",
-                pl.lit(p.entity.value).alias("_entity"),
-                "reason",
-            )
-            for p in import_parts(request.import_id)
-        ]
-    )
-    return _write_rejected(request.import_id, invalid)
+    return _write_rejected(request.import_id, _invalid_pages(request.import_id))
+
+
+def _invalid_pages(import_id: str) -> Iterator[pl.DataFrame]:
+    """Every part's quarantined rows, sheet by sheet and a window of lines at a time (each
+    part's invalid rows are in line order): the windows are the table's own chunks."""
+    parts = import_parts(import_id)
+    for sheet, table in sorted({(p.sheet, p.table) for p in parts}):
+        held = [p for p in parts if p.table == table]
+        first = 0
+        lines = read_chunks(table_path(import_id, table), config.chunk_rows(), [LINE_COLUMN])
+        ends = [int(chunk.select(pl.max(LINE_COLUMN)).item() or 0) for chunk in lines]
+        for last in [*ends[:-1], None]:
+            window = [
+                pl.scan_parquet(p.path(import_id, "invalid.parquet"))
+                .filter(
+                    pl.col(LINE_COLUMN) >= first
+                    if last is None
+                    else pl.col(LINE_COLUMN).is_between(first, last)
+                )
+                .select(
+                    pl.lit(sheet).alias("_sheet"),
+                    LINE_COLUMN,
+                    pl.lit(p.entity.value).alias("_entity"),
+                    "reason",
+                )
+                for p in held
+            ]
+            page = pl.concat(window).collect().sort(LINE_COLUMN, "_entity")
+            if page.height:
+                yield page
+            first = (last or 0) + 1
 
 
 def write_results(request: ImportRequest, store: StagingStore) -> ImportSummary:
-    """Write summary.json and rejected.csv; the import is then completed."""
+    """Write summary.json, rejected.csv and duplicates.csv, reading the lines' outcomes a page
+    at a time; the import is then completed."""
     info = _ingest_info(request.import_id)
     parts = import_parts(request.import_id)
     counts = store.outcome_counts(request.import_id)
@@ -835,19 +1020,28 @@ def write_results(request: ImportRequest, store: StagingStore) -> ImportSummary:
         raise RuntimeError(
             f"import {request.import_id} still has {pending} unpushed records; run its push first"
         )
-    lines = store.line_outcomes(request.import_id)
-    rejected_lines = lines.filter(pl.col("outcome").is_in(REJECTED_OUTCOMES)).select(
-        pl.col("sheet").alias("_sheet"),
-        pl.col("line").alias("_line"),
-        pl.col("entity").alias("_entity"),
-        "reason",
+    rows = config.chunk_rows()
+    rejected_pages = (
+        page.select(
+            pl.col("sheet").alias("_sheet"),
+            pl.col("line").alias(LINE_COLUMN),
+            pl.col("entity").alias("_entity"),
+            "reason",
+        )
+        for page in line_pages(store, request.import_id, rows, outcomes=REJECTED_OUTCOMES)
     )
     folder = config.reports_dir(request.import_id)
-    _write_rejected(request.import_id, rejected_lines)
-    duplicates = lines.filter(pl.col("outcome") == LineOutcome.DUPLICATE.value).select(
-        "sheet", "line", "entity", pl.col("key").map_elements(describe_key, pl.String), "reason"
+    _write_rejected(request.import_id, rejected_pages)
+    duplicate_pages = (
+        page.select(
+            "sheet", "line", "entity", pl.col("key").map_elements(describe_key, pl.String), "reason"
+        )
+        for page in line_pages(store, request.import_id, rows, outcomes=[LineOutcome.DUPLICATE])
     )
-    write_frame(folder / "duplicates.csv", duplicates)
+    write_frames(
+        folder / "duplicates.csv",
+        chain([pl.DataFrame(schema=DUPLICATES_SCHEMA)], duplicate_pages),
+    )
     batches = _work(request.import_id, BATCHES_FILE)
     if batches.exists():
         shutil.copyfile(batches, folder / BATCHES_FILE)
@@ -882,7 +1076,7 @@ def write_results(request: ImportRequest, store: StagingStore) -> ImportSummary:
             "sheet": info.get("sheet"),
             "skipped_sheets": info.get("skipped_sheets", []),
             "warnings": info.get("warnings", []),
-            "entities": _entity_counts(lines, parts),
+            "entities": _entity_counts(store, request.import_id, parts),
             "parts": [
                 {"sheet": p.sheet, "entity": p.entity.value, "derived": p.derived, "rows": p.rows}
                 for p in parts
@@ -904,28 +1098,26 @@ def write_results(request: ImportRequest, store: StagingStore) -> ImportSummary:
     return summary
 
 
-def _entity_counts(lines: pl.DataFrame, parts: Sequence[Part]) -> dict[str, dict[str, Any]]:
+def _entity_counts(
+    store: StagingStore, import_id: str, parts: Sequence[Part]
+) -> dict[str, dict[str, Any]]:
     """Per entity: the lines that carry it, and their outcomes."""
-    counted = lines.group_by("entity", "outcome").len().to_dicts()
     result: dict[str, dict[str, Any]] = {}
     for entity in DEPENDENCY_ORDER:
         held = [p for p in parts if p.entity is entity]
         if not held:
             continue
-        per = {row["outcome"]: int(row["len"]) for row in counted if row["entity"] == entity.value}
+        counts = store.outcome_counts(import_id, entity=entity)
         result[entity.value] = {
             "rows": sum(p.rows for p in held),
             "sheets": [p.sheet for p in held if p.sheet],
             "derived": any(p.derived for p in held),
-            **{SUMMARY_KEYS[o]: per.get(o.value, 0) for o in SUMMARY_OUTCOMES},
+            **{SUMMARY_KEYS[o]: counts[o] for o in SUMMARY_OUTCOMES},
         }
     return result
 
 
 def _link_counts(store: StagingStore, import_id: str) -> dict[str, int]:
     """Links the import made (on creates, or by separate calls), and links it found made."""
-    links = store.links(import_id)
-    return {
-        "made": sum(link.state is LinkState.DONE for link in links),
-        "found": sum(link.state is LinkState.FOUND for link in links),
-    }
+    counts = store.link_counts(import_id)
+    return {"made": counts.get(LinkState.DONE, 0), "found": counts.get(LinkState.FOUND, 0)}

@@ -1,40 +1,53 @@
-"""The first stage: a file of any supported format becomes a ``RawTable`` of strings.
+"""The first stage: a file of any supported format becomes a table of strings.
 
 ``read_file`` picks the reader from the file's content (binary signatures) and extension, and
 falls back to sniffing text. Every reader keeps a line number for each row, so any outcome later
 in the pipeline can be traced back to the user's file.
+
+``stream_file`` and ``stream_tables`` hand a table on a chunk at a time (``TableStream``), which
+is how an import reads: CSV and Parquet files are read a chunk at a time, so memory does not grow
+with the file. Workbooks, JSON and NDJSON are parsed whole (a workbook's cells and a JSON
+document must be read to their end to know their rows) and handed on in chunks: those files are
+held to their limits (``Limits``) instead.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from bulk_pipeline import config
 from bulk_pipeline.entities import Entity
-from bulk_pipeline.ingest.csv import read_csv
+from bulk_pipeline.ingest.csv import stream_csv
 from bulk_pipeline.ingest.excel import read_excel, read_workbook
 from bulk_pipeline.ingest.json import read_json, read_json_tables, read_ndjson
-from bulk_pipeline.ingest.parquet import read_parquet
+from bulk_pipeline.ingest.parquet import stream_parquet
 from bulk_pipeline.ingest.table import (
     LINE_COLUMN,
+    Chunk,
     InputFileError,
     Limits,
     RawTable,
     RowIssue,
     SkippedSheet,
+    TableStream,
     human_size,
 )
 
 __all__ = [
     "DEFAULT_LIMITS",
     "LINE_COLUMN",
+    "Chunk",
     "InputFileError",
     "Limits",
     "RawTable",
     "RowIssue",
     "SkippedSheet",
+    "TableStream",
     "detect_format",
     "read_file",
     "read_tables",
+    "stream_file",
+    "stream_tables",
 ]
 
 EXTENSIONS = {
@@ -83,8 +96,28 @@ def read_file(
             ``sheet`` is given for a file that is not a workbook; the message says which and
             what to do.
     """
+    return stream_file(path, entity=entity, limits=limits, source=source, sheet=sheet).collect()
+
+
+def stream_file(
+    path: Path,
+    *,
+    entity: Entity | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    source: str | None = None,
+    sheet: str | None = None,
+    chunk_rows: int | None = None,
+) -> TableStream:
+    """``read_file``'s table, a chunk of about ``chunk_rows`` rows at a time (see the module
+    docstring for what each format holds in memory).
+
+    Raises:
+        InputFileError: as ``read_file``; reading the chunks may raise it too (a quote that
+            never closes, more rows than the limit).
+    """
     source = source or str(path)
     path = Path(path)
+    rows = chunk_rows or config.chunk_rows()
     kind = _checked_kind(path, source, limits)
     if sheet is not None and kind != "excel":
         raise InputFileError(
@@ -92,14 +125,15 @@ def read_file(
             "Import it without --sheet."
         )
     if kind == "excel":
-        return read_excel(path, source=source, limits=limits, entity=entity, chosen_sheet=sheet)
+        table = read_excel(path, source=source, limits=limits, entity=entity, chosen_sheet=sheet)
+        return TableStream.of(table, rows)
     if kind == "json":
-        return read_json(path, source=source, limits=limits, entity=entity)
+        return TableStream.of(read_json(path, source=source, limits=limits, entity=entity), rows)
     if kind == "ndjson":
-        return read_ndjson(path, source=source, limits=limits)
+        return TableStream.of(read_ndjson(path, source=source, limits=limits), rows)
     if kind == "parquet":
-        return read_parquet(path, source=source, limits=limits)
-    return read_csv(path, source=source, limits=limits)
+        return stream_parquet(path, source=source, limits=limits, chunk_rows=rows)
+    return stream_csv(path, source=source, limits=limits, chunk_rows=rows)
 
 
 def read_tables(
@@ -117,16 +151,46 @@ def read_tables(
     Raises:
         InputFileError: as ``read_file``.
     """
+    tables = stream_tables(path, entity=entity, limits=limits, source=source, sheet=sheet)
+    return [table.collect() for table in tables]
+
+
+def stream_tables(
+    path: Path,
+    *,
+    entity: Entity | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    source: str | None = None,
+    sheet: str | None = None,
+    chunk_rows: int | None = None,
+) -> list[TableStream]:
+    """``read_tables``' tables, each a chunk at a time (read in turn: a table's chunks are read
+    when the table before it has been read to its end).
+
+    Raises:
+        InputFileError: as ``stream_file``.
+    """
     if entity is not None or sheet is not None:
-        return [read_file(path, entity=entity, limits=limits, source=source, sheet=sheet)]
+        return [
+            stream_file(
+                path,
+                entity=entity,
+                limits=limits,
+                source=source,
+                sheet=sheet,
+                chunk_rows=chunk_rows,
+            )
+        ]
     source = source or str(path)
     path = Path(path)
+    rows = chunk_rows or config.chunk_rows()
     kind = _checked_kind(path, source, limits)
     if kind == "excel":
-        return read_workbook(path, source=source, limits=limits)
+        return [TableStream.of(t, rows) for t in read_workbook(path, source=source, limits=limits)]
     if kind == "json":
-        return read_json_tables(path, source=source, limits=limits)
-    return [read_file(path, limits=limits, source=source)]
+        tables = read_json_tables(path, source=source, limits=limits)
+        return [TableStream.of(t, rows) for t in tables]
+    return [stream_file(path, limits=limits, source=source, chunk_rows=rows)]
 
 
 def _checked_kind(path: Path, source: str, limits: Limits) -> str:

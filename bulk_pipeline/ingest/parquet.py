@@ -8,6 +8,7 @@ booleans as true/false, nested values as JSON.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -15,15 +16,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from bulk_pipeline import config
 from bulk_pipeline.ingest.table import (
     LINE_COLUMN,
+    Chunk,
     InputFileError,
     Limits,
     RawTable,
+    TableStream,
     blank_header_positions,
     check_column_count,
     check_row_count,
-    finish_frame,
+    finish_chunk,
     human_size,
     unique_headers,
 )
@@ -35,7 +39,15 @@ READ_ERRORS = (pa.ArrowException, OSError, ValueError, pl.exceptions.PolarsError
 
 
 def read_parquet(path: Path, *, source: str, limits: Limits) -> RawTable:
-    """Read with pyarrow (any Arrow type, repeated column names), then render text with polars.
+    """Read a Parquet file whole (see ``stream_parquet``)."""
+    return stream_parquet(path, source=source, limits=limits).collect()
+
+
+def stream_parquet(
+    path: Path, *, source: str, limits: Limits, chunk_rows: int | None = None
+) -> TableStream:
+    """Read with pyarrow (any Arrow type, repeated column names), ``chunk_rows`` rows at a
+    time, and render text with polars.
 
     What a Parquet file expands to is bounded from its metadata before any page is read (rows,
     values, decompressed bytes), and string columns are read as dictionaries so that the text
@@ -46,21 +58,52 @@ def read_parquet(path: Path, *, source: str, limits: Limits) -> RawTable:
         _check_expansion(parquet.metadata, source, limits)
         strings = _dictionary_text_columns(parquet)
         parquet = pq.ParquetFile(path, read_dictionary=strings)
-        table = parquet.read()
     except READ_ERRORS as exc:
-        raise InputFileError(
-            f"{source}: cannot be read as Parquet ({exc}). Export the file again."
-        ) from exc
-    _check_text(table, source, limits)
-
-    names = table.column_names
+        raise _unreadable(source, exc) from exc
+    names = parquet.schema_arrow.names
     headers = unique_headers(names)
-    columns = [_column_text(table.column(i), header, source) for i, header in enumerate(headers)]
-    text = pl.DataFrame(columns).with_columns(
-        pl.int_range(1, table.num_rows + 1, dtype=pl.Int64).alias(LINE_COLUMN)
+    batches = parquet.iter_batches(batch_size=chunk_rows or config.chunk_rows())
+
+    def chunks() -> Iterator[Chunk]:
+        first_line = 1
+        text_bytes = 0
+        while True:
+            try:
+                batch = next(batches, None)
+            except READ_ERRORS as exc:
+                raise _unreadable(source, exc) from exc
+            if batch is None and first_line > 1:
+                return
+            table = (
+                pa.Table.from_batches([batch])
+                if batch is not None
+                else parquet.schema_arrow.empty_table()
+            )
+            text_bytes += _text_bytes(table)
+            _check_text(text_bytes, source, limits)
+            columns = [
+                _column_text(table.column(i), header, source) for i, header in enumerate(headers)
+            ]
+            frame = pl.DataFrame(columns).with_columns(
+                pl.int_range(first_line, first_line + table.num_rows, dtype=pl.Int64).alias(
+                    LINE_COLUMN
+                )
+            )
+            yield Chunk(finish_chunk(frame))
+            if batch is None:
+                return
+            first_line += table.num_rows
+
+    return TableStream(
+        headers=headers,
+        chunks=chunks(),
+        source=source,
+        blank_headers=[headers[i] for i in blank_header_positions(names)],
     )
-    blanks = [headers[i] for i in blank_header_positions(names)]
-    return RawTable(frame=finish_frame(text, blanks), source=source)
+
+
+def _unreadable(source: str, exc: BaseException) -> InputFileError:
+    return InputFileError(f"{source}: cannot be read as Parquet ({exc}). Export the file again.")
 
 
 def _check_expansion(metadata: pq.FileMetaData, source: str, limits: Limits) -> None:
@@ -110,8 +153,8 @@ def _dictionary_text_columns(parquet: pq.ParquetFile) -> list[str]:
     return sorted(text & encoded)
 
 
-def _check_text(table: pa.Table, source: str, limits: Limits) -> None:
-    """Dictionary-encoded text repeats a value per row: count what it expands to."""
+def _text_bytes(table: pa.Table) -> int:
+    """Dictionary-encoded text repeats a value per row: what the table's text expands to."""
     total = 0
     for column in table.columns:
         if not pa.types.is_dictionary(column.type):
@@ -120,6 +163,10 @@ def _check_text(table: pa.Table, source: str, limits: Limits) -> None:
         for chunk in column.chunks:
             lengths = pc.binary_length(chunk.dictionary)
             total += pc.sum(lengths.take(chunk.indices)).as_py() or 0
+    return total
+
+
+def _check_text(total: int, source: str, limits: Limits) -> None:
     if total > limits.max_text_bytes:
         raise InputFileError(
             f"{source}: the file's values expand to {human_size(total)} of text, more than the "

@@ -8,7 +8,7 @@ need to know whether the rows came from a CSV, a workbook or an API export.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -107,6 +107,77 @@ class RawTable:
     delimiter: str | None = None
 
 
+@dataclass
+class Chunk:
+    """Consecutive rows of a table, with the rows among them that cannot be records."""
+
+    frame: pl.DataFrame
+    """The table's columns as ``pl.String`` under its headers, plus ``_line``."""
+    rejected: list[RowIssue] = field(default_factory=list)
+
+
+@dataclass
+class TableStream:
+    """A table read a chunk at a time, so a step holds one chunk of it, never the whole file.
+
+    What is known before the rows (headers, encoding, sheet) is read when the stream is made,
+    with every error about the file as a whole that the first rows can show; ``chunks`` reads
+    the rest as it is asked for (once), and may still raise ``InputFileError`` (a quote that
+    never closes, too many rows).
+    """
+
+    headers: list[str]
+    """Every column, unique and non-empty, in the file's order (without ``_line``)."""
+    chunks: Iterator[Chunk]
+    source: str
+    blank_headers: list[str] = field(default_factory=list)
+    """Columns whose header was blank (``column_N``): dropped when no row holds a value there."""
+    entity_hint: Entity | None = None
+    sheet: str | None = None
+    skipped_sheets: list[SkippedSheet] = field(default_factory=list)
+    encoding: str | None = None
+    delimiter: str | None = None
+
+    @classmethod
+    def of(cls, table: RawTable, chunk_rows: int) -> TableStream:
+        """A table read whole (a workbook's sheet, a JSON array), handed on in chunks."""
+        frame = table.frame
+
+        def chunks() -> Iterator[Chunk]:
+            for start in range(0, max(frame.height, 1), chunk_rows):
+                yield Chunk(frame.slice(start, chunk_rows), table.rejected if start == 0 else [])
+
+        return cls(
+            headers=[c for c in frame.columns if c != LINE_COLUMN],
+            chunks=chunks(),
+            source=table.source,
+            entity_hint=table.entity_hint,
+            sheet=table.sheet,
+            skipped_sheets=table.skipped_sheets,
+            encoding=table.encoding,
+            delimiter=table.delimiter,
+        )
+
+    def collect(self) -> RawTable:
+        """The whole table in memory."""
+        frames: list[pl.DataFrame] = []
+        rejected: list[RowIssue] = []
+        for chunk in self.chunks:
+            frames.append(chunk.frame)
+            rejected += chunk.rejected
+        frame = pl.concat(frames) if frames else empty_frame(self.headers)
+        return RawTable(
+            frame=drop_empty_columns(frame, self.blank_headers),
+            source=self.source,
+            entity_hint=self.entity_hint,
+            sheet=self.sheet,
+            skipped_sheets=self.skipped_sheets,
+            rejected=rejected,
+            encoding=self.encoding,
+            delimiter=self.delimiter,
+        )
+
+
 class InputFileError(UserInputError):
     """The file as a whole is unusable; the message names the file, the problem and the fix."""
 
@@ -161,24 +232,36 @@ def finish_frame(frame: pl.DataFrame, blank_headers: Collection[str] = ()) -> pl
     columns that had no header and hold no value are dropped (trailing delimiters, formatting
     left in unused spreadsheet columns).
     """
+    return drop_empty_columns(finish_chunk(frame), blank_headers)
+
+
+def finish_chunk(frame: pl.DataFrame) -> pl.DataFrame:
+    """``finish_frame`` for some rows of a table: blanks made null, rows without text dropped
+    (whether a column holds any value is known only once every chunk is read)."""
     sources = pl.exclude(LINE_COLUMN)
     if frame.width == 1:
         return frame.clear().with_columns(pl.col(LINE_COLUMN).cast(pl.Int64))
     frame = frame.with_columns(sources.replace("", None))
     has_text = pl.any_horizontal(sources.str.contains(r"\S").fill_null(False))
-    frame = frame.filter(has_text)
+    return frame.filter(has_text).with_columns(pl.col(LINE_COLUMN).cast(pl.Int64))
+
+
+def drop_empty_columns(frame: pl.DataFrame, blank_headers: Collection[str]) -> pl.DataFrame:
+    """Without the columns that had no header and hold no value."""
+    if not blank_headers:
+        return frame
     nulls = frame.null_count().row(0, named=True)
-    empty = [name for name in blank_headers if nulls[name] == frame.height]
-    return frame.drop(empty).with_columns(pl.col(LINE_COLUMN).cast(pl.Int64))
+    return frame.drop([name for name in blank_headers if nulls[name] == frame.height])
 
 
-def check_row_count(rows: int, limits: Limits, source: str) -> None:
-    """Stop before parsing when a file holds more rows than one import may take."""
+def check_row_count(rows: int, limits: Limits, source: str, *, more: bool = False) -> None:
+    """Stop before parsing when a file holds more rows than one import may take; ``more``
+    when the count is of the rows read so far."""
     if rows > limits.max_rows:
         raise InputFileError(
-            f"{source}: the file has {rows:,} rows, more than the limit of {limits.max_rows:,} "
-            "rows for one file. Split it into smaller files, or raise the limit "
-            "(Limits(max_rows=...))."
+            f"{source}: the file has {'at least ' if more else ''}{rows:,} rows, more than the "
+            f"limit of {limits.max_rows:,} rows for one file. Split it into smaller files, or "
+            "raise the limit (Limits(max_rows=...))."
         )
 
 

@@ -8,12 +8,14 @@ corrected file comes back.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from itertools import chain
 from pathlib import Path
 
 import polars as pl
 import polars.selectors as cs
 
-from bulk_pipeline.csv_export import neutralize, write_frame
+from bulk_pipeline.csv_export import neutralize, write_frames
 
 SOURCE_LINE_COLUMN = "_line"
 REASON_COLUMN = "reason"
@@ -33,24 +35,27 @@ def _header(column: str) -> str:
     return column + CLASHING_SOURCE_SUFFIX if clashes else column
 
 
-def write_rejected_csv(path: Path, rows: pl.DataFrame) -> int:
+def write_rejected_csv(path: Path, rows: pl.DataFrame | Iterable[pl.DataFrame]) -> int:
     """Write the rejected rows (source columns, then ``sheet`` and ``entity`` when given,
     ``line`` and ``reason``); return the count.
 
     ``rows`` holds the original source columns under their original headers plus ``_line`` and
-    ``reason``, and for imports of several sheets or entities ``_sheet`` and ``_entity``. A
-    header row is written even when there are no rows, so the file always shows which columns a
-    corrected file needs.
+    ``reason``, and for imports of several sheets or entities ``_sheet`` and ``_entity``; or
+    frames of those columns, written one after the other (the first one, which may have no
+    rows, names the columns). A header row is written even when there are no rows, so the file
+    always shows which columns a corrected file needs.
     """
-    absent = [name for name in (SOURCE_LINE_COLUMN, REASON_COLUMN) if name not in rows.columns]
+    frames = iter([rows] if isinstance(rows, pl.DataFrame) else rows)
+    first = next(frames)
+    absent = [name for name in (SOURCE_LINE_COLUMN, REASON_COLUMN) if name not in first.columns]
     if absent:
-        raise ValueError(f"rejected rows need the columns {absent}; got {rows.columns}")
+        raise ValueError(f"rejected rows need the columns {absent}; got {first.columns}")
     ours = {SOURCE_LINE_COLUMN: LINE_HEADER, REASON_COLUMN: REASON_HEADER}
     where = {SHEET_COLUMN: SHEET_HEADER, ENTITY_COLUMN: ENTITY_HEADER}
-    source_columns = [name for name in rows.columns if name not in ours and name not in where]
-    report = rows.select(
+    source_columns = [name for name in first.columns if name not in ours and name not in where]
+    report = [
         *(cs.by_name(name).cast(pl.String).alias(_header(name)) for name in source_columns),
-        *(pl.col(name).alias(header) for name, header in where.items() if name in rows.columns),
+        *(pl.col(name).alias(header) for name, header in where.items() if name in first.columns),
         *(pl.col(name).alias(header) for name, header in ours.items()),
-    )
-    return write_frame(path, report)
+    ]
+    return write_frames(path, (frame.select(report) for frame in chain([first], frames)))

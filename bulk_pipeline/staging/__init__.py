@@ -10,7 +10,7 @@ under the data home, one writer process at a time), and ``postgres_store.py``, c
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,7 +27,9 @@ from bulk_pipeline.outcomes import (
     ImportState,
     ImportStatus,
     Intent,
+    LineOutcome,
     LinkChange,
+    LinkState,
     OnDuplicate,
     OutcomeCounts,
     PendingRecord,
@@ -36,6 +38,9 @@ from bulk_pipeline.outcomes import (
     ReferenceMatch,
     StageResult,
 )
+
+LinePosition = tuple[str, int, str]
+"""Where a line's outcome is in the order of ``line_outcomes``: sheet, line, entity."""
 
 
 @dataclass(frozen=True)
@@ -181,6 +186,9 @@ class StagingStore(Protocol):
     def links(self, import_id: str, *, account: str | None = None) -> list[LinkChange]:
         """Every link of every run of the import (in ``account``, or any), newest run first."""
 
+    def link_counts(self, import_id: str) -> dict[LinkState, int]:
+        """Links of every run of the import, per state."""
+
     def known_links(
         self, entity: Entity, reference: str, from_ids: Sequence[str], *, account: str
     ) -> set[tuple[str, str]]:
@@ -193,10 +201,21 @@ class StagingStore(Protocol):
 
     # outcomes ------------------------------------------------------------------------------
 
-    def outcome_counts(self, import_id: str) -> OutcomeCounts: ...
+    def outcome_counts(self, import_id: str, *, entity: Entity | None = None) -> OutcomeCounts:
+        """Lines per outcome (of one entity's, when given)."""
 
-    def line_outcomes(self, import_id: str) -> pl.DataFrame:
-        """Every line with its outcome: ``sheet, line, entity, key, outcome, reason, crm_id``."""
+    def line_outcomes(
+        self,
+        import_id: str,
+        *,
+        outcomes: Sequence[LineOutcome] | None = None,
+        entity: Entity | None = None,
+        after: LinePosition | None = None,
+        limit: int | None = None,
+    ) -> pl.DataFrame:
+        """Lines with their outcome, ``sheet, line, entity, key, outcome, reason, crm_id``, in
+        the order of sheet, line and entity: those with one of ``outcomes`` (of ``entity``),
+        after the position ``after`` (a page's last line), at most ``limit`` of them."""
 
     # recurring syncs -----------------------------------------------------------------------
 
@@ -224,4 +243,27 @@ def open_store(location: Path | None = None, *, database_url: str | None = None)
     return DuckDBStore(location or config.staging_db_path())
 
 
-__all__ = ["StagingStore", "VanishedKey", "open_store"]
+def line_pages(
+    store: StagingStore,
+    import_id: str,
+    rows: int,
+    *,
+    outcomes: Sequence[LineOutcome] | None = None,
+    entity: Entity | None = None,
+) -> Iterator[pl.DataFrame]:
+    """``line_outcomes`` a page of ``rows`` at a time, in their order (a report holds a page,
+    never every line of a large import)."""
+    after: LinePosition | None = None
+    while True:
+        page = store.line_outcomes(
+            import_id, outcomes=outcomes, entity=entity, after=after, limit=rows
+        )
+        if page.height:
+            yield page
+        if page.height < rows:
+            return
+        sheet, line, of = page.row(-1)[:3]
+        after = (str(sheet), int(line), str(of))
+
+
+__all__ = ["LinePosition", "StagingStore", "VanishedKey", "line_pages", "open_store"]

@@ -53,7 +53,7 @@ from bulk_pipeline.outcomes import (
     ReferenceMatch,
     StageResult,
 )
-from bulk_pipeline.staging import VanishedKey
+from bulk_pipeline.staging import LinePosition, VanishedKey
 
 STAGE_SLICE_ROWS = 500_000
 """Records upserted per statement: the memory of an upsert grows with its size, and re-staging
@@ -725,6 +725,14 @@ class SqlStore(ABC):
             for entity, key, reference, to_entity, from_id, to_id, state, run, with_create in rows
         ]
 
+    def link_counts(self, import_id: str) -> dict[LinkState, int]:
+        with self._connect() as conn:
+            rows = conn.rows(
+                "SELECT state, count(*) FROM import_links WHERE import_id = ? GROUP BY state",
+                [import_id],
+            )
+        return {LinkState(state): int(n) for state, n in rows}
+
     def known_links(
         self, entity: Entity, reference: str, from_ids: Sequence[str], *, account: str
     ) -> set[tuple[str, str]]:
@@ -769,22 +777,51 @@ class SqlStore(ABC):
 
     # outcomes ------------------------------------------------------------------------------
 
-    def outcome_counts(self, import_id: str) -> OutcomeCounts:
+    def outcome_counts(self, import_id: str, *, entity: Entity | None = None) -> OutcomeCounts:
         with self._connect() as conn:
             rows = conn.rows(
-                "SELECT outcome, count(*) FROM import_rows WHERE import_id = ? GROUP BY outcome",
-                [import_id],
+                """
+                SELECT outcome, count(*) FROM import_rows
+                WHERE import_id = ? AND (entity = ? OR CAST(? AS VARCHAR) IS NULL)
+                GROUP BY outcome
+                """,
+                [import_id, *[entity.value if entity else None] * 2],
             )
         return OutcomeCounts({LineOutcome(outcome): int(n) for outcome, n in rows})
 
-    def line_outcomes(self, import_id: str) -> pl.DataFrame:
+    def line_outcomes(
+        self,
+        import_id: str,
+        *,
+        outcomes: Sequence[LineOutcome] | None = None,
+        entity: Entity | None = None,
+        after: LinePosition | None = None,
+        limit: int | None = None,
+    ) -> pl.DataFrame:
+        sheet, line, of = after if after is not None else (None, None, None)
+        chosen = None if outcomes is None else [o.value for o in outcomes]
         with self._connect() as conn:
             return conn.frame(
-                """
+                f"""
                 SELECT sheet, line, entity, key, outcome, reason, crm_id FROM import_rows
-                WHERE import_id = ? ORDER BY sheet, line, entity
+                WHERE import_id = ?
+                  AND (outcome = ANY(?) OR CAST(? AS VARCHAR[]) IS NULL)
+                  AND (entity = ? OR CAST(? AS VARCHAR) IS NULL)
+                  AND ((sheet, line, entity) > (?, CAST(? AS BIGINT), ?)
+                       OR CAST(? AS VARCHAR) IS NULL)
+                ORDER BY sheet, line, entity
+                {"LIMIT " + str(int(limit)) if limit is not None else ""}
                 """,
-                [import_id],
+                [
+                    import_id,
+                    chosen,
+                    chosen,
+                    *[entity.value if entity else None] * 2,
+                    sheet,
+                    line,
+                    of,
+                    sheet,
+                ],
             )
 
     # recurring syncs -----------------------------------------------------------------------

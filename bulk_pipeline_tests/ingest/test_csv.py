@@ -200,3 +200,74 @@ def test_fast_and_careful_paths_read_the_same_table(data: bytes) -> None:
 def test_fast_path_defers_to_the_careful_one_for_stray_quotes() -> None:
     data = b'a,b\nx"y,1\n'
     assert csv_reader._read_fast(data, ",", 0, "f.csv", Limits()) is None
+
+
+# -- reading a piece at a time ------------------------------------------------------------
+
+
+def read_in_blocks(path: Path, block_bytes: int, limits: Limits | None = None) -> object:
+    """The table read in blocks of ``block_bytes`` (or the error's message)."""
+    try:
+        table = csv_reader.stream_csv(
+            path, source="f.csv", limits=limits or Limits(), block_bytes=block_bytes
+        ).collect()
+    except InputFileError as exc:
+        return str(exc)
+    return table.frame, table.rejected, table.encoding, table.delimiter
+
+
+def assert_same_reading(path: Path, block_bytes: int, limits: Limits | None = None) -> None:
+    whole = read_in_blocks(path, path.stat().st_size + 1, limits)
+    pieces = read_in_blocks(path, block_bytes, limits)
+    if isinstance(whole, str) or isinstance(pieces, str):
+        assert pieces == whole
+        return
+    assert isinstance(whole, tuple) and isinstance(pieces, tuple)
+    assert_frame_equal(pieces[0], whole[0])
+    assert pieces[1:] == whole[1:]
+
+
+STREAMED_FILES = [
+    *TRICKY_FILES,
+    b'a,b\n1,"x\ny"\n2,3\n4,"p ""q"" r"\n' * 5,
+    b"a,b\n1,2\n" * 20 + b'3,x"y\n' + b"5,6\n" * 20,
+    b"sep=;\n\n\n a;b\n1;2\n" + b"\n" * 30 + b"3;4\n",
+    b"a,b\r1,2\r3,4\r",
+    b"a,b\n1,2\n" * 10 + b'3,"never closed\n4,5\n',
+    b"a,b\n" + b"1,2,3\n" * 5 + b"x,y\n",
+    "Email;Name\nz@x.com;Zoë Müller\n".encode("cp1252") * 9,
+]
+
+
+@pytest.mark.parametrize("block_bytes", [1, 2, 3, 7, 16, 64])
+@pytest.mark.parametrize("data", STREAMED_FILES)
+def test_a_file_read_in_blocks_reads_as_when_read_whole(
+    tmp_path: Path, data: bytes, block_bytes: int
+) -> None:
+    assert_same_reading(write(tmp_path, data), block_bytes)
+
+
+def test_a_quote_never_closed_far_into_the_file_names_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, b"a,b\n" + b"1,2\n" * 50_000 + b'3,"open\n' + b"4,5\n" * 10)
+    with pytest.raises(InputFileError, match=r"line 50002: a quoted field opens here"):
+        csv_reader.stream_csv(path, source="f.csv", limits=Limits(), block_bytes=64).collect()
+
+
+def test_the_row_limit_stops_a_file_read_in_blocks(tmp_path: Path) -> None:
+    path = write(tmp_path, b"a\n" + b"x\n" * 100_000)
+    stream = csv_reader.stream_csv(
+        path, source="f.csv", limits=Limits(max_rows=50_000), block_bytes=4_096
+    )
+    with pytest.raises(
+        InputFileError, match=r"at least 5\d,\d+ rows, more than the limit of 50,000"
+    ):
+        stream.collect()
+
+
+def test_chunks_hold_about_the_rows_asked_for(tmp_path: Path) -> None:
+    path = write(tmp_path, b"email,name\n" + b"someone@example.com,Someone Else\n" * 5_000)
+    stream = csv_reader.stream_csv(path, source="f.csv", limits=Limits(), chunk_rows=1_000)
+    heights = [chunk.frame.height for chunk in stream.chunks]
+    assert sum(heights) == 5_000
+    assert len(heights) >= 3
+    assert max(heights) <= 2_500

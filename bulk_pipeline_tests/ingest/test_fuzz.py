@@ -55,6 +55,7 @@ from bulk_pipeline_tests.ingest.crafted import (
     text_cell,
     workbook_bytes,
 )
+from bulk_pipeline_tests.ingest.test_csv import assert_same_reading
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 ADDRESS_SPACE_BYTES = 6 * 1024**3
@@ -588,3 +589,14 @@ def test_crafted_corpus_stays_within_the_caps(case: Crafted, reader: Reader, fol
     answer = check(reader, path)
     if case.outcome == "refused":
         assert answer.outcome == "input_error"
+
+
+@FUZZ
+@given(file=csv_files(), block_bytes=st.integers(1, 40))
+def test_generated_csv_files_read_in_blocks_as_when_read_whole(
+    file: tuple[str, bytes], block_bytes: int, tmp_path: Path
+) -> None:
+    name, data = file
+    path = tmp_path / name
+    path.write_bytes(data)
+    assert_same_reading(path, block_bytes)

@@ -1,0 +1,92 @@
+"""Frames handed from one import step to the next, written and read a chunk at a time.
+
+Each step writes its output to a Parquet file in the import's work folder, one row group per
+chunk, and the next step reads it back a row group at a time: no step holds a whole file, and
+any step can run again alone (a retry, a backfill) from what the one before it left.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+class ParquetSink:
+    """A Parquet file written a frame at a time, in place when closed (never half written).
+
+    Every frame has the first one's columns (a missing column is an error); write an empty
+    frame to make a file of no rows. A sink closed without any frame makes no file.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows = 0
+        self._partial = path.with_name(f".{path.name}.partial")
+        self._writer: pq.ParquetWriter | None = None
+
+    def write(self, frame: pl.DataFrame) -> None:
+        table = frame.to_arrow()
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = pq.ParquetWriter(self._partial, table.schema)
+        elif table.schema != self._writer.schema:
+            table = table.select(self._writer.schema.names).cast(self._writer.schema)
+        self._writer.write_table(table)
+        self.rows += frame.height
+
+    def close(self) -> None:
+        if self._writer is None:
+            return
+        self._writer.close()
+        self._writer = None
+        os.replace(self._partial, self.path)
+
+    def discard(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self._partial.unlink(missing_ok=True)
+
+    def __enter__(self) -> ParquetSink:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.discard()
+
+
+def read_chunks(path: Path, rows: int, columns: list[str] | None = None) -> Iterator[pl.DataFrame]:
+    """The file's rows, ``rows`` at a time (at least one frame, empty for a file of none)."""
+    parquet = pq.ParquetFile(path)
+    read = False
+    for batch in parquet.iter_batches(batch_size=rows, columns=columns):
+        read = True
+        yield _frame(batch)
+    if not read:
+        schema = parquet.schema_arrow
+        if columns is not None:
+            schema = pa.schema([schema.field(name) for name in columns])
+        yield _frame(schema.empty_table())
+
+
+def row_count(path: Path) -> int:
+    return int(pq.ParquetFile(path).metadata.num_rows)
+
+
+def _frame(data: pa.RecordBatch | pa.Table) -> pl.DataFrame:
+    frame = pl.from_arrow(data)
+    assert isinstance(frame, pl.DataFrame)
+    return frame

@@ -21,6 +21,7 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
 import polars.selectors as cs
@@ -84,28 +85,53 @@ def write_frames(path: Path, frames: Iterable[pl.DataFrame]) -> int:
     """Write frames of the same columns one after the other, as one file with one header
     (the first frame's, which may have no rows); return the row count. A file written a
     frame at a time holds one frame in memory, however long it grows."""
-    partial = _partial(path)
-    count = 0
-    with partial.open("wb") as handle:
-        handle.write(BOM.encode())
-        columns: list[str] = []
-        safe: list[pl.Expr] = []
+    with CsvSink(path) as sink:
         for frame in frames:
-            if not safe:
-                columns = frame.columns
-                headers = _safe_headers(columns)
-                safe = [
-                    (
-                        cs.by_name(name) if _keeps_type(frame.schema[name]) else _neutralized(name)
-                    ).alias(header)
-                    for name, header in zip(columns, headers, strict=True)
-                ]
-                frame.select(safe).write_csv(handle)
-            else:
-                frame.select(columns).select(safe).write_csv(handle, include_header=False)
-            count += frame.height
-    os.replace(partial, path)
-    return count
+            sink.write(frame)
+    return sink.rows
+
+
+class CsvSink:
+    """A CSV file written a frame at a time (``write_frames``), in place when closed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows = 0
+        self._partial = _partial(path)
+        self._handle: BinaryIO | None = None
+        self._columns: list[str] = []
+        self._safe: list[pl.Expr] = []
+
+    def write(self, frame: pl.DataFrame) -> None:
+        if self._handle is None:
+            self._handle = self._partial.open("wb")
+            self._handle.write(BOM.encode())
+            self._columns = frame.columns
+            headers = _safe_headers(self._columns)
+            self._safe = [
+                (cs.by_name(name) if _keeps_type(frame.schema[name]) else _neutralized(name)).alias(
+                    header
+                )
+                for name, header in zip(self._columns, headers, strict=True)
+            ]
+            frame.select(self._safe).write_csv(self._handle)
+        else:
+            frame.select(self._columns).select(self._safe).write_csv(
+                self._handle, include_header=False
+            )
+        self.rows += frame.height
+
+    def __enter__(self) -> CsvSink:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if self._handle is None:
+            return
+        self._handle.close()
+        if kind is None:
+            os.replace(self._partial, self.path)
+        else:
+            self._partial.unlink(missing_ok=True)
 
 
 def write_rows(path: Path, header: Sequence[str], rows: Iterable[Sequence[Cell]]) -> int:

@@ -21,7 +21,7 @@ import polars as pl
 
 from bulk_pipeline import config
 from bulk_pipeline.chunk_files import ParquetSink, read_chunks
-from bulk_pipeline.csv_export import write_frame, write_frames
+from bulk_pipeline.csv_export import CsvSink, write_frames
 from bulk_pipeline.entities import DEPENDENCY_ORDER, Entity, describe_key
 from bulk_pipeline.errors import CrmRefused, UserInputError
 from bulk_pipeline.import_parts import (
@@ -86,6 +86,18 @@ from bulk_pipeline.validate import validate_rows
 
 INVALID_SCHEMA = {"_line": pl.Int64, "column": pl.String, "value": pl.String, "reason": pl.String}
 REJECTED_OUTCOMES = (LineOutcome.INVALID, LineOutcome.FAILED)
+PLAN_SCHEMA = {
+    "sheet": pl.String,
+    "line": pl.Int64,
+    "entity": pl.String,
+    "key": pl.String,
+    "action": pl.String,
+    "crm_id": pl.String,
+    "changed_fields": pl.String,
+    "new_links": pl.String,
+    "reason": pl.String,
+}
+"""plan.csv: a row per record, entity by entity in the order a push writes them."""
 DUPLICATES_SCHEMA = {
     "sheet": pl.String,
     "line": pl.Int64,
@@ -682,26 +694,34 @@ def add_to_list(request: ImportRequest, store: StagingStore, target: Target) -> 
 
 
 def plan(
-    request: ImportRequest, store: StagingStore, target: Target
-) -> tuple[dict[Entity, list[PlannedRecord]], PlanSummary]:
-    """What pushing the import would do, record by record, with its split and its cost; reads
-    only (the dry run, and the check that blocks imports that would create too much)."""
-    planned = plan_import(
-        store, target, supported_entities(request, target), import_id=request.import_id
-    )
-    summary = PlanSummary.of([p for records in planned.values() for p in records])
+    request: ImportRequest,
+    store: StagingStore,
+    target: Target,
+    each: Callable[[Entity, list[PlannedRecord]], None] = lambda _entity, _records: None,
+) -> PlanSummary:
+    """What pushing the import would do, with its split and its cost; reads only (the dry
+    run, and the check that blocks imports that would create too much). The plan is made a
+    chunk at a time: ``each`` sees every chunk's planned records (the dry run writes them)."""
+    entities = supported_entities(request, target)
+    summary = PlanSummary()
+    parts = {entity: PlanSummary() for entity in DEPENDENCY_ORDER if entity in entities}
+    lookups = dict.fromkeys(parts, 0)
+    for entity, records in plan_import(store, target, entities, import_id=request.import_id):
+        summary.add(records)
+        parts[entity].add(records)
+        lookups[entity] += len(records)
+        each(entity, records)
     estimates = [
         target.estimate(
             entity,
             Work(
-                lookups=len(records),
+                lookups=lookups[entity],
                 creates=part.creates,
                 updates=part.updates,
                 links=part.links,
             ),
         )
-        for entity, records in planned.items()
-        if (part := PlanSummary.of(records))
+        for entity, part in parts.items()
     ]
     if estimates:
         summary.estimate = Estimate(
@@ -709,10 +729,8 @@ def plan(
             units=sum(e.units for e in estimates),
             unit=estimates[0].unit,
         )
-    summary.entities = {
-        entity.value: PlanSummary.of(records) for entity, records in planned.items()
-    }
-    return planned, summary
+    summary.entities = {entity.value: part for entity, part in parts.items()}
+    return summary
 
 
 @dataclass(frozen=True)
@@ -756,31 +774,12 @@ class DryRunReport:
 def dry_run(request: ImportRequest, store: StagingStore, target: Target) -> DryRunReport:
     """Look every staged record up in the CRM and write the plan; nothing is written."""
     report_phase(progress_path(request.import_id), Phase.PLANNING)
-    planned, summary = plan(request, store, target)
     folder = config.reports_dir(request.import_id)
-    rows = [(entity, p) for entity, records in planned.items() for p in records]
-    plan_rows = pl.DataFrame(
-        {
-            "sheet": [p.sheet for _, p in rows],
-            "line": [p.line for _, p in rows],
-            "entity": [entity.value for entity, _ in rows],
-            "key": [describe_key(p.key) for _, p in rows],
-            "action": [p.action.value for _, p in rows],
-            "crm_id": [p.crm_id for _, p in rows],
-            "changed_fields": [
-                ", ".join(sorted(p.fields)) if p.action is Action.UPDATE else "" for _, p in rows
-            ],
-            "new_links": [", ".join(p.new_links) for _, p in rows],
-            "reason": [p.reason for _, p in rows],
-        },
-        schema_overrides={
-            "sheet": pl.String,
-            "line": pl.Int64,
-            "crm_id": pl.String,
-            "reason": pl.String,
-        },
-    ).sort("sheet", "line", "entity", maintain_order=True)
-    write_frame(folder / "plan.csv", plan_rows)
+    with CsvSink(folder / "plan.csv") as plan_csv:
+        plan_csv.write(pl.DataFrame(schema=PLAN_SCHEMA))
+        summary = plan(
+            request, store, target, lambda e, records: plan_csv.write(_plan_rows(e, records))
+        )
     counts = store.outcome_counts(request.import_id)
     budget = target.budget()
     units = summary.estimate.units if summary.estimate is not None else 0
@@ -802,6 +801,26 @@ def dry_run(request: ImportRequest, store: StagingStore, target: Target) -> DryR
     )
     (folder / "plan.json").write_text(json.dumps(report.as_json(), indent=2), encoding="utf-8")
     return report
+
+
+def _plan_rows(entity: Entity, planned: Sequence[PlannedRecord]) -> pl.DataFrame:
+    """plan.csv's rows of some planned records of one entity."""
+    return pl.DataFrame(
+        {
+            "sheet": [p.sheet for p in planned],
+            "line": [p.line for p in planned],
+            "entity": [entity.value] * len(planned),
+            "key": [describe_key(p.key) for p in planned],
+            "action": [p.action.value for p in planned],
+            "crm_id": [p.crm_id for p in planned],
+            "changed_fields": [
+                ", ".join(sorted(p.fields)) if p.action is Action.UPDATE else "" for p in planned
+            ],
+            "new_links": [", ".join(p.new_links) for p in planned],
+            "reason": [p.reason for p in planned],
+        },
+        schema=PLAN_SCHEMA,
+    )
 
 
 def write_note(

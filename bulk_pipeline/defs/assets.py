@@ -199,7 +199,7 @@ def staged_records(
         )
     else:
         with _target(crm, request, store) as target:
-            _, plan = import_steps.plan(request, store, target)
+            plan = import_steps.plan(request, store, target)
         passed = plan.create_share <= request.max_create_share
         check = dg.AssetCheckResult(
             check_name=CREATE_SHARE_CHECK,

@@ -16,7 +16,7 @@ found missing and created again.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -672,18 +672,13 @@ def push_import(
     """
     started = time.monotonic()
     ordered = [e for e in DEPENDENCY_ORDER if e in entities]
-    pending = {e: store.pending(import_id, e, account=target.account) for e in ordered}
-    changes = store.changes(import_id, account=target.account)
-    earlier_links = {
-        (link.key, link.reference, link.to_id)
-        for link in store.links(import_id, account=target.account)
-        if link.run == run and link.state is LinkState.INTENDED
-    }
-    total = sum(len(records) for records in pending.values())
+    counts = {e: store.outcome_counts(import_id, entity=e) for e in ordered}
+    left = {e: counts[e][LineOutcome.PENDING] + counts[e][LineOutcome.FAILED] for e in ordered}
+    total = sum(left.values())
     tracker = ProgressTracker(
         total=total,
         path=progress_path,
-        batches=sum(-(-len(records) // chunk_size) for records in pending.values()),
+        batches=sum(-(-n // chunk_size) for n in left.values()),
         duplicates=duplicates,
     )
     log(f"{total} records to push to {target.name}")
@@ -693,16 +688,15 @@ def push_import(
     done = 0
     for entity in ordered:
         ctx = PushContext.of(store, target, entity, import_id, run)
-        earlier = {c.key: c for c in changes if c.run == run and c.entity is entity}
         optimistic = True
         """Create without looking up first while the CRM turns out not to hold the records."""
-        records_of_entity = pending[entity]
         shared = entity not in target.capabilities.refuses_duplicate_keys
-        for start in range(0, len(records_of_entity), chunk_size):
-            records = records_of_entity[start : start + chunk_size]
+        pages = store.record_pages(import_id, entity, account=target.account, rows=chunk_size)
+        for records in pages:
             with store.write_lock(target.account, entity) if shared else nullcontext():
                 if shared:
                     records = written_since(store, target.account, entity, records)
+                earlier, earlier_links = _earlier(ctx, records)
                 chunk = ChunkPush(ctx, earlier, earlier_links, optimistic=optimistic).run(records)
                 optimistic = chunk.existing == 0
                 store.checkpoint(
@@ -747,6 +741,28 @@ def push_import(
     )
 
 
+def _earlier(
+    ctx: PushContext, records: Sequence[PendingRecord]
+) -> tuple[dict[str, Change], set[tuple[str, str, str]]]:
+    """What earlier attempts of this run recorded for these records: their changes, by key,
+    and their link intents (key, reference, to id)."""
+    keys = [r.key for r in records]
+    changes = ctx.store.changes(
+        ctx.import_id, account=ctx.account, run=ctx.run, entity=ctx.entity, keys=keys
+    )
+    links = ctx.store.links(
+        ctx.import_id, account=ctx.account, run=ctx.run, entity=ctx.entity, keys=keys
+    )
+    return (
+        {c.key: c for c in changes},
+        {
+            (link.key, link.reference, link.to_id)
+            for link in links
+            if link.state is LinkState.INTENDED
+        },
+    )
+
+
 def plan_import(
     store: StagingStore,
     target: Target,
@@ -754,17 +770,17 @@ def plan_import(
     *,
     import_id: str,
     chunk_size: int = CHUNK_SIZE,
-) -> dict[Entity, list[PlannedRecord]]:
-    """What pushing this import would do to every record it staged, per entity; reads only.
+) -> Iterator[tuple[Entity, list[PlannedRecord]]]:
+    """What pushing this import would do to every record it staged, a chunk of one entity at a
+    time, entity after entity in the order a push writes them; reads only.
 
     References to records the import would create cannot be resolved before they exist: they
     are planned as links to the record to be created.
     """
-    planned: dict[Entity, list[PlannedRecord]] = {}
     for entity in (e for e in DEPENDENCY_ORDER if e in entities):
         ctx = PushContext.of(store, target, entity, import_id, run=0)
-        records = store.staged(import_id, entity, account=target.account)
-        planned[entity] = []
-        for start in range(0, len(records), chunk_size):
-            planned[entity] += plan_chunk(ctx, records[start : start + chunk_size])
-    return planned
+        pages = store.record_pages(
+            import_id, entity, account=target.account, rows=chunk_size, staged=True
+        )
+        for records in pages:
+            yield entity, plan_chunk(ctx, records)

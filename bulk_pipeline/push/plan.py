@@ -107,23 +107,25 @@ class PlanSummary:
     @classmethod
     def of(cls, records: Sequence[PlannedRecord]) -> PlanSummary:
         summary = cls()
-        for record in records:
-            summary.links += len(record.new_links)
-            if record.action is Action.CREATE:
-                summary.creates += 1
-            elif record.action is Action.UPDATE:
-                summary.updates += 1
-                for name in record.fields:
-                    summary.changed_field_counts[name] = (
-                        summary.changed_field_counts.get(name, 0) + 1
-                    )
-            elif record.action is Action.UNCHANGED:
-                summary.unchanged += 1
-            elif record.action is Action.REJECT:
-                summary.rejected += 1
-            else:
-                summary.conflicts += 1
+        summary.add(records)
         return summary
+
+    def add(self, records: Sequence[PlannedRecord]) -> None:
+        """Count more planned records (a plan is made a chunk at a time)."""
+        for record in records:
+            self.links += len(record.new_links)
+            if record.action is Action.CREATE:
+                self.creates += 1
+            elif record.action is Action.UPDATE:
+                self.updates += 1
+                for name in record.fields:
+                    self.changed_field_counts[name] = self.changed_field_counts.get(name, 0) + 1
+            elif record.action is Action.UNCHANGED:
+                self.unchanged += 1
+            elif record.action is Action.REJECT:
+                self.rejected += 1
+            else:
+                self.conflicts += 1
 
     estimate: Estimate | None = None
     """What the push would cost in the CRM's budget unit."""

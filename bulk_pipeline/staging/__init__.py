@@ -122,6 +122,13 @@ class StagingStore(Protocol):
     def staged(self, import_id: str, entity: Entity, *, account: str) -> list[PendingRecord]:
         """Every record this import staged (for a dry run)."""
 
+    def record_pages(
+        self, import_id: str, entity: Entity, *, account: str, rows: int, staged: bool = False
+    ) -> Iterator[list[PendingRecord]]:
+        """``pending`` (or with ``staged``, ``staged``) a page of ``rows`` at a time, in line
+        order, as the records are when the first page is read: a push holds a page, never
+        every record of a large import, and its checkpoints do not move the pages."""
+
     def checkpoint(
         self,
         import_id: str,
@@ -154,8 +161,17 @@ class StagingStore(Protocol):
     ) -> None:
         """Forget intents whose write the CRM refused as a whole (nothing was written)."""
 
-    def changes(self, import_id: str, *, account: str) -> list[Change]:
-        """Every change of every run of the import, newest run first."""
+    def changes(
+        self,
+        import_id: str,
+        *,
+        account: str,
+        run: int | None = None,
+        entity: Entity | None = None,
+        keys: Sequence[str] | None = None,
+    ) -> list[Change]:
+        """Every change of every run of the import, newest run first (of one run, entity or
+        set of keys, when given)."""
 
     def mark_changes(
         self,
@@ -183,8 +199,17 @@ class StagingStore(Protocol):
         """Write links down: before an association call (intended), after it (done), or as
         found in the CRM."""
 
-    def links(self, import_id: str, *, account: str | None = None) -> list[LinkChange]:
-        """Every link of every run of the import (in ``account``, or any), newest run first."""
+    def links(
+        self,
+        import_id: str,
+        *,
+        account: str | None = None,
+        run: int | None = None,
+        entity: Entity | None = None,
+        keys: Sequence[str] | None = None,
+    ) -> list[LinkChange]:
+        """Every link of every run of the import (in ``account``, or any), newest run first
+        (of one run, entity or set of keys, when given)."""
 
     def link_counts(self, import_id: str) -> dict[LinkState, int]:
         """Links of every run of the import, per state."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,10 +20,19 @@ from typing import Any
 
 import duckdb
 import polars as pl
+import pyarrow.parquet as pq
 
 from bulk_pipeline.config import file_lock
 from bulk_pipeline.entities import Entity
-from bulk_pipeline.staging.sql_store import SqlConnection, SqlStore, ensure_schema
+from bulk_pipeline.outcomes import PendingRecord
+from bulk_pipeline.staging.sql_store import (
+    PUSHABLE,
+    STAGED,
+    SqlConnection,
+    SqlStore,
+    ensure_schema,
+    pending_record,
+)
 
 LOCK_WAIT_SECONDS = 120.0
 _schema_ready: set[tuple[Path, int]] = set()
@@ -104,6 +114,40 @@ class DuckDBStore(SqlStore):
             yield DuckDBConnection(conn)
         finally:
             conn.close()
+
+    def record_pages(
+        self, import_id: str, entity: Entity, *, account: str, rows: int, staged: bool = False
+    ) -> Iterator[list[PendingRecord]]:
+        """Written to a Parquet file by one statement (DuckDB keeps no index on the lines, and
+        sorts beyond its memory limit on disk), then read a page at a time: no connection, and
+        so no lock on the staging file, is held between pages."""
+        folder = self.path.parent / f"{self.path.name}.pages"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{uuid.uuid4().hex}.parquet"
+        quoted = str(path).replace("'", "''")
+        outcomes = list(STAGED if staged else PUSHABLE)
+        try:
+            with self._connect() as conn:
+                conn.execute(
+                    f"COPY ({self._records_query(entity)}) TO '{quoted}' "
+                    f"(FORMAT parquet, ROW_GROUP_SIZE {max(rows, 2048)})",
+                    [account, import_id, entity.value, outcomes],
+                )
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
+                columns = batch.to_pydict()
+                yield [
+                    pending_record(*row)
+                    for row in zip(
+                        columns["key"],
+                        columns["line"],
+                        columns["record"],
+                        columns["crm_id"],
+                        columns["sheet"],
+                        strict=True,
+                    )
+                ]
+        finally:
+            path.unlink(missing_ok=True)
 
     def _record_json(self, fields: Sequence[str]) -> str:
         return "to_json(struct_pack(" + ", ".join(f'"{f}" := "{f}"' for f in fields) + "))"

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
@@ -180,6 +180,23 @@ def _content_hash_sql(fields: Sequence[str]) -> str:
     """A canonical hash over every field of the entity, so a missing column equals a blank."""
     parts = ", ".join(f"'{f}=' || coalesce(CAST(\"{f}\" AS VARCHAR), '')" for f in fields)
     return f"md5(concat_ws(chr(31), {parts}))"
+
+
+PUSHABLE = ("pending", "failed")
+"""Outcomes of lines whose record a push still has to send."""
+STAGED = tuple(o.value for o in LineOutcome if o.value not in ("duplicate", "invalid"))
+
+
+def pending_record(
+    key: str, line: int, record: str, crm_id: str | None, sheet: str
+) -> PendingRecord:
+    return PendingRecord(
+        key=key,
+        line=int(line),
+        fields={k: v for k, v in json.loads(record).items() if v is not None},
+        crm_id=crm_id,
+        sheet=sheet,
+    )
 
 
 def _frame(rows: dict[str, list[object]]) -> pl.DataFrame:
@@ -448,41 +465,59 @@ class SqlStore(ABC):
             )
         return found
 
+    def _records_query(self, entity: Entity, *, paged: bool = False) -> str:
+        """Records of an import's lines with some outcomes (parameters: account, import id,
+        entity, outcomes; when ``paged``, the page's last sheet and line, twice, and a row
+        count), in line order."""
+        return f"""
+            SELECT r.key, i.line, CAST(r.record AS VARCHAR) AS record, r.crm_id, i.sheet
+            FROM import_rows i JOIN {records_table(entity)} r
+              ON r.account = ? AND r.key = i.key
+            WHERE i.import_id = ? AND i.entity = ? AND i.outcome = ANY(?)
+            {
+            "AND ((i.sheet, i.line) > (?, CAST(? AS BIGINT)) OR CAST(? AS VARCHAR) IS NULL)"
+            if paged
+            else ""
+        }
+            ORDER BY i.sheet, i.line
+            {"LIMIT ?" if paged else ""}
+            """
+
     def _records(
         self, import_id: str, entity: Entity, account: str, outcomes: Sequence[str]
     ) -> list[PendingRecord]:
         with self._connect() as conn:
             rows = conn.rows(
-                f"""
-                SELECT r.key, i.line, CAST(r.record AS VARCHAR), r.crm_id, i.sheet
-                FROM import_rows i JOIN {records_table(entity)} r
-                  ON r.account = ? AND r.key = i.key
-                WHERE i.import_id = ? AND i.entity = ? AND i.outcome = ANY(?)
-                ORDER BY i.sheet, i.line
-                """,
-                [account, import_id, entity.value, list(outcomes)],
+                self._records_query(entity), [account, import_id, entity.value, list(outcomes)]
             )
-        return [
-            PendingRecord(
-                key=key,
-                line=int(line),
-                fields={k: v for k, v in json.loads(record).items() if v is not None},
-                crm_id=crm_id,
-                sheet=sheet,
-            )
-            for key, line, record, crm_id, sheet in rows
-        ]
+        return [pending_record(*row) for row in rows]
 
     def pending(self, import_id: str, entity: Entity, *, account: str) -> list[PendingRecord]:
-        return self._records(import_id, entity, account, ("pending", "failed"))
+        return self._records(import_id, entity, account, PUSHABLE)
 
     def staged(self, import_id: str, entity: Entity, *, account: str) -> list[PendingRecord]:
-        return self._records(
-            import_id,
-            entity,
-            account,
-            [o.value for o in LineOutcome if o.value not in ("duplicate", "invalid")],
-        )
+        return self._records(import_id, entity, account, STAGED)
+
+    def record_pages(
+        self, import_id: str, entity: Entity, *, account: str, rows: int, staged: bool = False
+    ) -> Iterator[list[PendingRecord]]:
+        """A query per page, after the last line of the page before: the database finds a
+        page's lines by its index on them."""
+        outcomes = list(STAGED if staged else PUSHABLE)
+        after: tuple[str, int] | None = None
+        while True:
+            sheet, line = after if after is not None else (None, None)
+            with self._connect() as conn:
+                found = conn.rows(
+                    self._records_query(entity, paged=True),
+                    [account, import_id, entity.value, outcomes, sheet, line, sheet, rows],
+                )
+            page = [pending_record(*row) for row in found]
+            if page:
+                yield page
+            if len(page) < rows:
+                return
+            after = (page[-1].sheet, page[-1].line)
 
     def checkpoint(
         self,
@@ -594,16 +629,29 @@ class SqlStore(ABC):
                 [import_id, run, account, entity.value, list(keys)],
             )
 
-    def changes(self, import_id: str, *, account: str) -> list[Change]:
+    def changes(
+        self,
+        import_id: str,
+        *,
+        account: str,
+        run: int | None = None,
+        entity: Entity | None = None,
+        keys: Sequence[str] | None = None,
+    ) -> list[Change]:
+        chosen = list(keys) if keys is not None else None
+        named = entity.value if entity is not None else None
         with self._connect() as conn:
             rows = conn.rows(
                 """
                 SELECT entity, key, action, crm_id, CAST(before AS VARCHAR),
                        CAST(after AS VARCHAR), state, run, sent_at, proof
                 FROM import_changes WHERE import_id = ? AND account = ?
+                  AND (run = CAST(? AS BIGINT) OR CAST(? AS BIGINT) IS NULL)
+                  AND (entity = ? OR CAST(? AS VARCHAR) IS NULL)
+                  AND (key = ANY(?) OR CAST(? AS VARCHAR[]) IS NULL)
                 ORDER BY run DESC, entity, key
                 """,
-                [import_id, account],
+                [import_id, account, run, run, named, named, chosen, chosen],
             )
         return [
             Change(
@@ -699,16 +747,29 @@ class SqlStore(ABC):
                 [import_id, run, account],
             )
 
-    def links(self, import_id: str, *, account: str | None = None) -> list[LinkChange]:
+    def links(
+        self,
+        import_id: str,
+        *,
+        account: str | None = None,
+        run: int | None = None,
+        entity: Entity | None = None,
+        keys: Sequence[str] | None = None,
+    ) -> list[LinkChange]:
+        chosen = list(keys) if keys is not None else None
+        named = entity.value if entity is not None else None
         with self._connect() as conn:
             rows = conn.rows(
                 """
                 SELECT entity, key, reference, to_entity, from_id, to_id, state, run, with_create
                 FROM import_links
                 WHERE import_id = ? AND (account = ? OR CAST(? AS VARCHAR) IS NULL)
+                  AND (run = CAST(? AS BIGINT) OR CAST(? AS BIGINT) IS NULL)
+                  AND (entity = ? OR CAST(? AS VARCHAR) IS NULL)
+                  AND (key = ANY(?) OR CAST(? AS VARCHAR[]) IS NULL)
                 ORDER BY run DESC, entity, key, reference
                 """,
-                [import_id, account, account],
+                [import_id, account, account, run, run, named, named, chosen, chosen],
             )
         return [
             LinkChange(

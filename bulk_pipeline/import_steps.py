@@ -80,7 +80,8 @@ from bulk_pipeline.reports.crm_duplicates import (
 )
 from bulk_pipeline.reports.note import WrittenNote, read_note
 from bulk_pipeline.reports.rejected import write_rejected_csv
-from bulk_pipeline.staging import StagingStore, line_pages
+from bulk_pipeline.staging import StagingRows, StagingStore, line_pages
+from bulk_pipeline.staging.keys import keyed
 from bulk_pipeline.targets.base import Estimate, ListResult, NoteParent, Target, Work
 from bulk_pipeline.validate import validate_rows
 
@@ -488,7 +489,8 @@ def _sheet_choice(request: ImportRequest, sheet: str) -> str:
 
 def validate(request: ImportRequest) -> ValidationReport:
     """Split each part's normalized rows into valid rows and quarantined rows with reasons, a
-    chunk at a time; the rows that could not be read join the quarantined ones."""
+    chunk at a time; the rows that could not be read join the quarantined ones. Valid rows
+    are written as staging takes them (``keys.keyed``: with their dedupe key)."""
     started = time.monotonic()
     parts = import_parts(request.import_id)
     progress = progress_path(request.import_id)
@@ -498,6 +500,7 @@ def validate(request: ImportRequest) -> ValidationReport:
     samples: list[dict[str, Any]] = []
     for part in parts:
         source = f"{request.source} sheet '{part.sheet}'" if part.sheet else request.source
+        position = [p for p in parts if p.entity is part.entity].index(part)
         first: list[pl.DataFrame] = []
         with (
             ParquetSink(part.path(request.import_id, "valid.parquet")) as valid_sink,
@@ -507,7 +510,7 @@ def validate(request: ImportRequest) -> ValidationReport:
             for frame in read_chunks(mapped, config.chunk_rows()):
                 result = validate_rows(frame, part.entity, source=source)
                 rejected = result.rejected.select(INVALID_SCHEMA.keys()).cast(INVALID_SCHEMA)  # type: ignore[arg-type]
-                valid_sink.write(result.valid)
+                valid_sink.write(keyed(result.valid, part.entity, sheet=part.sheet, part=position))
                 invalid_sink.write(rejected)
                 first.append(rejected.head(5))
                 processed += frame.height
@@ -567,8 +570,14 @@ def stage(request: ImportRequest, store: StagingStore, account: str) -> StageRes
             result = store.stage(
                 request.import_id,
                 entity,
-                _sheeted(request.import_id, held, "valid.parquet"),
-                _sheeted(request.import_id, held, "invalid.parquet"),
+                [
+                    StagingRows(
+                        sheet=p.sheet,
+                        valid=p.path(request.import_id, "valid.parquet"),
+                        invalid=p.path(request.import_id, "invalid.parquet"),
+                    )
+                    for p in held
+                ],
                 account=account,
                 source_file=request.source_path,
                 on_duplicate=request.on_duplicate,
@@ -585,17 +594,6 @@ def stage(request: ImportRequest, store: StagingStore, account: str) -> StageRes
         done=True,
     )
     return StageResult(staged=staged, duplicates=duplicates)
-
-
-def _sheeted(import_id: str, parts: Sequence[Part], name: str) -> pl.DataFrame:
-    """The parts' frames as one, each row with its sheet, in the parts' order."""
-    return pl.concat(
-        [
-            pl.read_parquet(p.path(import_id, name)).with_columns(pl.lit(p.sheet).alias("_sheet"))
-            for p in parts
-        ],
-        how="diagonal_relaxed",
-    )
 
 
 def supported_entities(request: ImportRequest, target: Target) -> list[Entity]:

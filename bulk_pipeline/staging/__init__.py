@@ -39,6 +39,20 @@ from bulk_pipeline.outcomes import (
     StageResult,
 )
 
+
+@dataclass(frozen=True)
+class StagingRows:
+    """One sheet's rows of an entity, as Parquet files the store reads a chunk at a time (or
+    has its database read)."""
+
+    sheet: str
+    """The sheet's (or JSON key's) name; empty for a file with one table."""
+    valid: Path
+    """Valid rows as ``keys.keyed`` makes them: position, key, fields, reference values."""
+    invalid: Path
+    """``_line`` and ``reason`` of every line that will not be written."""
+
+
 LinePosition = tuple[str, int, str]
 """Where a line's outcome is in the order of ``line_outcomes``: sheet, line, entity."""
 
@@ -99,16 +113,16 @@ class StagingStore(Protocol):
         self,
         import_id: str,
         entity: Entity,
-        valid: pl.DataFrame,
-        invalid: pl.DataFrame,
+        rows: Sequence[StagingRows],
         *,
         account: str,
         source_file: str,
         on_duplicate: OnDuplicate,
     ) -> StageResult:
         """Stage valid rows of one entity (one record per dedupe key, rows of every sheet that
-        holds the entity together, ``_sheet`` saying which) and record one outcome per input
-        line (sheet, entity, line)."""
+        holds the entity together) and record one outcome per input line (sheet, entity,
+        line). The rows are read a chunk at a time; the store holds what does not fit its
+        memory on disk."""
 
     def resolve(
         self, entity: Entity, refs: Sequence[str], *, account: str, import_id: str
@@ -257,7 +271,8 @@ class StagingStore(Protocol):
 def open_store(location: Path | None = None, *, database_url: str | None = None) -> StagingStore:
     """The DuckDB file at ``location`` when given; else the Postgres database at
     ``database_url`` or ``$BULK_PIPELINE_DATABASE_URL``; else the DuckDB file under the data
-    home."""
+    home, within the configured memory limit (``config.staging_memory``), spilling under the
+    data home (``config.spill_dir``)."""
     url = database_url or config.database_url()
     if location is None and url:
         from bulk_pipeline.staging.postgres_store import PostgresStore
@@ -265,7 +280,11 @@ def open_store(location: Path | None = None, *, database_url: str | None = None)
         return PostgresStore(url)
     from bulk_pipeline.staging.duckdb_store import DuckDBStore
 
-    return DuckDBStore(location or config.staging_db_path())
+    return DuckDBStore(
+        location or config.staging_db_path(),
+        memory_limit=config.staging_memory(),
+        temp_directory=config.spill_dir(),
+    )
 
 
 def line_pages(
@@ -291,4 +310,11 @@ def line_pages(
         after = (str(sheet), int(line), str(of))
 
 
-__all__ = ["LinePosition", "StagingStore", "VanishedKey", "line_pages", "open_store"]
+__all__ = [
+    "LinePosition",
+    "StagingRows",
+    "StagingStore",
+    "VanishedKey",
+    "line_pages",
+    "open_store",
+]

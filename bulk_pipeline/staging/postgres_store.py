@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
@@ -29,7 +29,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from bulk_pipeline.entities import Entity
 from bulk_pipeline.errors import BulkPipelineError
 from bulk_pipeline.redaction import MASK, Secret, register_secret
-from bulk_pipeline.staging.sql_store import SqlConnection, SqlStore, ensure_schema
+from bulk_pipeline.staging.sql_store import SqlConnection, SqlStore, ensure_schema, literal
 
 SCHEMA = "bulk_pipeline"
 CONNECT_TIMEOUT_SECONDS = 10
@@ -162,18 +162,32 @@ class PostgresConnection(SqlConnection):
     @contextmanager
     def table(self, name: str, frame: pl.DataFrame) -> Iterator[None]:
         """A temporary table filled by ``COPY`` from the frame in PostgreSQL's text format."""
+        self._create(name, frame)
+        try:
+            self._copy(name, frame)
+            yield
+        finally:
+            self._conn.execute(f"DROP TABLE IF EXISTS {name}")
+
+    def copy_into(self, name: str, frames: Iterable[pl.DataFrame]) -> None:
+        created = False
+        for frame in frames:
+            if not created:
+                self._create(name, frame)
+                created = True
+            self._copy(name, frame)
+
+    def _create(self, name: str, frame: pl.DataFrame) -> None:
         columns = ", ".join(
             f'"{column}" {_PG_TYPES.get(type(dtype), "TEXT")}'
             for column, dtype in frame.schema.items()
         )
         self._conn.execute(f"CREATE TEMP TABLE {name} ({columns})")
-        try:
-            quoted = ", ".join(f'"{c}"' for c in frame.columns)
-            with self._conn.cursor().copy(f"COPY {name} ({quoted}) FROM STDIN") as copy:
-                copy.write(copy_text(frame))
-            yield
-        finally:
-            self._conn.execute(f"DROP TABLE IF EXISTS {name}")
+
+    def _copy(self, name: str, frame: pl.DataFrame) -> None:
+        quoted = ", ".join(f'"{c}"' for c in frame.columns)
+        with self._conn.cursor().copy(f"COPY {name} ({quoted}) FROM STDIN") as copy:
+            copy.write(copy_text(frame))
 
 
 def copy_text(frame: pl.DataFrame) -> bytes:
@@ -200,7 +214,6 @@ class PostgresStore(SqlStore):
     """The staging store in the PostgreSQL database at ``url``."""
 
     concurrent_readers = True
-    upsert_order = " ORDER BY _key"
 
     def __init__(self, url: str) -> None:
         self._url = Secret(url)
@@ -235,8 +248,34 @@ class PostgresStore(SqlStore):
                     conn.execute(statement)
             _schema_ready.add(url)
 
-    def _record_json(self, fields: Sequence[str]) -> str:
-        return "json_build_object(" + ", ".join(f"'{f}', \"{f}\"" for f in fields) + ")"
+    def _record_json(self, values: Mapping[str, str]) -> str:
+        return (
+            "json_build_object(" + ", ".join(f"{literal(f)}, {v}" for f, v in values.items()) + ")"
+        )
+
+    def _upsert(
+        self, conn: SqlConnection, table: str, kept: str, *, account: str, source: Sequence[str]
+    ) -> None:
+        """One upsert by the primary key, its rows locked in key order: writers of different
+        imports run at once here, and two upserts locking shared rows in different orders
+        would deadlock."""
+        conn.execute(
+            f"""
+            INSERT INTO {table} (account, key, record, content_hash, source_file, source_sheet,
+                                 source_line, import_id)
+            SELECT ?, k.key, k.record, k.content_hash, ?, k.sheet, k.line, ?
+            FROM ({kept}) AS k ORDER BY k.key
+            ON CONFLICT (account, key) DO UPDATE SET
+                record = excluded.record,
+                content_hash = excluded.content_hash,
+                source_file = excluded.source_file,
+                source_sheet = excluded.source_sheet,
+                source_line = excluded.source_line,
+                import_id = excluded.import_id,
+                updated_at = now()
+            """,
+            [account, *source],
+        )
 
     def import_lock(self, import_id: str) -> AbstractContextManager[None]:
         return self._advisory_lock("import", import_id)

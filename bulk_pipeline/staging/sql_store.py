@@ -20,21 +20,17 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
+import pyarrow.parquet as pq
 
-from bulk_pipeline.entities import (
-    ENTITY_SPECS,
-    KEY_PARTS_SEPARATOR,
-    Entity,
-    EntitySpec,
-    describe_key,
-    normalize_key,
-)
+from bulk_pipeline import config
+from bulk_pipeline.chunk_files import read_chunks
+from bulk_pipeline.entities import ENTITY_SPECS, Entity
 from bulk_pipeline.outcomes import (
     Change,
     ChangeAction,
@@ -53,132 +49,79 @@ from bulk_pipeline.outcomes import (
     ReferenceMatch,
     StageResult,
 )
-from bulk_pipeline.staging import LinePosition, VanishedKey
+from bulk_pipeline.staging import LinePosition, StagingRows, VanishedKey
+from bulk_pipeline.staging.keys import (
+    KEY,
+    KEY_TEXT,
+    LINE,
+    PART,
+    SHEET,
+    custom_columns,
+    key_reference,
+    reference_column,
+    stored_references,
+)
 
 STAGE_SLICE_ROWS = 500_000
-"""Records upserted per statement: the memory of an upsert grows with its size, and re-staging
-is idempotent, so slices need not share one transaction."""
-KEY = "_key"
-LINE = "_line"
-SHEET = "_sheet"
-"""The sheet (or JSON key) a row comes from; empty for a file with one table."""
+"""Records updated per statement where a database holds a statement's changes in memory
+(DuckDB): re-staging is idempotent, so slices need not share one transaction."""
+LINE_SPAN = 2**40
+"""Lines of one sheet are fewer: a sheet's position times this plus the line orders rows."""
+ORDER = f"(i.{PART}::BIGINT * {LINE_SPAN} + i.{LINE})"
+"""The order of a row (``i``) among the rows of an entity: its sheet's, then its line."""
 
 
 def records_table(entity: Entity) -> str:
     return f"records_{entity.value}"
 
 
-def key_expression(column: str) -> pl.Expr:
-    """``entities.normalize_key`` as a polars expression: ASCII values in vectorized string
-    operations (where case folding is lower-casing), the rest through the Python rule."""
-    text = pl.col(column).cast(pl.String)
-    ascii_key = text.str.replace_all(r"\s+", " ").str.strip_chars().str.to_lowercase()
-    general = text.map_elements(normalize_key, return_dtype=pl.String)
-    key = pl.when(text.str.contains(r"^[\x00-\x7F]*$")).then(ascii_key).otherwise(general)
-    return pl.when(key == "").then(None).otherwise(key)
+def quote(name: str) -> str:
+    """A column name as a SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
 
 
-def identity_key_expression(spec: EntitySpec, columns: Sequence[str]) -> pl.Expr:
-    """``EntitySpec.identify``'s key as a polars expression over a frame's ``columns``."""
-
-    def value(name: str) -> pl.Expr:
-        return key_expression(name) if name in columns else pl.lit(None, pl.String)
-
-    keys = []
-    for position, identity in enumerate(spec.identities):
-        parts = [value(identity.field)] + [
-            pl.coalesce(*(value(name) for name in slot), pl.lit("")) for slot in identity.slots
-        ]
-        key = pl.concat_str(parts, separator=KEY_PARTS_SEPARATOR)
-        keys.append(key if position == 0 else pl.lit(f"{identity.field}:") + key)
-    return pl.coalesce(keys)
+def literal(text: str) -> str:
+    """``text`` as a SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
 
 
-REFERENCED_FIELDS: dict[Entity, tuple[str, ...]] = {
-    entity: tuple(
-        dict.fromkeys(
-            theirs
-            for spec in ENTITY_SPECS.values()
-            for reference in spec.references
-            if reference.entity is entity
-            for _, theirs in reference.by
-        )
+def _positions_sql(merged: Sequence[str], on_duplicate: OnDuplicate) -> str:
+    """``positions``: per key, the row whose record survives (the first in the order of
+    sheets and lines; the last, for ``update``) as ``_kept`` (an ``ORDER``); with ``merged``
+    columns, where each one's first value is (``_at_<column>``). Only minimums and maximums
+    of numbers: a database spills those beyond its memory limit (DuckDB's ``DISTINCT ON``,
+    window functions and ``arg_min`` of text hold their groups in memory)."""
+    extreme = "max" if on_duplicate is OnDuplicate.UPDATE else "min"
+    firsts = "".join(
+        f", min({ORDER}) FILTER (WHERE i.{quote(c)} IS NOT NULL) AS {quote('_at_' + c)}"
+        for c in merged
     )
-    for entity in Entity
-}
-"""Per entity, the fields other records name it by (a company's domain and name)."""
+    return f"""
+        CREATE TEMP TABLE positions AS
+        SELECT i.{KEY}, {extreme}({ORDER}) AS _kept{firsts}
+        FROM incoming i GROUP BY i.{KEY}
+        """
 
 
-def _reference_rows(entity: Entity, kept: pl.DataFrame) -> pl.DataFrame:
-    """``ref, key`` for every value other records may name a staged record by
-    (``domain:acme.com``, as ``push.references`` asks for it)."""
-    frames = [
-        kept.select(
-            (pl.lit(f"{name}:") + key_expression(name)).alias("ref"), pl.col(KEY).alias("key")
-        ).drop_nulls()
-        for name in REFERENCED_FIELDS[entity]
-        if name in kept.columns
-    ]
-    return (
-        pl.concat(frames) if frames else pl.DataFrame(schema={"ref": pl.String, "key": pl.String})
+def _merged_sql(merged: Sequence[str]) -> str:
+    """For ``merge``: joins that bring each merged column's first value given (``m<n>.v``)."""
+    return "".join(
+        f"""
+        LEFT JOIN (SELECT i.{KEY}, {ORDER} AS o, i.{quote(c)} AS v FROM incoming i
+                   WHERE i.{quote(c)} IS NOT NULL) m{n}
+          ON m{n}.{KEY} = m.{KEY} AND m{n}.o = m.{quote("_at_" + c)}
+        """
+        for n, c in enumerate(merged)
     )
 
 
-def _dedupe(valid: pl.DataFrame, on_duplicate: OnDuplicate) -> pl.DataFrame:
-    """One row per key with the sheet and line whose record survives (``_kept_sheet``,
-    ``_kept_line``) and all its rows (``_rows``); rows are taken in the frame's order."""
-    fields = [c for c in valid.columns if c not in (LINE, KEY, SHEET)]
-    grouped = valid.group_by(KEY, maintain_order=True)
-    row = pl.struct(pl.col(SHEET).alias("sheet"), pl.col(LINE).alias("line"))
-    if on_duplicate is OnDuplicate.SKIP:
-        agg = [pl.col(f).first() for f in fields]
-        kept = row.first()
-    elif on_duplicate is OnDuplicate.UPDATE:
-        agg = [pl.col(f).last() for f in fields]
-        kept = row.last()
-    else:
-        agg = [pl.col(f).drop_nulls().first() for f in fields]
-        kept = row.first()
-    return (
-        grouped.agg([*agg, kept.alias("_kept"), row.alias("_rows")])
-        .unnest("_kept")
-        .rename({"sheet": "_kept_sheet", "line": "_kept_line"})
+def _content_hash_sql(values: Mapping[str, str | None]) -> str:
+    """A canonical hash over every field (by the expression of each, None for a column the
+    file lacks), so a missing column equals a blank."""
+    parts = ", ".join(
+        f"'{f}=' || coalesce(CAST({v} AS VARCHAR), '')" if v is not None else f"'{f}='"
+        for f, v in values.items()
     )
-
-
-def _duplicate_rows(deduped: pl.DataFrame) -> pl.DataFrame:
-    """``sheet, line, key, reason`` of every row merged into another row's record."""
-    rows = (
-        deduped.select(KEY, "_kept_sheet", "_kept_line", "_rows")
-        .explode("_rows")
-        .unnest("_rows")
-        .filter(
-            (pl.col("line") != pl.col("_kept_line")) | (pl.col("sheet") != pl.col("_kept_sheet"))
-        )
-    )
-    kept_at = (
-        pl.when(pl.col("_kept_sheet") == "").then(pl.lit("")).otherwise(pl.col("_kept_sheet") + " ")
-    )
-    readable = pl.col(KEY).map_elements(describe_key, return_dtype=pl.String)
-    return rows.select(
-        "sheet",
-        pl.col("line").cast(pl.Int64),
-        pl.col(KEY).alias("key"),
-        pl.format("duplicate of {}line {} ({})", kept_at, pl.col("_kept_line"), readable).alias(
-            "reason"
-        ),
-    )
-
-
-def _with_sheet(frame: pl.DataFrame) -> pl.DataFrame:
-    if SHEET in frame.columns:
-        return frame.with_columns(pl.col(SHEET).fill_null(""))
-    return frame.with_columns(pl.lit("").alias(SHEET))
-
-
-def _content_hash_sql(fields: Sequence[str]) -> str:
-    """A canonical hash over every field of the entity, so a missing column equals a blank."""
-    parts = ", ".join(f"'{f}=' || coalesce(CAST(\"{f}\" AS VARCHAR), '')" for f in fields)
     return f"md5(concat_ws(chr(31), {parts}))"
 
 
@@ -225,6 +168,11 @@ class SqlConnection(ABC):
         """``frame`` visible to statements as the table ``name`` while inside."""
 
     @abstractmethod
+    def copy_into(self, name: str, frames: Iterable[pl.DataFrame]) -> None:
+        """A temporary table ``name`` of the frames' rows (each with the first one's columns),
+        filled a frame at a time, for the rest of the connection."""
+
+    @abstractmethod
     def lock_in_key_order(self, table: str, where: str, params: Sequence[object]) -> None:
         """Until the transaction ends, lock ``table``'s rows matching ``where`` in key order
         (where the database takes writers at once): an UPDATE locks rows in its plan's order,
@@ -243,16 +191,46 @@ class SqlStore(ABC):
 
     concurrent_readers: bool = False
     """Whether other processes may read while one writes (so status can read the store)."""
-    upsert_order: str = ""
-    """Appended to the staging upsert's SELECT: where writers of different imports run at once,
-    rows are locked in key order, so two upserts cannot deadlock."""
 
     @abstractmethod
     def _connect(self) -> AbstractContextManager[SqlConnection]: ...
 
     @abstractmethod
-    def _record_json(self, fields: Sequence[str]) -> str:
-        """An expression packing the named columns into one JSON object."""
+    def _record_json(self, values: Mapping[str, str]) -> str:
+        """An expression packing the named expressions' values into one JSON object."""
+
+    def _load(self, conn: SqlConnection, rows: Sequence[StagingRows]) -> None:
+        """Make ``rows`` visible to the connection's statements: ``incoming``, every valid row
+        as ``keys.keyed`` wrote it (a column missing from a file is null), and
+        ``incoming_invalid`` (``_sheet``, ``_line``, ``reason``); copied in a chunk at a time."""
+        size = config.chunk_rows()
+        schema: dict[str, pl.DataType] = {}
+        for r in rows:
+            schema |= pl.read_parquet_schema(r.valid)
+
+        def valid() -> Iterator[pl.DataFrame]:
+            for r in rows:
+                for chunk in read_chunks(r.valid, size):
+                    yield chunk.select(
+                        pl.col(c) if c in chunk.columns else pl.lit(None, t).alias(c)
+                        for c, t in schema.items()
+                    )
+
+        def invalid() -> Iterator[pl.DataFrame]:
+            for r in rows:
+                for chunk in read_chunks(r.invalid, size, [LINE, "reason"]):
+                    yield chunk.select(pl.lit(r.sheet, pl.String).alias(SHEET), LINE, "reason")
+
+        conn.copy_into("incoming", valid())
+        conn.copy_into("incoming_invalid", invalid())
+
+    @abstractmethod
+    def _upsert(
+        self, conn: SqlConnection, table: str, kept: str, *, account: str, source: Sequence[str]
+    ) -> None:
+        """Write the records the query ``kept`` selects (``key, record, content_hash, sheet,
+        line``) into ``table`` under ``account``: known keys updated, new ones inserted, with
+        ``source`` (the source file and the import id)."""
 
     @abstractmethod
     def import_lock(self, import_id: str) -> AbstractContextManager[None]: ...
@@ -316,8 +294,7 @@ class SqlStore(ABC):
         self,
         import_id: str,
         entity: Entity,
-        valid: pl.DataFrame,
-        invalid: pl.DataFrame,
+        rows: Sequence[StagingRows],
         *,
         account: str,
         source_file: str,
@@ -325,74 +302,89 @@ class SqlStore(ABC):
     ) -> StageResult:
         """Stage an import's valid rows of one entity and record one outcome per input line.
 
-        ``valid`` holds our fields plus ``_line`` (and ``_sheet`` when the rows come from
-        several sheets), in the order that decides which duplicate comes first; ``invalid``
-        holds ``_line``, ``reason`` (and ``_sheet``) for every line that will not be written.
-        Lines already written by an earlier attempt of the same run keep their outcome, so a
-        resumed import reports what it really did (a new run starts with no outcomes:
-        ``begin_run``). The values other records may name each record by are kept beside it
-        (``record_refs``), for :meth:`resolve`.
+        The rows reach the database by ``_load``; then everything is set-based SQL, which a
+        database with a memory limit runs by spilling (DuckDB): per key, the position of the
+        row whose record survives (a grouping of numbers); one join that tells every row
+        whether it is its key's record and brings its values; the upsert of the records; the
+        values other records name them by (``record_refs``, for :meth:`resolve`); and the
+        outcome of every line. Lines already written by an earlier attempt of the same run
+        keep their outcome, so a resumed import reports what it really did (a new run starts
+        with no outcomes: ``begin_run``).
         """
         spec = ENTITY_SPECS[entity]
-        valid, invalid = _with_sheet(valid), _with_sheet(invalid)
-        keyed = valid.with_columns(identity_key_expression(spec, valid.columns).alias(KEY))
-        deduped = _dedupe(keyed, on_duplicate)
-        custom = sorted(
-            c for c in deduped.columns if c not in spec.fields and not c.startswith("_")
-        )
-        """The CRM's custom fields the file feeds (``mapping.map_columns``), after ours."""
-        present = [f for f in spec.fields if f in deduped.columns] + custom
         table = records_table(entity)
-        duplicates = _duplicate_rows(deduped)
-        kept = deduped.drop("_rows").rename({"_kept_line": LINE, "_kept_sheet": SHEET})
-        for f in spec.fields:
-            if f not in kept.columns:
-                kept = kept.with_columns(pl.lit(None, dtype=pl.String).alias(f))
-        refs = _reference_rows(entity, kept)
-        invalid_rows = invalid.select(pl.col(SHEET), pl.col(LINE).cast(pl.Int64), pl.col("reason"))
-        upsert = f"""
-            INSERT INTO {table} (account, key, record, content_hash, source_file, source_sheet,
-                                 source_line, import_id)
-            SELECT ?, {KEY}, {self._record_json(present)},
-                   {_content_hash_sql([*spec.fields, *custom])}, ?,
-                   {SHEET}, {LINE}, ?
-            FROM kept_slice{self.upsert_order}
-            ON CONFLICT (account, key) DO UPDATE SET
-                record = excluded.record,
-                content_hash = excluded.content_hash,
-                source_file = excluded.source_file,
-                source_sheet = excluded.source_sheet,
-                source_line = excluded.source_line,
-                import_id = excluded.import_id,
-                updated_at = now()
-            """
+        names = set().union(*(pq.read_schema(r.valid).names for r in rows))
+        present = [f for f in spec.fields if f in names] + custom_columns(list(names), entity)
+        refs = [reference_column(name) for name in stored_references(entity)]
+        columns = [*present, *refs]
+        merged = on_duplicate is OnDuplicate.MERGE
+        kept = f"{ORDER} = m._kept"
+        chosen = [
+            f"CASE WHEN {kept} THEN {f'm{n}.v' if merged else 'i.' + quote(c)} END AS {quote(c)}"
+            for n, c in enumerate(columns)
+        ]
+        values = {c: f"k.{quote(c)}" for c in columns}
+        record = self._record_json({f: values[f] for f in present})
+        content_hash = _content_hash_sql(
+            {f: values.get(f) for f in [*spec.fields, *custom_columns(present, entity)]}
+        )
         with self._connect() as conn:
-            for start in range(0, kept.height, STAGE_SLICE_ROWS):
-                with conn.table("kept_slice", kept.slice(start, STAGE_SLICE_ROWS)):
-                    conn.execute(upsert, [account, source_file, import_id])
-            with (
-                conn.table("ref_frame", refs),
-                conn.table("kept_frame", kept.select(SHEET, LINE, KEY)),
-                conn.table("dup_frame", duplicates),
-                conn.table("invalid_frame", invalid_rows),
-                conn.transaction(),
-            ):
-                conn.hold(f"record_refs/{account}/{entity.value}")
-                conn.execute(
-                    f"""
-                    DELETE FROM record_refs WHERE account = ? AND entity = ?
-                      AND key IN (SELECT k.{KEY} FROM kept_frame k)
-                    """,
-                    [account, entity.value],
-                )
-                conn.execute(
-                    """
-                    INSERT INTO record_refs (account, entity, ref, key)
-                    SELECT DISTINCT CAST(? AS VARCHAR), CAST(? AS VARCHAR), ref, key
-                    FROM ref_frame
-                    """,
-                    [account, entity.value],
-                )
+            self._load(conn, rows)
+            conn.execute(
+                "CREATE TEMP TABLE sheets AS SELECT * FROM (VALUES "
+                + ", ".join(f"({part}, {literal(r.sheet)})" for part, r in enumerate(rows))
+                + ") AS sheets(part, sheet)"
+            )
+            conn.execute(_positions_sql(columns if merged else [], on_duplicate))
+            # One join tells every row whether it is its key's record and, when it is, brings
+            # its values: the upsert, the references and the outcomes all read it. The
+            # records' JSON and hashes are computed where they are written (a join computing
+            # them needs more memory than the two apart).
+            conn.execute(
+                f"""
+                CREATE TEMP TABLE joined AS
+                SELECT i.{KEY} AS key, i.{SHEET} AS sheet, i.{LINE} AS line,
+                       i.{KEY_TEXT} AS key_text, m._kept AS kept_at, {kept} AS kept,
+                       {", ".join(chosen)}
+                FROM incoming i JOIN positions m ON i.{KEY} = m.{KEY}
+                {_merged_sql(columns) if merged else ""}
+                """
+            )
+            counted = conn.rows("SELECT count(*) FILTER (WHERE kept), count(*) FROM joined")
+            staged, incoming = (int(counted[0][0]), int(counted[0][1])) if counted else (0, 0)
+            self._upsert(
+                conn,
+                table,
+                f"""
+                SELECT k.key, {record} AS record, {content_hash} AS content_hash, k.sheet, k.line
+                FROM joined k WHERE k.kept
+                """,
+                account=account,
+                source=[source_file, import_id],
+            )
+            with conn.transaction():
+                if refs:
+                    conn.hold(f"record_refs/{account}/{entity.value}")
+                    conn.execute(
+                        """
+                        DELETE FROM record_refs WHERE account = ? AND entity = ?
+                          AND key IN (SELECT key FROM joined WHERE kept)
+                        """,
+                        [account, entity.value],
+                    )
+                    conn.execute(
+                        """
+                        INSERT INTO record_refs (account, entity, ref, key)
+                        SELECT DISTINCT CAST(? AS VARCHAR), CAST(? AS VARCHAR), ref, key FROM (
+                        """
+                        + " UNION ALL ".join(
+                            f"SELECT {quote(ref)} AS ref, key FROM joined "
+                            f"WHERE kept AND {quote(ref)} IS NOT NULL"
+                            for ref in refs
+                        )
+                        + ") AS named",
+                        [account, entity.value],
+                    )
                 conn.execute(
                     """
                     CREATE TEMP TABLE kept_outcomes AS
@@ -409,20 +401,26 @@ class SqlStore(ABC):
                     f"""
                     INSERT INTO import_rows (import_id, sheet, entity, line, key, outcome, reason,
                                              crm_id)
-                    SELECT ?, k.{SHEET}, ?, k.{LINE}, k.{KEY}, coalesce(o.outcome, 'pending'),
-                           NULL, o.crm_id
-                    FROM kept_frame k
-                    LEFT JOIN kept_outcomes o ON o.sheet = k.{SHEET} AND o.line = k.{LINE}
+                    SELECT CAST(? AS VARCHAR), j.sheet, CAST(? AS VARCHAR), j.line, j.key,
+                           CASE WHEN j.kept THEN coalesce(o.outcome, 'pending')
+                                ELSE 'duplicate' END,
+                           CASE WHEN j.kept THEN NULL
+                                ELSE 'duplicate of '
+                                     || CASE WHEN s.sheet = '' THEN '' ELSE s.sheet || ' ' END
+                                     || 'line ' || CAST(j.kept_at % {LINE_SPAN} AS VARCHAR)
+                                     || ' (' || j.key_text || ')' END,
+                           CASE WHEN j.kept THEN o.crm_id END
+                    FROM joined j
+                    JOIN sheets s ON s.part = CAST(floor(j.kept_at / {LINE_SPAN}) AS BIGINT)
+                    LEFT JOIN kept_outcomes o ON o.sheet = j.sheet AND o.line = j.line
                     UNION ALL
-                    SELECT ?, sheet, ?, line, key, 'duplicate', reason, NULL FROM dup_frame
-                    UNION ALL
-                    SELECT ?, {SHEET}, ?, {LINE}, NULL, 'invalid', reason, NULL
-                    FROM invalid_frame
+                    SELECT CAST(? AS VARCHAR), {SHEET}, CAST(? AS VARCHAR), {LINE}, NULL,
+                           'invalid', reason, NULL
+                    FROM incoming_invalid
                     """,
-                    [import_id, entity.value] * 3,
+                    [import_id, entity.value] * 2,
                 )
-                conn.execute("DROP TABLE kept_outcomes")
-        return StageResult(staged=kept.height, duplicates=duplicates.height)
+        return StageResult(staged=staged, duplicates=incoming - staged)
 
     def resolve(
         self, entity: Entity, refs: Sequence[str], *, account: str, import_id: str
@@ -430,23 +428,31 @@ class SqlStore(ABC):
         if not refs:
             return {}
         table = records_table(entity)
+        field_name = key_reference(entity)
+        prefix = f"{field_name}:" if field_name is not None else None
         with (
             self._connect() as conn,
             conn.table("wanted", _frame({"ref": list(dict.fromkeys(refs))})),
         ):
             rows = conn.rows(
                 f"""
-                SELECT w.ref, r.key, coalesce(i.crm_id, t.crm_id), i.outcome, i.reason,
+                WITH named AS (
+                    SELECT w.ref, r.key FROM wanted w
+                    JOIN record_refs r ON r.account = ? AND r.entity = ? AND r.ref = w.ref
+                    UNION ALL
+                    SELECT w.ref, substr(w.ref, length(CAST(? AS VARCHAR)) + 1) FROM wanted w
+                    WHERE CAST(? AS VARCHAR) IS NOT NULL AND starts_with(w.ref, ?)
+                )
+                SELECT n.ref, n.key, coalesce(i.crm_id, t.crm_id), i.outcome, i.reason,
                        i.sheet, i.line, t.import_id
-                FROM wanted w
-                JOIN record_refs r ON r.account = ? AND r.entity = ? AND r.ref = w.ref
-                JOIN {table} t ON t.account = r.account AND t.key = r.key
+                FROM named n
+                JOIN {table} t ON t.account = ? AND t.key = n.key
                 LEFT JOIN import_rows i
-                  ON i.import_id = ? AND i.entity = ? AND i.key = r.key
+                  ON i.import_id = ? AND i.entity = ? AND i.key = n.key
                  AND i.outcome NOT IN ('duplicate', 'invalid')
-                ORDER BY w.ref, r.key
+                ORDER BY n.ref, n.key
                 """,
-                [account, entity.value, import_id, entity.value],
+                [account, entity.value, prefix, prefix, prefix, account, import_id, entity.value],
             )
         found: dict[str, list[ReferenceMatch]] = {}
         for ref, key, crm_id, outcome, reason, sheet, line, staged_by in rows:
@@ -997,34 +1003,45 @@ IMPORT_ROWS_TABLE = """
         key VARCHAR,
         outcome VARCHAR NOT NULL,
         reason VARCHAR,
-        crm_id VARCHAR,
-        PRIMARY KEY (import_id, sheet, entity, line)
+        crm_id VARCHAR
+        {key}
     )
     """
+IMPORT_ROWS_KEY = ", PRIMARY KEY (import_id, sheet, entity, line)"
+RECORDS_KEY = ", PRIMARY KEY (account, key)"
 
 
-def ensure_schema(conn: SqlConnection) -> None:
-    """Create the tables, in types both databases know, and bring older stores' up to date."""
-    for entity in Entity:
-        conn.execute(
-            f"""
-            CREATE TABLE IF NOT EXISTS {records_table(entity)} (
-                account VARCHAR NOT NULL,
-                key VARCHAR NOT NULL,
-                record JSON NOT NULL,
-                content_hash VARCHAR NOT NULL,
-                source_file VARCHAR,
-                source_line BIGINT,
-                import_id VARCHAR,
-                crm_id VARCHAR,
-                pushed_hash VARCHAR,
-                last_error VARCHAR,
-                updated_at TIMESTAMP DEFAULT current_timestamp,
-                source_sheet VARCHAR,
-                PRIMARY KEY (account, key)
-            )
-            """
+def records_ddl(table: str, *, primary_keys: bool) -> str:
+    return f"""
+        CREATE TABLE IF NOT EXISTS {table} (
+            account VARCHAR NOT NULL,
+            key VARCHAR NOT NULL,
+            record JSON NOT NULL,
+            content_hash VARCHAR NOT NULL,
+            source_file VARCHAR,
+            source_line BIGINT,
+            import_id VARCHAR,
+            crm_id VARCHAR,
+            pushed_hash VARCHAR,
+            last_error VARCHAR,
+            updated_at TIMESTAMP DEFAULT current_timestamp,
+            source_sheet VARCHAR
+            {RECORDS_KEY if primary_keys else ""}
         )
+        """
+
+
+def import_rows_ddl(name: str, *, primary_keys: bool) -> str:
+    return IMPORT_ROWS_TABLE.format(name=name, key=IMPORT_ROWS_KEY if primary_keys else "")
+
+
+def ensure_schema(conn: SqlConnection, *, primary_keys: bool = True) -> None:
+    """Create the tables, in types both databases know, and bring older stores' up to date.
+    Without ``primary_keys`` (DuckDB), the records and outcomes tables have none: DuckDB keeps
+    a key's index in memory, which millions of records do not fit; staging keeps their keys
+    unique itself."""
+    for entity in Entity:
+        conn.execute(records_ddl(records_table(entity), primary_keys=primary_keys))
         conn.execute(
             f"ALTER TABLE {records_table(entity)} ADD COLUMN IF NOT EXISTS source_sheet VARCHAR"
         )
@@ -1038,8 +1055,8 @@ def ensure_schema(conn: SqlConnection) -> None:
         )
         """
     )
-    _migrate_import_rows(conn)
-    conn.execute(IMPORT_ROWS_TABLE.format(name="IF NOT EXISTS import_rows"))
+    _migrate_import_rows(conn, primary_keys=primary_keys)
+    conn.execute(import_rows_ddl("IF NOT EXISTS import_rows", primary_keys=primary_keys))
     conn.execute(
         """
         CREATE TABLE IF NOT EXISTS import_changes (
@@ -1093,7 +1110,7 @@ def ensure_schema(conn: SqlConnection) -> None:
     )
 
 
-def _migrate_import_rows(conn: SqlConnection) -> None:
+def _migrate_import_rows(conn: SqlConnection, *, primary_keys: bool) -> None:
     """Outcomes kept before imports had several sheets get the sheet '' in their key. DuckDB
     cannot change a primary key in place, so the table is copied (to a new name: PostgreSQL
     keeps the old key's index name with a renamed table)."""
@@ -1109,7 +1126,7 @@ def _migrate_import_rows(conn: SqlConnection) -> None:
     if not columns or "sheet" in columns:
         return
     with conn.transaction():
-        conn.execute(IMPORT_ROWS_TABLE.format(name="import_rows_sheeted"))
+        conn.execute(import_rows_ddl("import_rows_sheeted", primary_keys=primary_keys))
         conn.execute(
             """
             INSERT INTO import_rows_sheeted

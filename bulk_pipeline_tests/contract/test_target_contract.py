@@ -18,6 +18,7 @@ from bulk_pipeline.outcomes import ChangeAction, ImportState, LineOutcome, OnDup
 from bulk_pipeline.push import push_import, rollback_import
 from bulk_pipeline.staging.duckdb_store import DuckDBStore
 from bulk_pipeline_tests.contract.harnesses import HARNESSES, Harness, open_harness
+from bulk_pipeline_tests.staging_rows import staging_rows
 
 NO_INVALID = pl.DataFrame(schema={"_line": pl.Int64, "reason": pl.String})
 
@@ -58,8 +59,7 @@ def run_import(
     store.stage(
         import_id,
         entity,
-        frame,
-        NO_INVALID,
+        staging_rows(entity, frame, NO_INVALID),
         account=harness.target.account,
         source_file="file.csv",
         on_duplicate=OnDuplicate.SKIP,

@@ -27,6 +27,7 @@ from bulk_pipeline.outcomes import (
     PushOutcome,
 )
 from bulk_pipeline.staging import StagingStore, VanishedKey, sql_store
+from bulk_pipeline_tests.staging_rows import staging_rows
 
 NO_INVALID = pl.DataFrame(schema={"_line": pl.Int64, "reason": pl.String})
 ACCOUNT = "sandbox"
@@ -71,8 +72,7 @@ def _stage(
     store.stage(
         import_id,
         entity,
-        frame,
-        invalid,
+        staging_rows(entity, frame, invalid),
         account=ACCOUNT,
         source_file="contacts.csv",
         on_duplicate=strategy,
@@ -126,8 +126,7 @@ def test_duplicates_follow_the_strategy_and_are_each_counted(
     result = store.stage(
         "imp-1",
         Entity.CONTACTS,
-        DUPLICATED,
-        NO_INVALID,
+        staging_rows(Entity.CONTACTS, DUPLICATED, NO_INVALID),
         account=ACCOUNT,
         source_file="contacts.csv",
         on_duplicate=strategy,

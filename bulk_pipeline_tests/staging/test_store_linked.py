@@ -27,6 +27,7 @@ from bulk_pipeline.outcomes import (
 from bulk_pipeline.staging import StagingStore, open_store
 from bulk_pipeline.staging.postgres_store import SCHEMA
 from bulk_pipeline_tests.postgres import PostgresServer
+from bulk_pipeline_tests.staging_rows import staging_rows
 
 ACCOUNT = "sandbox"
 NO_INVALID = pl.DataFrame(schema={"_line": pl.Int64, "reason": pl.String, "_sheet": pl.String})
@@ -54,8 +55,7 @@ def _stage(
     store.stage(
         import_id,
         entity,
-        valid,
-        invalid,
+        staging_rows(entity, valid, invalid),
         account=account,
         source_file="migration.xlsx",
         on_duplicate=OnDuplicate.SKIP,

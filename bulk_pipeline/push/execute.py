@@ -44,6 +44,7 @@ from bulk_pipeline.outcomes import (
 from bulk_pipeline.progress import ProgressSnapshot, ProgressTracker
 from bulk_pipeline.push.plan import Action, PlannedRecord, created_by, plan_record
 from bulk_pipeline.push.references import (
+    KnownReferences,
     links_of,
     match_in_crm,
     resolve_references,
@@ -92,6 +93,8 @@ class PushContext:
     run: int
     accepted: frozenset[str] = frozenset()
     """Our fields of the entity the CRM has a place for (``Target.fields``)."""
+    references: KnownReferences = field(default_factory=KnownReferences)
+    """What the push's references named so far."""
 
     @classmethod
     def of(
@@ -175,6 +178,7 @@ def plan_chunk(ctx: PushContext, records: Sequence[PendingRecord]) -> list[Plann
         records,
         import_id=ctx.import_id,
         linked=ctx.accepted,
+        known=ctx.references,
         planning=True,
     )
     current, unknown = current_records(ctx, resolved.records)
@@ -223,6 +227,7 @@ class ChunkPush:
                 records,
                 import_id=ctx.import_id,
                 linked=ctx.accepted,
+                known=ctx.references,
             )
             for key, reason in resolved.invalid.items():
                 self.result.add(key, LineOutcome.INVALID, reason=reason)

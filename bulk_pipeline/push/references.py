@@ -39,6 +39,49 @@ def _ref(theirs: str, key: str) -> str:
     return f"{theirs}:{key}"
 
 
+REMEMBERED = 100_000
+"""Reference values a push keeps the answers of (then it starts afresh): enough for the
+companies of millions of contacts, bounded whatever their number."""
+
+
+@dataclass
+class KnownReferences:
+    """Records reference values named, found written in staging or found in the CRM, kept from
+    chunk to chunk of one entity's push, so each is looked for once, not per chunk: the records
+    they name are of entities written before it, and a written record keeps its CRM id. A value
+    that names nothing written yet is looked for again (another import may write it)."""
+
+    staged: dict[tuple[Entity, str], list[ReferenceMatch]] = field(default_factory=dict)
+    in_crm: dict[tuple[Entity, str, str], CrmRecord] = field(default_factory=dict)
+
+    def resolve(
+        self,
+        store: StagingStore,
+        entity: Entity,
+        refs: Sequence[str],
+        *,
+        account: str,
+        import_id: str,
+    ) -> dict[str, list[ReferenceMatch]]:
+        missing = [r for r in dict.fromkeys(refs) if (entity, r) not in self.staged]
+        found = store.resolve(entity, missing, account=account, import_id=import_id)
+        settled = {r: m for r, m in found.items() if m and all(match.crm_id for match in m)}
+        if len(self.staged) + len(settled) > REMEMBERED:
+            self.staged.clear()
+        self.staged |= {(entity, r): m for r, m in settled.items()}
+        return {r: m for r in refs if (m := self.staged.get((entity, r)) or found.get(r))}
+
+    def look_up(
+        self, target: Target, entity: Entity, keys: Sequence[str], by: str
+    ) -> dict[str, CrmRecord]:
+        missing = sorted({k for k in keys if (entity, by, k) not in self.in_crm})
+        found = target.lookup(entity, missing, by=by) if missing else {}
+        if len(self.in_crm) + len(found) > REMEMBERED:
+            self.in_crm.clear()
+        self.in_crm |= {(entity, by, k): record for k, record in found.items()}
+        return {k: record for k in keys if (record := self.in_crm.get((entity, by, k)))}
+
+
 def resolve_references(
     store: StagingStore,
     target: Target,
@@ -47,13 +90,15 @@ def resolve_references(
     *,
     import_id: str,
     linked: frozenset[str],
+    known: KnownReferences,
     planning: bool = False,
 ) -> Resolved:
     """Set each record's link fields from the values it refers by; see the module's text.
 
     ``linked``: the link fields the CRM writes (references it cannot link are left alone).
-    ``planning`` (a dry run): a reference to a record the import has yet to write links to the
-    CRM id an earlier run wrote it to, else to ``new:<its key>``, since nothing was written."""
+    ``known``: what earlier chunks of the push found. ``planning`` (a dry run): a reference to
+    a record the import has yet to write links to the CRM id an earlier run wrote it to, else
+    to ``new:<its key>``, since nothing was written."""
     spec = ENTITY_SPECS[entity]
     links: dict[str, dict[str, str]] = {r.key: {} for r in records}
     by_key = {r.key: r for r in records}
@@ -66,13 +111,14 @@ def resolve_references(
         }
         if not wanted:
             continue
-        matches = store.resolve(
+        matches = known.resolve(
+            store,
             reference.entity,
             [_ref(theirs, key) for _, theirs, key in wanted.values()],
             account=target.account,
             import_id=import_id,
         )
-        in_crm = _look_up_in_crm(target, reference, list(wanted.values()), matches)
+        in_crm = _look_up_in_crm(target, reference, list(wanted.values()), matches, known)
         for record_key, (ours, theirs, key) in wanted.items():
             found = _usable(matches.get(_ref(theirs, key), []))
             value = by_key[record_key].fields.get(ours, "")
@@ -130,6 +176,7 @@ def _look_up_in_crm(
     reference: Reference,
     wanted: Sequence[tuple[str, str, str]],
     matches: dict[str, list[ReferenceMatch]],
+    known: KnownReferences,
 ) -> dict[tuple[str, str], CrmRecord]:
     """CRM records for the values staging does not know, by the field they name (never by an
     id from the source system, which the CRM does not hold)."""
@@ -143,7 +190,7 @@ def _look_up_in_crm(
             missing.setdefault(theirs, set()).add(key)
     found: dict[tuple[str, str], CrmRecord] = {}
     for theirs, keys in missing.items():
-        for key, record in target.lookup(reference.entity, sorted(keys), by=theirs).items():
+        for key, record in known.look_up(target, reference.entity, sorted(keys), theirs).items():
             found[(theirs, key)] = record
     return found
 

@@ -70,7 +70,7 @@ class ParquetSink:
 
 def read_chunks(path: Path, rows: int, columns: list[str] | None = None) -> Iterator[pl.DataFrame]:
     """The file's rows, ``rows`` at a time (at least one frame, empty for a file of none)."""
-    parquet = pq.ParquetFile(path)
+    parquet = open_parquet(path)
     read = False
     for batch in parquet.iter_batches(batch_size=rows, columns=columns):
         read = True
@@ -82,8 +82,11 @@ def read_chunks(path: Path, rows: int, columns: list[str] | None = None) -> Iter
         yield _frame(schema.empty_table())
 
 
-def row_count(path: Path) -> int:
-    return int(pq.ParquetFile(path).metadata.num_rows)
+def open_parquet(path: Path, **options: object) -> pq.ParquetFile:
+    """A Parquet file to read a row group at a time. Without ``pre_buffer=False``, pyarrow
+    keeps what it read ahead of each batch for the life of the reader: memory that grows with
+    the file."""
+    return pq.ParquetFile(path, pre_buffer=False, **options)
 
 
 def _frame(data: pa.RecordBatch | pa.Table) -> pl.DataFrame:

@@ -42,10 +42,11 @@ DEFAULT_MAX_COMPRESSION_RATIO = 100
 """Spreadsheet parts compress 3 to 15-fold; Apache POI refuses beyond 100-fold too."""
 DEFAULT_MAX_TEXT_BYTES = 2 * 1024**3
 DEFAULT_MAX_WORKBOOK_PARTS = 10_000
-DEFAULT_CHUNK_ROWS = 100_000
-"""About 10 MB of a typical contacts file: large enough that per-chunk costs vanish, small
-enough that a chunk and its copies through normalization stay well under 100 MB."""
-DEFAULT_STAGING_MEMORY = "256MB"
+DEFAULT_CHUNK_ROWS = 50_000
+"""About 4 MB of a typical contacts file: large enough that per-chunk costs stay small, small
+enough that a chunk and its copies through normalization stay under 100 MB."""
+DEFAULT_STAGING_MEMORY = "128MB"
+"""With Python, Dagster and the libraries (about 400 MB), a whole import stays near 600 MB."""
 
 
 def data_home() -> Path:
@@ -88,7 +89,7 @@ def checkout_root() -> Path | None:
 
 
 def chunk_rows() -> int:
-    """Rows per chunk (``$BULK_PIPELINE_CHUNK_ROWS``, by default 100,000)."""
+    """Rows per chunk (``$BULK_PIPELINE_CHUNK_ROWS``, by default 50,000)."""
     configured = os.environ.get(CHUNK_ROWS_ENV, "").strip()
     if not configured:
         return DEFAULT_CHUNK_ROWS
@@ -103,7 +104,7 @@ def chunk_rows() -> int:
 
 def staging_memory() -> str:
     """DuckDB's memory limit while staging (``$BULK_PIPELINE_STAGING_MEMORY``, by default
-    256MB)."""
+    128MB)."""
     return os.environ.get(STAGING_MEMORY_ENV, "").strip() or DEFAULT_STAGING_MEMORY
 
 

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bulk_pipeline import config
+from bulk_pipeline.chunk_files import open_parquet
 from bulk_pipeline.ingest.table import (
     LINE_COLUMN,
     Chunk,
@@ -57,7 +58,7 @@ def stream_parquet(
         parquet = pq.ParquetFile(path)
         _check_expansion(parquet.metadata, source, limits)
         strings = _dictionary_text_columns(parquet)
-        parquet = pq.ParquetFile(path, read_dictionary=strings)
+        parquet = open_parquet(path, read_dictionary=strings)
     except READ_ERRORS as exc:
         raise _unreadable(source, exc) from exc
     names = parquet.schema_arrow.names

@@ -22,9 +22,9 @@ from typing import Any
 
 import duckdb
 import polars as pl
-import pyarrow.parquet as pq
 
 from bulk_pipeline import config
+from bulk_pipeline.chunk_files import open_parquet
 from bulk_pipeline.config import file_lock
 from bulk_pipeline.entities import Entity
 from bulk_pipeline.outcomes import PendingRecord
@@ -182,7 +182,7 @@ class DuckDBStore(SqlStore):
                     f"(FORMAT parquet, ROW_GROUP_SIZE {max(rows, 2048)})",
                     [account, import_id, entity.value, outcomes],
                 )
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
+            for batch in open_parquet(path).iter_batches(batch_size=rows):
                 columns = batch.to_pydict()
                 yield [
                     pending_record(*row)

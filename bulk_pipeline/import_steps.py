@@ -501,7 +501,9 @@ def validate(request: ImportRequest) -> ValidationReport:
     for part in parts:
         source = f"{request.source} sheet '{part.sheet}'" if part.sheet else request.source
         position = [p for p in parts if p.entity is part.entity].index(part)
-        first: list[pl.DataFrame] = []
+        # The first quarantined rows of each chunk, as values: a slice of a frame would keep
+        # the whole frame alive.
+        first: list[dict[str, Any]] = []
         with (
             ParquetSink(part.path(request.import_id, "valid.parquet")) as valid_sink,
             ParquetSink(part.path(request.import_id, "invalid.parquet")) as invalid_sink,
@@ -512,7 +514,7 @@ def validate(request: ImportRequest) -> ValidationReport:
                 rejected = result.rejected.select(INVALID_SCHEMA.keys()).cast(INVALID_SCHEMA)  # type: ignore[arg-type]
                 valid_sink.write(keyed(result.valid, part.entity, sheet=part.sheet, part=position))
                 invalid_sink.write(rejected)
-                first.append(rejected.head(5))
+                first += rejected.head(5).to_dicts()
                 processed += frame.height
                 report_phase(
                     progress,
@@ -524,12 +526,12 @@ def validate(request: ImportRequest) -> ValidationReport:
             if not part.derived:
                 for unreadable in _unreadable(request.import_id, part.table):
                     invalid_sink.write(unreadable)
-                    first.append(unreadable.head(5))
+                    first += unreadable.head(5).to_dicts()
             valid += valid_sink.rows
             invalid += invalid_sink.rows
         samples += [
             {**row, "sheet": part.sheet, "entity": part.entity.value}
-            for row in pl.concat(first).sort(LINE_COLUMN).head(5).to_dicts()
+            for row in sorted(first, key=lambda row: int(row[LINE_COLUMN]))[:5]
         ]
     _record_timing(request.import_id, "validate", started)
     report_phase(

@@ -134,7 +134,9 @@ def reason_kind(reason: pl.Expr) -> pl.Expr:
 
 
 def top_reasons(rejected_csv: Path, limit: int = TOP_REASONS) -> pl.DataFrame:
-    """The most frequent kinds of reason; a line with several problems counts under each."""
+    """The most frequent kinds of reason; a line with several problems counts under each. The
+    file is read a batch at a time (polars' streaming engine): it has a row per rejected line,
+    millions in a large import, and only the kinds are kept."""
     return (
         pl.scan_csv(rejected_csv, infer_schema=False)
         .select(reason_kind(pl.col("reason").fill_null("")).str.split(REASON_SEPARATOR))
@@ -144,7 +146,7 @@ def top_reasons(rejected_csv: Path, limit: int = TOP_REASONS) -> pl.DataFrame:
         .agg(pl.len().alias("count"))
         .sort(["count", "kind"], descending=[True, False])
         .head(limit)
-        .collect()
+        .collect(engine="streaming")
     )
 
 

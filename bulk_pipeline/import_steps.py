@@ -773,14 +773,30 @@ class DryRunReport:
 
 def dry_run(request: ImportRequest, store: StagingStore, target: Target) -> DryRunReport:
     """Look every staged record up in the CRM and write the plan; nothing is written."""
-    report_phase(progress_path(request.import_id), Phase.PLANNING)
+    started = time.monotonic()
+    progress = progress_path(request.import_id)
+    counts = store.outcome_counts(request.import_id)
+    unstaged = (LineOutcome.DUPLICATE, LineOutcome.INVALID)
+    total = sum(counts[o] for o in LineOutcome if o not in unstaged)
+    report_phase(progress, Phase.PLANNING, total=total)
+    planned = 0
     folder = config.reports_dir(request.import_id)
     with CsvSink(folder / "plan.csv") as plan_csv:
         plan_csv.write(pl.DataFrame(schema=PLAN_SCHEMA))
-        summary = plan(
-            request, store, target, lambda e, records: plan_csv.write(_plan_rows(e, records))
-        )
-    counts = store.outcome_counts(request.import_id)
+
+        def write(entity: Entity, records: list[PlannedRecord]) -> None:
+            nonlocal planned
+            plan_csv.write(_plan_rows(entity, records))
+            planned += len(records)
+            report_phase(
+                progress,
+                Phase.PLANNING,
+                processed=planned,
+                total=total,
+                elapsed_seconds=time.monotonic() - started,
+            )
+
+        summary = plan(request, store, target, write)
     budget = target.budget()
     units = summary.estimate.units if summary.estimate is not None else 0
     unit = summary.estimate.unit if summary.estimate is not None else "requests"

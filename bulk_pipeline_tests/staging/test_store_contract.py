@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from bulk_pipeline.entities import Entity
 from bulk_pipeline.outcomes import (
@@ -22,11 +23,13 @@ from bulk_pipeline.outcomes import (
     ImportState,
     Intent,
     LineOutcome,
+    LinkChange,
+    LinkState,
     OnDuplicate,
     Proof,
     PushOutcome,
 )
-from bulk_pipeline.staging import StagingStore, VanishedKey, sql_store
+from bulk_pipeline.staging import StagingStore, VanishedKey, line_pages, sql_store
 from bulk_pipeline_tests.staging_rows import staging_rows
 
 NO_INVALID = pl.DataFrame(schema={"_line": pl.Int64, "reason": pl.String})
@@ -608,3 +611,85 @@ def test_values_with_tabs_line_breaks_backslashes_and_quotes_round_trip(
 
     pending = store.pending("imp-1", Entity.CONTACTS, account=ACCOUNT)
     assert [p.fields.get("first_name") for p in pending] == awkward
+
+
+# --- reading a large import a page at a time ----------------------------------------------------
+
+
+def _many(count: int) -> pl.DataFrame:
+    """Contacts on lines 2 to count + 1, every fifth repeating the email two lines before."""
+    emails = [f"p{line - 2 if line % 5 == 0 else line}@x.com" for line in range(2, count + 2)]
+    return pl.DataFrame(
+        {"_line": list(range(2, count + 2)), "email": emails, "first_name": ["Ann"] * count},
+        schema_overrides={"_line": pl.Int64},
+    )
+
+
+def test_line_outcomes_come_a_page_at_a_time_in_order_and_by_outcome(store: StagingStore) -> None:
+    invalid = pl.DataFrame({"_line": [60, 1], "reason": ["bad", "worse"]})
+    _stage(store, _many(57), invalid=invalid)
+    whole = store.line_outcomes("imp-1")
+
+    pages = list(line_pages(store, "imp-1", 10))
+    duplicates = list(line_pages(store, "imp-1", 4, outcomes=[LineOutcome.DUPLICATE]))
+
+    assert [page.height for page in pages] == [10, 10, 10, 10, 10, 9]
+    assert_frame_equal(pl.concat(pages), whole)
+    assert pl.concat(duplicates)["line"].to_list() == [
+        line for line in range(2, 59) if line % 5 == 0
+    ]
+    assert whole["line"].to_list() == sorted(whole["line"].to_list())
+    counts = store.outcome_counts("imp-1", entity=Entity.CONTACTS)
+    assert (counts[LineOutcome.PENDING], counts[LineOutcome.INVALID]) == (46, 2)
+    assert store.outcome_counts("imp-1", entity=Entity.COMPANIES).accounted == 0
+
+
+@pytest.mark.parametrize("staged", [False, True])
+def test_records_come_a_page_at_a_time_in_line_order_as_pending_and_staged_list_them(
+    store: StagingStore, staged: bool
+) -> None:
+    _stage(store, _many(57))
+    read = store.staged if staged else store.pending
+    whole = read("imp-1", Entity.CONTACTS, account=ACCOUNT)
+
+    pages = list(
+        store.record_pages("imp-1", Entity.CONTACTS, account=ACCOUNT, rows=20, staged=staged)
+    )
+
+    assert [len(page) for page in pages] == [20, 20, 6]
+    assert [r for page in pages for r in page] == whole
+    assert [r.line for r in whole] == sorted(r.line for r in whole)
+
+
+def test_changes_and_links_are_read_for_one_run_entity_and_set_of_keys(
+    store: StagingStore,
+) -> None:
+    run = _stage(store, DUPLICATED)
+    ids = _create_all(store, run=run)
+    store.record_links(
+        "imp-1",
+        [
+            LinkChange(
+                Entity.CONTACTS,
+                key,
+                "company",
+                Entity.COMPANIES,
+                crm_id,
+                "c-1",
+                LinkState.DONE,
+                run,
+            )
+            for key, crm_id in ids.items()
+        ],
+        account=ACCOUNT,
+        run=run,
+    )
+
+    one = store.changes("imp-1", account=ACCOUNT, run=run, entity=Entity.CONTACTS, keys=["b@x.com"])
+    other_run = store.changes("imp-1", account=ACCOUNT, run=run + 1)
+    links = store.links("imp-1", account=ACCOUNT, run=run, keys=["a@x.com"])
+
+    assert [c.key for c in one] == ["b@x.com"]
+    assert other_run == []
+    assert [(link.key, link.to_id) for link in links] == [("a@x.com", "c-1")]
+    assert store.link_counts("imp-1") == {LinkState.DONE: 2}

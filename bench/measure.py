@@ -104,13 +104,14 @@ def local_stages(
         max_rows=max(DEFAULT_LIMITS.max_rows, _lines(path)),
     )
     stages = Stages()
-    stages.run("ingest", import_steps.ingest, request, accepted, limits=limits)
+    read = stages.run("ingest", import_steps.ingest, request, accepted, limits=limits)
     validated = stages.run("validate", import_steps.validate, request)
     store = open_store(config.staging_db_path())
     staged = stages.run("stage", import_steps.stage, request, store, account)
     counts = store.outcome_counts(request.import_id)
     return request, {
-        "rows": validated.rows,
+        "rows": read.rows,
+        "outcomes_to_come": validated.rows,
         "valid": validated.valid,
         "invalid": validated.invalid,
         "staged": staged.staged,

@@ -691,6 +691,9 @@ def push_import(
         target.check()
     batch_log = BatchLog(batches_path)
     done = 0
+    resumed = store.recorded_in_run(import_id, account=target.account, run=run)
+    """An earlier attempt of this run recorded changes or links, which chunks then read: a
+    run's first attempt has none to read."""
     for entity in ordered:
         ctx = PushContext.of(store, target, entity, import_id, run)
         optimistic = True
@@ -701,7 +704,7 @@ def push_import(
             with store.write_lock(target.account, entity) if shared else nullcontext():
                 if shared:
                     records = written_since(store, target.account, entity, records)
-                earlier, earlier_links = _earlier(ctx, records)
+                earlier, earlier_links = _earlier(ctx, records) if resumed else ({}, set())
                 chunk = ChunkPush(ctx, earlier, earlier_links, optimistic=optimistic).run(records)
                 optimistic = chunk.existing == 0
                 store.checkpoint(

@@ -175,6 +175,10 @@ class StagingStore(Protocol):
     ) -> None:
         """Forget intents whose write the CRM refused as a whole (nothing was written)."""
 
+    def recorded_in_run(self, import_id: str, *, account: str, run: int) -> bool:
+        """Whether the run of the import recorded any change or link yet (an earlier attempt
+        of it was interrupted)."""
+
     def changes(
         self,
         import_id: str,

@@ -635,6 +635,19 @@ class SqlStore(ABC):
                 [import_id, run, account, entity.value, list(keys)],
             )
 
+    def recorded_in_run(self, import_id: str, *, account: str, run: int) -> bool:
+        with self._connect() as conn:
+            found = conn.rows(
+                """
+                SELECT EXISTS (SELECT 1 FROM import_changes
+                               WHERE import_id = ? AND account = ? AND run = CAST(? AS BIGINT))
+                    OR EXISTS (SELECT 1 FROM import_links
+                               WHERE import_id = ? AND account = ? AND run = CAST(? AS BIGINT))
+                """,
+                [import_id, account, run] * 2,
+            )
+        return bool(found and found[0][0])
+
     def changes(
         self,
         import_id: str,

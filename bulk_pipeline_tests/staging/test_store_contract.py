@@ -693,3 +693,14 @@ def test_changes_and_links_are_read_for_one_run_entity_and_set_of_keys(
     assert other_run == []
     assert [(link.key, link.to_id) for link in links] == [("a@x.com", "c-1")]
     assert store.link_counts("imp-1") == {LinkState.DONE: 2}
+
+
+def test_a_run_that_recorded_changes_or_links_is_told_from_a_fresh_one(store: StagingStore) -> None:
+    run = _stage(store, DUPLICATED)
+    fresh = store.recorded_in_run("imp-1", account=ACCOUNT, run=run)
+    _create_all(store, run=run)
+
+    assert not fresh
+    assert store.recorded_in_run("imp-1", account=ACCOUNT, run=run)
+    assert not store.recorded_in_run("imp-1", account=ACCOUNT, run=run + 1)
+    assert not store.recorded_in_run("imp-1", account="other", run=run)

@@ -381,8 +381,11 @@ def _push(results: dict[str, Any]) -> Table:
         )
     table.notes.append(
         "The pipeline's push (`push_import`) sends only new and changed records, by batches of "
-        "100, and checkpoints each chunk in DuckDB; 'reads' are its lookups by email. Raw "
-        "`upsert_many` is the target's batch upsert alone (1 call per 100 records)."
+        "100, and checkpoints each chunk in DuckDB; 'reads' are its lookups by email. As the "
+        "import does, it first writes the six companies the file's Company column names and "
+        "links each contact to its company (the association rides on the create; each chunk "
+        "also records its links in staging). Raw `upsert_many` is the target's batch upsert "
+        "alone (1 call per 100 records)."
     )
     return table
 

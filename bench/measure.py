@@ -31,7 +31,7 @@ import polars as pl
 from bench.bench_push import TOKEN, contacts, push_async, push_sync
 from bench.worker import emit, reset_peak, status_mib
 from bulk_pipeline.config import SANDBOX_TOKEN_ENV, SANDBOX_URL_ENV
-from bulk_pipeline.entities import Entity
+from bulk_pipeline.entities import ENTITY_SPECS, Entity
 from bulk_pipeline.errors import BudgetExhausted, TransientError
 from bulk_pipeline.imports import file_digest, import_id_for
 from bulk_pipeline.ingest import read_file
@@ -90,8 +90,11 @@ def local_stages(
     *,
     account: str = TARGET_ID,
     accepted: Callable[[Entity], frozenset[str]] | None = None,
+    references: bool = True,
 ) -> tuple[Entity, dict[str, Any]]:
-    """Read, map, normalize, validate and stage one file; the figures of each stage. With
+    """Read, map, normalize, validate and stage one file; the figures of each stage. Without
+    ``references``, the columns naming other records (a contact's Company) are dropped: a push
+    of one entity alone, whose links ``bench.run``'s links section measures. With
     ``accepted``, the fields the target has no place for are dropped after normalizing, as the
     import does."""
     stages = Stages()
@@ -113,6 +116,9 @@ def local_stages(
         columns = [c for c in mapped.frame.columns if c != "_line"]
         normalized = keep_fields(mapped, entity, held, columns).frame
     del mapped
+    if not references:
+        naming = {ours for ref in ENTITY_SPECS[entity].references for ours, _ in ref.by}
+        normalized = normalized.drop(naming & set(normalized.columns))
     checked = stages.run("validate", validate_rows, normalized, entity, source=str(path))
     del normalized
     invalid = pl.concat([checked.rejected.select("_line", "reason"), unreadable])
@@ -152,7 +158,12 @@ def measure_import(path: Path, home: Path, url: str, target_name: str) -> dict[s
     import_id = import_id_for(path.name, file_digest(path))
     target = open_target(target_name, {SANDBOX_URL_ENV: url, SANDBOX_TOKEN_ENV: TOKEN})
     entity, figures = local_stages(
-        path, db_path, import_id, account=target.account, accepted=target.fields
+        path,
+        db_path,
+        import_id,
+        account=target.account,
+        accepted=target.fields,
+        references=False,
     )
     store = open_store(db_path)
     error = None

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
+from dagster._utils.error import SerializableErrorInfo
 
 from bulk_pipeline.redaction import redact
 from bulk_pipeline.resume import RESUME_AT
@@ -135,11 +136,19 @@ def failure_message(instance: dg.DagsterInstance, run_id: str) -> str:
             if failure.user_failure_data is not None and failure.user_failure_data.description:
                 messages.append(failure.user_failure_data.description)
             elif failure.error is not None:
-                messages.append(failure.error.message.strip())
+                messages.append(_raised(failure.error))
         elif event.is_run_failure and not messages and event.message:
             messages.append(event.message)
     text = messages[0] if messages else "the run failed; see its logs in the Dagster UI"
     return redact(text)[:MAX_MESSAGE_CHARS]
+
+
+def _raised(error: SerializableErrorInfo) -> str:
+    """The message of the exception the step's code raised: Dagster wraps it in "Error occurred
+    while executing op", which says nothing of the cause."""
+    while error.cause is not None and (error.cls_name or "").startswith("Dagster"):
+        error = error.cause
+    return error.message.strip()
 
 
 def failure_step(instance: dg.DagsterInstance, run_id: str) -> str | None:

@@ -179,6 +179,14 @@ def import_parts(import_id: str) -> list[Part]:
     return [Part.from_json(part) for part in _ingest_info(import_id)["parts"]]
 
 
+def derived_entities(import_id: str) -> frozenset[Entity]:
+    """The entities the import only names in another entity's columns (the companies of a
+    contacts file): found or created, never updated, for a contacts file does not say what
+    the companies it names should hold (their name may be only the domain it gave)."""
+    parts = import_parts(import_id)
+    return frozenset(p.entity for p in parts) - {p.entity for p in parts if not p.derived}
+
+
 def import_entity(import_id: str) -> Entity:
     """The entity of the file's first table: what a list option adds to its list."""
     return Entity(_ingest_info(import_id)["entity"])
@@ -642,6 +650,7 @@ def push(
                 log=log,
                 duplicates=store.outcome_counts(request.import_id)[LineOutcome.DUPLICATE],
                 should_stop=should_stop,
+                found_only=derived_entities(request.import_id),
             )
     finally:
         _record_timing(request.import_id, "push", started)
@@ -706,7 +715,14 @@ def plan(
     summary = PlanSummary()
     parts = {entity: PlanSummary() for entity in DEPENDENCY_ORDER if entity in entities}
     lookups = dict.fromkeys(parts, 0)
-    for entity, records in plan_import(store, target, entities, import_id=request.import_id):
+    planned = plan_import(
+        store,
+        target,
+        entities,
+        import_id=request.import_id,
+        found_only=derived_entities(request.import_id),
+    )
+    for entity, records in planned:
         summary.add(records)
         parts[entity].add(records)
         lookups[entity] += len(records)

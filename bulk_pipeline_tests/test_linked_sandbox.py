@@ -191,6 +191,51 @@ def test_links_to_records_that_exist_are_made_apart_once_and_undone_alone(
     client.close()
 
 
+def test_a_contacts_file_finds_the_companies_it_names_and_never_rewrites_them(
+    tmp_path: Path, crm: RunningSandbox, instance: dg.DagsterInstance
+) -> None:
+    """A contacts file's company columns say which company a contact works at, not what the
+    company should hold: one the CRM has keeps its name (not the domain that named it, nor
+    another spelling), one it lacks is created."""
+    client = httpx.Client(base_url=crm.url, headers={"Authorization": f"Bearer {crm.token}"})
+    client.post(
+        "/crm/v3/objects/companies",
+        json={"properties": {"name": "Acme Incorporated", "domain": "acme.com"}},
+    )
+    client.close()
+    by_domain = csv_file(
+        tmp_path / "by_domain.csv",
+        [["Email", "Company Domain"], ["ada@acme.com", "acme.com"], ["bo@hooli.xyz", "hooli.xyz"]],
+    )
+    by_name = csv_file(
+        tmp_path / "by_name.csv",
+        [["Email", "Company", "Company Domain"], ["al@acme.com", "ACME", "acme.com"]],
+    )
+
+    first = imported(by_domain)
+    assert cli.main(["import", str(by_name), "--dry-run", "--no-progress"]) == 0
+    plan_path = config.data_home() / "reports" / register_import(by_name).import_id / "plan.json"
+    plan = json.loads(plan_path.read_text(encoding="utf-8"))
+    assert (plan["creates"], plan["updates"], plan["unchanged"]) == (1, 0, 1)
+    second = imported(by_name)
+
+    companies = {
+        r["properties"]["domain"]: r["properties"]["name"] for r in crm.admin.records("companies")
+    }
+    assert companies == {"acme.com": "Acme Incorporated", "hooli.xyz": "hooli.xyz"}
+    assert linked(crm, "contacts", "companies") == {
+        ("ada@acme.com", "acme.com"),
+        ("bo@hooli.xyz", "hooli.xyz"),
+        ("al@acme.com", "acme.com"),
+    }
+    assert (
+        first["entities"]["companies"]["created"],
+        first["entities"]["companies"]["unchanged"],
+    ) == (1, 1)
+    assert second["entities"]["companies"]["unchanged"] == 1
+    assert second["entities"]["companies"]["updated"] == 0
+
+
 @pytest.mark.parametrize("seed", [1, 2])
 def test_under_lost_answers_and_server_errors_each_record_and_link_exists_once(
     tmp_path: Path, crm: RunningSandbox, instance: dg.DagsterInstance, seed: int

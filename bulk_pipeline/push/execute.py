@@ -16,7 +16,7 @@ found missing and created again.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -95,12 +95,22 @@ class PushContext:
     """Our fields of the entity the CRM has a place for (``Target.fields``)."""
     references: KnownReferences = field(default_factory=KnownReferences)
     """What the push's references named so far."""
+    updates: bool = True
+    """Whether a record the CRM holds is brought up to date; when not, it is only found (and
+    linked to): the records an import derived from another entity's columns."""
 
     @classmethod
     def of(
-        cls, store: StagingStore, target: Target, entity: Entity, import_id: str, run: int
+        cls,
+        store: StagingStore,
+        target: Target,
+        entity: Entity,
+        import_id: str,
+        run: int,
+        *,
+        updates: bool = True,
     ) -> PushContext:
-        return cls(store, target, entity, import_id, run, target.fields(entity))
+        return cls(store, target, entity, import_id, run, target.fields(entity), updates=updates)
 
     @property
     def account(self) -> str:
@@ -122,9 +132,8 @@ class PushContext:
         return {name: value for name, value in values.items() if name in self.accepted}
 
     def plan(self, record: PendingRecord, current: CrmRecord | None) -> PlannedRecord:
-        planned = plan_record(
-            record.key, record.line, self.sent(record), current, known_crm_id=record.crm_id
-        )
+        fields = self.sent(record) if current is None or self.updates else {}
+        planned = plan_record(record.key, record.line, fields, current, known_crm_id=record.crm_id)
         return replace(planned, sheet=record.sheet)
 
 
@@ -662,6 +671,7 @@ def push_import(
     chunk_size: int = CHUNK_SIZE,
     duplicates: int = 0,
     should_stop: Callable[[], bool] = lambda: False,
+    found_only: Collection[Entity] = (),
 ) -> PushReport:
     """Send this import's records, entity after entity in dependency order (a contact's
     company is written before the contact links to it); return what the CRM did with them.
@@ -673,7 +683,8 @@ def push_import(
 
     Raises ``BudgetExhausted`` or ``TransientError`` after saving what was done when the CRM's
     budget runs out or the CRM stops answering, and ``PushStopped`` when asked to stop. Keys the
-    CRM already holds more than once are appended to ``crm_duplicates_path``.
+    CRM already holds more than once are appended to ``crm_duplicates_path``. Records of the
+    ``found_only`` entities are created when the CRM does not hold them, never updated.
     """
     started = time.monotonic()
     ordered = [e for e in DEPENDENCY_ORDER if e in entities]
@@ -695,7 +706,9 @@ def push_import(
     """An earlier attempt of this run recorded changes or links, which chunks then read: a
     run's first attempt has none to read."""
     for entity in ordered:
-        ctx = PushContext.of(store, target, entity, import_id, run)
+        ctx = PushContext.of(
+            store, target, entity, import_id, run, updates=entity not in found_only
+        )
         optimistic = True
         """Create without looking up first while the CRM turns out not to hold the records."""
         shared = entity not in target.capabilities.refuses_duplicate_keys
@@ -778,15 +791,19 @@ def plan_import(
     *,
     import_id: str,
     chunk_size: int = CHUNK_SIZE,
+    found_only: Collection[Entity] = (),
 ) -> Iterator[tuple[Entity, list[PlannedRecord]]]:
     """What pushing this import would do to every record it staged, a chunk of one entity at a
     time, entity after entity in the order a push writes them; reads only.
 
     References to records the import would create cannot be resolved before they exist: they
-    are planned as links to the record to be created.
+    are planned as links to the record to be created. Records of the ``found_only`` entities
+    are planned as ``push_import`` writes them: created or left alone, never updated.
     """
     for entity in (e for e in DEPENDENCY_ORDER if e in entities):
-        ctx = PushContext.of(store, target, entity, import_id, run=0)
+        ctx = PushContext.of(
+            store, target, entity, import_id, run=0, updates=entity not in found_only
+        )
         pages = store.record_pages(
             import_id, entity, account=target.account, rows=chunk_size, staged=True
         )

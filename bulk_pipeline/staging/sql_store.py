@@ -337,14 +337,16 @@ class SqlStore(ABC):
             )
             conn.execute(_positions_sql(columns if merged else [], on_duplicate))
             # One join tells every row whether it is its key's record and, when it is, brings
-            # its values: the upsert, the references and the outcomes all read it. The
-            # records' JSON and hashes are computed where they are written (a join computing
-            # them needs more memory than the two apart).
+            # its values (else, the key as it reads, for the duplicate's reason): the upsert,
+            # the references and the outcomes all read it. The records' JSON and hashes are
+            # computed where they are written (a join computing them needs more memory than
+            # the two apart).
             conn.execute(
                 f"""
                 CREATE TEMP TABLE joined AS
                 SELECT i.{KEY} AS key, i.{SHEET} AS sheet, i.{LINE} AS line,
-                       i.{KEY_TEXT} AS key_text, m._kept AS kept_at, {kept} AS kept,
+                       CASE WHEN {kept} THEN NULL ELSE i.{KEY_TEXT} END AS key_text,
+                       m._kept AS kept_at, {kept} AS kept,
                        {", ".join(chosen)}
                 FROM incoming i JOIN positions m ON i.{KEY} = m.{KEY}
                 {_merged_sql(columns) if merged else ""}

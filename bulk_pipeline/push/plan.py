@@ -13,7 +13,7 @@ from enum import StrEnum
 
 from bulk_pipeline.outcomes import Change, Proof
 from bulk_pipeline.targets.base import CrmRecord, Estimate
-from bulk_pipeline.targets.http.clock import DATE_RESOLUTION
+from bulk_pipeline.targets.http.clock import CREATED_MARGIN
 
 
 class Action(StrEnum):
@@ -162,4 +162,4 @@ def created_by(change: Change, record: CrmRecord) -> bool:
         return True
     if change.sent_at is None or record.created_at is None:
         return False
-    return record.created_at >= change.sent_at - 2 * DATE_RESOLUTION
+    return record.created_at >= change.sent_at - CREATED_MARGIN

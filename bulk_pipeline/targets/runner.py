@@ -44,7 +44,7 @@ from bulk_pipeline.targets.base import (
     Work,
     Written,
 )
-from bulk_pipeline.targets.http.clock import DATE_RESOLUTION
+from bulk_pipeline.targets.http.clock import CREATED_MARGIN
 from bulk_pipeline.targets.http.drivers import AsyncDriver, SyncDriver
 from bulk_pipeline.targets.http.exchange import Exchange, Operation, Pause
 from bulk_pipeline.targets.http.limits import LimitState
@@ -310,7 +310,7 @@ def _existed_before(record: CrmRecord, sent_at: datetime | None) -> bool:
     """Created (by the CRM's clock) clearly before our create was sent: not ours."""
     if sent_at is None or record.created_at is None:
         return False
-    return record.created_at < sent_at - 2 * DATE_RESOLUTION
+    return record.created_at < sent_at - CREATED_MARGIN
 
 
 def _not_sent(batch: Sequence[Item | LinkItem], exhausted: BudgetExhausted) -> BatchResult:

@@ -508,3 +508,25 @@ def test_budgets_are_shared_per_account_within_a_process() -> None:
     first = shared_budget("account-a", lambda: Budget({"*": ()}))
     assert shared_budget("account-a", lambda: Budget({"*": ()})) is first
     assert shared_budget("account-b", lambda: Budget({"*": ()})) is not first
+
+
+def test_the_crm_clock_keeps_the_tightest_bound_its_whole_second_dates_give() -> None:
+    """The CRM's true time is 12:00:00.700 when the first answer arrives: its Date says
+    12:00:00. An answer 0.5 s later says 12:00:01, which bounds the time from below more
+    tightly; one after it with an earlier second changes nothing; a date far below means the
+    CRM's clock was set back, and the clock follows it."""
+    monotonic = FakeClock()
+    clock = CrmClock(monotonic)
+    assert clock.now() is None
+
+    clock.observe("Mon, 30 Nov 2026 12:00:00 GMT")
+    assert clock.now() == datetime(2026, 11, 30, 12, 0, 0, tzinfo=UTC)
+    monotonic.now += 0.5
+    clock.observe("Mon, 30 Nov 2026 12:00:01 GMT")
+    monotonic.now += 0.3
+    clock.observe("Mon, 30 Nov 2026 12:00:00 GMT")
+    assert clock.now() == datetime(2026, 11, 30, 12, 0, 1, 300_000, tzinfo=UTC)
+
+    monotonic.now += 1.0
+    clock.observe("Mon, 30 Nov 2026 11:59:50 GMT")
+    assert clock.now() == datetime(2026, 11, 30, 11, 59, 50, tzinfo=UTC)

@@ -22,7 +22,7 @@ from bulk_pipeline import cli, config
 from bulk_pipeline.entities import Entity
 from bulk_pipeline.imports import register_import
 from bulk_pipeline.outcomes import ChangeAction, Intent, Proof
-from bulk_pipeline.push.execute import CHUNK_SIZE
+from bulk_pipeline.push.execute import checkpoint_records
 from bulk_pipeline.sandbox.server import RunningSandbox
 from bulk_pipeline.staging import open_store
 from bulk_pipeline.targets import open_target
@@ -218,7 +218,10 @@ def test_kill_9_at_random_moments_then_rerun_ends_with_each_record_exactly_once(
 def test_an_interrupt_stops_between_batches_and_the_next_run_resumes(
     tmp_path: Path, crm: RunningSandbox
 ) -> None:
-    records = 5_000
+    target = open_target("sandbox")
+    chunk = checkpoint_records(target.capabilities)
+    target.close()
+    records = 3 * chunk
     crm.admin.configure(latency_ms=20)
     path = contacts_csv(tmp_path / "contacts.csv", records)
     import_id = register_import(path).import_id
@@ -238,7 +241,7 @@ def test_an_interrupt_stops_between_batches_and_the_next_run_resumes(
     stored = len(crm.admin.records("contacts"))
     assert stored == progress["created"]
     assert 0 < stored < records
-    assert stored % CHUNK_SIZE == 0, "a stop lands between checkpointed batches"
+    assert stored % chunk == 0, "a stop lands between checkpointed chunks"
 
     crm.admin.configure(latency_ms=0)
     assert cli.main(["import", str(path), "--no-progress"]) == 0

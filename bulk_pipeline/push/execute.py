@@ -66,11 +66,12 @@ from bulk_pipeline.targets.base import (
 
 CHUNK_SIZE = 1_000
 """Records per chunk of a dry run's plan, and the fewest per checkpoint of a push."""
-CHUNK_WRITE_CALLS = 50
+CHUNK_WRITE_CALLS = 25
 """Write calls per checkpoint of a push where calls carry batches: each checkpoint opens the
 staging file and writes to it several times (intents, outcomes, links), which took about half
-of an unthrottled push at 1,000 records per checkpoint. 50 calls of 100 (HubSpot) are about 5 s
-at HubSpot's lowest limit, so a stop or a spent budget still lands within seconds."""
+of an unthrottled push at 1,000 records per checkpoint. 25 calls of 100 (HubSpot) are about
+2.5 s at HubSpot's lowest limit: the progress counter moves, and a stop or a spent budget
+lands, within seconds."""
 
 
 def checkpoint_records(capabilities: Capabilities) -> int:

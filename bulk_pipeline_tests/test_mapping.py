@@ -52,6 +52,12 @@ def raw(*columns: str) -> RawTable:
         ("Date of birth", "date_of_birth"),
         ("Birthday", "date_of_birth"),
         ("  Prénom ", "first_name"),
+        ("Nom", "last_name"),
+        ("Société", "company"),
+        ("Nombre", "first_name"),
+        ("Apellidos", "last_name"),
+        ("Teléfono", "phone"),
+        ("Unternehmen", "company"),
     ],
 )
 def test_contact_aliases(header: str, field: str) -> None:
@@ -65,6 +71,8 @@ def test_contact_aliases(header: str, field: str) -> None:
     ("entity", "header", "field"),
     [
         (Entity.COMPANIES, "Company Name", "name"),
+        (Entity.COMPANIES, "Raison sociale", "name"),
+        (Entity.COMPANIES, "Empresa", "name"),
         (Entity.COMPANIES, "Organization", "name"),
         (Entity.COMPANIES, "Domain", "domain"),
         (Entity.COMPANIES, "Company Domain", "domain"),

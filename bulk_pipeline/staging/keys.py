@@ -62,11 +62,6 @@ def stored_references(entity: Entity) -> tuple[str, ...]:
     return tuple(f for f in REFERENCED_FIELDS[entity] if f != key_reference(entity))
 
 
-def reference_value(field_name: str, key: str) -> str:
-    """How ``record_refs`` holds a value a record can be named by: ``domain:acme.com``."""
-    return f"{field_name}:{key}"
-
-
 def reference_column(field_name: str) -> str:
     return f"_ref_{field_name}"
 

@@ -164,7 +164,13 @@ def test_async_target_with_four_batches_in_flight(sandbox: RunningSandbox) -> No
             assert not created.failed
             upserted = await api.async_upsert_many("contacts", contacts(1000, 1000), target=target)
             assert not upserted.failed
-            assert Counter(w.created for w in upserted.successful) == {False: 500, True: 500}
+            assert sorted(w.index for w in upserted.successful) == list(range(1000))
+            # The first 500 existed: none reads as created. The other 500 read as created,
+            # except those whose batch answer was lost and resent (HubSpot then says "not
+            # new": the dialect's documented limit), so they are counted, not pinned.
+            created = {w.index for w in upserted.successful if w.created}
+            assert created <= set(range(500, 1000))
+            assert len(created) >= 300
             found = await api.async_get_many(
                 "contacts",
                 ["USER1@example.com", "nobody@example.com"],
